@@ -1,0 +1,100 @@
+"""discovered_instances: every onboarded account's EC2 fleet, one partition per account."""
+
+import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
+
+from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.discovery import scan_account
+from spot_pipelines.core.errors import CredentialError
+from spot_pipelines.core.reporting import counts_by, markdown_table
+from spot_pipelines.db import accounts
+from spot_pipelines.db.instances import write_scan
+from spot_pipelines.db.models import utcnow
+from spot_pipelines.partitions import aws_accounts_partitions
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.credential_vault import CredentialVault
+
+PREVIEW_COLUMNS = ["instance_id", "region", "availability_zone_id", "instance_type", "lifecycle", "state"]
+AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL,
+                                  jitter=dg.Jitter.PLUS_MINUS)
+
+
+def _fail(app_db: AppDatabase, name: str, cause: str, *, retryable: bool) -> dg.Failure:
+    """Store the failure on the account (status `failed`) and build the run's Failure."""
+    message = f"discovery of account {name!r} failed: {cause}"
+    with app_db.session() as session, session.begin():
+        account = accounts.by_name(session, name)
+        if account is not None:
+            accounts.record_discovery(session, account, succeeded=False, error=message)
+    return dg.Failure(description=message, allow_retries=retryable)
+
+
+@dg.asset(
+    partitions_def=aws_accounts_partitions,
+    group_name="discovery",
+    kinds={"aws", "ec2"},
+    owners=["team:platform"],
+    pool="aws_api",
+    retry_policy=AWS_RETRY_POLICY,
+    description=(
+        "EC2 instances of one onboarded AWS account across its enabled regions, keyed by "
+        "(account, instance id), with AZ IDs. Vanished instances are marked terminated, never deleted."
+    ),
+)
+def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
+                         vault: CredentialVault) -> dg.MaterializeResult:
+    name = context.partition_key
+    with app_db.session() as session:
+        account = accounts.by_name(session, name)
+    if account is None:
+        raise dg.Failure(
+            description=f"account {name!r} no longer exists (removed after this run was queued); nothing changed",
+            allow_retries=False,
+        )
+    if account.status == accounts.PENDING:
+        raise dg.Failure(
+            description=f"account {name!r} is still pending: its credentials were never validated "
+                        "(re-run `spot-pipelines accounts add`)",
+            allow_retries=False,
+        )
+
+    seen_at = utcnow()
+    try:
+        aws = vault.session_for(account)
+        scan = scan_account(lambda region: vault.client(aws, "ec2", region), account.regions)
+    except CredentialError as exc:
+        raise _fail(app_db, name, str(exc), retryable=False) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise _fail(app_db, name, describe(exc), retryable=True) from None
+
+    failed = "; ".join(f"{region}: {cause}" for region, cause in sorted(scan.failed_regions.items()))
+    with app_db.session() as session, session.begin():
+        account = accounts.by_name(session, name)
+        if account is None:
+            raise dg.Failure(description=f"account {name!r} was removed during its discovery; nothing written",
+                             allow_retries=False)
+        summary = write_scan(session, account.id, scan.instances,
+                             scanned_regions=scan.scanned_regions, seen_at=seen_at)
+        accounts.record_discovery(
+            session, account, succeeded=not scan.failed_regions,
+            error=f"discovery of account {name!r} failed in {len(scan.failed_regions)} region(s): {failed}",
+        )
+    if scan.failed_regions:
+        # What the healthy regions returned is stored; the failed regions' rows are untouched.
+        raise dg.Failure(
+            description=f"discovery of account {name!r} failed in {len(scan.failed_regions)} region(s): {failed}",
+            metadata={"failed_regions": scan.failed_regions, "stored_instances": summary.upserted},
+        )
+
+    context.log.info(f"account {name!r}: {summary.upserted} instances in {len(scan.scanned_regions)} regions, "
+                     f"{summary.newly_terminated} newly terminated, {len(scan.skipped_regions)} regions skipped")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": summary.upserted,
+        "newly_terminated": summary.newly_terminated,
+        "regions_scanned": len(scan.scanned_regions),
+        "instances_by_region": dg.MetadataValue.json(counts_by(scan.instances, "region")),
+        "instances_by_lifecycle": dg.MetadataValue.json(counts_by(scan.instances, "lifecycle")),
+        "skipped_regions": dg.MetadataValue.json(scan.skipped_regions),
+        "api_calls": scan.api_calls,
+        "preview": dg.MetadataValue.md(markdown_table(scan.instances, PREVIEW_COLUMNS)),
+    })

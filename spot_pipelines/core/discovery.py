@@ -1,0 +1,115 @@
+"""Scanning an account's EC2 fleet: regions concurrently, pages through paginators.
+
+Plain functions over boto3 clients; no Dagster and no database here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from spot_pipelines.core.aws_errors import CREDENTIAL_ERRORS, REGION_SKIP_ERRORS, describe, error_code
+from spot_pipelines.core.errors import CredentialError
+
+PAGE_SIZE = 1000
+MAX_REGION_WORKERS = 32
+LIFECYCLES = {"spot": "spot", "scheduled": "scheduled", "capacity-block": "capacity-block"}
+
+
+@dataclass
+class AccountScan:
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    scanned_regions: list[str] = field(default_factory=list)
+    skipped_regions: dict[str, str] = field(default_factory=dict)  # region -> reason
+    failed_regions: dict[str, str] = field(default_factory=dict)  # region -> cause
+    api_calls: int = 0
+
+
+def resolve_regions(ec2_home, configured: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """Regions to scan and those to skip: an opt-in region that is not enabled is skipped."""
+    regions = ec2_home.describe_regions(AllRegions=True)["Regions"]
+    enabled = {r["RegionName"] for r in regions if r.get("OptInStatus") != "not-opted-in"}
+    known = {r["RegionName"] for r in regions}
+    if configured is None:
+        return sorted(enabled), {}
+    skipped = {}
+    for region in configured:
+        if region not in known:
+            skipped[region] = "unknown region"
+        elif region not in enabled:
+            skipped[region] = "region not enabled (opt-in required)"
+    return sorted(r for r in configured if r in enabled), skipped
+
+
+def instance_row(raw: dict[str, Any], region: str, az_ids: dict[str, str]) -> dict[str, Any]:
+    placement = raw.get("Placement", {})
+    az = placement.get("AvailabilityZone")
+    return {
+        "instance_id": raw["InstanceId"],
+        "region": region,
+        "availability_zone": az,
+        "availability_zone_id": placement.get("AvailabilityZoneId") or az_ids.get(az),
+        "instance_type": raw["InstanceType"],
+        "lifecycle": LIFECYCLES.get(raw.get("InstanceLifecycle", ""), "on-demand"),
+        "state": raw.get("State", {}).get("Name", "unknown"),
+        "platform": raw.get("PlatformDetails") or ("Windows" if raw.get("Platform") == "windows" else "Linux/UNIX"),
+        "architecture": raw.get("Architecture"),
+        "launch_time": raw.get("LaunchTime"),
+        "tags": {t["Key"]: t.get("Value", "") for t in raw.get("Tags", [])},
+    }
+
+
+def scan_region(ec2, region: str) -> tuple[list[dict[str, Any]], int]:
+    """All instances of one region, and how many API calls that took."""
+    raws, calls = [], 0
+    for page in ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": PAGE_SIZE}):
+        calls += 1
+        for reservation in page["Reservations"]:
+            raws.extend(reservation["Instances"])
+    az_ids: dict[str, str] = {}
+    if any(not r.get("Placement", {}).get("AvailabilityZoneId") for r in raws):
+        # Older responses lack the AZ ID: one lookup maps names (which differ per account) to IDs.
+        calls += 1
+        zones = ec2.describe_availability_zones(AllAvailabilityZones=True)["AvailabilityZones"]
+        az_ids = {z["ZoneName"]: z["ZoneId"] for z in zones}
+    return [instance_row(r, region, az_ids) for r in raws], calls
+
+
+def scan_account(client_for: Callable[[str], Any], configured_regions: list[str] | None,
+                 home_region: str = "us-east-1", max_workers: int = MAX_REGION_WORKERS) -> AccountScan:
+    """Scan every enabled region of an account concurrently, isolating per-region errors.
+
+    Raises CredentialError when the account's credentials are rejected outright.
+    """
+    scan = AccountScan()
+    try:
+        regions, scan.skipped_regions = resolve_regions(client_for(home_region), configured_regions)
+        scan.api_calls += 1
+    except ClientError as exc:
+        if error_code(exc) in CREDENTIAL_ERRORS:
+            raise CredentialError(f"AWS rejected the credentials ({describe(exc)})") from None
+        raise
+    clients = {region: client_for(region) for region in regions}
+
+    def one(region: str):
+        try:
+            return region, scan_region(clients[region], region), None
+        except (ClientError, BotoCoreError) as exc:
+            return region, None, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(regions)))) as pool:
+        for region, result, exc in pool.map(one, regions):
+            if exc is None:
+                rows, calls = result
+                scan.instances.extend(rows)
+                scan.scanned_regions.append(region)
+                scan.api_calls += calls
+            elif error_code(exc) in REGION_SKIP_ERRORS:
+                scan.skipped_regions[region] = describe(exc)
+            else:
+                scan.failed_regions[region] = describe(exc)
+    return scan

@@ -1,0 +1,1 @@
+"""The app database: SQLAlchemy models, engines and Alembic migrations."""

@@ -1,0 +1,23 @@
+"""The one Definitions object of the spot_pipelines code location."""
+
+import dagster as dg
+
+from spot_pipelines.assets.discovery import discovered_instances
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.sensors.onboarding import (
+    account_onboarding_sensor,
+    discovery_job,
+    nightly_rediscovery_schedule,
+)
+
+defs = dg.Definitions(
+    assets=[discovered_instances],
+    jobs=[discovery_job],
+    sensors=[account_onboarding_sensor],
+    schedules=[nightly_rediscovery_schedule],
+    resources={
+        "app_db": AppDatabase(),
+        "vault": CredentialVault(encryption_key=dg.EnvVar("ENCRYPTION_KEY")),
+    },
+)
