@@ -1,0 +1,42 @@
+# spot_pipelines — every command installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo test test-fast bench validate clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The end-to-end demo on embedded defaults: SQLite, local AWS emulator, bundled data, then the UI.
+demo: $(STAMP)
+	$(BIN)/spot-pipelines demo
+
+## The whole test suite, on SQLite and on the local PostgreSQL.
+test: $(STAMP)
+	bash scripts/ensure-services.sh
+	$(BIN)/python -m pytest -q
+
+## Fast subset: no Postgres, no browser.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not postgres and not browser"
+
+## Every benchmark against its baseline in one run; writes bench-results.json.
+bench: $(STAMP)
+	bash scripts/ensure-services.sh
+	$(BIN)/python -m benchmarks.run
+
+validate: $(STAMP)
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	env -u ENCRYPTION_KEY $(BIN)/dagster definitions validate -m spot_pipelines.definitions
+
+clean:
+	rm -rf $(VENV) .dagster_home bench-results.json artifacts
