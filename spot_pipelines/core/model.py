@@ -1,0 +1,277 @@
+"""The interruption model: training set, labels, time-based holdout, metrics, baseline, artifacts.
+
+The model predicts P(a spot interruption warning in a market within `horizon_days`) from the same
+trailing-window features `core.risk` computes for scoring. Labels come from observed interruption
+warnings when there are enough of them; otherwise from the Spot Advisor band as a *weak* label
+(a Bernoulli draw at the band's rate), and the metadata says which. The baseline is the advisor
+band alone (its empirical positive rate per band on the training days).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from spot_pipelines.core.errors import SpotPipelinesError, ValidationError
+from spot_pipelines.core.risk import (
+    BAND_MONTHLY_RATE,
+    FEATURES,
+    MARKET_KEY,
+    _day_start,
+    attach_reference,
+    build_panel,
+    window_features,
+)
+
+ARTIFACT_FORMAT = 1
+OBSERVED, WEAK = "observed_interruptions", "advisor_band_weak"
+
+
+class ModelArtifactError(SpotPipelinesError):
+    """A model artifact that is missing, corrupted or incompatible with this code."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    window_days: int = 14
+    horizon_days: int = 1
+    holdout_fraction: float = 0.25
+    min_observed_positives: int = 20
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """The model may not be worse than the advisor-only baseline beyond these tolerances."""
+
+    brier_relative_tolerance: float = 0.01
+    auc_tolerance: float = 0.01
+
+    def verdict(self, metrics: dict[str, Any]) -> tuple[bool, str]:
+        m, b = metrics["model"], metrics["baseline"]
+        problems = []
+        if m["brier"] > b["brier"] * (1 + self.brier_relative_tolerance):
+            problems.append(f"Brier {m['brier']:.5f} is worse than the advisor baseline's {b['brier']:.5f}")
+        if m.get("roc_auc") is not None and b.get("roc_auc") is not None \
+                and m["roc_auc"] < b["roc_auc"] - self.auc_tolerance:
+            problems.append(f"ROC AUC {m['roc_auc']:.4f} is worse than the advisor baseline's {b['roc_auc']:.4f}")
+        if problems:
+            return False, "; ".join(problems)
+        return True, (f"Brier {m['brier']:.5f} vs baseline {b['brier']:.5f}, ROC AUC "
+                      f"{_fmt(m.get('roc_auc'))} vs baseline {_fmt(b.get('roc_auc'))}")
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def training_frame(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.DataFrame,
+                   events: pd.DataFrame | None, *, start: datetime, end: datetime,
+                   config: TrainingConfig = TrainingConfig()) -> pd.DataFrame:
+    """One example per (market, day): features at the day's end, `observed` = a warning within the horizon."""
+    start, end = _day_start(start), _day_start(end)
+    n_days = (end - start).days
+    w, h = config.window_days, config.horizon_days
+    if n_days < w + h + 2:
+        raise ValidationError("training window", f"{n_days} day(s) of history; need at least {w + h + 2} "
+                                                 f"(feature window {w} + horizon {h} + 2)")
+    panel = build_panel(prices, start=start, n_days=n_days, events=events)
+    days = np.arange(w - 1, n_days - h)
+    feats = window_features(panel, days, w)
+    ahead = np.zeros((panel.events.shape[0], len(days)))
+    for k in range(1, h + 1):  # horizon days, not markets: a handful of vectorized slices
+        ahead += panel.events[:, days + k]
+    feats["observed"] = (ahead.ravel() > 0).astype(np.int8)
+    frame, _skipped = attach_reference(feats, panel.markets, on_demand, advisor)
+    frame["day"] = pd.Timestamp(start) + pd.to_timedelta(frame["_day"], unit="D")
+    return frame.reset_index(drop=True)
+
+
+def choose_labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, str, str]:
+    """Observed labels when there are enough warnings; else a seeded draw at the advisor band's rate."""
+    positives = int(frame["observed"].sum())
+    if positives >= config.min_observed_positives:
+        return frame["observed"].to_numpy(np.int8), OBSERVED, (
+            f"{positives} observed interruption warning market-days (>= {config.min_observed_positives})")
+    p = band_probability(frame["advisor_band"].to_numpy(), config.horizon_days)
+    rng = np.random.default_rng(config.seed)
+    labels = (rng.random(len(p)) < p).astype(np.int8)
+    return labels, WEAK, (f"only {positives} observed interruption warning market-days "
+                          f"(< {config.min_observed_positives}): weak labels drawn from the advisor band; "
+                          "the baseline is the labels' own source, so the model can at best tie it")
+
+
+def band_probability(band: np.ndarray, horizon_days: int) -> np.ndarray:
+    """P(interruption within the horizon) implied by an advisor band's monthly rate (unknown band: 10%)."""
+    band = np.asarray(band, dtype=np.float64)
+    monthly = np.where(np.isnan(band), 0.10, BAND_MONTHLY_RATE[np.clip(np.nan_to_num(band), 0, 4).astype(int)])
+    return 1 - (1 - monthly) ** (horizon_days / 30.0)
+
+
+def new_pipeline(seed: int = 0) -> Pipeline:
+    booster = HistGradientBoostingClassifier(max_iter=120, learning_rate=0.06, max_leaf_nodes=15,
+                                             min_samples_leaf=20, l2_regularization=1.0, random_state=seed)
+    return Pipeline([
+        ("scale", StandardScaler()),
+        ("model", CalibratedClassifierCV(booster, method="sigmoid", cv=3)),
+    ])
+
+
+class BandBaseline:
+    """The advisor band alone: the training positive rate per band (Laplace-smoothed)."""
+
+    def fit(self, band: np.ndarray, y: np.ndarray) -> BandBaseline:
+        band = np.nan_to_num(np.asarray(band, dtype=np.float64), nan=-1).astype(int)
+        self.overall_ = (y.sum() + 1) / (len(y) + 2)
+        self.rates_ = {}
+        for b in range(-1, 5):
+            mask = band == b
+            self.rates_[b] = (y[mask].sum() + self.overall_ * 2) / (mask.sum() + 2)
+        return self
+
+    def predict_proba(self, band: np.ndarray) -> np.ndarray:
+        band = np.nan_to_num(np.asarray(band, dtype=np.float64), nan=-1).astype(int)
+        lookup = np.array([self.rates_[b] for b in range(-1, 5)])
+        return lookup[np.clip(band, -1, 4) + 1]
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    both = 0 < y.sum() < len(y)
+    return {
+        "brier": float(brier_score_loss(y, p)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
+        "mean_prediction": float(np.mean(p)),
+    }
+
+
+@dataclass
+class TrainedModel:
+    pipeline: Pipeline
+    features: list[str]
+    label_source: str
+    label_note: str
+    metrics: dict[str, Any]
+    data_start: datetime
+    data_end: datetime
+    holdout_start: datetime
+    n_train: int
+    n_holdout: int
+    horizon_hours: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> TrainedModel:
+    """Fit on the earlier days, evaluate on the later days (time-based holdout) against the baseline."""
+    if frame.empty:
+        raise ValidationError("training data", "no market-day examples (no priced markets in the window)")
+    y, source, note = choose_labels(frame, config)
+    days = np.sort(frame["day"].unique())
+    n_hold = max(1, int(round(len(days) * config.holdout_fraction)))
+    if len(days) - n_hold < 2:
+        raise ValidationError("training window", f"only {len(days)} example day(s): too few for a time-based holdout")
+    holdout_start = days[-n_hold]
+    is_hold = (frame["day"] >= holdout_start).to_numpy()
+    X = frame[FEATURES].to_numpy(np.float64)
+    y_tr, y_ho = y[~is_hold], y[is_hold]
+    for name, part in (("training", y_tr), ("holdout", y_ho)):
+        if part.sum() < 3 or part.sum() == len(part):
+            raise ValidationError("labels", f"the {name} days hold {int(part.sum())} positive(s) out of {len(part)} "
+                                            f"({source}); need at least 3 of each class to train and evaluate")
+    pipe = new_pipeline(config.seed).fit(X[~is_hold], y_tr)
+    p_model = pipe.predict_proba(X[is_hold])[:, 1]
+    baseline = BandBaseline().fit(frame["advisor_band"].to_numpy()[~is_hold], y_tr)
+    p_base = baseline.predict_proba(frame["advisor_band"].to_numpy()[is_hold])
+    metrics = {
+        "model": _metrics(y_ho, p_model),
+        "baseline": _metrics(y_ho, p_base),
+        "holdout_positive_rate": float(y_ho.mean()),
+        "train_positive_rate": float(y_tr.mean()),
+        "label_source": source,
+    }
+    return TrainedModel(
+        pipeline=pipe, features=list(FEATURES), label_source=source, label_note=note, metrics=metrics,
+        data_start=pd.Timestamp(days[0]).to_pydatetime(), data_end=pd.Timestamp(days[-1]).to_pydatetime(),
+        holdout_start=pd.Timestamp(holdout_start).to_pydatetime(), n_train=int((~is_hold).sum()),
+        n_holdout=int(is_hold.sum()), horizon_hours=24 * config.horizon_days,
+    )
+
+
+# --------------------------------------------------------------------------- artifacts
+
+def serialize(model: TrainedModel, version: int) -> tuple[bytes, str]:
+    payload = {
+        "format": ARTIFACT_FORMAT,
+        "version": version,
+        "pipeline": model.pipeline,
+        "features": model.features,
+        "horizon_hours": model.horizon_hours,
+        "label_source": model.label_source,
+        "sklearn_version": sklearn.__version__,
+    }
+    buf = io.BytesIO()
+    joblib.dump(payload, buf, compress=3)
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def deserialize(data: bytes, *, where: str, expected_sha256: str | None = None,
+                expected_features: list[str] | None = None) -> dict[str, Any]:
+    """Load and vet an artifact; any problem is a ModelArtifactError naming the artifact and the cause."""
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ModelArtifactError(f"model artifact {where} is corrupted: its sha256 does not match the registry")
+    try:
+        payload = joblib.load(io.BytesIO(data))
+    except Exception as exc:  # unpickling arbitrary bytes raises anything
+        raise ModelArtifactError(f"model artifact {where} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
+        raise ModelArtifactError(f"model artifact {where} is incompatible: expected format {ARTIFACT_FORMAT}, got "
+                                 f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")
+    saved = str(payload.get("sklearn_version", ""))
+    if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
+        raise ModelArtifactError(f"model artifact {where} is incompatible: trained with scikit-learn {saved}, "
+                                 f"running {sklearn.__version__}; retrain the model")
+    features = expected_features if expected_features is not None else FEATURES
+    if list(payload.get("features", [])) != list(features):
+        raise ModelArtifactError(f"model artifact {where} is incompatible: its features "
+                                 f"{payload.get('features')} differ from this code's {list(features)}")
+    if not hasattr(payload.get("pipeline"), "predict_proba"):
+        raise ModelArtifactError(f"model artifact {where} is incompatible: no predict_proba")
+    return payload
+
+
+def predict(payload: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
+    X = frame[payload["features"]].to_numpy(np.float64)
+    if len(X) == 0:
+        return np.zeros(0)
+    try:
+        return payload["pipeline"].predict_proba(X)[:, 1]
+    except Exception as exc:
+        raise ModelArtifactError(f"model version {payload.get('version')} failed to predict: "
+                                 f"{type(exc).__name__}: {exc}") from None
+
+
+def registry_fields(model: TrainedModel) -> dict[str, Any]:
+    return {
+        "data_start": model.data_start, "data_end": model.data_end, "holdout_start": model.holdout_start,
+        "n_train": model.n_train, "n_holdout": model.n_holdout,
+        "metrics": {**model.metrics, "label_note": model.label_note},
+        "features": model.features, "label_source": model.label_source, "horizon_hours": model.horizon_hours,
+    }
+
+
+__all__ = ["MARKET_KEY", "ModelArtifactError", "QualityGate", "TrainedModel", "TrainingConfig",
+           "band_probability", "deserialize", "predict", "serialize", "train", "training_frame"]

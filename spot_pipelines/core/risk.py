@@ -1,0 +1,318 @@
+"""Interruption-risk features and scores per spot market, vectorized (numpy over a market × day panel).
+
+A *market* is (region, availability_zone_id, instance_type, product_description). Price rows are
+sorted by (market, ts) once; every per-day statistic is one `ufunc.reduceat` over contiguous runs,
+and every trailing-window feature is a difference of cumulative sums along the day axis. No Python
+loop runs per market or per row.
+
+Inputs are plain DataFrames shaped like the app tables:
+
+- prices: ts (UTC), region, availability_zone_id, instance_type, product_description, price
+  [, availability_zone, is_day_open]
+- on_demand: region, instance_type, operating_system, usd_per_hour
+- advisor: region, operating_system, instance_type, interruption_band, savings_pct [, day]
+- events: event_type, event_time, region, availability_zone_id, instance_type
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+
+from spot_pipelines.core.errors import ValidationError
+
+MARKET_KEY = ["region", "availability_zone_id", "instance_type", "product_description"]
+FEATURES = [
+    "price_to_on_demand",
+    "volatility",
+    "changes_per_day",
+    "mean_abs_change_pct",
+    "spike_ratio_7d",
+    "hours_since_change",
+    "advisor_band",
+    "advisor_savings_pct",
+    "observed_interruptions",
+]
+# Spot Advisor bands (<5%, 5-10%, 10-15%, 15-20%, >20% interruptions per month): a representative rate.
+BAND_MONTHLY_RATE = np.array([0.025, 0.075, 0.125, 0.175, 0.30])
+RISK_BANDS = np.array(["very_low", "low", "medium", "high", "very_high"])
+INTERRUPTION_EVENT = "spot_interruption_warning"
+DAY = 86_400
+SPIKE_DAYS = 7
+
+
+def operating_system(product_description: pd.Series) -> pd.Series:
+    """'Linux/UNIX', 'Linux/UNIX (Amazon VPC)' → Linux; 'Windows…' → Windows; others kept verbatim."""
+    text = product_description.astype(str)
+    return pd.Series(np.where(text.str.startswith("Linux/UNIX"), "Linux",
+                              np.where(text.str.startswith("Windows"), "Windows", text)),
+                     index=product_description.index)
+
+
+def epoch_seconds(values: pd.Series) -> np.ndarray:
+    """UTC epoch seconds (int64) of a datetime column; naive values are taken as UTC."""
+    ts = pd.to_datetime(values, utc=True).dt.tz_convert(None)
+    return ts.to_numpy().astype("datetime64[s]").astype(np.int64)
+
+
+def _day_start(moment: datetime) -> datetime:
+    moment = moment.astimezone(timezone.utc)
+    return datetime(moment.year, moment.month, moment.day, tzinfo=timezone.utc)
+
+
+@dataclass
+class MarketPanel:
+    """Per-(market, day) statistics: arrays of shape (n_markets, n_days)."""
+
+    markets: pd.DataFrame          # MARKET_KEY (+ availability_zone), row i = market i
+    start: datetime                # midnight UTC of day 0
+    n_days: int
+    last_price: np.ndarray         # price in force at the end of the day (forward-filled; NaN before data)
+    day_max: np.ndarray            # highest price in force during the day
+    changes: np.ndarray            # number of price changes during the day
+    abs_change: np.ndarray         # sum of |relative change| of those changes
+    last_change_ts: np.ndarray     # epoch s of the latest change so far (forward-filled; NaN: none seen)
+    first_ts: np.ndarray           # epoch s of each market's first observation (per market)
+    events: np.ndarray             # observed interruption warnings per day
+
+
+def _ffill(a: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(a)
+    idx = np.where(valid, np.arange(a.shape[1])[None, :], 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    out = a[np.arange(a.shape[0])[:, None], idx]
+    out[~np.maximum.accumulate(valid, axis=1)] = np.nan
+    return out
+
+
+def market_codes(prices: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """An int code per row and the market table (one hash pass over the four key columns)."""
+    missing = [c for c in MARKET_KEY + ["ts", "price"] if c not in prices.columns]
+    if missing:
+        raise ValidationError("prices", f"missing column(s) {', '.join(missing)}")
+    grouped = prices.groupby(MARKET_KEY, sort=False, observed=True, dropna=True)
+    codes = grouped.ngroup().to_numpy(np.int64)
+    extra = ["availability_zone"] if "availability_zone" in prices.columns else []
+    first = grouped[extra].first() if extra else grouped.size().to_frame("_n")[[]]
+    markets = first.reset_index()
+    for col in MARKET_KEY + extra:
+        markets[col] = markets[col].astype(str)
+    return codes, markets
+
+
+def build_panel(prices: pd.DataFrame, *, start: datetime, n_days: int,
+                events: pd.DataFrame | None = None) -> MarketPanel:
+    if n_days < 1:
+        raise ValidationError("window_days", "must be at least 1")
+    start = _day_start(start)
+    codes, markets = market_codes(prices)
+    ts = epoch_seconds(prices["ts"])
+    price = prices["price"].to_numpy(np.float64)
+    if len(price) and (not np.isfinite(price).all() or (price <= 0).any()):
+        bad = int((~np.isfinite(price) | (price <= 0)).sum())
+        raise ValidationError("spot_price_history.price", f"{bad} row(s) are not a positive number")
+    # Sort by (market, ts) unless the reader already did (an ORDER BY makes this a cheap check).
+    if len(codes) > 1:
+        dc, dt = np.diff(codes), np.diff(ts)
+        if not ((dc > 0) | ((dc == 0) & (dt >= 0))).all():
+            order = np.lexsort((ts, codes))
+            codes, ts, price = codes[order], ts[order], price[order]
+        del dc, dt
+    m, n = len(markets), len(codes)
+    start_s = int(start.timestamp())
+    day = (ts - start_s) // DAY
+    same = np.zeros(n, dtype=bool)
+    same[1:] = codes[1:] == codes[:-1]
+    prev = np.empty(n)
+    prev[0] = np.nan
+    prev[1:] = price[:-1]
+    change = same & (price != prev)
+    rel = np.where(change, np.abs(price - prev) / np.where(same, prev, 1.0), 0.0)
+    del prev, same
+    first_ts = np.full(m, np.nan)
+    if n:
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        first_ts[codes[starts]] = ts[starts]
+    keep = (day >= 0) & (day < n_days)
+    if not keep.all():
+        codes, ts, price, change, rel, day = (a[keep] for a in (codes, ts, price, change, rel, day))
+    shape = (m, n_days)
+    last_price = np.full(m * n_days, np.nan)
+    day_max = np.full(m * n_days, np.nan)
+    changes = np.zeros(m * n_days)
+    abs_change = np.zeros(m * n_days)
+    last_change = np.full(m * n_days, np.nan)
+    if len(codes):
+        cell = codes * n_days + day
+        b = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+        ends = np.r_[b[1:] - 1, len(cell) - 1]
+        ucell = cell[b]
+        last_price[ucell] = price[ends]
+        day_max[ucell] = np.maximum.reduceat(price, b)
+        changes[ucell] = np.add.reduceat(change.astype(np.float64), b)
+        abs_change[ucell] = np.add.reduceat(rel, b)
+        chg_ts = np.where(change, ts.astype(np.float64), -np.inf)
+        lc = np.maximum.reduceat(chg_ts, b)
+        last_change[ucell] = np.where(np.isfinite(lc), lc, np.nan)
+    last_price = _ffill(last_price.reshape(shape))
+    # A day's high is its own highest observation or the price carried into it, whichever is higher.
+    carried = np.empty(shape)
+    carried[:, 0] = np.nan
+    carried[:, 1:] = last_price[:, :-1]
+    day_max = np.fmax(day_max.reshape(shape), carried)
+    ev = np.zeros(shape)
+    if events is not None and len(events):
+        ev = _event_counts(events, markets, start_s, n_days)
+    return MarketPanel(markets=markets, start=start, n_days=n_days, last_price=last_price, day_max=day_max,
+                       changes=changes.reshape(shape), abs_change=abs_change.reshape(shape),
+                       last_change_ts=_ffill(last_change.reshape(shape)), first_ts=first_ts, events=ev)
+
+
+def _event_counts(events: pd.DataFrame, markets: pd.DataFrame, start_s: int, n_days: int) -> np.ndarray:
+    ev = events[events["event_type"] == INTERRUPTION_EVENT]
+    ev = ev.dropna(subset=["availability_zone_id", "instance_type"])
+    out = np.zeros((len(markets), n_days))
+    if ev.empty:
+        return out
+    ev = ev.assign(_day=(epoch_seconds(ev["event_time"]) - start_s) // DAY)
+    ev = ev[(ev["_day"] >= 0) & (ev["_day"] < n_days)]
+    idx = markets[MARKET_KEY[:3]].reset_index(names="_market")
+    hit = ev[MARKET_KEY[:3] + ["_day"]].astype({"_day": np.int64}).merge(idx, on=MARKET_KEY[:3])
+    np.add.at(out, (hit["_market"].to_numpy(), hit["_day"].to_numpy()), 1.0)
+    return out
+
+
+def _window_sum(a: np.ndarray, days: np.ndarray, w: int) -> np.ndarray:
+    c = np.zeros((a.shape[0], a.shape[1] + 1))
+    np.cumsum(a, axis=1, out=c[:, 1:])
+    return c[:, days + 1] - c[:, np.maximum(days + 1 - w, 0)]
+
+
+def window_features(panel: MarketPanel, days: np.ndarray, window_days: int) -> pd.DataFrame:
+    """Trailing-window features at the end of each day in `days`, long format (market, day)."""
+    days = np.asarray(days, dtype=np.int64)
+    w = window_days
+    lp = panel.last_price
+    valid = ~np.isnan(lp)
+    lp0 = np.where(valid, lp, 0.0)
+    n_valid = _window_sum(valid.astype(np.float64), days, w)
+    price_mean = _window_sum(lp0, days, w) / np.maximum(n_valid, 1)
+    ret = np.zeros_like(lp)
+    ok = valid[:, 1:] & valid[:, :-1]
+    ret[:, 1:] = np.where(ok, np.log(np.where(ok, lp[:, 1:], 1.0) / np.where(ok, lp[:, :-1], 1.0)), 0.0)
+    okf = np.zeros_like(lp)
+    okf[:, 1:] = ok
+    n_ret = _window_sum(okf, days, w)
+    s1 = _window_sum(ret, days, w)
+    s2 = _window_sum(ret * ret, days, w)
+    mean_r = s1 / np.maximum(n_ret, 1)
+    volatility = np.sqrt(np.maximum(s2 / np.maximum(n_ret, 1) - mean_r**2, 0.0))
+    n_chg = _window_sum(panel.changes, days, w)
+    abs_chg = _window_sum(panel.abs_change, days, w)
+    dmax = np.where(np.isnan(panel.day_max), -np.inf, panel.day_max)
+    k = min(SPIKE_DAYS, w)
+    pad = np.concatenate([np.full((dmax.shape[0], k - 1), -np.inf), dmax], axis=1)
+    spike_max = np.lib.stride_tricks.sliding_window_view(pad, k, axis=1)[:, days].max(axis=2)
+    spot = lp[:, days]
+    end_s = panel.start.timestamp() + (days + 1) * DAY
+    last_chg = panel.last_change_ts[:, days]
+    since = np.where(np.isnan(last_chg), end_s[None, :] - panel.first_ts[:, None], end_s[None, :] - last_chg) / 3600
+    events = _window_sum(panel.events, days, w)
+    m, d = spot.shape
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spike = np.where(price_mean > 0, np.maximum(spike_max / price_mean - 1.0, 0.0), 0.0)
+    out = pd.DataFrame({
+        "_market": np.repeat(np.arange(m), d),
+        "_day": np.tile(days, m),
+        "spot_price": spot.ravel(),
+        "price_mean": price_mean.ravel(),
+        "volatility": volatility.ravel(),
+        "changes_per_day": (n_chg / w).ravel(),
+        "mean_abs_change_pct": (100 * abs_chg / np.maximum(n_chg, 1)).ravel(),
+        "spike_ratio_7d": spike.ravel(),
+        "hours_since_change": np.minimum(since, w * 24.0).ravel(),
+        "observed_interruptions": events.ravel(),
+    })
+    return out
+
+
+def attach_reference(features: pd.DataFrame, markets: pd.DataFrame, on_demand: pd.DataFrame,
+                     advisor: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join market keys, on-demand prices and the advisor; split off rows that cannot be scored."""
+    frame = features.join(markets, on="_market")
+    frame["operating_system"] = operating_system(frame["product_description"])
+    od = (on_demand[["region", "instance_type", "operating_system", "usd_per_hour"]]
+          .rename(columns={"usd_per_hour": "on_demand_price"})
+          .drop_duplicates(["region", "instance_type", "operating_system"], keep="last"))
+    frame = frame.merge(od, on=["region", "instance_type", "operating_system"], how="left")
+    adv = advisor
+    if "day" in adv.columns and len(adv):
+        adv = adv.sort_values("day").drop_duplicates(["region", "operating_system", "instance_type"], keep="last")
+    adv = adv[["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]].rename(
+        columns={"interruption_band": "advisor_band", "savings_pct": "advisor_savings_pct"})
+    frame = frame.merge(adv, on=["region", "operating_system", "instance_type"], how="left")
+    frame["advisor_band"] = frame["advisor_band"].astype(np.float64)
+    frame["advisor_savings_pct"] = frame["advisor_savings_pct"].astype(np.float64)
+    no_price = frame["spot_price"].isna()
+    no_od = ~no_price & ~(frame["on_demand_price"] > 0)
+    skipped = pd.concat([
+        frame.loc[no_price, MARKET_KEY + ["_day"]].assign(reason="no spot price history in or before the window"),
+        frame.loc[no_od, MARKET_KEY + ["_day"]].assign(
+            reason=lambda f: "no on-demand price for " + f["instance_type"] + " in " + f["region"]),
+    ], ignore_index=True)
+    frame = frame[~no_price & ~no_od].copy()
+    frame["price_to_on_demand"] = frame["spot_price"] / frame["on_demand_price"]
+    return frame, skipped
+
+
+def heuristic_score(frame: pd.DataFrame) -> np.ndarray:
+    """A transparent score in [0, 1]: advisor prior, price pressure, churn, spikes, observed events."""
+    band = frame["advisor_band"].to_numpy(np.float64)
+    band_rate = np.where(np.isnan(band), 0.10, BAND_MONTHLY_RATE[np.clip(np.nan_to_num(band), 0, 4).astype(int)])
+    prior = np.clip(band_rate / 0.30, 0, 1)
+    pressure = np.clip((frame["price_to_on_demand"].to_numpy() - 0.3) / 0.7, 0, 1)
+    vol = np.clip(frame["volatility"].to_numpy() / 0.05, 0, 1)
+    churn = np.clip(frame["changes_per_day"].to_numpy() / 4.0, 0, 1)
+    spike = np.clip(frame["spike_ratio_7d"].to_numpy() / 0.5, 0, 1)
+    recency = np.exp(-frame["hours_since_change"].to_numpy() / 24.0)
+    base = 0.45 * prior + 0.2 * pressure + 0.1 * vol + 0.1 * churn + 0.1 * spike + 0.05 * recency
+    observed = 1 - np.exp(-frame["observed_interruptions"].to_numpy() / 3.0)
+    return np.clip(1 - (1 - base) * (1 - observed), 0.0, 1.0)
+
+
+def risk_band(score: np.ndarray) -> np.ndarray:
+    return RISK_BANDS[np.clip((np.asarray(score) * 5).astype(int), 0, 4)]
+
+
+@dataclass
+class ScoreResult:
+    scores: pd.DataFrame      # one row per scored market: keys, features, score, risk_band
+    skipped: pd.DataFrame     # market keys + reason
+    window_start: datetime
+    window_end: datetime
+
+
+def score_markets(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.DataFrame,
+                  events: pd.DataFrame | None, *, as_of: datetime, window_days: int = 14) -> ScoreResult:
+    """Risk features and score of every market with history, as of the end of the day before `as_of`'s day
+    when `as_of` is midnight, else of `as_of`'s day (the window is the `window_days` days ending there)."""
+    if window_days < 2:
+        raise ValidationError("window_days", f"must be at least 2, got {window_days}")
+    end = _day_start(as_of) + (timedelta(days=1) if as_of != _day_start(as_of) else timedelta())
+    start = end - timedelta(days=window_days)
+    panel = build_panel(prices, start=start, n_days=window_days, events=events)
+    feats = window_features(panel, np.array([window_days - 1]), window_days)
+    frame, skipped = attach_reference(feats, panel.markets, on_demand, advisor)
+    frame["score"] = heuristic_score(frame)
+    frame["risk_band"] = risk_band(frame["score"].to_numpy())
+    frame["window_start"], frame["window_end"] = start, end
+    frame["observed_interruptions"] = frame["observed_interruptions"].astype(np.int64)
+    cols = MARKET_KEY + (["availability_zone"] if "availability_zone" in frame.columns else []) + [
+        "window_start", "window_end", "spot_price", "on_demand_price", "price_mean"] + [
+        f for f in FEATURES if f not in ("price_mean",)] + ["score", "risk_band"]
+    scores = frame[list(dict.fromkeys(cols))].reset_index(drop=True)
+    return ScoreResult(scores=scores, skipped=skipped.drop(columns="_day").reset_index(drop=True),
+                       window_start=start, window_end=end)
