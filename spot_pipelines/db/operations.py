@@ -6,10 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from collections.abc import Sequence
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime, utcnow
+from spot_pipelines.db.models import Account, Instance
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -139,3 +143,103 @@ class K8sWatcherHeartbeat(Base):
     pod_count: Mapped[int] = mapped_column(Integer, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries and writes
+
+
+def _insert(session: Session):
+    dialect = session.get_bind().dialect.name
+    try:
+        return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    except KeyError:
+        raise NotImplementedError(f"operations writes are not implemented for {dialect}") from None
+
+
+def insert_ignoring_conflicts(session: Session, table, rows: Sequence[dict[str, Any]],
+                              index_elements: Sequence[str] | None = None) -> None:
+    insert = _insert(session)
+    for start in range(0, len(rows), 1000):
+        stmt = insert(table).values(list(rows[start:start + 1000]))
+        session.execute(stmt.on_conflict_do_nothing(index_elements=list(index_elements) if index_elements else None))
+
+
+def dead_letter_rows(rejected: Sequence[tuple[Any, str]], *, source: str, received_at: datetime) -> list[dict]:
+    from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY
+    from spot_pipelines.system_log import redact_text
+
+    return [{"received_at": received_at, "source": source, "reason": reason[:2000],
+             "body": redact_text((message.body or "")[:MAX_DEAD_LETTER_BODY]), "message_id": message.message_id}
+            for message, reason in rejected]
+
+
+def store_interruption_messages(session: Session, messages: Sequence[Any], *, received_at: datetime,
+                                source: str = "spot_interruption_queue"):
+    """Record one batch of SQS messages in the caller's transaction: each event once (by event id),
+    enriched with the account and the discovered instance's AZ ID and type; everything else
+    dead-lettered with its reason. Returns a `StoreResult`."""
+    from spot_pipelines.core.interruptions import StoreResult, reason_kind, split
+
+    batch = split(messages)
+    result = StoreResult(duplicates=batch.duplicates_in_batch)
+    rejected = list(batch.rejected)
+
+    account_ids = sorted({e.aws_account_id for _, e in batch.events})
+    by_aws_id: dict[str, list[tuple[int, str]]] = {}
+    if account_ids:
+        for id_, name, aws_id in session.execute(
+                select(Account.id, Account.name, Account.aws_account_id)
+                .where(Account.aws_account_id.in_(account_ids)).order_by(Account.id)):
+            by_aws_id.setdefault(aws_id, []).append((id_, name))
+
+    known = []
+    for message, event in batch.events:
+        if event.aws_account_id in by_aws_id:
+            known.append(event)
+        else:
+            rejected.append((message, f"account: {event.aws_account_id} is not an onboarded account "
+                                      f"(event {event.event_id}, {event.event_type} for {event.instance_id})"))
+
+    ids = [e.event_id for e in known]
+    existing = set(session.scalars(select(SpotInterruptionEvent.event_id)
+                                   .where(SpotInterruptionEvent.event_id.in_(ids)))) if ids else set()
+    new = [e for e in known if e.event_id not in existing]
+    result.duplicates += len(known) - len(new)
+
+    instances: dict[tuple[int, str], tuple[str | None, str | None, str | None]] = {}
+    instance_ids = sorted({e.instance_id for e in new})
+    if instance_ids:
+        for account_id, instance_id, az, az_id, itype in session.execute(
+                select(Instance.account_id, Instance.instance_id, Instance.availability_zone,
+                       Instance.availability_zone_id, Instance.instance_type)
+                .where(Instance.instance_id.in_(instance_ids))):
+            instances[(account_id, instance_id)] = (az, az_id, itype)
+
+    rows = []
+    for event in new:
+        owners = by_aws_id[event.aws_account_id]
+        account_id = owners[0][0]
+        az, az_id, itype = next((instances[(a, event.instance_id)] for a, _ in owners
+                                 if (a, event.instance_id) in instances), (None, None, None))
+        rows.append({
+            "event_id": event.event_id, "event_type": event.event_type, "event_time": event.event_time,
+            "received_at": received_at, "aws_account_id": event.aws_account_id, "account_id": account_id,
+            "region": event.region, "availability_zone": event.availability_zone or az,
+            "availability_zone_id": az_id, "instance_id": event.instance_id, "instance_type": itype,
+            "action_or_state": event.action_or_state, "detail": event.detail,
+        })
+        for _, name in owners:
+            result.affected_accounts.setdefault(name, []).append(event.event_id)
+    insert_ignoring_conflicts(session, SpotInterruptionEvent.__table__, rows, ["event_id"])
+    result.recorded = len(rows)
+
+    if rejected:
+        insert_ignoring_conflicts(session, DeadLetter.__table__,
+                                  dead_letter_rows(rejected, source=source, received_at=received_at),
+                                  ["source", "message_id"])
+        result.dead_lettered = len(rejected)
+        for _, reason in rejected:
+            key = reason_kind(reason)
+            result.dead_letter_reasons[key] = result.dead_letter_reasons.get(key, 0) + 1
+    return result

@@ -1,0 +1,63 @@
+"""spot_interruption_events: the EC2 interruption warnings, rebalance recommendations and state
+changes recorded by `spot_interruption_sensor` (ground-truth labels for risk scoring)."""
+
+from datetime import timedelta
+
+import dagster as dg
+from sqlalchemy import func, select
+
+from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.db.base import utcnow
+from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent
+from spot_pipelines.resources.app_database import AppDatabase
+
+PREVIEW_COLUMNS = ["event_time", "event_type", "aws_account_id", "region", "availability_zone_id",
+                   "instance_id", "instance_type", "action_or_state"]
+
+
+@dg.asset(
+    name="spot_interruption_events",
+    group_name="operations",
+    kinds={"aws", "sqs", "sql"},
+    owners=["team:platform"],
+    description=(
+        "EC2 spot interruption warnings, rebalance recommendations and state changes received from "
+        "EventBridge through SQS by `spot_interruption_sensor`, one row per event id in the "
+        "`spot_interruption_events` table, enriched with the discovered instance's AZ ID and type. "
+        "Materializing summarises the table; the sensor writes it."
+    ),
+)
+def spot_interruption_events(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.MaterializeResult:
+    now = utcnow()
+    day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
+    t = SpotInterruptionEvent
+    with app_db.session() as session:
+        total = session.scalar(select(func.count()).select_from(t)) or 0
+        by_type_24h = dict(session.execute(select(t.event_type, func.count()).where(t.event_time >= day_ago)
+                                           .group_by(t.event_type)).tuples().all())
+        by_type_7d = dict(session.execute(select(t.event_type, func.count()).where(t.event_time >= week_ago)
+                                          .group_by(t.event_type)).tuples().all())
+        warnings_by_pool = session.execute(
+            select(t.instance_type, t.availability_zone_id, func.count())
+            .where(t.event_type == "spot_interruption_warning", t.event_time >= week_ago)
+            .group_by(t.instance_type, t.availability_zone_id).order_by(func.count().desc()).limit(20)).all()
+        unenriched = session.scalar(select(func.count()).select_from(t).where(t.availability_zone_id.is_(None))) or 0
+        dead_24h = session.scalar(select(func.count()).select_from(DeadLetter)
+                                  .where(DeadLetter.received_at >= day_ago)) or 0
+        latest = session.scalars(select(t).order_by(t.event_time.desc()).limit(20)).all()
+        last_received = session.scalar(select(func.max(t.received_at)))
+    preview = [{c: getattr(e, c) for c in PREVIEW_COLUMNS} for e in latest]
+    pools = [{"instance_type": it or "?", "availability_zone_id": az or "?", "warnings_7d": n}
+             for it, az, n in warnings_by_pool]
+    context.log.info(f"{total} interruption events recorded; {sum(by_type_24h.values())} in the last 24 h")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": total,
+        "events_24h_by_type": dg.MetadataValue.json(by_type_24h),
+        "events_7d_by_type": dg.MetadataValue.json(by_type_7d),
+        "warnings_7d_by_pool": dg.MetadataValue.md(markdown_table(pools, ["instance_type", "availability_zone_id",
+                                                                          "warnings_7d"])),
+        "events_without_az_id": unenriched,
+        "dead_letters_24h": dead_24h,
+        "last_received_at": last_received.isoformat() if last_received else "never",
+        "preview": dg.MetadataValue.md(markdown_table(preview, PREVIEW_COLUMNS)),
+    })

@@ -1,0 +1,294 @@
+"""EventBridge EC2 events delivered through SQS: parsing, and draining a queue in one sensor tick.
+
+The three rules the platform subscribes to (EventBridge `detail-type`):
+
+- `EC2 Spot Instance Interruption Warning`  → `spot_interruption_warning` (detail: instance-id, instance-action)
+- `EC2 Instance Rebalance Recommendation`    → `rebalance_recommendation`  (detail: instance-id)
+- `EC2 Instance State-change Notification`   → `state_change`              (detail: instance-id, state)
+
+A message is either an `InterruptionEvent` or a `Rejected` with a reason; nothing raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+DETAIL_TYPES = {
+    "EC2 Spot Instance Interruption Warning": "spot_interruption_warning",
+    "EC2 Instance Rebalance Recommendation": "rebalance_recommendation",
+    "EC2 Instance State-change Notification": "state_change",
+}
+_ACCOUNT = re.compile(r"\d{12}")
+_INSTANCE = re.compile(r"i-[0-9a-f]{8,17}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_AZ_IN_ARN = re.compile(r"arn:aws[\w-]*:ec2:(?P<zone>[a-z]{2}(?:-[a-z]+)+-\d[a-z]):")
+MAX_DEAD_LETTER_BODY = 65_536
+
+
+@dataclass(frozen=True)
+class InterruptionEvent:
+    event_id: str
+    event_type: str
+    event_time: datetime
+    aws_account_id: str
+    region: str
+    availability_zone: str | None
+    instance_id: str
+    action_or_state: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+
+
+def reason_kind(reason: str) -> str:
+    """A short category of a dead-letter reason, for counts in metadata and logs."""
+    if reason.startswith("body is"):
+        return "not_json"
+    if reason.startswith("detail-type:"):
+        return "unknown_event_type"
+    if reason.startswith("account:") and "not an onboarded account" in reason:
+        return "unknown_account"
+    return "invalid_event"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _zone_from_resources(resources: Any, region: str) -> str | None:
+    """Spot interruption warnings name the AZ in the instance ARN (`arn:aws:ec2:us-east-2a:instance/…`)."""
+    for arn in resources if isinstance(resources, list) else []:
+        match = _AZ_IN_ARN.match(arn) if isinstance(arn, str) else None
+        if match and match.group("zone").startswith(region):
+            return match.group("zone")
+    return None
+
+
+def parse_message(body: str) -> InterruptionEvent | Rejected:
+    """One SQS message body: an EventBridge event, directly or wrapped in an SNS notification."""
+    try:
+        event = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        return Rejected(f"body is not JSON ({exc.__class__.__name__}: {str(exc)[:80]})")
+    if isinstance(event, dict) and event.get("Type") == "Notification" and isinstance(event.get("Message"), str):
+        return parse_message(event["Message"])  # delivered through an SNS topic
+    if not isinstance(event, dict):
+        return Rejected(f"body is JSON {type(event).__name__}, not an EventBridge event object")
+    detail_type = event.get("detail-type")
+    if detail_type not in DETAIL_TYPES:
+        return Rejected(f"detail-type: unknown event type {str(detail_type)[:100]!r} "
+                        f"(expected one of {', '.join(sorted(DETAIL_TYPES))})")
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 64:
+        return Rejected("id: missing or not an EventBridge event id")
+    account = event.get("account")
+    if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
+        return Rejected(f"account: {str(account)[:20]!r} is not a 12-digit AWS account id")
+    region = event.get("region")
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
+        return Rejected(f"region: {str(region)[:40]!r} is not an AWS region")
+    event_time = _parse_time(event.get("time"))
+    if event_time is None:
+        return Rejected(f"time: {str(event.get('time'))[:40]!r} is not an ISO-8601 timestamp")
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return Rejected("detail: missing or not an object")
+    instance_id = detail.get("instance-id")
+    if not isinstance(instance_id, str) or not _INSTANCE.fullmatch(instance_id):
+        return Rejected(f"detail.instance-id: {str(instance_id)[:40]!r} is not an EC2 instance id")
+    event_type = DETAIL_TYPES[detail_type]
+    action = detail.get("state") if event_type == "state_change" else detail.get("instance-action")
+    return InterruptionEvent(
+        event_id=event_id, event_type=event_type, event_time=event_time, aws_account_id=account,
+        region=region, availability_zone=_zone_from_resources(event.get("resources"), region),
+        instance_id=instance_id, action_or_state=str(action)[:32] if action is not None else None,
+        detail=detail,
+    )
+
+
+def eventbridge_event(event_type: str, *, event_id: str, account: str, region: str, instance_id: str,
+                      time_: datetime, zone: str | None = None, action_or_state: str | None = None) -> dict:
+    """A realistic EventBridge event (used by tests, the demo and benchmarks)."""
+    detail_type = {v: k for k, v in DETAIL_TYPES.items()}[event_type]
+    detail: dict[str, Any] = {"instance-id": instance_id}
+    if event_type == "spot_interruption_warning":
+        detail["instance-action"] = action_or_state or "terminate"
+    elif event_type == "state_change":
+        detail["state"] = action_or_state or "shutting-down"
+    return {
+        "version": "0", "id": event_id, "detail-type": detail_type, "source": "aws.ec2",
+        "account": account, "time": time_.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "resources": [f"arn:aws:ec2:{zone or region}:instance/{instance_id}"] if zone else
+                     [f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"],
+        "detail": detail,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Draining the queue
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    receipt_handle: str
+    body: str
+
+
+@dataclass
+class StoreResult:
+    """What storing one batch did; `affected_accounts` maps account name → new event ids."""
+
+    recorded: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    affected_accounts: dict[str, list[str]] = field(default_factory=dict)
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: StoreResult) -> None:
+        self.recorded += other.recorded
+        self.duplicates += other.duplicates
+        self.dead_lettered += other.dead_lettered
+        for name, ids in other.affected_accounts.items():
+            self.affected_accounts.setdefault(name, []).extend(ids)
+        for reason, n in other.dead_letter_reasons.items():
+            self.dead_letter_reasons[reason] = self.dead_letter_reasons.get(reason, 0) + n
+
+
+@dataclass
+class DrainResult(StoreResult):
+    received: int = 0
+    deleted: int = 0
+    delete_failures: int = 0
+    batches: int = 0
+    stopped_by: str = "queue empty"  # queue empty | time budget | message limit | error
+    seconds: float = 0.0
+    error: str | None = None  # an SQS failure that ended the drain early (what was stored stays)
+
+
+def _receive(sqs, queue_url: str, visibility_timeout: int) -> list[Message]:
+    response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                   VisibilityTimeout=visibility_timeout)
+    return [Message(m["MessageId"], m["ReceiptHandle"], m.get("Body", "")) for m in response.get("Messages", [])]
+
+
+def _delete(sqs, queue_url: str, messages: Sequence[Message]) -> tuple[int, int]:
+    deleted = failed = 0
+    for start in range(0, len(messages), 10):
+        chunk = messages[start:start + 10]
+        response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)])
+        deleted += len(response.get("Successful", []))
+        failed += len(response.get("Failed", []))
+    return deleted, failed
+
+
+def drain_queue(sqs, queue_url: str, store: Callable[[list[Message]], StoreResult], *,
+                time_budget_s: float = 40.0, max_messages: int = 20_000, chunk: int = 500,
+                visibility_timeout: int = 300, clock: Callable[[], float] = time.monotonic,
+                describe_error: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}",
+                ) -> DrainResult:
+    """Receive in batches of 10, store each chunk in one transaction, then delete what was stored.
+
+    A message is deleted only after `store` returned (its transaction committed); if `store`
+    raises, the chunk is left to reappear after the visibility timeout and the error propagates.
+    An SQS error (receive or delete) ends the drain with `error` set: what was already stored
+    stays stored and is reported, undeleted messages come back and are recognised as duplicates.
+    Stops when the queue is empty, the time budget is spent, or `max_messages` were received.
+    """
+    try:
+        return _drain(sqs, queue_url, store, time_budget_s, max_messages, chunk, visibility_timeout, clock,
+                      describe_error)
+    except _SqsFailure as failure:
+        return failure.result
+
+
+class _SqsFailure(Exception):
+    def __init__(self, result: DrainResult):
+        self.result = result
+
+
+def _drain(sqs, queue_url, store, time_budget_s, max_messages, chunk, visibility_timeout, clock,
+           describe_error) -> DrainResult:
+    started = clock()
+    result = DrainResult()
+    pending: list[Message] = []
+
+    def fail(exc: BaseException):
+        result.error = describe_error(exc)
+        result.stopped_by = "error"
+        result.seconds = clock() - started
+        raise _SqsFailure(result) from None
+
+    def flush() -> None:
+        if not pending:
+            return
+        result.add(store(list(pending)))
+        try:
+            deleted, failed = _delete(sqs, queue_url, pending)
+        except Exception as exc:
+            fail(exc)
+        result.deleted += deleted
+        result.delete_failures += failed
+        result.batches += 1
+        pending.clear()
+
+    while True:
+        if clock() - started > time_budget_s:
+            result.stopped_by = "time budget"
+            break
+        if result.received >= max_messages:
+            result.stopped_by = "message limit"
+            break
+        try:
+            messages = _receive(sqs, queue_url, visibility_timeout)
+        except Exception as exc:
+            flush()
+            fail(exc)
+        if not messages:
+            break
+        result.received += len(messages)
+        pending.extend(messages)
+        if len(pending) >= chunk:
+            flush()
+    flush()
+    result.seconds = clock() - started
+    return result
+
+
+@dataclass
+class ParsedBatch:
+    events: list[tuple[Message, InterruptionEvent]] = field(default_factory=list)  # first copy of each id
+    rejected: list[tuple[Message, str]] = field(default_factory=list)  # (message, reason)
+    duplicates_in_batch: int = 0
+
+
+def split(messages: Iterable[Message]) -> ParsedBatch:
+    """Parse a batch; later copies of an event id already in the batch count as duplicates."""
+    batch = ParsedBatch()
+    seen: set[str] = set()
+    for message in messages:
+        parsed = parse_message(message.body)
+        if isinstance(parsed, Rejected):
+            batch.rejected.append((message, parsed.reason))
+        elif parsed.event_id in seen:
+            batch.duplicates_in_batch += 1
+        else:
+            seen.add(parsed.event_id)
+            batch.events.append((message, parsed))
+    return batch

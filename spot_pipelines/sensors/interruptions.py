@@ -1,0 +1,138 @@
+"""spot_interruption_sensor: drains the SQS queue EventBridge feeds with EC2 interruption warnings,
+rebalance recommendations and state changes; records each event once, dead-letters what it cannot
+read, and requests re-discovery of every affected account.
+
+The sensor reads SQS and the app database only (never scans AWS accounts): one tick drains up to
+`max_messages` within `time_budget_s`, well inside the 60 s sensor budget.
+"""
+
+import hashlib
+import os
+import re
+
+import boto3
+import dagster as dg
+
+from spot_pipelines.assets.interruptions import spot_interruption_events
+from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.interruptions import DrainResult, drain_queue
+from spot_pipelines.db.base import utcnow
+from spot_pipelines.db.operations import store_interruption_messages
+from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.credential_vault import aws_config
+from spot_pipelines.sensors.onboarding import discovery_job
+from spot_pipelines.system_log import write_system_log
+
+QUEUE_URL_ENV = "SPOT_INTERRUPTION_QUEUE_URL"
+COMPONENT = "spot_interruption_sensor"
+_QUEUE_REGION = re.compile(r"://sqs[.-]([a-z]{2}(?:-[a-z]+)+-\d)\.")
+
+spot_interruption_events_job = dg.define_asset_job(
+    "refresh_spot_interruption_events", selection=[spot_interruption_events],
+    description="Re-summarise the recorded spot interruption events (requested when new ones arrive).",
+)
+
+
+class SpotInterruptionQueue(dg.ConfigurableResource):
+    """The SQS queue of EC2 EventBridge events; `SPOT_INTERRUPTION_QUEUE_URL` when `queue_url` is unset.
+
+    Uses the platform's own AWS identity (not an onboarded account's). Nothing connects at load time.
+    """
+
+    queue_url: str | None = None
+    region: str | None = None
+    time_budget_s: float = 40.0
+    max_messages: int = 20_000
+    visibility_timeout_s: int = 300
+
+    def resolved_url(self) -> str | None:
+        return self.queue_url or os.environ.get(QUEUE_URL_ENV) or None
+
+    def resolved_region(self, url: str) -> str:
+        match = _QUEUE_REGION.search(url)
+        return self.region or (match.group(1) if match else None) or os.environ.get("AWS_DEFAULT_REGION") \
+            or os.environ.get("AWS_REGION") or "us-east-1"
+
+    def client(self, url: str):
+        return boto3.client("sqs", region_name=self.resolved_region(url), config=aws_config(max_attempts=5))
+
+
+def _digest(ids) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def plan_runs(result: DrainResult, existing_partitions: set[str]) -> tuple[list[dg.RunRequest], list[str]]:
+    """Run requests for a drained tick: one re-discovery per affected account (run key derived from
+    its new event ids, so a repeated tick requests nothing twice) and one refresh of the events
+    asset. Returns the requests and the affected accounts that have no partition yet."""
+    requests, without_partition = [], []
+    for name, event_ids in sorted(result.affected_accounts.items()):
+        if name not in existing_partitions:
+            without_partition.append(name)
+            continue
+        requests.append(dg.RunRequest(
+            job_name=discovery_job.name, partition_key=name, run_key=f"interruption-{name}-{_digest(event_ids)}",
+            tags={"spot_pipelines/trigger": "spot_interruption", "spot_pipelines/events": str(len(event_ids))},
+        ))
+    all_ids = [i for ids in result.affected_accounts.values() for i in ids]
+    if all_ids:
+        requests.append(dg.RunRequest(job_name=spot_interruption_events_job.name,
+                                      run_key=f"interruption-events-{_digest(all_ids)}",
+                                      tags={"spot_pipelines/trigger": "spot_interruption"}))
+    return requests, without_partition
+
+
+def summary(result: DrainResult) -> dict:
+    return {
+        "received": result.received, "recorded": result.recorded, "duplicates": result.duplicates,
+        "dead_lettered": result.dead_lettered, "dead_letter_reasons": result.dead_letter_reasons,
+        "deleted": result.deleted, "delete_failures": result.delete_failures,
+        "affected_accounts": sorted(result.affected_accounts), "stopped_by": result.stopped_by,
+        "seconds": round(result.seconds, 3), "error": result.error,
+    }
+
+
+@dg.sensor(
+    name="spot_interruption_sensor",
+    jobs=[discovery_job, spot_interruption_events_job],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records EC2 spot interruption warnings, rebalance recommendations and state changes "
+                "from SQS (once per event id), dead-letters malformed messages, and re-discovers affected accounts.",
+)
+def spot_interruption_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase,
+                             interruption_queue: SpotInterruptionQueue) -> dg.SensorResult:
+    url = interruption_queue.resolved_url()
+    if not url:
+        return dg.SensorResult(skip_reason=dg.SkipReason(
+            f"{QUEUE_URL_ENV} is not set: no SQS queue of EC2 interruption events to read"))
+
+    def store(messages):
+        with app_db.session() as session, session.begin():
+            return store_interruption_messages(session, messages, received_at=utcnow())
+
+    result = drain_queue(interruption_queue.client(url), url, store,
+                         time_budget_s=interruption_queue.time_budget_s,
+                         max_messages=interruption_queue.max_messages,
+                         visibility_timeout=interruption_queue.visibility_timeout_s, describe_error=describe)
+    existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
+    requests, without_partition = plan_runs(result, existing)
+    details = {**summary(result), "accounts_without_partition": without_partition}
+
+    if result.received or result.error:
+        level = "ERROR" if result.error else "WARNING" if result.dead_lettered or without_partition else "INFO"
+        message = (f"spot interruption queue: {result.recorded} events recorded, {result.duplicates} duplicates, "
+                   f"{result.dead_lettered} dead-lettered, {len(requests)} runs requested")
+        if result.error:
+            message += f"; stopped by an SQS error: {result.error}"
+        with app_db.session() as session, session.begin():
+            write_system_log(session, COMPONENT, level, message, details=details)
+        (context.log.error if result.error else context.log.info)(message)
+
+    if not requests:
+        reason = (f"SQS error: {result.error}" if result.error else
+                  "queue empty" if not result.received else
+                  f"no new events ({result.duplicates} duplicates, {result.dead_lettered} dead-lettered)")
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason))
+    return dg.SensorResult(run_requests=requests)

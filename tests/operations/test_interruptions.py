@@ -1,0 +1,236 @@
+"""spot_interruption_sensor and spot_interruption_events against moto's SQS."""
+
+import json
+from datetime import datetime, timezone
+
+import boto3
+import dagster as dg
+import pytest
+from sqlalchemy import select
+
+from spot_pipelines.core.interruptions import (
+    Message,
+    Rejected,
+    StoreResult,
+    drain_queue,
+    eventbridge_event,
+    parse_message,
+)
+from spot_pipelines.db.engine import session_factory
+from spot_pipelines.db.models import SystemLog
+from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent
+from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.sensors.interruptions import (
+    SpotInterruptionQueue,
+    spot_interruption_events_job,
+    spot_interruption_sensor,
+)
+from spot_pipelines.assets.interruptions import spot_interruption_events
+
+from .helpers import add_account, add_instance
+
+T = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+ACCOUNT = "111122223333"
+
+
+def event(event_type="spot_interruption_warning", event_id="e-1", account=ACCOUNT, instance="i-0abc123def4567890",
+          zone="us-east-1a", **kw) -> dict:
+    return eventbridge_event(event_type, event_id=event_id, account=account, region="us-east-1",
+                             instance_id=instance, time_=T, zone=zone, **kw)
+
+
+@pytest.fixture
+def queue(aws, monkeypatch):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="spot-interruptions")["QueueUrl"]
+    monkeypatch.setenv("SPOT_INTERRUPTION_QUEUE_URL", url)
+    return sqs, url
+
+
+def send(sqs, url, bodies) -> None:
+    for start in range(0, len(bodies), 10):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
+            for i, b in enumerate(bodies[start:start + 10])])
+
+
+def queue_depth(sqs, url) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def tick(url_db, instance, **queue_kw):
+    context = dg.build_sensor_context(instance=instance, resources={
+        "app_db": AppDatabase(url=url_db), "interruption_queue": SpotInterruptionQueue(**queue_kw)})
+    return spot_interruption_sensor(context)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+def test_parse_each_event_type():
+    warning = parse_message(json.dumps(event()))
+    assert warning.event_type == "spot_interruption_warning" and warning.action_or_state == "terminate"
+    assert warning.availability_zone == "us-east-1a" and warning.event_time == T
+    state = parse_message(json.dumps(event("state_change", zone=None, action_or_state="stopping")))
+    assert state.event_type == "state_change" and state.action_or_state == "stopping"
+    assert state.availability_zone is None
+    rebalance = parse_message(json.dumps(event("rebalance_recommendation")))
+    assert rebalance.event_type == "rebalance_recommendation" and rebalance.action_or_state is None
+    # EventBridge → SNS → SQS wraps the event in a notification.
+    wrapped = parse_message(json.dumps({"Type": "Notification", "Message": json.dumps(event())}))
+    assert wrapped == warning
+
+
+@pytest.mark.parametrize("body,field", [
+    ("not json {", "not JSON"),
+    ("[1, 2]", "not an EventBridge event object"),
+    (json.dumps({**event(), "detail-type": "EC2 Fleet Error"}), "detail-type"),
+    (json.dumps({**event(), "account": "123"}), "account"),
+    (json.dumps({**event(), "region": "mars-1"}), "region"),
+    (json.dumps({**event(), "time": "yesterday"}), "time"),
+    (json.dumps({**event(), "detail": {"instance-id": "vm-1"}}), "detail.instance-id"),
+    (json.dumps({k: v for k, v in event().items() if k != "id"}), "id"),
+])
+def test_parse_rejects_with_the_field(body, field):
+    parsed = parse_message(body)
+    assert isinstance(parsed, Rejected) and field in parsed.reason
+
+
+# --- the sensor ------------------------------------------------------------------------------
+
+def test_sensor_records_once_dead_letters_and_requests_rediscovery(db_url, queue):
+    sqs, url = queue
+    account_id = add_account(db_url, "prod", ACCOUNT)
+    add_instance(db_url, account_id, "i-0abc123def4567890", az_id="use1-az4", instance_type="m5.large")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
+    send(sqs, url, [
+        event(event_id="e-1"),
+        event(event_id="e-1"),  # SQS at-least-once: the same event twice
+        event("rebalance_recommendation", event_id="e-2", instance="i-0fff000000000000a"),
+        event("state_change", event_id="e-3", action_or_state="shutting-down"),
+        "definitely not json",
+        {**event(event_id="e-4"), "detail-type": "AWS Health Event"},
+        event(event_id="e-5", account="999999999999"),
+    ])
+
+    result = tick(db_url, instance)
+
+    assert queue_depth(sqs, url) == 0  # all stored (or dead-lettered), then deleted
+    with session_factory(db_url)() as session:
+        rows = {e.event_id: e for e in session.scalars(select(SpotInterruptionEvent))}
+        letters = session.scalars(select(DeadLetter).order_by(DeadLetter.id)).all()
+        logs = session.scalars(select(SystemLog).where(SystemLog.component == "spot_interruption_sensor")).all()
+    assert sorted(rows) == ["e-1", "e-2", "e-3"]
+    e1 = rows["e-1"]
+    assert (e1.account_id, e1.aws_account_id, e1.region, e1.availability_zone, e1.availability_zone_id,
+            e1.instance_type, e1.action_or_state) == (account_id, ACCOUNT, "us-east-1", "us-east-1a", "use1-az4",
+                                                      "m5.large", "terminate")
+    assert rows["e-2"].instance_type is None and rows["e-2"].availability_zone_id is None  # not discovered yet
+    assert rows["e-3"].event_type == "state_change" and rows["e-3"].action_or_state == "shutting-down"
+    reasons = [letter.reason for letter in letters]
+    assert len(letters) == 3
+    assert any("not JSON" in r for r in reasons) and any("AWS Health Event" in r for r in reasons)
+    assert any("999999999999 is not an onboarded account" in r for r in reasons)
+    assert "definitely not json" in [letter.body for letter in letters]
+    assert all(letter.message_id for letter in letters)
+    assert len(logs) == 1 and logs[0].level == "WARNING"
+    assert logs[0].details["recorded"] == 3 and logs[0].details["duplicates"] == 1
+    assert logs[0].details["dead_letter_reasons"] == {"not_json": 1, "unknown_event_type": 1, "unknown_account": 1}
+
+    discovery = [r for r in result.run_requests if r.job_name == "discover_accounts"]
+    assert [r.partition_key for r in discovery] == ["prod"]
+    assert discovery[0].run_key.startswith("interruption-prod-")
+    assert discovery[0].tags["spot_pipelines/trigger"] == "spot_interruption"
+    assert [r.job_name for r in result.run_requests if r not in discovery] == [spot_interruption_events_job.name]
+
+    # The same event redelivered later is a duplicate: nothing recorded, nothing requested.
+    send(sqs, url, [event(event_id="e-1"), event(event_id="e-3")])
+    again = tick(db_url, instance)
+    assert not again.run_requests and "no new events (2 duplicates" in again.skip_reason.skip_message
+    assert queue_depth(sqs, url) == 0
+    with session_factory(db_url)() as session:
+        assert len(session.scalars(select(SpotInterruptionEvent)).all()) == 3
+
+
+def test_run_keys_are_deterministic_per_event_set(sqlite_url, queue):
+    sqs, url = queue
+    add_account(sqlite_url, "prod", ACCOUNT)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
+    send(sqs, url, [event(event_id="a"), event(event_id="b")])
+    first = tick(sqlite_url, instance).run_requests[0].run_key
+    from spot_pipelines.sensors.interruptions import _digest
+    assert first == f"interruption-prod-{_digest(['b', 'a'])}"
+
+
+def test_affected_account_without_partition_is_reported_not_requested(sqlite_url, queue):
+    sqs, url = queue
+    add_account(sqlite_url, "fresh", ACCOUNT, status="connected")
+    send(sqs, url, [event()])
+    result = tick(sqlite_url, dg.DagsterInstance.ephemeral())
+    assert [r.job_name for r in result.run_requests] == [spot_interruption_events_job.name]
+    with session_factory(sqlite_url)() as session:
+        log = session.scalars(select(SystemLog)).one()
+    assert log.details["accounts_without_partition"] == ["fresh"] and log.level == "WARNING"
+
+
+def test_no_queue_configured_skips(sqlite_url, monkeypatch):
+    monkeypatch.delenv("SPOT_INTERRUPTION_QUEUE_URL", raising=False)
+    result = tick(sqlite_url, dg.DagsterInstance.ephemeral())
+    assert "SPOT_INTERRUPTION_QUEUE_URL is not set" in result.skip_reason.skip_message
+
+
+def test_missing_queue_is_visible_not_a_crash(sqlite_url, aws):
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/does-not-exist"
+    result = tick(sqlite_url, dg.DagsterInstance.ephemeral(), queue_url=url)
+    assert "SQS error" in result.skip_reason.skip_message
+    with session_factory(sqlite_url)() as session:
+        log = session.scalars(select(SystemLog)).one()
+    assert log.level == "ERROR" and "NonExistentQueue" in log.message
+
+
+def test_messages_are_not_deleted_when_storing_fails(queue):
+    sqs, url = queue
+    send(sqs, url, [event(event_id=f"e-{i}") for i in range(25)])
+
+    def store(_messages):
+        raise RuntimeError("database is down")
+
+    with pytest.raises(RuntimeError):
+        drain_queue(sqs, url, store, chunk=10, visibility_timeout=0)
+    assert queue_depth(sqs, url) == 25
+
+
+def test_drain_respects_budget_and_limit(queue):
+    sqs, url = queue
+    send(sqs, url, [event(event_id=f"e-{i}") for i in range(30)])
+    stored: list[Message] = []
+
+    def store(messages):
+        stored.extend(messages)
+        return StoreResult(recorded=len(messages))
+
+    limited = drain_queue(sqs, url, store, max_messages=10, chunk=5)
+    assert limited.stopped_by == "message limit" and limited.received == 10 and limited.deleted == 10
+    ticks = iter(range(0, 1000, 10))
+    budgeted = drain_queue(sqs, url, store, time_budget_s=15, clock=lambda: next(ticks))
+    assert budgeted.stopped_by == "time budget" and budgeted.received == 10
+    rest = drain_queue(sqs, url, store)
+    assert rest.stopped_by == "queue empty" and rest.received == 10 and queue_depth(sqs, url) == 0
+    assert len(stored) == 30
+
+
+def test_events_asset_summarises_the_table(sqlite_url, queue):
+    sqs, url = queue
+    account_id = add_account(sqlite_url, "prod", ACCOUNT)
+    add_instance(sqlite_url, account_id, "i-0abc123def4567890")
+    send(sqs, url, [event(event_id="e-1"), event("rebalance_recommendation", event_id="e-2"), "junk"])
+    tick(sqlite_url, dg.DagsterInstance.ephemeral())
+    result = dg.materialize([spot_interruption_events], resources={"app_db": AppDatabase(url=sqlite_url)})
+    assert result.success
+    meta = result.asset_materializations_for_node("spot_interruption_events")[0].metadata
+    assert meta["dagster/row_count"].value == 2
+    assert meta["dead_letters_24h"].value == 1
+    assert "use1-az4" in meta["warnings_7d_by_pool"].value
