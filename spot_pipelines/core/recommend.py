@@ -1,0 +1,313 @@
+"""Risk-adjusted spot recommendations for running instances, vectorized with pandas merges.
+
+For every running instance: the compatible spot markets (same architecture, at least the vCPUs and
+memory, an allowed family, priced in the instance's AZ ID, same OS), each market's risk-adjusted
+expected hourly cost
+
+    spot price + P(interruption per hour) × restart cost,
+    restart cost = restart_cost_usd + restart_cost_on_demand_hours × the instance's on-demand price,
+    P(per hour) = 1 − (1 − P(within the model's horizon)) ** (1 / horizon hours),
+
+a minimum discount against on-demand, a ceiling on the interruption probability, and an action:
+
+- `move_to_spot`: an on-demand instance with at least one qualifying spot market;
+- `diversify`: an instance of a group (ASG / node group / Karpenter pool) with ≥ `diversify_min_pools`
+  qualifying pools (type × AZ ID), spread round-robin across them; or a spot instance whose pool no
+  longer qualifies, moved to a better pool;
+- `stay_on_demand`: an on-demand instance with no qualifying market (the reason says why);
+- `return_to_on_demand`: a spot instance whose pool no longer qualifies and has no alternative.
+
+Work is done per instance *shape* (region, AZ ID, OS, type), so 10,000 instances cost a few merges.
+Instances that cannot be priced are skipped with a reason, never priced at zero.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.risk import operating_system
+
+HOURS_PER_MONTH = 730.0
+GROUP_TAGS = ("aws:autoscaling:groupName", "eks:nodegroup-name", "karpenter.sh/nodepool",
+              "karpenter.sh/provisioner-name")
+SHAPE = ["region", "availability_zone_id", "product_description", "instance_type"]
+_CATEGORY = re.compile(r"^[a-z]+?(?=\d)")
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    min_discount_pct: float = 20.0
+    max_p_interruption: float = 0.25          # within the model's horizon (a day by default)
+    restart_cost_usd: float = 0.10
+    restart_cost_on_demand_hours: float = 2.0
+    diversify_min_pools: int = 3
+    top_candidates: int = 5
+    max_vcpu_factor: float = 2.0              # never suggest more than twice the vCPUs
+    same_az_only: bool = True                 # a replacement in the same AZ ID keeps the subnet
+    allowed_families: dict[str, list[str]] | None = None  # family → allowed families; None: same category
+    allow_burstable: bool = False             # t* candidates only for t* instances unless allowed
+
+    def __post_init__(self):
+        if not 0 <= self.min_discount_pct < 100:
+            raise ValidationError("min_discount_pct", f"must be in [0, 100), got {self.min_discount_pct}")
+        if not 0 < self.max_p_interruption <= 1:
+            raise ValidationError("max_p_interruption", f"must be in (0, 1], got {self.max_p_interruption}")
+        if self.restart_cost_usd < 0 or self.restart_cost_on_demand_hours < 0:
+            raise ValidationError("restart_cost", "must not be negative")
+        if self.diversify_min_pools < 2:
+            raise ValidationError("diversify_min_pools", "must be at least 2")
+        if self.top_candidates < self.diversify_min_pools:
+            raise ValidationError("top_candidates", "must be at least diversify_min_pools")
+
+
+@dataclass
+class RecommendResult:
+    recommendations: pd.DataFrame
+    skipped: pd.DataFrame            # account_id, instance_id, instance_type, reason
+    unchanged: int = 0               # spot instances whose pool still qualifies
+    notes: dict = field(default_factory=dict)
+
+
+def family_category(family: pd.Series) -> pd.Series:
+    """'m6i' → 'm', 'inf2' → 'inf', 'u-6tb1' → 'u-6tb'."""
+    return family.astype(str).str.extract(r"^([a-z\-]+?)(?=\d)", expand=False).fillna(family.astype(str))
+
+
+def group_keys(instances: pd.DataFrame) -> pd.Series:
+    def key(tags) -> str | None:
+        if isinstance(tags, dict):
+            for tag in GROUP_TAGS:
+                if tags.get(tag):
+                    return f"{tag}={tags[tag]}"
+        return None
+    tags = instances["tags"] if "tags" in instances.columns else pd.Series([None] * len(instances),
+                                                                           index=instances.index)
+    keys = tags.map(key)
+    return pd.Series(np.where(keys.notna(), instances["account_id"].astype(str) + ":" + keys.astype(str), None),
+                     index=instances.index, dtype=object)
+
+
+def _fmt_pct(s: pd.Series) -> pd.Series:
+    return (s * 100).round(0).astype("Int64").astype(str) + "%"
+
+
+def _fmt_usd(s: pd.Series) -> pd.Series:
+    return "$" + s.round(4).astype(str)
+
+
+def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.DataFrame,
+              markets: pd.DataFrame, config: RecommendConfig = RecommendConfig()) -> RecommendResult:
+    """`markets`: region, availability_zone_id, instance_type, product_description, spot_price,
+    p_interruption, horizon_hours[, model_version] — one row per priced spot market."""
+    cols_out = ["account_id", "instance_id", "region", "availability_zone_id", "current_instance_type",
+                "current_lifecycle", "group_key", "action", "target_instance_type", "target_availability_zone_id",
+                "target_market", "candidates", "on_demand_hourly_cost", "current_hourly_cost",
+                "recommended_hourly_cost", "p_interruption", "monthly_savings_usd", "reason", "model_version"]
+    inst = instances[instances["state"] == "running"].copy()
+    skipped: list[pd.DataFrame] = []
+
+    def skip(mask: pd.Series, reason: pd.Series | str) -> None:
+        nonlocal inst
+        if mask.any():
+            part = inst.loc[mask, ["account_id", "instance_id", "instance_type"]].copy()
+            part["reason"] = reason[mask] if isinstance(reason, pd.Series) else reason
+            skipped.append(part)
+        inst = inst[~mask]
+
+    if inst.empty:
+        return RecommendResult(pd.DataFrame(columns=cols_out), pd.DataFrame(
+            columns=["account_id", "instance_id", "instance_type", "reason"]))
+    inst["product_description"] = np.where(inst["platform"].astype(str).str.lower().str.startswith("windows"),
+                                           "Windows", "Linux/UNIX")
+    inst["operating_system"] = operating_system(inst["product_description"])
+    inst["group_key"] = group_keys(inst)
+    skip(inst["availability_zone_id"].isna(), "no availability zone ID recorded for the instance")
+
+    cat = catalog[["instance_type", "family", "vcpu", "memory_gib", "architecture"]].rename(
+        columns={"architecture": "type_architecture"})
+    cat = cat.assign(category=family_category(cat["family"]))
+    inst = inst.merge(cat, on="instance_type", how="left")
+    skip(inst["family"].isna(), "instance type " + inst["instance_type"].astype(str)
+         + " is not in the instance type catalog: compatibility cannot be judged")
+    skip(inst["vcpu"].isna() | inst["memory_gib"].isna(),
+         "the catalog has no vCPU/memory for " + inst["instance_type"].astype(str))
+    od = on_demand[["region", "instance_type", "operating_system", "usd_per_hour"]].rename(
+        columns={"usd_per_hour": "on_demand_hourly_cost"}).drop_duplicates(
+        ["region", "instance_type", "operating_system"], keep="last")
+    inst = inst.merge(od, on=["region", "instance_type", "operating_system"], how="left")
+    skip(~(inst["on_demand_hourly_cost"] > 0), "no on-demand price for " + inst["instance_type"].astype(str)
+         + " (" + inst["operating_system"].astype(str) + ") in " + inst["region"].astype(str)
+         + ": savings cannot be computed")
+    inst["arch"] = inst["architecture"].fillna(inst["type_architecture"]) if "architecture" in inst.columns \
+        else inst["type_architecture"]
+
+    # ---- priced markets with their specs and risk-adjusted costs (one row per market)
+    mk = markets[["region", "availability_zone_id", "instance_type", "product_description", "spot_price",
+                  "p_interruption", "horizon_hours"] + (["model_version"] if "model_version" in markets.columns
+                                                        else [])]
+    mk = mk[mk["spot_price"] > 0].merge(cat, on="instance_type", how="inner")
+    horizon = mk["horizon_hours"].astype(np.float64).clip(lower=1)
+    mk = mk.assign(p_hour=1 - (1 - mk["p_interruption"].clip(0, 1)) ** (1 / horizon))
+
+    # ---- one row per shape; candidates per shape
+    shape_cols = SHAPE + ["family", "category", "vcpu", "memory_gib", "arch", "on_demand_hourly_cost"]
+    shapes = inst[shape_cols].drop_duplicates(SHAPE).reset_index(drop=True)
+    shapes["shape_id"] = np.arange(len(shapes))
+    join_on = ["region", "product_description"] + (["availability_zone_id"] if config.same_az_only else [])
+    cand = shapes.merge(
+        mk.rename(columns={"instance_type": "c_type", "family": "c_family", "vcpu": "c_vcpu", "memory_gib": "c_memory",
+                           "category": "c_category", "availability_zone_id": "c_az"}),
+        left_on=join_on, right_on=[c if c != "availability_zone_id" else "c_az" for c in join_on], how="inner")
+    compatible = (cand["type_architecture"] == cand["arch"]) & (cand["c_vcpu"] >= cand["vcpu"]) \
+        & (cand["c_memory"] >= cand["memory_gib"]) & (cand["c_vcpu"] <= cand["vcpu"] * config.max_vcpu_factor)
+    if config.allowed_families is not None:
+        allowed = pd.DataFrame([(f, a) for f, al in config.allowed_families.items() for a in [f, *al]],
+                               columns=["family", "c_family"]).drop_duplicates()
+        ok_fam = cand[["family", "c_family"]].merge(allowed.assign(_ok=True), how="left",
+                                                    on=["family", "c_family"])["_ok"].fillna(False).to_numpy()
+        compatible &= ok_fam
+    else:
+        compatible &= cand["c_category"] == cand["category"]
+    if not config.allow_burstable:
+        compatible &= (cand["c_category"] != "t") | (cand["category"] == "t")
+    cand = cand[compatible].copy()
+    restart = config.restart_cost_usd + config.restart_cost_on_demand_hours * cand["on_demand_hourly_cost"]
+    cand["risk_adjusted"] = cand["spot_price"] + cand["p_hour"] * restart
+    cand["discount"] = 1 - cand["risk_adjusted"] / cand["on_demand_hourly_cost"]
+    cand["qualifies"] = (cand["discount"] >= config.min_discount_pct / 100) \
+        & (cand["p_interruption"] <= config.max_p_interruption)
+    cand = cand.sort_values(["shape_id", "qualifies", "risk_adjusted"], ascending=[True, False, True])
+    per_shape = cand.groupby("shape_id").agg(n_compatible=("c_type", "size"), n_ok=("qualifies", "sum"),
+                                             best_discount=("discount", "max"),
+                                             min_p=("p_interruption", "min"))
+    top = cand[cand["qualifies"]].groupby("shape_id").head(config.top_candidates).copy()
+    top["rank"] = top.groupby("shape_id").cumcount()
+    shapes = shapes.join(per_shape, on="shape_id")
+    shapes[["n_compatible", "n_ok"]] = shapes[["n_compatible", "n_ok"]].fillna(0).astype(int)
+
+    cand_lists: dict[int, list[dict]] = {}
+    recs = top[["shape_id", "c_type", "c_az", "spot_price", "p_interruption", "risk_adjusted", "discount"]]
+    for sid, c_type, c_az, price, p, cost, disc in recs.itertuples(index=False, name=None):
+        cand_lists.setdefault(sid, []).append({
+            "instance_type": c_type, "availability_zone_id": c_az, "spot_price": round(float(price), 6),
+            "p_interruption": round(float(p), 4), "risk_adjusted_hourly_cost": round(float(cost), 6),
+            "discount_pct": round(100 * float(disc), 1)})
+
+    # ---- back to instances
+    inst = inst.merge(shapes[SHAPE + ["shape_id", "n_compatible", "n_ok", "best_discount"]], on=SHAPE, how="left")
+    own = mk[["region", "availability_zone_id", "instance_type", "product_description", "spot_price",
+              "p_interruption", "p_hour"]].rename(columns={"spot_price": "own_price", "p_interruption": "own_p",
+                                                           "p_hour": "own_p_hour"})
+    inst = inst.merge(own, on=SHAPE, how="left")
+    skip((inst["lifecycle"] == "spot") & inst["own_price"].isna(),
+         "spot instance of " + inst["instance_type"].astype(str) + " in " + inst["availability_zone_id"].astype(str)
+         + ": no spot price history for its own market")
+    inst = inst.sort_values(["group_key", "instance_id"], na_position="last").reset_index(drop=True)
+    inst["n_ok"] = inst["n_ok"].fillna(0).astype(int)
+    inst["own_cost"] = inst["own_price"] + inst["own_p_hour"] * (
+        config.restart_cost_usd + config.restart_cost_on_demand_hours * inst["on_demand_hourly_cost"])
+    inst["own_ok"] = ((1 - inst["own_cost"] / inst["on_demand_hourly_cost"] >= config.min_discount_pct / 100)
+                      & (inst["own_p"] <= config.max_p_interruption))
+    is_spot = (inst["lifecycle"] == "spot").to_numpy()
+    own_ok = inst["own_ok"].to_numpy()
+    in_group = inst["group_key"].notna().to_numpy()
+    n_ok = inst["n_ok"].to_numpy()
+    # Round-robin position within a group spreads its instances over the qualifying pools.
+    pos = inst.groupby("group_key", dropna=False).cumcount().to_numpy()
+    spread = in_group & (n_ok >= config.diversify_min_pools)
+    inst["target_rank"] = np.where(spread, pos % np.minimum(np.maximum(n_ok, 1), config.top_candidates), 0)
+    group_pools = (inst["instance_type"] + "@" + inst["availability_zone_id"].astype(str)).where(
+        inst["lifecycle"] == "spot").groupby(inst["group_key"]).transform("nunique").fillna(0).to_numpy()
+    od_ = ~is_spot
+    conditions = [
+        od_ & (n_ok == 0),
+        od_ & spread,
+        od_,
+        is_spot & own_ok & spread & (group_pools < config.diversify_min_pools),
+        is_spot & own_ok,
+        is_spot & ~own_ok & (n_ok > 0),
+        is_spot & ~own_ok,
+    ]
+    choices = ["stay_on_demand", "diversify", "move_to_spot", "diversify", "keep", "diversify",
+               "return_to_on_demand"]
+    inst["action"] = np.select(conditions, choices, default="keep")
+    unchanged = int((inst["action"] == "keep").sum())
+    inst = inst[inst["action"] != "keep"].copy()
+
+    tgt = top[["shape_id", "rank", "c_type", "c_az", "risk_adjusted", "p_interruption", "discount"]].rename(
+        columns={"rank": "target_rank", "p_interruption": "target_p"})
+    inst = inst.merge(tgt, on=["shape_id", "target_rank"], how="left")
+    moves = inst["action"].isin(["move_to_spot", "diversify"])
+    inst["target_instance_type"] = np.where(moves, inst["c_type"], np.where(
+        inst["action"] == "return_to_on_demand", inst["instance_type"], None))
+    inst["target_availability_zone_id"] = np.where(moves, inst["c_az"], np.where(
+        inst["action"] == "return_to_on_demand", inst["availability_zone_id"], None))
+    inst["target_market"] = np.select([moves, inst["action"] == "return_to_on_demand"], ["spot", "on-demand"],
+                                      default=None)
+    inst["current_hourly_cost"] = np.where(inst["lifecycle"] == "spot", inst["own_cost"],
+                                           inst["on_demand_hourly_cost"])
+    inst["recommended_hourly_cost"] = np.select(
+        [moves, inst["action"] == "return_to_on_demand"], [inst["risk_adjusted"], inst["on_demand_hourly_cost"]],
+        default=inst["current_hourly_cost"])
+    inst["monthly_savings_usd"] = ((inst["current_hourly_cost"] - inst["recommended_hourly_cost"])
+                                   * HOURS_PER_MONTH).round(2)
+    inst["p_interruption"] = np.where(moves, inst["target_p"], inst["own_p"])
+    inst["candidates"] = inst["shape_id"].map(lambda s: cand_lists.get(s, []))
+    inst["reason"] = _reasons(inst, config)
+    if "model_version" in mk.columns and len(mk):
+        inst["model_version"] = int(mk["model_version"].max())
+    else:
+        inst["model_version"] = None
+    out = inst.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
+    out = out[cols_out].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
+    skipped_df = pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(
+        columns=["account_id", "instance_id", "instance_type", "reason"])
+    return RecommendResult(out, skipped_df, unchanged=unchanged)
+
+
+def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
+    min_d = f"{config.min_discount_pct:.0f}%"
+    target = df["target_instance_type"].astype(str) + " spot in " + df["target_availability_zone_id"].astype(str)
+    cost = (" at a risk-adjusted " + _fmt_usd(df["recommended_hourly_cost"]) + "/h vs "
+            + _fmt_usd(df["current_hourly_cost"]) + "/h now (P(interruption/day) "
+            + _fmt_pct(df["p_interruption"].astype(float)) + ")")
+    saving = "; saves $" + df["monthly_savings_usd"].round(0).astype(int).astype(str) + "/month"
+    best = _fmt_pct(df["best_discount"].astype(float))
+    no_market = ("no compatible spot market (same architecture, ≥ vCPU and memory, allowed family) is priced in "
+                 + df["availability_zone_id"].astype(str))
+    too_small = ("the best compatible spot market saves only " + best + " risk-adjusted, below the " + min_d
+                 + " minimum discount, or is above the " + f"{config.max_p_interruption:.0%}"
+                 + " interruption ceiling")
+    n_ok = df["n_ok"].fillna(0).astype(int).astype(str)
+    reasons = np.select(
+        [
+            (df["action"] == "stay_on_demand") & (df["n_compatible"].fillna(0) == 0),
+            df["action"] == "stay_on_demand",
+            df["action"] == "move_to_spot",
+            (df["action"] == "diversify") & (df["lifecycle"] != "spot"),
+            (df["action"] == "diversify") & df["own_ok"].fillna(False).astype(bool),
+            df["action"] == "diversify",
+            df["action"] == "return_to_on_demand",
+        ],
+        [
+            no_market,
+            too_small,
+            "Move to " + target + cost + saving,
+            "Group " + df["group_key"].astype(str) + ": spread over " + n_ok + " qualifying spot pools; this one to "
+            + target + cost + saving,
+            "Group " + df["group_key"].astype(str) + " runs on too few spot pools; diversify this one to " + target
+            + cost + saving,
+            "Its spot pool no longer qualifies (below the " + min_d + " minimum discount or above the interruption "
+            "ceiling); move to " + target + cost + saving,
+            "Its spot pool no longer qualifies and no compatible spot pool does: return to on-demand at "
+            + _fmt_usd(df["on_demand_hourly_cost"]) + "/h (risk-adjusted spot " + _fmt_usd(df["current_hourly_cost"])
+            + "/h, P(interruption/day) " + _fmt_pct(df["p_interruption"].astype(float)) + ")",
+        ],
+        default="",
+    )
+    return pd.Series(reasons, index=df.index)
