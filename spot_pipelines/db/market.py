@@ -5,12 +5,36 @@ Models, readers and writers of the market-data domain. The tables are created by
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
 
-from sqlalchemy import Boolean, Date, Float, Index, Integer, PrimaryKeyConstraint, String
-from sqlalchemy.orm import Mapped, mapped_column
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.db.base import Base, UTCDateTime
+from spot_pipelines.db.models import Instance
+from spot_pipelines.db.upsert import bulk_upsert
 
 __all__ = ["InstanceTypeSpec", "OnDemandPrice", "SpotAdvisorEntry", "SpotPrice"]
 
@@ -76,3 +100,252 @@ class InstanceTypeSpec(Base):
     memory_gib: Mapped[float | None] = mapped_column(Float)
     architecture: Mapped[str] = mapped_column(String(16), nullable=False)  # x86_64 | arm64
     source: Mapped[str] = mapped_column(String(32), nullable=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# writers
+# ---------------------------------------------------------------------------------------------
+
+SPOT_PRICE_COLUMNS = ["day", "ts", "region", "availability_zone", "availability_zone_id",
+                      "instance_type", "product_description", "price", "is_day_open"]
+SQLITE_BATCH_ROWS = 20_000
+# Staging holds the slice without its (constant) day and with `ts` as integer microseconds since
+# the epoch: both make the CSV cheap to produce, and the conversion back is exact.
+STAGE_COLUMNS = ["ts", "region", "availability_zone", "availability_zone_id", "instance_type",
+                 "product_description", "price", "is_day_open"]
+_STAGE_DDL = """
+CREATE TEMP TABLE spot_price_stage (
+    ts_us bigint NOT NULL, region text NOT NULL, availability_zone text NOT NULL,
+    availability_zone_id text NOT NULL, instance_type text NOT NULL, product_description text NOT NULL,
+    price double precision NOT NULL, is_day_open boolean NOT NULL
+) ON COMMIT DROP
+"""
+_STAGE_TO_TABLE = """
+INSERT INTO spot_price_history (day, ts, region, availability_zone, availability_zone_id, instance_type,
+                                product_description, price, is_day_open)
+SELECT %s, to_timestamp(0) + ts_us * interval '1 microsecond', region, availability_zone,
+       availability_zone_id, instance_type, product_description, price, is_day_open
+FROM spot_price_stage
+"""
+
+
+def _text_column(series: pd.Series) -> np.ndarray:
+    if isinstance(series.dtype, pd.CategoricalDtype):  # format each category once
+        categories = np.asarray(series.cat.categories.astype(str), dtype=object)
+        return categories[series.cat.codes.to_numpy()]
+    return series.astype(str).to_numpy(dtype=object)
+
+
+def spot_price_csv(frame: pd.DataFrame) -> io.StringIO:
+    """The slice as headerless CSV in staging-column order, built column-wise (pandas' to_csv
+    formats cell by cell and is ~4× slower here). Text columns are AWS identifiers: no quoting."""
+    buf = io.StringIO()
+    if not len(frame):
+        return buf
+    ts = pd.DatetimeIndex(frame["ts"])
+    ts = ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts
+    cols = [ts.as_unit("us").asi8.astype(str).astype(object)]
+    cols += [_text_column(frame[c]) for c in STAGE_COLUMNS[1:6]]
+    for col in cols[1:]:
+        if any("," in v or '"' in v or "\n" in v for v in pd.unique(col)):
+            raise ValueError("a text column holds a CSV delimiter or quote")
+    cols.append(np.asarray(list(map(repr, frame["price"].astype(float).tolist())), dtype=object))
+    cols.append(np.where(frame["is_day_open"].to_numpy(dtype=bool), "t", "f").astype(object))
+    buf.write("\n".join(map(",".join, zip(*cols))))
+    buf.write("\n")
+    buf.seek(0)
+    return buf
+
+
+def _check_slice(frame: pd.DataFrame, day: date, regions: Sequence[str]) -> None:
+    if not len(frame):
+        return
+    days = set(pd.unique(frame["day"]))
+    if days - {day}:
+        raise ValueError(f"rows for days {sorted(days - {day})} given to the {day} slice")
+    stray = set(pd.unique(frame["region"])) - set(regions)
+    if stray:
+        raise ValueError(f"rows for regions {sorted(stray)} outside the replaced regions {sorted(regions)}")
+
+
+def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], frame: pd.DataFrame) -> int:
+    """Replace `day`'s rows of `regions` with `frame`, in one transaction; other regions' rows stay.
+
+    Postgres: COPY into a temporary staging table, then DELETE the slice and INSERT from staging.
+    SQLite: DELETE the slice and batched executemany inserts. Returns the number of rows written.
+    """
+    _check_slice(frame, day, regions)
+    regions = sorted(regions)
+    if engine.dialect.name == "postgresql":
+        buf = spot_price_csv(frame)
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute(_STAGE_DDL)
+                cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", buf)
+                cur.execute("DELETE FROM spot_price_history WHERE day = %s AND region = ANY(%s)", (day, regions))
+                cur.execute(_STAGE_TO_TABLE, (day,))
+                written = cur.rowcount
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return written
+    table = SpotPrice.__table__
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.day == day, table.c.region.in_(regions)))
+        records = _records(frame)
+        for start in range(0, len(records), SQLITE_BATCH_ROWS):
+            conn.execute(insert(table), records[start:start + SQLITE_BATCH_ROWS])
+    return len(records)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    if not len(frame):
+        return []
+    out = frame[SPOT_PRICE_COLUMNS]
+    ts = pd.DatetimeIndex(out["ts"]).tz_convert("UTC").to_pydatetime()
+    cols = {c: out[c].astype(object).tolist() for c in SPOT_PRICE_COLUMNS if c != "ts"}
+    cols["ts"] = list(ts)
+    cols["price"] = [float(p) for p in cols["price"]]
+    cols["is_day_open"] = [bool(b) for b in cols["is_day_open"]]
+    return [dict(zip(cols, values)) for values in zip(*cols.values())]
+
+
+def upsert_on_demand(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert or refresh on-demand prices; an older price (e.g. the bundled snapshot) never
+    overwrites a newer one already stored. Returns how many rows were inserted or changed."""
+    if not rows:
+        return 0
+    table = OnDemandPrice.__table__
+    dialect = session.get_bind().dialect.name
+    make_insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    changed = 0
+    for start in range(0, len(rows), 1000):
+        stmt = make_insert(table).values(list(rows[start:start + 1000]))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["region", "instance_type", "operating_system"],
+            set_={c: stmt.excluded[c] for c in ("usd_per_hour", "source", "as_of")},
+            where=table.c.as_of <= stmt.excluded.as_of,
+        )
+        changed += session.execute(stmt).rowcount
+    return changed
+
+
+def replace_advisor_day(session: Session, day: date, rows: Sequence[dict[str, Any]], source: str,
+                        keep_keys: Sequence[tuple[str, str, str]] = ()) -> tuple[int, str | None]:
+    """Replace `day`'s Spot Advisor rows. Stored rows of `keep_keys` (entries the new feed had
+    wrong) survive; a bundled snapshot never replaces a day already stored from the live feed.
+    Returns (rows written, why nothing was written)."""
+    table = SpotAdvisorEntry.__table__
+    if source == "bundled_snapshot":
+        from_feed = session.scalar(select(func.count()).select_from(table).where(
+            table.c.day == day, table.c.source == "feed"))
+        if from_feed:
+            return 0, f"{day} already holds {from_feed} rows from the live feed; the snapshot does not replace them"
+    kept: list[dict[str, Any]] = []
+    if keep_keys:
+        wanted = set(keep_keys)
+        existing = session.execute(select(table).where(table.c.day == day)).mappings()
+        kept = [dict(r) for r in existing if (r["region"], r["operating_system"], r["instance_type"]) in wanted]
+    session.execute(delete(table).where(table.c.day == day))
+    batch = list(rows) + kept
+    for start in range(0, len(batch), 5000):
+        session.execute(insert(table), batch[start:start + 5000])
+    return len(rows), None
+
+
+def upsert_instance_types(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    bulk_upsert(session, InstanceTypeSpec.__table__, rows, key=["instance_type"])
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# readers (asset checks, other domains)
+# ---------------------------------------------------------------------------------------------
+
+def inventory_instance_types(session: Session) -> list[str]:
+    """Instance types of the discovered fleet that is still there."""
+    rows = session.scalars(select(Instance.instance_type).where(Instance.terminated_at.is_(None)).distinct())
+    return sorted(rows)
+
+
+def catalog_instance_types(session: Session) -> list[str]:
+    return sorted(session.scalars(select(InstanceTypeSpec.instance_type)))
+
+
+@dataclass
+class SpotPriceSliceStats:
+    rows: int
+    nonpositive: list[dict[str, Any]]  # a sample: region, AZ ID, type, ts, price
+    regions: set[str]
+    duplicates: int
+    days_without_rows: list[date]
+
+
+def spot_price_stats(engine: Engine, days: Sequence[date]) -> SpotPriceSliceStats:
+    """What the checks look at, over the stored rows of `days`."""
+    t = SpotPrice.__table__
+    in_days = t.c.day.in_(list(days))
+    with engine.connect() as conn:
+        rows = conn.scalar(select(func.count()).select_from(t).where(in_days)) or 0
+        bad = conn.execute(
+            select(t.c.region, t.c.availability_zone_id, t.c.instance_type, t.c.ts, t.c.price)
+            .where(in_days, t.c.price <= 0).limit(20)).mappings().all()
+        regions = set(conn.scalars(select(t.c.region).where(in_days).distinct()))
+        key = (t.c.availability_zone_id, t.c.instance_type, t.c.product_description, t.c.ts)
+        dup_groups = select(*key).where(in_days).group_by(*key).having(func.count() > 1).subquery()
+        duplicates = conn.scalar(select(func.count()).select_from(dup_groups)) or 0
+        present = set(conn.scalars(select(t.c.day).where(in_days).distinct()))
+    return SpotPriceSliceStats(rows=rows, nonpositive=[dict(r) for r in bad], regions=regions,
+                               duplicates=duplicates, days_without_rows=sorted(set(days) - present))
+
+
+def on_demand_summary(session: Session) -> dict[str, Any]:
+    t = OnDemandPrice.__table__
+    row = session.execute(select(func.count(), func.min(t.c.as_of), func.max(t.c.as_of),
+                                 func.sum(case((t.c.usd_per_hour <= 0, 1), else_=0)))).one()
+    oldest = row[1]
+    if oldest is not None and oldest.tzinfo is None:  # SQLite drops the offset on aggregates
+        oldest = oldest.replace(tzinfo=timezone.utc)
+    newest = row[2]
+    if newest is not None and newest.tzinfo is None:
+        newest = newest.replace(tzinfo=timezone.utc)
+    return {"rows": row[0], "oldest_as_of": oldest, "newest_as_of": newest, "nonpositive": row[3] or 0}
+
+
+def advisor_day_summary(session: Session, day: date) -> dict[str, Any]:
+    t = SpotAdvisorEntry.__table__
+    out_of_range = or_(t.c.interruption_band < 0, t.c.interruption_band > 4,
+                       t.c.savings_pct < 0, t.c.savings_pct > 100)
+    rows = session.scalar(select(func.count()).select_from(t).where(t.c.day == day)) or 0
+    bad = session.execute(select(t.c.region, t.c.operating_system, t.c.instance_type, t.c.interruption_band,
+                                 t.c.savings_pct).where(t.c.day == day, out_of_range).limit(20)).mappings().all()
+    return {"rows": rows, "out_of_range": [dict(r) for r in bad]}
+
+
+def spot_prices(engine: Engine, start: datetime, end: datetime, instance_types: Sequence[str] | None = None,
+                availability_zone_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Stored price rows with start <= ts < end (day-open rows included), oldest first."""
+    t = SpotPrice.__table__
+    query = select(t).where(t.c.ts >= start, t.c.ts < end)
+    if instance_types:
+        query = query.where(t.c.instance_type.in_(list(instance_types)))
+    if availability_zone_ids:
+        query = query.where(t.c.availability_zone_id.in_(list(availability_zone_ids)))
+    with engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(query.order_by(t.c.instance_type, t.c.availability_zone_id, t.c.ts))
+                             .mappings().all(), columns=SPOT_PRICE_COLUMNS)
+    if len(frame):
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame
+
+
+def on_demand_prices_by_market(session: Session, operating_system: str = "Linux") -> dict[tuple[str, str], float]:
+    """(region, instance type) → USD per hour."""
+    t = OnDemandPrice.__table__
+    rows = session.execute(select(t.c.region, t.c.instance_type, t.c.usd_per_hour)
+                           .where(t.c.operating_system == operating_system))
+    return {(r, it): p for r, it, p in rows}

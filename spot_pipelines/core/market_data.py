@@ -1,0 +1,378 @@
+"""Market data from AWS: spot price history, on-demand prices (Price List) and the Spot Advisor.
+
+Plain functions over boto3 clients and bytes; no Dagster and no database here. Every problem is
+reported with the region and instance type it concerns, and bad input never raises past the
+region (or item) it belongs to.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from botocore.exceptions import BotoCoreError, ClientError
+
+from spot_pipelines.core.aws_errors import REGION_SKIP_ERRORS, describe, error_code
+from spot_pipelines.core.discovery import resolve_regions
+from spot_pipelines.core.errors import ValidationError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+BUNDLED_ADVISOR = DATA_DIR / "spot-advisor-data.json"
+BUNDLED_ON_DEMAND = DATA_DIR / "on-demand-prices-us-east-1.csv"
+# Capture dates of the bundled snapshots (see data/PROVENANCE.md): their rows carry these as `as_of`.
+BUNDLED_ON_DEMAND_AS_OF = datetime(2026, 7, 20, tzinfo=timezone.utc)
+BUNDLED_ADVISOR_AS_OF = date(2025, 6, 28)
+
+ADVISOR_FEED_URL = "https://spot-bid-advisor.s3.amazonaws.com/spot-advisor-data.json"
+# The Price List API is served from a few regions only; us-east-1 answers for every region's prices.
+PRICE_LIST_REGION = "us-east-1"
+DEFAULT_PRODUCTS = ("Linux/UNIX",)
+PAGE_SIZE = 1000
+PRICE_LIST_PAGE_SIZE = 100
+MAX_REGION_WORKERS = 8
+KNOWN_BANDS = range(0, 5)  # the feed's `ranges`: <5 %, 5-10 %, 10-15 %, 15-20 %, >20 %
+ADVISOR_OPERATING_SYSTEMS = ("Linux", "Windows")
+
+SPOT_PRICE_COLUMNS = ["day", "ts", "region", "availability_zone", "availability_zone_id",
+                      "instance_type", "product_description", "price", "is_day_open"]
+
+
+# ---------------------------------------------------------------------------------------------
+# spot price history
+# ---------------------------------------------------------------------------------------------
+
+def day_window(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+@dataclass
+class HistoryFetch:
+    """One day of spot prices across regions, with what was skipped or failed and why."""
+
+    day: date
+    rows: pd.DataFrame
+    fetched_regions: list[str] = field(default_factory=list)
+    skipped_regions: dict[str, str] = field(default_factory=dict)  # region -> reason (not enabled…)
+    failed_regions: dict[str, str] = field(default_factory=dict)  # region -> cause (throttled, bad data)
+    no_prices: dict[str, list[str]] = field(default_factory=dict)  # region -> requested types without a price
+    api_calls: int = 0
+
+
+def empty_history() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in [
+        ("day", "object"), ("ts", "datetime64[ns, UTC]"), ("region", "object"),
+        ("availability_zone", "object"), ("availability_zone_id", "object"), ("instance_type", "object"),
+        ("product_description", "object"), ("price", "float64"), ("is_day_open", "bool")]})
+
+
+def parse_price(raw: Any, *, region: str, instance_type: str, zone: str, ts: Any) -> float:
+    """A SpotPrice string as a float; ValidationError naming the record when it is not a number."""
+    try:
+        price = float(raw)
+    except (TypeError, ValueError):
+        price = math.nan
+    if not math.isfinite(price):
+        raise ValidationError("SpotPrice", f"{raw!r} is not a price (region {region}, type {instance_type}, "
+                                           f"zone {zone}, timestamp {ts})")
+    return price
+
+
+def zone_ids(ec2) -> dict[str, str]:
+    """ZoneName → ZoneId of the caller's account in the client's region (names differ per account)."""
+    zones = ec2.describe_availability_zones(AllAvailabilityZones=True)["AvailabilityZones"]
+    return {z["ZoneName"]: z["ZoneId"] for z in zones}
+
+
+def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | None,
+                   products: Sequence[str]) -> tuple[pd.DataFrame, list[str], int]:
+    """One region's prices for `day`: (rows, requested types without any price, API calls).
+
+    AWS returns the changes inside [start, end) plus, per market, the last change before `start`:
+    that one becomes the day's opening row (`ts` = 00:00 UTC, `is_day_open`), unless a change falls
+    exactly on 00:00. Raises ValidationError on a malformed price, ClientError on AWS errors.
+    """
+    start, end = day_window(day)
+    names_to_ids = zone_ids(ec2)
+    calls = 1
+    params: dict[str, Any] = {"StartTime": start, "EndTime": end, "ProductDescriptions": list(products),
+                              "PaginationConfig": {"PageSize": PAGE_SIZE}}
+    if instance_types:
+        params["InstanceTypes"] = list(instance_types)
+    opening: dict[tuple[str, str, str], tuple[datetime, float]] = {}
+    changes: dict[tuple[str, str, str, datetime], float] = {}
+    for page in ec2.get_paginator("describe_spot_price_history").paginate(**params):
+        calls += 1
+        for rec in page.get("SpotPriceHistory", []):
+            zone, itype, product, ts = (rec["AvailabilityZone"], rec["InstanceType"],
+                                        rec["ProductDescription"], rec["Timestamp"])
+            price = parse_price(rec.get("SpotPrice"), region=region, instance_type=itype, zone=zone, ts=ts)
+            ts = ts.astimezone(timezone.utc)
+            if start <= ts < end:
+                changes[(zone, itype, product, ts)] = price
+            elif ts < start:
+                key = (zone, itype, product)
+                if key not in opening or opening[key][0] < ts:
+                    opening[key] = (ts, price)
+    on_midnight = {(z, t, p) for (z, t, p, ts) in changes if ts == start}
+    records = [(start, z, t, p, price, True) for (z, t, p), (_, price) in opening.items()
+               if (z, t, p) not in on_midnight]
+    records += [(ts, z, t, p, price, False) for (z, t, p, ts), price in changes.items()]
+    seen_types = {r[2] for r in records}
+    missing = sorted(set(instance_types or ()) - seen_types)
+    if not records:
+        return empty_history(), missing, calls
+    frame = pd.DataFrame.from_records(records, columns=["ts", "availability_zone", "instance_type",
+                                                        "product_description", "price", "is_day_open"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["availability_zone_id"] = frame["availability_zone"].map(names_to_ids)
+    unmapped = frame["availability_zone_id"].isna()
+    if unmapped.any():
+        zones = sorted(frame.loc[unmapped, "availability_zone"].unique())
+        raise ValidationError("AvailabilityZone", f"no AZ ID known for {zones} in region {region}")
+    frame["region"] = region
+    frame["day"] = day
+    return frame[SPOT_PRICE_COLUMNS], missing, calls
+
+
+def fetch_spot_history(client_for: Callable[[str], Any], regions: Sequence[str], day: date,
+                       instance_types: Sequence[str] | None = None,
+                       products: Sequence[str] = DEFAULT_PRODUCTS,
+                       max_workers: int = MAX_REGION_WORKERS) -> HistoryFetch:
+    """`day`'s prices of every region concurrently (bounded pool), each region's errors isolated."""
+    fetch = HistoryFetch(day=day, rows=empty_history())
+    frames = []
+
+    def one(region: str):
+        try:
+            return region, region_history(client_for(region), region, day, instance_types, products), None
+        except (ClientError, BotoCoreError, ValidationError) as exc:
+            return region, None, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(regions) or 1))) as pool:
+        for region, result, exc in pool.map(one, regions):
+            if exc is None:
+                rows, missing, calls = result
+                frames.append(rows)
+                fetch.fetched_regions.append(region)
+                fetch.api_calls += calls
+                if missing:
+                    fetch.no_prices[region] = missing
+            elif error_code(exc) in REGION_SKIP_ERRORS:
+                fetch.skipped_regions[region] = f"region not enabled or not allowed ({describe(exc)})"
+            else:
+                fetch.failed_regions[region] = str(exc) if isinstance(exc, ValidationError) else describe(exc)
+    frames = [f for f in frames if len(f)]
+    if frames:
+        fetch.rows = pd.concat(frames, ignore_index=True)
+    return fetch
+
+
+def price_regions(ec2_home, configured: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The platform's enabled regions (filtered by `configured`), and the configured ones skipped."""
+    return resolve_regions(ec2_home, list(configured) if configured else None)
+
+
+def types_of_families(families: Sequence[str], catalog: Sequence[str]) -> list[str]:
+    wanted = {f.lower().rstrip(".") for f in families}
+    return sorted(t for t in catalog if t.split(".")[0] in wanted)
+
+
+# ---------------------------------------------------------------------------------------------
+# on-demand prices (Price List API)
+# ---------------------------------------------------------------------------------------------
+
+def price_list_filters(region: str) -> list[dict[str, str]]:
+    pairs = [("regionCode", region), ("operatingSystem", "Linux"), ("tenancy", "Shared"),
+             ("preInstalledSw", "NA"), ("capacitystatus", "Used"), ("marketoption", "OnDemand")]
+    return [{"Type": "TERM_MATCH", "Field": f, "Value": v} for f, v in pairs]
+
+
+def parse_price_list_item(raw: str | dict, region: str) -> tuple[str, float]:
+    """(instance type, USD per hour) of one GetProducts PriceList item (a JSON string)."""
+    item = json.loads(raw) if isinstance(raw, str) else raw
+    itype = item.get("product", {}).get("attributes", {}).get("instanceType")
+    if not itype:
+        raise ValidationError("product.attributes.instanceType", f"missing in a Price List item for {region}")
+    usd = []
+    for term in item.get("terms", {}).get("OnDemand", {}).values():
+        for dim in term.get("priceDimensions", {}).values():
+            value = dim.get("pricePerUnit", {}).get("USD")
+            if value is not None and dim.get("unit", "Hrs") in ("Hrs", "Hours"):
+                usd.append(value)
+    if not usd:
+        raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
+                              f"no USD hourly price for {itype} in {region}")
+    try:
+        price = float(usd[0])
+    except ValueError:
+        raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
+                              f"{usd[0]!r} is not a price for {itype} in {region}") from None
+    if not (math.isfinite(price) and price > 0):
+        raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
+                              f"{usd[0]!r} is not a positive price for {itype} in {region}")
+    return itype, price
+
+
+@dataclass
+class OnDemandFetch:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    source: str = "price_list_api"  # or bundled_snapshot
+    fallback_reason: str | None = None
+    problems: list[str] = field(default_factory=list)  # skipped items, with region and type
+    failed_regions: dict[str, str] = field(default_factory=dict)
+    api_calls: int = 0
+
+
+def region_on_demand(pricing, region: str) -> tuple[dict[str, float], list[str], int]:
+    prices: dict[str, float] = {}
+    problems: list[str] = []
+    calls = 0
+    paginator = pricing.get_paginator("get_products")
+    for page in paginator.paginate(ServiceCode="AmazonEC2", Filters=price_list_filters(region),
+                                   FormatVersion="aws_v1",
+                                   PaginationConfig={"PageSize": PRICE_LIST_PAGE_SIZE}):
+        calls += 1
+        for raw in page.get("PriceList", []):
+            try:
+                itype, price = parse_price_list_item(raw, region)
+            except (ValidationError, ValueError) as exc:
+                problems.append(f"{region}: {exc}")
+                continue
+            # Several SKUs can match (e.g. licence variants): the cheapest is plain Linux.
+            prices[itype] = min(price, prices.get(itype, price))
+    return prices, problems, calls
+
+
+def fetch_on_demand(pricing, regions: Sequence[str], as_of: datetime,
+                    max_workers: int = MAX_REGION_WORKERS) -> OnDemandFetch:
+    """Linux shared-tenancy on-demand prices per region; regions fail on their own."""
+    fetch = OnDemandFetch()
+
+    def one(region: str):
+        try:
+            return region, region_on_demand(pricing, region), None
+        except (ClientError, BotoCoreError) as exc:
+            return region, None, exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(regions) or 1))) as pool:
+        for region, result, exc in pool.map(one, regions):
+            if exc is not None:
+                fetch.failed_regions[region] = describe(exc)
+                continue
+            prices, problems, calls = result
+            fetch.api_calls += calls
+            fetch.problems += problems
+            fetch.rows += [{"region": region, "instance_type": t, "operating_system": "Linux",
+                            "usd_per_hour": p, "source": "price_list_api", "as_of": as_of}
+                           for t, p in sorted(prices.items())]
+    return fetch
+
+
+def bundled_on_demand(reason: str) -> OnDemandFetch:
+    """The bundled Price List snapshot (us-east-1 only), dated by its capture date."""
+    with open(BUNDLED_ON_DEMAND, newline="") as handle:
+        rows = [{"region": r["region"], "instance_type": r["instance_type"],
+                 "operating_system": r["operating_system"], "usd_per_hour": float(r["usd_per_hour"]),
+                 "source": "bundled_snapshot", "as_of": BUNDLED_ON_DEMAND_AS_OF}
+                for r in csv.DictReader(handle)]
+    return OnDemandFetch(rows=rows, source="bundled_snapshot", fallback_reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spot Advisor feed and the instance-type catalog
+# ---------------------------------------------------------------------------------------------
+
+_FAMILY = re.compile(r"^([a-z]+)(\d+)([a-z]*)")
+
+
+def architecture_of(instance_type: str) -> str:
+    """arm64 for Graviton families (a 'g' after the generation: m6g, c7gn, r8g, t4g, im4gn) and
+    a1, and for Apple-silicon Macs (mac2*, mac-m*); x86_64 otherwise."""
+    family = instance_type.split(".")[0]
+    if family == "a1" or (family.startswith("mac") and family != "mac1"):
+        return "arm64"
+    match = _FAMILY.match(family)
+    return "arm64" if match and "g" in match.group(3) else "x86_64"
+
+
+@dataclass
+class AdvisorFeed:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    catalog: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # skipped entries: region, OS, type, cause
+    skipped_keys: list[tuple[str, str, str]] = field(default_factory=list)  # (region, os, type)
+    source: str = "feed"
+    fallback_reason: str | None = None
+
+
+def download_feed(url: str = ADVISOR_FEED_URL, timeout: float = 10.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (fixed https URL)
+        return response.read()
+
+
+def parse_advisor(raw: bytes, day: date, source: str = "feed") -> AdvisorFeed:
+    """Rows of the Spot Advisor feed for `day`. A truncated or malformed document raises
+    ValidationError; a bad entry (unknown band, non-integer savings) is skipped and reported."""
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError("spot-advisor-data.json",
+                              f"not a complete JSON document ({len(raw)} bytes; {exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("spot_advisor"), dict):
+        raise ValidationError("spot_advisor", "missing from the feed")
+    bands = {r.get("index") for r in doc.get("ranges", []) if isinstance(r, dict)} or set(KNOWN_BANDS)
+    bands &= set(KNOWN_BANDS)
+    feed = AdvisorFeed(source=source)
+    for region, by_os in sorted(doc["spot_advisor"].items()):
+        for os_name, by_type in sorted((by_os or {}).items()):
+            if os_name not in ADVISOR_OPERATING_SYSTEMS:
+                feed.problems.append(f"{region}: unknown operating system {os_name!r} skipped")
+                continue
+            for itype, entry in sorted((by_type or {}).items()):
+                band, savings = (entry or {}).get("r"), (entry or {}).get("s")
+                cause = None
+                if not isinstance(band, int) or band not in bands:
+                    cause = f"unknown interruption band r={band!r} (known: {sorted(bands)})"
+                elif not isinstance(savings, int) or not 0 <= savings <= 100:
+                    cause = f"savings s={savings!r} is not a percentage"
+                if cause:
+                    feed.problems.append(f"{region} {os_name} {itype}: {cause}")
+                    feed.skipped_keys.append((region, os_name, itype))
+                    continue
+                feed.rows.append({"day": day, "region": region, "operating_system": os_name,
+                                  "instance_type": itype, "interruption_band": band,
+                                  "savings_pct": savings, "source": source})
+    for itype, spec in sorted((doc.get("instance_types") or {}).items()):
+        spec = spec or {}
+        vcpu, ram = spec.get("cores"), spec.get("ram_gb")
+        feed.catalog.append({
+            "instance_type": itype, "family": itype.split(".")[0],
+            "vcpu": int(vcpu) if isinstance(vcpu, (int, float)) else None,
+            "memory_gib": float(ram) if isinstance(ram, (int, float)) else None,
+            "architecture": architecture_of(itype), "source": f"spot_advisor_{source}",
+        })
+    return feed
+
+
+def load_advisor(day: date, fetch: Callable[[], bytes]) -> AdvisorFeed:
+    """The live feed, else the bundled snapshot with the reason (never silently)."""
+    try:
+        return parse_advisor(fetch(), day, source="feed")
+    except ValidationError as exc:
+        reason = f"the feed was unusable: {exc}"
+    except OSError as exc:  # URLError, timeouts, connection refused
+        reason = f"the feed was unreachable: {type(exc).__name__}: {exc}"
+    feed = parse_advisor(BUNDLED_ADVISOR.read_bytes(), day, source="bundled_snapshot")
+    feed.fallback_reason = reason
+    return feed
