@@ -6,7 +6,7 @@ Created by migration 0004. Queries used by the assets, the execution job and the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -18,13 +18,16 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    case,
     delete,
     func,
     insert,
     select,
     update,
 )
+from sqlalchemy import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
+import pandas as pd
 
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime, utcnow
@@ -275,3 +278,99 @@ def approved_for_execution(session: Session, ids: Sequence[int] | None = None) -
     if ids:
         stmt = stmt.where(SpotRecommendation.id.in_(list(ids)))
     return list(session.scalars(stmt))
+
+
+# --------------------------------------------------------------------------- readers (DataFrames for core/)
+
+def _frame(conn: Connection, stmt) -> pd.DataFrame:
+    result = conn.execute(stmt)
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def read_prices(conn: Connection, start: date, end: date) -> pd.DataFrame:
+    """Price rows of days [start, end), ordered by market then time (the scorer then skips its sort)."""
+    from spot_pipelines.db.market import SpotPrice
+
+    p = SpotPrice
+    stmt = (select(p.ts, p.region, p.availability_zone, p.availability_zone_id, p.instance_type,
+                   p.product_description, p.price, p.is_day_open)
+            .where(p.day >= start, p.day < end)
+            .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts))
+    return _frame(conn, stmt)
+
+
+def read_on_demand(conn: Connection) -> pd.DataFrame:
+    from spot_pipelines.db.market import OnDemandPrice as o
+
+    return _frame(conn, select(o.region, o.instance_type, o.operating_system, o.usd_per_hour))
+
+
+def read_advisor(conn: Connection, through: date, lookback_days: int = 31) -> pd.DataFrame:
+    """Advisor rows of the last `lookback_days` up to `through` (the scorer keeps the latest per key)."""
+    from spot_pipelines.db.market import SpotAdvisorEntry as a
+
+    return _frame(conn, select(a.day, a.region, a.operating_system, a.instance_type, a.interruption_band,
+                               a.savings_pct).where(a.day <= through,
+                                                    a.day > through - timedelta(days=lookback_days)))
+
+
+def read_events(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    from spot_pipelines.db.operations import SpotInterruptionEvent as e
+
+    return _frame(conn, select(e.event_type, e.event_time, e.region, e.availability_zone_id, e.instance_type)
+                  .where(e.event_time >= start, e.event_time < end))
+
+
+def read_catalog(conn: Connection) -> pd.DataFrame:
+    from spot_pipelines.db.market import InstanceTypeSpec as t
+
+    return _frame(conn, select(t.instance_type, t.family, t.vcpu, t.memory_gib, t.architecture))
+
+
+def read_running_instances(conn: Connection) -> pd.DataFrame:
+    from spot_pipelines.db.models import Instance as i
+
+    return _frame(conn, select(i.account_id, i.instance_id, i.region, i.availability_zone_id, i.instance_type,
+                               i.lifecycle, i.state, i.platform, i.architecture, i.tags)
+                  .where(i.state == "running", i.terminated_at.is_(None)))
+
+
+def read_risk_scores(conn: Connection) -> pd.DataFrame:
+    return _frame(conn, select(InterruptionRiskScore))
+
+
+def read_predictions(conn: Connection) -> pd.DataFrame:
+    return _frame(conn, select(InterruptionPrediction))
+
+
+def account_names(conn: Connection) -> dict[int, str]:
+    from spot_pipelines.db.models import Account
+
+    return dict(conn.execute(select(Account.id, Account.name)).all())
+
+
+def savings_over_time(conn: Connection, days: int = 30) -> pd.DataFrame:
+    """Per generation: recommendations, proposed monthly savings, and what was executed of them."""
+    r = SpotRecommendation
+    executed = func.sum(case((r.status == EXECUTED, r.monthly_savings_usd), else_=0.0))
+    stmt = (select(r.generation_id, func.min(r.generated_at).label("generated_at"),
+                   func.count().label("recommendations"),
+                   func.sum(r.monthly_savings_usd).label("monthly_savings_usd"),
+                   executed.label("executed_monthly_savings_usd"))
+            .where(r.action != "stay_on_demand", r.generated_at >= utcnow() - timedelta(days=days))
+            .group_by(r.generation_id).order_by(func.min(r.generated_at)))
+    return _frame(conn, stmt)
+
+
+def record_call(session: Session, recommendation_id: int, run_id: str | None, dry_run: bool, call) -> None:
+    session.add(RecommendationAction(
+        recommendation_id=recommendation_id, run_id=run_id, dry_run=dry_run, step=call.step,
+        operation=call.operation, params=call.params, before_state=call.before_state,
+        after_state=call.after_state, outcome=call.outcome, error=call.error, started_at=call.started_at,
+        finished_at=call.finished_at))
+
+
+def actions_for(session: Session, recommendation_id: int) -> list[RecommendationAction]:
+    return list(session.scalars(select(RecommendationAction)
+                                .where(RecommendationAction.recommendation_id == recommendation_id)
+                                .order_by(RecommendationAction.id)))

@@ -1,0 +1,223 @@
+"""interruption_model (+ its blocking quality check) and interruption_predictions.
+
+The model asset trains and registers a *candidate*; the blocking check loads the artifact back,
+compares it with the advisor-band baseline and promotes it to `ready` or marks it `blocked`.
+Predictions always use the newest `ready` version that loads; a broken one is blocked on the spot
+and the previous good version keeps serving.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+import numpy as np
+
+from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, parse_as_of, records
+from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.model import (
+    ModelArtifactError,
+    QualityGate,
+    TrainingConfig,
+    deserialize,
+    predict,
+    registry_fields,
+    serialize,
+    train,
+    training_frame,
+)
+from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.core.risk import FEATURES
+from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.base import utcnow
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.model_store import ModelStore
+
+RETRAIN_CRON = "0 4 * * 1"  # weekly, Monday 04:00 UTC
+
+
+class TrainModelConfig(dg.Config):
+    training_days: int = 90
+    window_days: int = 14
+    horizon_days: int = 1
+    holdout_fraction: float = 0.25
+    min_observed_positives: int = 20
+    as_of: str | None = None
+
+
+def _metrics_table(metrics: dict) -> str:
+    rows = []
+    for name in ("model", "baseline"):
+        m = metrics[name]
+        rows.append({"": "model" if name == "model" else "advisor band only (baseline)",
+                     "Brier": f"{m['brier']:.5f}", "ROC AUC": "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
+                     "log loss": f"{m['log_loss']:.4f}", "mean p": f"{m['mean_prediction']:.4f}"})
+    return markdown_table(rows, ["", "Brier", "ROC AUC", "log loss", "mean p"])
+
+
+@dg.asset(
+    group_name="optimization",
+    kinds={"scikitlearn"},
+    owners=["team:optimization"],
+    deps=["interruption_risk_scores", "spot_price_history", "spot_advisor", "on_demand_prices",
+          "spot_interruption_events"],
+    automation_condition=dg.AutomationCondition.cron_tick_passed(RETRAIN_CRON).since_last_handled()
+    & ~dg.AutomationCondition.in_progress(),
+    description=(
+        "A calibrated gradient-boosting Pipeline predicting P(spot interruption warning within the horizon) "
+        "per market. Labels: observed warnings when there are enough, else the advisor band as a weak label "
+        "(metadata says which). Time-based holdout; Brier and ROC AUC against the advisor band alone. "
+        "Registers a versioned joblib artifact as a candidate; the blocking check promotes or blocks it."
+    ),
+)
+def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConfig, app_db: AppDatabase,
+                       model_store: ModelStore) -> dg.MaterializeResult:
+    as_of = parse_as_of(config.as_of)
+    end_day = as_of.date() + timedelta(days=1)
+    start_day = end_day - timedelta(days=config.training_days)
+    tc = TrainingConfig(window_days=config.window_days, horizon_days=config.horizon_days,
+                        holdout_fraction=config.holdout_fraction,
+                        min_observed_positives=config.min_observed_positives)
+    with app_db.engine.connect() as conn:
+        prices = opt.read_prices(conn, start_day, end_day)
+        on_demand = opt.read_on_demand(conn)
+        advisor = opt.read_advisor(conn, as_of.date())
+        events = opt.read_events(conn, parse_as_of(f"{start_day}T00:00:00"), parse_as_of(f"{end_day}T00:00:00"))
+    try:
+        frame = training_frame(prices, on_demand, advisor, events, start=parse_as_of(f"{start_day}T00:00:00"),
+                               end=parse_as_of(f"{end_day}T00:00:00"), config=tc)
+        model = train(frame, tc)
+    except ValidationError as exc:
+        raise dg.Failure(description=f"interruption_model: cannot train: {exc}", allow_retries=False) from None
+    with app_db.session() as session, session.begin():
+        version = opt.next_model_version(session)
+        data, sha = serialize(model, version)
+        uri = model_store.write(model_store.artifact_name(version), data)
+        session.add(opt.ModelRegistryEntry(version=version, trained_at=utcnow(), artifact_uri=uri,
+                                           artifact_sha256=sha, sklearn_version=_sklearn_version(),
+                                           status=opt.CANDIDATE, **registry_fields(model)))
+    verdict_ok, verdict = QualityGate().verdict(model.metrics)
+    context.log.info(f"model v{version} ({model.label_source}): {verdict}")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": model.n_train + model.n_holdout,
+        "model_version": version,
+        "label_source": model.label_source,
+        "label_note": model.label_note,
+        "metrics": dg.MetadataValue.md(_metrics_table(model.metrics)),
+        "brier": model.metrics["model"]["brier"],
+        "baseline_brier": model.metrics["baseline"]["brier"],
+        "roc_auc": model.metrics["model"]["roc_auc"] if model.metrics["model"]["roc_auc"] is not None else float("nan"),
+        "baseline_roc_auc": model.metrics["baseline"]["roc_auc"]
+        if model.metrics["baseline"]["roc_auc"] is not None else float("nan"),
+        "beats_or_ties_baseline": verdict_ok,
+        "n_train": model.n_train,
+        "n_holdout": model.n_holdout,
+        "holdout_start": model.holdout_start.isoformat(),
+        "data_window": f"{model.data_start:%Y-%m-%d} .. {model.data_end:%Y-%m-%d}",
+        "holdout_positive_rate": model.metrics["holdout_positive_rate"],
+        "features": dg.MetadataValue.json(model.features),
+        "artifact": dg.MetadataValue.path(uri),
+    })
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__
+
+
+def evaluate_latest(app_db: AppDatabase, model_store: ModelStore, gate: QualityGate = QualityGate()
+                    ) -> tuple[bool, str, dict]:
+    """Vet the newest registered version; promote it to ready or block it. Returns (passed, why, metadata)."""
+    with app_db.session() as session, session.begin():
+        entry = opt.latest_model(session)
+        if entry is None:
+            return False, "no model version is registered", {}
+        meta = {"model_version": entry.version, "label_source": entry.label_source}
+        try:
+            payload = deserialize(model_store.read(entry.artifact_uri), where=f"v{entry.version} ({entry.artifact_uri})",
+                                  expected_sha256=entry.artifact_sha256, expected_features=list(FEATURES))
+            predict(payload, _smoke_frame())
+            passed, why = gate.verdict(entry.metrics)
+        except ModelArtifactError as exc:
+            passed, why = False, str(exc)
+        opt.set_model_status(session, entry.version, opt.READY if passed else opt.BLOCKED, None if passed else why)
+        serving = opt.ready_models(session)
+        meta["serving_version"] = serving[0].version if serving else -1
+        if not passed:
+            why += ("; predictions keep using v" + str(serving[0].version)) if serving else \
+                "; no earlier ready version exists, so nothing will be predicted"
+        meta["metrics"] = dg.MetadataValue.json(entry.metrics)
+        return passed, why, meta
+
+
+def _smoke_frame():
+    import pandas as pd
+
+    return pd.DataFrame(np.zeros((2, len(FEATURES))), columns=FEATURES)
+
+
+@dg.asset_check(
+    asset=interruption_model,
+    blocking=True,
+    description="The newest model loads, predicts, and is not worse than the advisor-band baseline "
+                "(Brier, ROC AUC on the time-based holdout). Fails otherwise; that version is blocked and "
+                "the previous ready version keeps serving predictions.",
+)
+def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> dg.AssetCheckResult:
+    passed, why, meta = evaluate_latest(app_db, model_store)
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=why,
+                               metadata={k: v for k, v in meta.items()})
+
+
+@dg.asset(
+    group_name="optimization",
+    kinds={"scikitlearn", "sql"},
+    owners=["team:optimization"],
+    deps=["interruption_risk_scores", interruption_model],
+    automation_condition=AFTER_NEW_DATA & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    description="P(interruption within the model's horizon) for every scored market, from the newest ready "
+                "model version that loads; the version is recorded on every row.",
+)
+def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatabase,
+                             model_store: ModelStore) -> dg.MaterializeResult:
+    with app_db.engine.connect() as conn:
+        scores = opt.read_risk_scores(conn)
+    fallbacks: list[str] = []
+    payload = entry = None
+    with app_db.session() as session, session.begin():
+        for candidate in opt.ready_models(session):
+            try:
+                payload = deserialize(model_store.read(candidate.artifact_uri),
+                                      where=f"v{candidate.version} ({candidate.artifact_uri})",
+                                      expected_sha256=candidate.artifact_sha256, expected_features=list(FEATURES))
+                entry = candidate
+                break
+            except ModelArtifactError as exc:
+                opt.set_model_status(session, candidate.version, opt.BLOCKED, str(exc))
+                fallbacks.append(str(exc))
+                context.log.warning(f"{exc}; version {candidate.version} blocked, trying the previous one")
+    if entry is None:
+        raise dg.Failure(description="interruption_predictions: no ready model version loads"
+                         + (": " + "; ".join(fallbacks) if fallbacks else
+                            " (none has passed interruption_model_quality yet)"), allow_retries=False)
+    try:
+        p = predict(payload, scores)
+    except ModelArtifactError as exc:
+        raise dg.Failure(description=f"interruption_predictions: {exc}", allow_retries=False) from None
+    predicted_at = utcnow()
+    out = scores[list(opt.MARKET_KEY)].assign(
+        model_version=entry.version, p_interruption=np.clip(p, 0, 1), horizon_hours=entry.horizon_hours,
+        risk_score=scores["score"], spot_price=scores["spot_price"], on_demand_price=scores["on_demand_price"],
+        predicted_at=predicted_at)
+    with app_db.session() as session, session.begin():
+        opt.replace_rows(session, opt.InterruptionPrediction, records(out))
+    preview = out.sort_values("p_interruption", ascending=False).round(4)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(out),
+        "dagster/column_schema": frame_schema(out),
+        "model_version": entry.version,
+        "label_source": entry.label_source,
+        "fell_back_from": dg.MetadataValue.json(fallbacks),
+        "mean_p_interruption": float(out["p_interruption"].mean()) if len(out) else 0.0,
+        "preview": dg.MetadataValue.md(markdown_table(records(preview), [
+            "region", "availability_zone_id", "instance_type", "p_interruption", "risk_score", "spot_price"])),
+    })

@@ -1,0 +1,99 @@
+"""spot_recommendations: risk-adjusted actions for every discovered running instance."""
+
+import dagster as dg
+import pandas as pd
+
+from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, records
+from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.recommend import RecommendConfig, recommend
+from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.base import utcnow
+from spot_pipelines.resources.app_database import AppDatabase
+
+
+class RecommendationsConfig(dg.Config):
+    min_discount_pct: float = 20.0
+    max_p_interruption: float = 0.25
+    restart_cost_usd: float = 0.10
+    restart_cost_on_demand_hours: float = 2.0
+    diversify_min_pools: int = 3
+    same_az_only: bool = True
+    allowed_families: dict[str, list[str]] | None = None
+    allow_burstable: bool = False
+
+
+def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
+    actionable = recs[recs["action"] != "stay_on_demand"]
+    if recs.empty:
+        return "_no running instances to recommend for_"
+    by_account = (actionable.assign(account=actionable["account_id"].map(names).fillna(actionable["account_id"]
+                                                                                       .astype(str)))
+                  .groupby("account").agg(recommendations=("instance_id", "size"),
+                                          monthly_savings_usd=("monthly_savings_usd", "sum"))
+                  .sort_values("monthly_savings_usd", ascending=False).round(2).reset_index())
+    by_action = recs.groupby("action").agg(instances=("instance_id", "size"),
+                                           monthly_savings_usd=("monthly_savings_usd", "sum")).round(2).reset_index()
+    top = actionable.head(10).assign(account=lambda f: f["account_id"].map(names))
+    return "\n\n".join([
+        f"**Total monthly savings if all are executed: ${actionable['monthly_savings_usd'].sum():,.2f}**",
+        "### Savings by account", markdown_table(records(by_account), list(by_account.columns)),
+        "### By action", markdown_table(records(by_action), list(by_action.columns)),
+        "### Top recommendations",
+        markdown_table(records(top), ["account", "instance_id", "current_instance_type", "action",
+                                      "target_instance_type", "target_availability_zone_id", "monthly_savings_usd",
+                                      "reason"], limit=10),
+    ])
+
+
+@dg.asset(
+    group_name="optimization",
+    kinds={"pandas", "sql"},
+    owners=["team:optimization"],
+    deps=["discovered_instances", "interruption_predictions", "on_demand_prices"],
+    automation_condition=AFTER_NEW_DATA,
+    description=(
+        "Per running instance: compatible spot candidates priced in its AZ ID, the risk-adjusted expected hourly "
+        "cost (spot price + P(interruption) × restart cost), and an action (move_to_spot, diversify, "
+        "stay_on_demand, return_to_on_demand) with monthly savings and the reason in words. New rows are "
+        "`proposed`; the previous generation's proposed rows become `superseded`; decisions are never touched."
+    ),
+)
+def spot_recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig,
+                         app_db: AppDatabase) -> dg.MaterializeResult:
+    try:
+        rc = RecommendConfig(**config.model_dump())
+    except ValidationError as exc:
+        raise dg.Failure(description=f"spot_recommendations config: {exc}", allow_retries=False) from None
+    with app_db.engine.connect() as conn:
+        instances = opt.read_running_instances(conn)
+        catalog = opt.read_catalog(conn)
+        on_demand = opt.read_on_demand(conn)
+        markets = opt.read_predictions(conn)
+        names = opt.account_names(conn)
+    if markets.empty and not instances.empty:
+        context.log.warning("no interruption predictions yet: every instance will stay on demand")
+    result = recommend(instances, catalog, on_demand, markets, rc)
+    recs = result.recommendations
+    generated_at = utcnow()
+    rows = records(recs.assign(generation_id=context.run_id, status=opt.PROPOSED, generated_at=generated_at))
+    with app_db.session() as session, session.begin():
+        written = opt.write_recommendations(session, rows, generated_at=generated_at)
+    with app_db.engine.connect() as conn:
+        history = opt.savings_over_time(conn)
+    actionable = recs[recs["action"] != "stay_on_demand"]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": written,
+        "dagster/column_schema": frame_schema(recs.drop(columns=["candidates"])),
+        "running_instances": len(instances),
+        "recommendations_by_action": dg.MetadataValue.json(recs["action"].value_counts().to_dict()),
+        "unchanged_spot_instances": result.unchanged,
+        "held_back_pending_decisions": len(rows) - written,
+        "monthly_savings_usd": round(float(actionable["monthly_savings_usd"].sum()), 2),
+        "skipped_instances": len(result.skipped),
+        "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
+        "summary": dg.MetadataValue.md(summary_markdown(recs, names)),
+        "savings_over_time": dg.MetadataValue.md(markdown_table(
+            records(history.assign(generated_at=history["generated_at"].astype(str)).round(2)),
+            ["generated_at", "recommendations", "monthly_savings_usd", "executed_monthly_savings_usd"], limit=60)),
+    })

@@ -1,0 +1,100 @@
+"""interruption_risk_scores: a transparent risk score per spot market, with its features kept."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+
+from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.core.risk import score_markets
+from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.base import utcnow
+from spot_pipelines.resources.app_database import AppDatabase
+
+# Like eager(), but without "no dependency partition may be missing": the daily market-data assets
+# always have unmaterialized old partitions, which would block eager() forever.
+AFTER_NEW_DATA = (
+    (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after new upstream data")
+
+PREVIEW = ["region", "availability_zone_id", "instance_type", "spot_price", "price_to_on_demand",
+           "advisor_band", "observed_interruptions", "score", "risk_band"]
+
+
+class RiskScoreConfig(dg.Config):
+    window_days: int = 14
+    as_of: str | None = None  # ISO timestamp; default: now
+
+
+def parse_as_of(value: str | None) -> datetime:
+    if not value:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError("as_of", f"{value!r} is not an ISO-8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows with Python scalars and None for missing values (what the DB drivers want)."""
+    clean = frame.astype(object).where(frame.notna(), None)
+    return clean.to_dict("records")
+
+
+def frame_schema(frame: pd.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
+
+
+@dg.asset(
+    group_name="optimization",
+    kinds={"pandas", "sql"},
+    owners=["team:optimization"],
+    deps=["spot_price_history", "spot_advisor", "on_demand_prices", "spot_interruption_events"],
+    automation_condition=AFTER_NEW_DATA,
+    description=(
+        "Interruption risk per spot market (region, AZ ID, instance type, product) over a trailing window: "
+        "price/on-demand ratio, volatility, number and size of changes, 7-day spikes, time since the last "
+        "change, the Spot Advisor band and savings, and observed interruption warnings; a score in [0, 1] and "
+        "a band. Markets without price history or on-demand price are skipped with a reason."
+    ),
+)
+def interruption_risk_scores(context: dg.AssetExecutionContext, config: RiskScoreConfig,
+                             app_db: AppDatabase) -> dg.MaterializeResult:
+    as_of = parse_as_of(config.as_of)
+    end_day = as_of.date() + timedelta(days=1)
+    start_day = end_day - timedelta(days=config.window_days)
+    with app_db.engine.connect() as conn:
+        prices = opt.read_prices(conn, start_day, end_day)
+        on_demand = opt.read_on_demand(conn)
+        advisor = opt.read_advisor(conn, as_of.date())
+        events = opt.read_events(conn, as_of - timedelta(days=config.window_days + 1), as_of + timedelta(days=1))
+    try:
+        result = score_markets(prices, on_demand, advisor, events, as_of=as_of, window_days=config.window_days)
+    except ValidationError as exc:
+        raise dg.Failure(description=f"interruption_risk_scores: {exc}", allow_retries=False) from None
+    scored_at = utcnow()
+    scores = result.scores.assign(scored_at=scored_at)
+    columns = {c.name for c in opt.InterruptionRiskScore.__table__.columns}
+    with app_db.session() as session, session.begin():
+        opt.replace_rows(session, opt.InterruptionRiskScore, records(scores[[c for c in scores if c in columns]]))
+    skipped_reasons = result.skipped["reason"].value_counts().to_dict() if len(result.skipped) else {}
+    context.log.info(f"scored {len(scores)} markets over {result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}, "
+                     f"skipped {len(result.skipped)}")
+    top = scores.sort_values("score", ascending=False)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(scores),
+        "dagster/column_schema": frame_schema(scores),
+        "window": f"{result.window_start:%Y-%m-%d} .. {result.window_end:%Y-%m-%d} (exclusive)",
+        "price_rows": len(prices),
+        "interruption_warnings_in_window": int((events["event_type"] == "spot_interruption_warning").sum())
+        if len(events) else 0,
+        "skipped_markets": len(result.skipped),
+        "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
+        "skipped_preview": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
+        "markets_by_risk_band": dg.MetadataValue.json(scores["risk_band"].value_counts().to_dict()),
+        "preview": dg.MetadataValue.md(markdown_table(records(top.round(4)), PREVIEW)),
+    })

@@ -1,0 +1,135 @@
+"""execute_approved_recommendations: act on operator-approved recommendations, dry-run by default.
+
+Each recommendation is its own transaction: it is marked `executing` before any mutating call and
+ends `executed` or `failed` (with the error) after; every EC2 call (or, in dry-run, every call it
+would make, with its exact parameters) is an audit row in `recommendation_actions`. With
+`stop_on_failure` the rest of the batch stays `approved`, so each row always tells the truth.
+"""
+
+import dagster as dg
+
+from spot_pipelines.core.errors import CredentialError
+from spot_pipelines.core.execution import Outcome, RecommendationView, execute
+from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.base import utcnow
+from spot_pipelines.db.models import Account
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.credential_vault import CredentialVault
+
+
+class ExecuteConfig(dg.Config):
+    dry_run: bool = True
+    recommendation_ids: list[int] = []
+    retire: str = "terminate"        # or "stop": keep the old instance's volumes around
+    stop_on_failure: bool = True
+    max_recommendations: int = 50
+
+
+def _view(rec: opt.SpotRecommendation, account: Account) -> RecommendationView:
+    return RecommendationView(
+        id=rec.id, account_name=account.name, instance_id=rec.instance_id, region=rec.region,
+        current_instance_type=rec.current_instance_type, current_lifecycle=rec.current_lifecycle,
+        action=rec.action, target_instance_type=rec.target_instance_type,
+        target_availability_zone_id=rec.target_availability_zone_id, target_market=rec.target_market)
+
+
+@dg.op(
+    description="Replace each approved recommendation's instance through EC2 (dry-run: record the calls only).",
+    tags={"kind": "aws"},
+    pool="aws_api",
+)
+def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_db: AppDatabase,
+                     vault: CredentialVault) -> dg.Output[dict]:
+    if config.retire not in ("terminate", "stop"):
+        raise dg.Failure(description=f"retire: must be 'terminate' or 'stop', got {config.retire!r}")
+    with app_db.session() as session:
+        approved = opt.approved_for_execution(session, config.recommendation_ids or None)
+        if config.recommendation_ids:
+            not_ready = sorted(set(config.recommendation_ids) - {r.id for r in approved})
+            if not_ready:
+                raise dg.Failure(description=f"recommendation(s) {', '.join(map(str, not_ready))} are unknown or not "
+                                             "approved; approve them with `spot-pipelines recommendations approve`",
+                                 allow_retries=False)
+    batch = approved[: config.max_recommendations]
+    summary: list[dict] = []
+    failures = 0
+    for rec in batch:
+        outcome = _execute_one(context, app_db, vault, rec.id, dry_run=config.dry_run, retire=config.retire)
+        summary.append({"id": rec.id, "instance_id": rec.instance_id, "action": rec.action,
+                        "target": rec.target_instance_type, "status": outcome.status,
+                        "replacement": outcome.replacement_instance_id, "error": outcome.error,
+                        "calls": len(outcome.calls)})
+        if outcome.status == opt.FAILED:
+            failures += 1
+            context.log.error(f"recommendation {rec.id}: {outcome.error}")
+            if config.stop_on_failure:
+                break
+    untouched = len(approved) - len(summary)
+    with app_db.session() as session:
+        still_approved = len(opt.approved_for_execution(session, [r.id for r in approved] or None)) if approved else 0
+    metadata = {
+        "dry_run": config.dry_run,
+        "approved": len(approved),
+        "processed": len(summary),
+        "failed": failures,
+        "left_approved": still_approved,
+        "results": dg.MetadataValue.md(markdown_table(summary, ["id", "instance_id", "action", "target", "status",
+                                                                "replacement", "calls", "error"])),
+    }
+    if failures:
+        raise dg.Failure(description=f"{failures} recommendation(s) failed; {untouched} left approved and untouched. "
+                                     f"First error: {next(s['error'] for s in summary if s['status'] == opt.FAILED)}",
+                         metadata=metadata, allow_retries=False)
+    return dg.Output(value={"processed": len(summary)}, metadata=metadata)
+
+
+def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, *, dry_run: bool,
+                 retire: str) -> Outcome:
+    run_id = context.run_id
+    with app_db.session() as session, session.begin():
+        rec = session.get(opt.SpotRecommendation, rec_id, with_for_update=True)
+        if rec is None or rec.status != opt.APPROVED:  # changed since the batch was read
+            return Outcome(status=rec.status if rec else "missing", error=None)
+        account = session.get(Account, rec.account_id)
+        view = _view(rec, account)
+        if not dry_run:
+            rec.status, rec.status_changed_at = opt.EXECUTING, utcnow()
+    try:
+        ec2 = vault.client(vault.session_for(account), "ec2", view.region)
+    except CredentialError as exc:
+        outcome = Outcome(status=opt.FAILED, error=str(exc))
+    else:
+        outcome = None
+
+    def record(call) -> None:
+        # Each call is committed as it completes: a crash still leaves what really happened.
+        with app_db.session() as s, s.begin():
+            opt.record_call(s, rec_id, run_id, dry_run, call)
+
+    if outcome is None:
+        try:
+            outcome = execute(ec2, view, dry_run=dry_run, retire=retire, record=record)
+        except Exception as exc:  # a bug must not leave the row `executing`
+            outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
+    with app_db.session() as session, session.begin():
+        rec = session.get(opt.SpotRecommendation, rec_id)
+        now = utcnow()
+        if dry_run:
+            if outcome.status == opt.FAILED:
+                rec.error = f"dry-run: {outcome.error}"
+            return outcome  # a dry run changes no status
+        rec.status, rec.status_changed_at, rec.error = outcome.status, now, outcome.error
+        rec.replacement_instance_id = outcome.replacement_instance_id
+        if outcome.status == opt.EXECUTED:
+            rec.executed_at = now
+    return outcome
+
+
+@dg.job(
+    description="Execute operator-approved spot recommendations (dry-run unless config dry_run: false), with an "
+                "audit row per EC2 call in recommendation_actions.",
+    tags={"team": "optimization"},
+)
+def execute_approved_recommendations():
+    execute_approved()
