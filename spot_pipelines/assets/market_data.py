@@ -1,0 +1,380 @@
+"""Market data: spot price history (daily), on-demand prices and the Spot Advisor (daily).
+
+Thin wiring over `core.market_data` (fetching and parsing) and `db.market` (storage); the checks
+live next to the assets they check. Prices are public market data: they are read with the
+platform's own AWS identity, not with an onboarded account's.
+"""
+
+import os
+import threading
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+
+import boto3
+import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field, PrivateAttr
+
+from spot_pipelines.core import market_data as md
+from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.core.synthetic_prices import bundled_advisor
+from spot_pipelines.db import market
+from spot_pipelines.db.models import utcnow
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.credential_vault import HOME_REGION, aws_config
+
+START_DATE_ENV = "SPOT_PRICE_HISTORY_START"
+HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
+AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL,
+                                  jitter=dg.Jitter.PLUS_MINUS)
+PRICE_PREVIEW_COLUMNS = ["ts", "region", "availability_zone_id", "instance_type", "product_description",
+                         "price", "is_day_open"]
+
+
+def market_data_start_date() -> str:
+    """`SPOT_PRICE_HISTORY_START` (YYYY-MM-DD), else 90 days back: what AWS still serves."""
+    configured = os.environ.get(START_DATE_ENV)
+    if configured:
+        try:
+            return date.fromisoformat(configured).isoformat()
+        except ValueError:
+            raise ValidationError(START_DATE_ENV, f"{configured!r} is not a YYYY-MM-DD date") from None
+    return (datetime.now(timezone.utc).date() - timedelta(days=HISTORY_DAYS)).isoformat()
+
+
+market_daily_partitions = dg.DailyPartitionsDefinition(start_date=market_data_start_date(), timezone="UTC")
+
+
+class MarketDataAPIs(dg.ConfigurableResource):
+    """Where market data comes from: EC2 and the Price List API with the platform's default boto3
+    credentials (adaptive retries), and the public Spot Advisor feed. Nothing connects at load."""
+
+    advisor_feed_url: str = md.ADVISOR_FEED_URL
+    advisor_timeout_s: float = 10.0
+    price_list_region: str = md.PRICE_LIST_REGION
+    max_attempts: int = 10
+
+    _session: boto3.Session | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def _client(self, service: str, region: str):
+        # boto3 sessions are not thread-safe for client creation; clients are.
+        with self._lock:
+            if self._session is None:
+                self._session = boto3.Session()
+            return self._session.client(service, region_name=region, config=aws_config(self.max_attempts))
+
+    def ec2(self, region: str = HOME_REGION):
+        return self._client("ec2", region)
+
+    def pricing(self):
+        return self._client("pricing", self.price_list_region)
+
+    def advisor_feed(self) -> bytes:
+        return md.download_feed(self.advisor_feed_url, timeout=self.advisor_timeout_s)
+
+
+class SpotPriceHistoryConfig(dg.Config):
+    regions: list[str] | None = Field(
+        default=None, description="Regions to read (each must be enabled); unset: every enabled region.")
+    product_descriptions: list[str] = Field(default=list(md.DEFAULT_PRODUCTS),
+                                            description="ProductDescriptions filter, e.g. Linux/UNIX.")
+    all_instance_types: bool = Field(
+        default=True, description="Every instance type; false: the discovered fleet's types plus instance_families.")
+    instance_families: list[str] = Field(default=[], description="Families added to the fleet's types, e.g. m7g.")
+    max_region_workers: int = Field(default=md.MAX_REGION_WORKERS, description="Regions fetched at once.")
+
+
+class OnDemandPricesConfig(dg.Config):
+    regions: list[str] | None = Field(default=None, description="Regions to price; unset: every enabled region.")
+    max_age_days: int = Field(default=7, description="The age check warns about prices older than this.")
+
+
+class SpotAdvisorConfig(dg.Config):
+    max_lag_days: int = Field(
+        default=3, description="The feed shows only the current trailing month: a partition older than "
+                               "this many days cannot be reconstructed from it and is refused.")
+
+
+def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    try:
+        return md.price_regions(apis.ec2(HOME_REGION), configured)
+    except (ClientError, BotoCoreError) as exc:
+        raise dg.Failure(description=f"could not list the platform's enabled regions: {describe(exc)}",
+                         allow_retries=True) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# spot_price_history
+# ---------------------------------------------------------------------------------------------
+
+@dg.asset(
+    partitions_def=market_daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="market_data",
+    kinds={"aws", "ec2", "sql"},
+    owners=["team:platform"],
+    pool="aws_api",
+    retry_policy=AWS_RETRY_POLICY,
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50),
+                                                    warn_window=timedelta(hours=28)),
+    check_specs=[
+        dg.AssetCheckSpec("prices_positive", asset="spot_price_history", blocking=True,
+                          description="No stored price of the partition is zero or negative."),
+        dg.AssetCheckSpec("all_enabled_regions_present", asset="spot_price_history", blocking=True,
+                          description="Every enabled region has prices for every day of the partition."),
+        dg.AssetCheckSpec("no_duplicate_prices", asset="spot_price_history", blocking=True,
+                          description="One price per (AZ ID, instance type, product, timestamp)."),
+    ],
+    description=(
+        "Spot price changes per (AZ ID, instance type, product) for one UTC day, every enabled region. "
+        "The price in force at 00:00 UTC (AWS's last change before the day) is the day's `is_day_open` row. "
+        "Re-running a day replaces exactly that day's slice; a range runs as one run."
+    ),
+)
+def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, app_db: AppDatabase,
+                       market_apis: MarketDataAPIs) -> dg.MaterializeResult:
+    days = [date.fromisoformat(key) for key in context.partition_keys]
+    regions, skipped = _regions(market_apis, config.regions)
+    instance_types = None
+    if not config.all_instance_types:
+        with app_db.session() as session:
+            catalog = market.catalog_instance_types(session) or sorted(bundled_advisor()["instance_types"])
+            instance_types = sorted(set(market.inventory_instance_types(session))
+                                    | set(md.types_of_families(config.instance_families, catalog)))
+        if not instance_types:
+            raise dg.Failure(description="all_instance_types is false, but the discovered fleet is empty and "
+                                         "instance_families names no known family: nothing to fetch",
+                             allow_retries=False)
+    engine = app_db.engine
+    rows_by_day: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    no_prices: dict[str, list[str]] = {}
+    api_calls = 0
+    preview: list[dict] = []
+    for day in days:
+        fetch = md.fetch_spot_history(market_apis.ec2, regions, day, instance_types,
+                                      config.product_descriptions, config.max_region_workers)
+        api_calls += fetch.api_calls
+        skipped.update(fetch.skipped_regions)
+        failed.update({f"{day} {r}": cause for r, cause in fetch.failed_regions.items()})
+        for region, types in fetch.no_prices.items():
+            no_prices.setdefault(region, sorted(set(no_prices.get(region, [])) | set(types)))
+        # Only the regions that answered are replaced: a failed region keeps what it had.
+        rows_by_day[day.isoformat()] = market.replace_spot_price_day(engine, day, fetch.fetched_regions, fetch.rows)
+        if not preview and len(fetch.rows):
+            preview = fetch.rows.head(20).to_dict("records")
+        context.log.info(f"{day}: {rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} regions, "
+                         f"{len(fetch.failed_regions)} failed, {len(fetch.skipped_regions)} skipped")
+        del fetch
+
+    if failed:
+        # The healthy regions are stored; failed regions keep their earlier rows. Retried later.
+        raise dg.Failure(
+            description=f"spot prices failed for {len(failed)} region-day(s): "
+                        + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())),
+            metadata={"failed": dg.MetadataValue.json(failed), "rows_by_day": dg.MetadataValue.json(rows_by_day)},
+            allow_retries=True,
+        )
+
+    enabled = [r for r in regions if r not in skipped]
+    stats = market.spot_price_stats(engine, days)
+    missing = {d: sorted(set(enabled) - regions_present)
+               for d, regions_present in _regions_by_day(engine, days).items() if set(enabled) - regions_present}
+    checks = [
+        dg.AssetCheckResult(check_name="prices_positive", passed=not stats.nonpositive,
+                            metadata={"nonpositive_sample": dg.MetadataValue.md(markdown_table(
+                                stats.nonpositive, ["region", "availability_zone_id", "instance_type", "ts",
+                                                    "price"]))}),
+        dg.AssetCheckResult(check_name="all_enabled_regions_present", passed=not missing,
+                            metadata={"enabled_regions": len(enabled),
+                                      "missing_by_day": dg.MetadataValue.json(missing)}),
+        dg.AssetCheckResult(check_name="no_duplicate_prices", passed=stats.duplicates == 0,
+                            metadata={"duplicate_keys": stats.duplicates}),
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(rows_by_day.values()),
+            "rows_by_day": dg.MetadataValue.json(rows_by_day),
+            "regions": dg.MetadataValue.json(enabled),
+            "skipped_regions": dg.MetadataValue.json(skipped),
+            "no_prices_for": dg.MetadataValue.json(no_prices),
+            "instance_types": "all" if instance_types is None else len(instance_types),
+            "product_descriptions": dg.MetadataValue.json(config.product_descriptions),
+            "api_calls": api_calls,
+            "preview": dg.MetadataValue.md(markdown_table(preview, PRICE_PREVIEW_COLUMNS)),
+        },
+        check_results=checks,
+    )
+
+
+def _regions_by_day(engine, days: Sequence[date]) -> dict[str, set[str]]:
+    from sqlalchemy import select
+
+    t = market.SpotPrice.__table__
+    out = {d.isoformat(): set() for d in days}
+    with engine.connect() as conn:
+        for d, region in conn.execute(select(t.c.day, t.c.region).where(t.c.day.in_(list(days))).distinct()):
+            out[d.isoformat()].add(region)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# on_demand_prices
+# ---------------------------------------------------------------------------------------------
+
+@dg.asset(
+    # Unpartitioned; the same policy as its neighbours keeps the daily job's backfills single-run.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="market_data",
+    kinds={"aws", "pricing", "sql"},
+    owners=["team:platform"],
+    pool="aws_api",
+    retry_policy=AWS_RETRY_POLICY,
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=2)),
+    check_specs=[
+        dg.AssetCheckSpec("prices_positive", asset="on_demand_prices", blocking=True,
+                          description="No stored on-demand price is zero or negative."),
+        dg.AssetCheckSpec("prices_recent", asset="on_demand_prices", blocking=False,
+                          description="The oldest stored price is younger than max_age_days "
+                                      "(the bundled snapshot is not)."),
+    ],
+    description=(
+        "Linux shared-tenancy on-demand USD/hour per (region, instance type) from the Price List API "
+        "(GetProducts, us-east-1 endpoint). When the API is unreachable or denied, the bundled snapshot "
+        "(us-east-1, dated by its capture) is used and the metadata says so; it never overwrites newer prices."
+    ),
+)
+def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesConfig, app_db: AppDatabase,
+                     market_apis: MarketDataAPIs) -> dg.MaterializeResult:
+    regions, skipped = _regions(market_apis, config.regions)
+    try:
+        fetch = md.fetch_on_demand(market_apis.pricing(), regions, as_of=utcnow())
+    except (ClientError, BotoCoreError) as exc:  # e.g. no endpoint or credentials for the client
+        fetch = md.OnDemandFetch(failed_regions={r: describe(exc) for r in regions})
+    if not fetch.rows:
+        causes = sorted(set(fetch.failed_regions.values())) or ["the API returned no prices"]
+        fetch = md.bundled_on_demand(reason=f"Price List API unusable: {'; '.join(causes)[:500]}")
+        context.log.warning(f"on-demand prices from the bundled snapshot: {fetch.fallback_reason}")
+    with app_db.session() as session, session.begin():
+        changed = market.upsert_on_demand(session, fetch.rows)
+    with app_db.session() as session:
+        summary = market.on_demand_summary(session)
+    max_age = timedelta(days=config.max_age_days)
+    oldest = summary["oldest_as_of"]
+    age_days = None if oldest is None else round((utcnow() - oldest).total_seconds() / 86400, 1)
+    covered = sorted({r["region"] for r in fetch.rows})
+    checks = [
+        dg.AssetCheckResult(check_name="prices_positive", passed=summary["nonpositive"] == 0,
+                            metadata={"nonpositive": summary["nonpositive"]}),
+        dg.AssetCheckResult(check_name="prices_recent", passed=oldest is not None and utcnow() - oldest <= max_age,
+                            severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"oldest_age_days": age_days, "max_age_days": config.max_age_days}),
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(fetch.rows),
+            "rows_changed": changed,
+            "source": fetch.source,
+            "fallback_reason": fetch.fallback_reason or "",
+            "regions_priced": dg.MetadataValue.json(covered),
+            "regions_without_prices": dg.MetadataValue.json(sorted(set(regions) - set(covered))),
+            "failed_regions": dg.MetadataValue.json(fetch.failed_regions),
+            "skipped_regions": dg.MetadataValue.json(skipped),
+            "skipped_items": dg.MetadataValue.json(fetch.problems[:200]),
+            "api_calls": fetch.api_calls,
+            "preview": dg.MetadataValue.md(markdown_table(
+                fetch.rows, ["region", "instance_type", "usd_per_hour", "source", "as_of"])),
+        },
+        check_results=checks,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# spot_advisor
+# ---------------------------------------------------------------------------------------------
+
+@dg.asset(
+    partitions_def=market_daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="market_data",
+    kinds={"aws", "sql"},
+    owners=["team:platform"],
+    retry_policy=AWS_RETRY_POLICY,
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50),
+                                                    warn_window=timedelta(hours=28)),
+    check_specs=[
+        dg.AssetCheckSpec("bands_in_range", asset="spot_advisor", blocking=True,
+                          description="Interruption bands are 0..4 and savings 0..100 % for the day."),
+    ],
+    description=(
+        "The Spot Instance Advisor (interruption-frequency band and savings vs on-demand per region, OS and type), "
+        "kept as one snapshot per day; also refreshes the `instance_types` catalog. Falls back to the bundled "
+        "snapshot (said in the metadata) when the feed is unreachable or unusable."
+    ),
+)
+def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, app_db: AppDatabase,
+                 market_apis: MarketDataAPIs) -> dg.MaterializeResult:
+    days = [date.fromisoformat(key) for key in context.partition_keys]
+    today = utcnow().date()
+    too_old = [d for d in days if (today - d).days > config.max_lag_days]
+    if too_old:
+        raise dg.Failure(
+            description=f"spot_advisor partition(s) {too_old[0]}…{too_old[-1]} are more than {config.max_lag_days} "
+                        f"days old: the feed only shows the current trailing month, so those days cannot be "
+                        f"reconstructed (raise max_lag_days to store today's feed under them anyway); nothing written",
+            allow_retries=False,
+        )
+    feed = md.load_advisor(days[-1], market_apis.advisor_feed)
+    if feed.fallback_reason:
+        context.log.warning(f"spot advisor from the bundled snapshot: {feed.fallback_reason}")
+    for problem in feed.problems[:50]:
+        context.log.warning(f"spot advisor entry skipped: {problem}")
+    written_by_day: dict[str, int] = {}
+    not_written: dict[str, str] = {}
+    bad: list[dict] = []
+    stored = 0
+    with app_db.session() as session, session.begin():
+        for day in days:
+            rows = [{**row, "day": day} for row in feed.rows]
+            written, reason = market.replace_advisor_day(session, day, rows, feed.source, feed.skipped_keys)
+            written_by_day[day.isoformat()] = written
+            if reason:
+                not_written[day.isoformat()] = reason
+        if len(not_written) < len(days):
+            market.upsert_instance_types(session, feed.catalog)
+    with app_db.session() as session:
+        for day in days:
+            summary = market.advisor_day_summary(session, day)
+            stored += summary["rows"]
+            bad += summary["out_of_range"]
+            if summary["rows"] == 0:
+                bad.append({"region": "(none)", "instance_type": f"no rows stored for {day}"})
+    by_band: dict[str, int] = {}
+    for row in feed.rows:
+        by_band[str(row["interruption_band"])] = by_band.get(str(row["interruption_band"]), 0) + 1
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(written_by_day.values()),
+            "stored_rows": stored,
+            "source": feed.source,
+            "fallback_reason": feed.fallback_reason or "",
+            "not_written": dg.MetadataValue.json(not_written),
+            "regions": len({r["region"] for r in feed.rows}),
+            "rows_by_band": dg.MetadataValue.json(dict(sorted(by_band.items()))),
+            "skipped_entries": dg.MetadataValue.json(feed.problems[:200]),
+            "catalog_types": len(feed.catalog),
+            "preview": dg.MetadataValue.md(markdown_table(
+                feed.rows, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"])),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="bands_in_range", passed=not bad,
+            metadata={"stored_rows": stored, "out_of_range_sample": dg.MetadataValue.md(markdown_table(
+                bad, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]))},
+        )],
+    )
+
+
+market_data_assets = [spot_price_history, on_demand_prices, spot_advisor]
