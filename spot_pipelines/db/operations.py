@@ -243,3 +243,95 @@ def store_interruption_messages(session: Session, messages: Sequence[Any], *, re
             key = reason_kind(reason)
             result.dead_letter_reasons[key] = result.dead_letter_reasons.get(key, 0) + 1
     return result
+
+
+def write_health_round(session: Session, results: Sequence[Any], *, round_id: str, checked_at: datetime,
+                       run_id: str | None = None, context: dict[str, Any] | None = None) -> list[Any]:
+    """Store one round (a row per check), update the per-component state, and write a
+    `system_logs` row for every status transition with the diagnostic context of that moment:
+    the check's details, every other component's status, and `context` (host, trigger…)."""
+    from spot_pipelines.core.health import transitions
+    from spot_pipelines.system_log import write_system_log
+
+    session.add_all([ComponentHealth(round_id=round_id, checked_at=checked_at, component=r.component,
+                                     status=r.status, latency_ms=r.latency_ms, details=_json(r.details))
+                     for r in results])
+    states = {s.component: s for s in session.scalars(select(ComponentHealthState).with_for_update())}
+    changes = transitions({c: s.status for c, s in states.items()}, results)
+    changed = {t.component for t in changes}
+    # First sight of a component: insert-if-absent, so two concurrent first rounds cannot collide.
+    insert_ignoring_conflicts(session, ComponentHealthState.__table__, [
+        {"component": r.component, "status": r.status, "since": checked_at, "checked_at": checked_at}
+        for r in results if r.component not in states], ["component"])
+    for r in results:
+        state = states.get(r.component)
+        if state is not None:
+            if r.component in changed:
+                state.status, state.since = r.status, checked_at
+            state.checked_at = checked_at
+    snapshot = {r.component: r.status for r in results}
+    by_component = {r.component: r for r in results}
+    for change in changes:
+        previous = states.get(change.component)
+        write_system_log(session, "component_health", change.level, change.message, run_id=run_id, details={
+            "component": change.component, "from": change.previous, "to": change.current,
+            "previous_since": previous.since.isoformat() if previous else None,
+            "latency_ms": by_component[change.component].latency_ms,
+            "check": change.details, "round_id": round_id, "all_components": snapshot, **(context or {}),
+        })
+    return changes
+
+
+def _json(details: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(details, default=str))
+
+
+def latest_health(session: Session) -> list[ComponentHealth]:
+    """The newest row of each component."""
+    from sqlalchemy import func
+
+    newest = (select(ComponentHealth.component, func.max(ComponentHealth.id).label("id"))
+              .group_by(ComponentHealth.component).subquery())
+    return list(session.scalars(select(ComponentHealth).join(newest, ComponentHealth.id == newest.c.id)
+                                .order_by(ComponentHealth.component)))
+
+
+def write_k8s_inventory(session: Session, cluster: str, nodes: Sequence[dict[str, Any]],
+                        pods: Sequence[dict[str, Any]], *, observed_at: datetime) -> dict[str, int]:
+    """Replace the cluster's snapshot: upsert what was seen, delete what is gone; map each node's
+    provider-ID instance to the discovered instance (and so its account)."""
+    from sqlalchemy import delete
+
+    from spot_pipelines.db.upsert import bulk_upsert
+
+    instance_ids = sorted({n["instance_id"] for n in nodes if n.get("instance_id")})
+    owners: dict[str, int] = {}
+    for start in range(0, len(instance_ids), 1000):
+        owners.update(session.execute(select(Instance.instance_id, Instance.account_id)
+                                      .where(Instance.instance_id.in_(instance_ids[start:start + 1000]))).tuples().all())
+    node_rows = [{**n, "cluster": cluster, "account_id": owners.get(n.get("instance_id")), "observed_at": observed_at}
+                 for n in nodes]
+    pod_rows = [{**p, "cluster": cluster, "observed_at": observed_at} for p in pods]
+    bulk_upsert(session, K8sNode.__table__, node_rows, key=("cluster", "name"))
+    bulk_upsert(session, K8sPod.__table__, pod_rows, key=("cluster", "namespace", "name"))
+    gone_nodes = session.execute(delete(K8sNode).where(K8sNode.cluster == cluster, K8sNode.observed_at < observed_at)
+                                 .execution_options(synchronize_session=False)).rowcount or 0
+    gone_pods = session.execute(delete(K8sPod).where(K8sPod.cluster == cluster, K8sPod.observed_at < observed_at)
+                                .execution_options(synchronize_session=False)).rowcount or 0
+    return {"nodes": len(node_rows), "pods": len(pod_rows), "nodes_matched": sum(1 for r in node_rows if r["account_id"]),
+            "nodes_removed": gone_nodes, "pods_removed": gone_pods}
+
+
+def write_heartbeat(session: Session, cluster: str, *, at: datetime, ok: bool, node_count: int = 0,
+                    pod_count: int = 0, error: str | None = None) -> None:
+    heartbeat = session.get(K8sWatcherHeartbeat, cluster)
+    if heartbeat is None:
+        heartbeat = K8sWatcherHeartbeat(cluster=cluster, node_count=0, pod_count=0)
+        session.add(heartbeat)
+    heartbeat.heartbeat_at = at
+    heartbeat.status = "ok" if ok else "error"
+    heartbeat.error = None if ok else error
+    if ok:
+        heartbeat.node_count, heartbeat.pod_count, heartbeat.last_success_at = node_count, pod_count, at

@@ -1,0 +1,182 @@
+"""component_health: seven concurrent checks (app DB, Redis, Kubernetes watcher, optimizer, price
+data, risk scores, ML model) written to the `component_health` table; status transitions go to
+`system_logs`. `refresh_component_health` runs the same round outside a run (after discovery)."""
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+
+import dagster as dg
+from pydantic import Field
+
+from spot_pipelines.core import health
+from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.db.engine import ensure_schema, session_factory
+from spot_pipelines.db.operations import write_health_round
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
+
+RECOMMENDATIONS_KEY = dg.AssetKey("spot_recommendations")
+PREVIEW_COLUMNS = ["component", "status", "latency_ms", "summary"]
+_DEFAULTS = health.HealthThresholds()
+
+
+@dataclass(frozen=True)
+class HealthRound:
+    round_id: str
+    checked_at: datetime
+    results: list[health.CheckResult]
+    transitions: list[health.Transition]
+    seconds: float
+
+    @property
+    def overall(self) -> str:
+        return health.worst([r.status for r in self.results])
+
+
+def latest_materialization_lookup(instance: dg.DagsterInstance | None, key: dg.AssetKey = RECOMMENDATIONS_KEY):
+    """A callable returning when `key` last materialized successfully (None: never), or None
+    without an instance."""
+    if instance is None:
+        return None
+
+    def lookup() -> datetime | None:
+        entry = instance.get_latest_materialization_event(key)
+        return datetime.fromtimestamp(entry.timestamp, timezone.utc) if entry is not None else None
+
+    return lookup
+
+
+def build_checks(db_url: str, *, thresholds: health.HealthThresholds, timeout_s: float,
+                 redis_url: str | None, redis_queue_keys: list[str], k8s_configured: bool,
+                 instance: dg.DagsterInstance | None = None, read_artifact=None) -> dict[str, health.Check]:
+    engine = ensure_schema(db_url)
+    t = thresholds
+    optimizer_lookup = latest_materialization_lookup(instance)
+    return {
+        health.APP_DATABASE: lambda: health.check_database(engine, t),
+        health.REDIS: lambda: health.check_redis(redis_url, redis_queue_keys, t, timeout_s=timeout_s),
+        health.KUBERNETES_WATCHER: lambda: health.check_k8s_watcher(engine, k8s_configured, t),
+        health.OPTIMIZER: lambda: health.check_optimizer(engine, t, optimizer_lookup),
+        health.PRICE_DATA: lambda: health.check_table_freshness(
+            engine, "spot_price_history", "ts", t.price_age_degraded_s, t.price_age_critical_s, what="spot prices"),
+        health.RISK_SCORES: lambda: health.check_table_freshness(
+            engine, "interruption_risk_scores", "scored_at", t.risk_age_degraded_s, t.risk_age_critical_s,
+            what="risk scores"),
+        health.ML_MODEL: lambda: health.check_ml_model(engine, t, read_artifact),
+    }
+
+
+def run_health_round(db_url: str, checks: dict[str, health.Check], *, timeout_s: float,
+                     run_id: str | None = None, trigger: str = "schedule") -> HealthRound:
+    """Run the checks concurrently and write the round (rows, state, transition logs)."""
+    started = time.monotonic()
+    checked_at = datetime.now(timezone.utc)
+    results = health.run_checks(checks, timeout_s=timeout_s)
+    round_id = str(uuid.uuid4())
+    context = {"trigger": trigger, "host": socket.gethostname(), "pid": os.getpid()}
+    with session_factory(db_url)() as session, session.begin():
+        changes = write_health_round(session, results, round_id=round_id, checked_at=checked_at, run_id=run_id,
+                                     context=context)
+    return HealthRound(round_id, checked_at, results, changes, time.monotonic() - started)
+
+
+def refresh_component_health(app_db_url: str, instance: dg.DagsterInstance | None = None, *,
+                             thresholds: health.HealthThresholds | None = None, timeout_s: float = 1.0,
+                             redis: RedisResource | None = None, kubernetes: KubernetesResource | None = None,
+                             run_id: str | None = None, trigger: str = "manual") -> HealthRound:
+    """One health round with the environment's configuration, outside the schedule (e.g. right
+    after a successful discovery)."""
+    redis = redis or RedisResource()
+    kubernetes = kubernetes or KubernetesResource()
+    checks = build_checks(app_db_url, thresholds=thresholds or health.HealthThresholds(), timeout_s=timeout_s,
+                          redis_url=redis.resolved_url(), redis_queue_keys=redis.resolved_queue_keys(),
+                          k8s_configured=kubernetes.is_configured(), instance=instance)
+    return run_health_round(app_db_url, checks, timeout_s=timeout_s, run_id=run_id, trigger=trigger)
+
+
+class ComponentHealthConfig(dg.Config):
+    """Per-check timeout and the thresholds where `degraded` / `critical` begin."""
+
+    timeout_s: float = Field(default=1.0, gt=0, description="per-check timeout; the round takes about this long at most")
+    db_latency_degraded_ms: float = _DEFAULTS.db_latency_degraded_ms
+    db_latency_critical_ms: float = _DEFAULTS.db_latency_critical_ms
+    redis_latency_degraded_ms: float = _DEFAULTS.redis_latency_degraded_ms
+    redis_latency_critical_ms: float = _DEFAULTS.redis_latency_critical_ms
+    redis_queue_depth_degraded: int = _DEFAULTS.redis_queue_depth_degraded
+    redis_queue_depth_critical: int = _DEFAULTS.redis_queue_depth_critical
+    k8s_heartbeat_degraded_s: float = _DEFAULTS.k8s_heartbeat_degraded_s
+    k8s_heartbeat_critical_s: float = _DEFAULTS.k8s_heartbeat_critical_s
+    optimizer_age_degraded_s: float = _DEFAULTS.optimizer_age_degraded_s
+    optimizer_age_critical_s: float = _DEFAULTS.optimizer_age_critical_s
+    price_age_degraded_s: float = _DEFAULTS.price_age_degraded_s
+    price_age_critical_s: float = _DEFAULTS.price_age_critical_s
+    risk_age_degraded_s: float = _DEFAULTS.risk_age_degraded_s
+    risk_age_critical_s: float = _DEFAULTS.risk_age_critical_s
+    model_age_degraded_s: float = _DEFAULTS.model_age_degraded_s
+    model_age_critical_s: float = _DEFAULTS.model_age_critical_s
+
+    def thresholds(self) -> health.HealthThresholds:
+        return health.HealthThresholds(**{f.name: getattr(self, f.name) for f in fields(health.HealthThresholds)})
+
+
+def _summary(result: health.CheckResult) -> str:
+    d = result.details
+    if "error" in d:
+        return str(d["error"])
+    if "reason" in d:
+        return str(d["reason"])
+    if "age_s" in d:
+        return f"newest {d['age_s']:.0f}s old"
+    if "queue_depth" in d:
+        return f"ping {d['latency_ms']} ms, queue depth {d['queue_depth']}"
+    if "latency_ms" in d:
+        return f"{d['latency_ms']} ms"
+    return ""
+
+
+@dg.asset(
+    name="component_health",
+    group_name="operations",
+    kinds={"sql"},
+    owners=["team:platform"],
+    check_specs=[dg.AssetCheckSpec("no_critical_components", asset="component_health",
+                                   description="No component is critical in the latest round.")],
+    description=(
+        "One round of seven concurrent health checks (app database latency, Redis reachability and queue depth, "
+        "Kubernetes watcher heartbeat, optimizer last successful run, price data freshness, risk scores age, "
+        "ML model availability), one row per check in `component_health`; transitions go to `system_logs`."
+    ),
+)
+def component_health(context: dg.AssetExecutionContext, config: ComponentHealthConfig, app_db: AppDatabase,
+                     redis: RedisResource, kubernetes: KubernetesResource) -> dg.MaterializeResult:
+    url = app_db.resolved_url()
+    checks = build_checks(url, thresholds=config.thresholds(), timeout_s=config.timeout_s,
+                          redis_url=redis.resolved_url(), redis_queue_keys=redis.resolved_queue_keys(),
+                          k8s_configured=kubernetes.is_configured(), instance=context.instance)
+    result = run_health_round(url, checks, timeout_s=config.timeout_s, run_id=context.run_id,
+                              trigger=context.run.tags.get("dagster/schedule_name", "manual"))
+    for change in result.transitions:
+        (context.log.warning if change.level != "INFO" else context.log.info)(change.message)
+    rows = [{"component": r.component, "status": r.status, "latency_ms": r.latency_ms, "summary": _summary(r)}
+            for r in result.results]
+    critical = [r.component for r in result.results if r.status == health.CRITICAL]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(result.results),
+            "overall": result.overall,
+            "statuses": dg.MetadataValue.json({r.component: r.status for r in result.results}),
+            "round_seconds": round(result.seconds, 3),
+            "transitions": len(result.transitions),
+            "not_configured": dg.MetadataValue.json([r.component for r in result.results
+                                                     if r.status == health.NOT_CONFIGURED]),
+            "preview": dg.MetadataValue.md(markdown_table(rows, PREVIEW_COLUMNS)),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="no_critical_components", passed=not critical, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"critical": dg.MetadataValue.json(critical)})],
+    )

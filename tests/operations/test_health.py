@@ -1,0 +1,325 @@
+"""Component health: concurrency and timeouts, the seven checks, transitions, the asset and schedule."""
+
+import hashlib
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from spot_pipelines.assets.health import (
+    ComponentHealthConfig,
+    build_checks,
+    component_health,
+    refresh_component_health,
+    run_health_round,
+)
+from spot_pipelines.core import health
+from spot_pipelines.core.health import CheckOutcome, HealthThresholds
+from spot_pipelines.db.engine import ensure_schema, session_factory
+from spot_pipelines.db.models import SystemLog
+from spot_pipelines.db.operations import ComponentHealth, ComponentHealthState, K8sWatcherHeartbeat, latest_health
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
+from spot_pipelines.sensors.health import component_health_schedule, k8s_inventory_schedule
+
+T = HealthThresholds()
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+def ok() -> CheckOutcome:
+    return CheckOutcome(health.HEALTHY, {"latency_ms": 1})
+
+
+# --- the round -------------------------------------------------------------------------------
+
+def test_a_hanging_check_times_out_and_the_round_takes_about_one_timeout():
+    release = threading.Event()
+
+    def hang() -> CheckOutcome:
+        release.wait(30)
+        return ok()
+
+    checks = {f"c{i}": ok for i in range(6)} | {"stuck": hang}
+    started = time.monotonic()
+    results = health.run_checks(checks, timeout_s=0.3)
+    elapsed = time.monotonic() - started
+    release.set()
+    assert elapsed < 0.6  # not the 7 × 0.3 s sum, and nowhere near the 30 s hang
+    by_name = {r.component: r for r in results}
+    assert [r.component for r in results] == list(checks)  # order kept
+    assert by_name["stuck"].status == "critical" and by_name["stuck"].details["error"] == "timed out after 0.3s"
+    assert all(by_name[f"c{i}"].status == "healthy" for i in range(6))
+
+
+def test_checks_run_concurrently():
+    def slow() -> CheckOutcome:
+        time.sleep(0.2)
+        return ok()
+
+    started = time.monotonic()
+    results = health.run_checks({f"c{i}": slow for i in range(7)}, timeout_s=1.0)
+    assert time.monotonic() - started < 0.6 and all(r.status == "healthy" for r in results)
+
+
+def test_a_raising_check_is_critical_with_a_redacted_error():
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+    def boom() -> CheckOutcome:
+        raise ConnectionError(f"refused, key {secret}")
+
+    [result] = health.run_checks({"x": boom}, timeout_s=1)
+    assert result.status == "critical" and "ConnectionError: refused" in result.details["error"]
+    assert secret not in result.details["error"]
+
+
+def test_per_check_timeouts():
+    def sleepy() -> CheckOutcome:
+        time.sleep(0.25)
+        return ok()
+
+    results = health.run_checks({"short": sleepy, "long": sleepy}, timeout_s={"short": 0.05, "long": 1.0})
+    assert [r.status for r in results] == ["critical", "healthy"]
+
+
+def test_transitions_and_first_sight():
+    r = lambda c, s: health.CheckResult(c, s, 1.0, {"error": "x"} if s != "healthy" else {})  # noqa: E731
+    assert health.transitions({}, [r("a", "healthy"), r("b", "degraded")])[0].component == "b"
+    changes = health.transitions({"a": "healthy", "b": "critical"}, [r("a", "degraded"), r("b", "healthy")])
+    assert [(c.component, c.previous, c.current, c.level) for c in changes] == [
+        ("a", "healthy", "degraded", "WARNING"), ("b", "critical", "healthy", "INFO")]
+    assert health.worst(["not_configured", "healthy"]) == "healthy"
+    assert health.worst(["not_configured"]) == "not_configured"
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+def bare_engine(tmp_path, *ddl):
+    engine = create_engine(f"sqlite:///{tmp_path / 'bare.db'}")
+    with engine.begin() as conn:
+        for stmt in ddl:
+            conn.execute(text(stmt))
+    return engine
+
+
+def test_freshness_checks_are_defensive(tmp_path):
+    engine = bare_engine(tmp_path, "CREATE TABLE spot_price_history (ts DATETIME)")
+    missing = health.check_table_freshness(engine, "interruption_risk_scores", "scored_at", 10, 20)
+    assert missing.status == "not_configured" and "does not exist" in missing.details["reason"]
+    empty = health.check_table_freshness(engine, "spot_price_history", "ts", 10, 20, what="spot prices")
+    assert empty.status == "degraded" and empty.details["reason"] == "no spot prices yet"
+    for age, expected in ((5, "healthy"), (15, "degraded"), (25, "critical")):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM spot_price_history"))
+            conn.execute(text("INSERT INTO spot_price_history VALUES (:ts)"),
+                         {"ts": (NOW - timedelta(seconds=age)).replace(tzinfo=None).isoformat(sep=" ")})
+        out = health.check_table_freshness(engine, "spot_price_history", "ts", 10, 20, now=lambda: NOW)
+        assert out.status == expected and out.details["age_s"] == age
+
+
+def test_database_latency_thresholds(sqlite_url):
+    engine = ensure_schema(sqlite_url)
+    assert health.check_database(engine, T).status == "healthy"
+    slow = HealthThresholds(db_latency_degraded_ms=0.0, db_latency_critical_ms=1e9)
+    assert health.check_database(engine, slow).status == "degraded"
+
+
+def test_redis_not_configured_reachable_and_unreachable():
+    assert health.check_redis(None, [], T).status == "not_configured"
+    import redis
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
+    client.delete("ops_test:queue")
+    client.rpush("ops_test:queue", *range(5))
+    try:
+        out = health.check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue", "ops_test:absent"], T)
+        assert out.status == "healthy" and out.details["queue_depth"] == 5
+        deep = health.check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue"],
+                                  HealthThresholds(redis_queue_depth_degraded=3))
+        assert deep.status == "degraded"
+    finally:
+        client.delete("ops_test:queue")
+    down = health.check_redis("redis://127.0.0.1:1/0", [], T, timeout_s=0.5)
+    assert down.status == "critical" and "127.0.0.1:1" == down.details["server"] and "error" in down.details
+
+
+def test_redis_that_hangs_is_timed_out_by_the_round():
+    """A listener that accepts but never answers: the round still ends on time."""
+    import socket
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    port = server.getsockname()[1]
+    try:
+        started = time.monotonic()
+        [result] = health.run_checks(
+            {"redis": lambda: health.check_redis(f"redis://127.0.0.1:{port}/0", [], T, timeout_s=5)}, timeout_s=0.4)
+        assert time.monotonic() - started < 0.9
+        assert result.status == "critical" and result.details["error"] == "timed out after 0.4s"
+    finally:
+        server.close()
+
+
+def test_k8s_watcher_check(sqlite_url):
+    engine = ensure_schema(sqlite_url)
+    assert health.check_k8s_watcher(engine, False, T).status == "not_configured"
+    assert health.check_k8s_watcher(engine, True, T).status == "degraded"
+    with session_factory(sqlite_url)() as session, session.begin():
+        session.add(K8sWatcherHeartbeat(cluster="prod", heartbeat_at=NOW - timedelta(minutes=2), status="ok",
+                                        node_count=3, pod_count=9, last_success_at=NOW - timedelta(minutes=2)))
+    assert health.check_k8s_watcher(engine, True, T, now=lambda: NOW).status == "healthy"
+    assert health.check_k8s_watcher(engine, True, T, now=lambda: NOW + timedelta(hours=2)).status == "critical"
+    with session_factory(sqlite_url)() as session, session.begin():
+        hb = session.get(K8sWatcherHeartbeat, "prod")
+        hb.status, hb.error, hb.heartbeat_at = "error", "Kubernetes API returned 403 Forbidden", NOW
+    out = health.check_k8s_watcher(engine, True, T, now=lambda: NOW)
+    assert out.status == "degraded" and "403" in out.details["error"]
+
+
+def test_optimizer_check(tmp_path):
+    engine = bare_engine(tmp_path)
+    assert health.check_optimizer(engine, T, None).status == "not_configured"
+    never = health.check_optimizer(engine, T, lambda: None)
+    assert never.status == "degraded" and "never been materialized" in never.details["reason"]
+    fresh = health.check_optimizer(engine, T, lambda: NOW - timedelta(hours=1), now=lambda: NOW)
+    assert fresh.status == "healthy" and "dagster" in fresh.details["source"]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE spot_recommendations (generated_at DATETIME)"))
+        conn.execute(text("INSERT INTO spot_recommendations VALUES (:t)"),
+                     {"t": (NOW - timedelta(days=4)).replace(tzinfo=None).isoformat(sep=" ")})
+    stale = health.check_optimizer(engine, T, None, now=lambda: NOW)
+    assert stale.status == "critical" and stale.details["source"] == "spot_recommendations.generated_at"
+
+
+MODEL_DDL = ("CREATE TABLE model_registry (version INTEGER PRIMARY KEY, trained_at DATETIME, artifact_uri TEXT, "
+             "artifact_sha256 TEXT, status TEXT, status_reason TEXT)")
+
+
+def add_model(engine, version, status, uri, sha, reason=None, trained=NOW - timedelta(days=1)):
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO model_registry VALUES (:v, :t, :u, :s, :st, :r)"),
+                     {"v": version, "t": trained.replace(tzinfo=None).isoformat(sep=" "), "u": uri, "s": sha,
+                      "st": status, "r": reason})
+
+
+def test_ml_model_check(tmp_path):
+    assert health.check_ml_model(bare_engine(tmp_path), T).status == "not_configured"
+    engine = create_engine(f"sqlite:///{tmp_path / 'models.db'}")
+    with engine.begin() as conn:
+        conn.execute(text(MODEL_DDL))
+    assert health.check_ml_model(engine, T).details["reason"] == "no model has been trained yet"
+    artifact = tmp_path / "v1.joblib"
+    artifact.write_bytes(b"model-bytes")
+    sha = hashlib.sha256(b"model-bytes").hexdigest()
+    add_model(engine, 1, "blocked", artifact.as_uri(), sha, reason="AUC below baseline")
+    blocked = health.check_ml_model(engine, T, now=lambda: NOW)
+    assert blocked.status == "critical" and "blocked (AUC below baseline)" in blocked.details["reason"]
+    add_model(engine, 2, "ready", artifact.as_uri(), sha)
+    assert health.check_ml_model(engine, T, now=lambda: NOW).status == "healthy"
+    add_model(engine, 3, "blocked", artifact.as_uri(), sha)
+    newer_blocked = health.check_ml_model(engine, T, now=lambda: NOW)
+    assert newer_blocked.status == "degraded" and "serving v2" in newer_blocked.details["reason"]
+    artifact.write_bytes(b"tampered")
+    assert "sha256" in health.check_ml_model(engine, T, now=lambda: NOW).details["reason"]
+    artifact.unlink()
+    gone = health.check_ml_model(engine, T, now=lambda: NOW)
+    assert gone.status == "critical" and "cannot be read" in gone.details["reason"]
+
+
+# --- rounds written to the database ----------------------------------------------------------
+
+def test_refresh_writes_seven_components_not_configured_is_not_an_error(db_url):
+    result = refresh_component_health(db_url)
+    assert result.seconds < 3
+    statuses = {r.component: r.status for r in result.results}
+    assert set(statuses) == set(health.COMPONENTS)
+    assert statuses["app_database"] == "healthy"
+    assert statuses["redis"] == "not_configured" and statuses["kubernetes_watcher"] == "not_configured"
+    # Tables of parallel work may or may not exist: either way a clear status, never an error.
+    assert all(statuses[c] in ("not_configured", "degraded") for c in ("optimizer", "price_data", "risk_scores",
+                                                                         "ml_model"))
+    with session_factory(db_url)() as session:
+        rows = latest_health(session)
+        assert {r.component for r in rows} == set(health.COMPONENTS)
+        assert len(session.scalars(select(ComponentHealthState)).all()) == 7
+
+
+def test_transitions_write_system_logs_with_context(db_url):
+    state = {"status": "healthy"}
+    checks = {"app_database": lambda: CheckOutcome(state["status"], {"error": "slow"} if state["status"] != "healthy"
+                                                   else {}),
+              "redis": lambda: CheckOutcome("not_configured", {"reason": "REDIS_URL is not set"})}
+    run_health_round(db_url, checks, timeout_s=1)
+    state["status"] = "degraded"
+    run_health_round(db_url, checks, timeout_s=1)
+    run_health_round(db_url, checks, timeout_s=1)  # no change, no log
+    state["status"] = "critical"
+    run_health_round(db_url, checks, timeout_s=1, run_id="run-9")
+    state["status"] = "healthy"
+    run_health_round(db_url, checks, timeout_s=1)
+    with session_factory(db_url)() as session:
+        logs = session.scalars(select(SystemLog).where(SystemLog.component == "component_health")
+                               .order_by(SystemLog.id)).all()
+        assert len(session.scalars(select(ComponentHealth)).all()) == 10
+    assert [(l.details["from"], l.details["to"], l.level) for l in logs] == [
+        ("healthy", "degraded", "WARNING"), ("degraded", "critical", "ERROR"), ("critical", "healthy", "INFO")]
+    assert logs[1].run_id == "run-9" and logs[1].details["check"] == {"error": "slow"}
+    assert logs[1].details["all_components"] == {"app_database": "critical", "redis": "not_configured"}
+    assert logs[1].details["host"] and logs[1].message == "app_database: degraded → critical (slow)"
+
+
+def test_round_with_real_dependencies_and_one_hanging(sqlite_url, monkeypatch):
+    """The built checks, with the Redis check pointed at a server that never answers."""
+    import socket
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    try:
+        checks = build_checks(sqlite_url, thresholds=T, timeout_s=0.5,
+                              redis_url=f"redis://127.0.0.1:{server.getsockname()[1]}/0", redis_queue_keys=["q"],
+                              k8s_configured=True)
+        result = run_health_round(sqlite_url, checks, timeout_s=0.5)
+    finally:
+        server.close()
+    assert result.seconds < 1.5
+    statuses = {r.component: r.status for r in result.results}
+    assert statuses["redis"] == "critical" and statuses["kubernetes_watcher"] == "degraded"
+
+
+def test_component_health_asset_and_schedule(sqlite_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/15")
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [component_health], instance=instance,
+        resources={"app_db": AppDatabase(url=sqlite_url), "redis": RedisResource(),
+                   "kubernetes": KubernetesResource()},
+        run_config={"ops": {"component_health": {"config": ComponentHealthConfig(timeout_s=2).model_dump()}}})
+    assert result.success
+    meta = result.asset_materializations_for_node("component_health")[0].metadata
+    assert meta["dagster/row_count"].value == 7
+    assert meta["statuses"].value["redis"] == "healthy"
+    assert "kubernetes_watcher" in meta["not_configured"].value
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "no_critical_components"
+    # The optimizer check reads the instance: never materialized → degraded, not a crash.
+    with session_factory(sqlite_url)() as session:
+        optimizer = next(r for r in latest_health(session) if r.component == "optimizer")
+    assert optimizer.status == "degraded" and "never been materialized" in optimizer.details["reason"]
+
+    assert component_health_schedule.cron_schedule == "*/2 * * * *"
+    skip = k8s_inventory_schedule(dg.build_schedule_context(resources={"kubernetes": KubernetesResource()}))
+    assert isinstance(skip, dg.SkipReason) and "KUBECONFIG is unset" in skip.skip_message
+
+
+def test_optimizer_lookup_sees_a_materialization(sqlite_url):
+    @dg.asset(name="spot_recommendations")
+    def fake_recommendations() -> None:
+        return None
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([fake_recommendations], instance=instance).success
+    result = refresh_component_health(sqlite_url, instance=instance)
+    optimizer = next(r for r in result.results if r.component == "optimizer")
+    assert optimizer.status == "healthy" and optimizer.details["age_s"] < 60
