@@ -126,19 +126,18 @@ def build_panel(prices: pd.DataFrame, *, start: datetime, n_days: int,
     day = (ts - start_s) // DAY
     same = np.zeros(n, dtype=bool)
     same[1:] = codes[1:] == codes[:-1]
-    prev = np.empty(n)
-    prev[0] = np.nan
+    prev = np.full(n, np.nan)
     prev[1:] = price[:-1]
     change = same & (price != prev)
     rel = np.where(change, np.abs(price - prev) / np.where(same, prev, 1.0), 0.0)
     del prev, same
-    first_ts = np.full(m, np.nan)
-    if n:
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        first_ts[codes[starts]] = ts[starts]
     keep = (day >= 0) & (day < n_days)
     if not keep.all():
         codes, ts, price, change, rel, day = (a[keep] for a in (codes, ts, price, change, rel, day))
+    first_ts = np.full(m, np.nan)
+    if len(codes):
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        first_ts[codes[starts]] = ts[starts]
     shape = (m, n_days)
     last_price = np.full(m * n_days, np.nan)
     day_max = np.full(m * n_days, np.nan)

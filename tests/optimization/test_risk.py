@@ -1,0 +1,98 @@
+"""Risk features and scores: agreement with a per-market reference, skips, order independence."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.bench_optimization import naive_scores
+from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.risk import MARKET_KEY, score_markets
+from tests.optimization.factories import END, market_data
+
+FEATURE_COLUMNS = ["spot_price", "price_mean", "volatility", "changes_per_day", "mean_abs_change_pct",
+                   "spike_ratio_7d", "hours_since_change"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return market_data(days=21, seed=3)
+
+
+def test_vectorized_features_match_a_per_market_reference(data):
+    window = 14
+    prices = data["prices"][data["prices"]["ts"] >= END - timedelta(days=window)]
+    ours = score_markets(prices, data["on_demand"], data["advisor"], data["events"], as_of=END,
+                         window_days=window).scores.set_index(MARKET_KEY)
+    ref = naive_scores(prices, as_of=END, window_days=window)
+    ours = ours.loc[ref.index]
+    assert len(ours) == len(ref) == 39
+    for col in FEATURE_COLUMNS:
+        # Timestamps are handled at whole-second resolution: hours agree to a second.
+        atol = 1 / 3600 if col == "hours_since_change" else 1e-9
+        np.testing.assert_allclose(ours[col].to_numpy(), ref[col].to_numpy(), rtol=1e-9, atol=atol, err_msg=col)
+
+
+def test_scores_are_bounded_banded_and_order_independent(data):
+    args = (data["on_demand"], data["advisor"], data["events"])
+    a = score_markets(data["prices"], *args, as_of=END).scores
+    shuffled = data["prices"].sample(frac=1.0, random_state=1)
+    b = score_markets(shuffled, *args, as_of=END).scores
+    key = lambda f: f.sort_values(MARKET_KEY).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(key(a), key(b))
+    assert a["score"].between(0, 1).all()
+    assert set(a["risk_band"]) <= {"very_low", "low", "medium", "high", "very_high"}
+    assert (a["window_end"] == END).all() and (a["window_start"] == END - timedelta(days=14)).all()
+    # Observed warnings raise the score of the markets they hit, all else equal.
+    hit = a[a["observed_interruptions"] > 0]
+    assert len(hit) > 0
+    none = score_markets(data["prices"], data["on_demand"], data["advisor"], None, as_of=END).scores
+    merged = hit.merge(none, on=MARKET_KEY, suffixes=("", "_none"))
+    assert (merged["score"] > merged["score_none"]).all()
+
+
+def test_markets_without_history_or_on_demand_price_are_skipped_with_a_reason(data):
+    prices = data["prices"].copy()
+    odd = prices[prices["instance_type"] == "m5.large"].assign(instance_type="x9.unknown")
+    prices = pd.concat([prices, odd])
+    on_demand = data["on_demand"]
+    # A market whose only rows are older than the window has no price in it.
+    stale = data["prices"][data["prices"]["instance_type"] == "c5.large"]
+    stale = stale.assign(instance_type="c5.stale", ts=stale["ts"] - timedelta(days=60))
+    prices = pd.concat([prices, stale])
+    result = score_markets(prices, on_demand, data["advisor"], None, as_of=END)
+    reasons = result.skipped.set_index(["instance_type", "availability_zone_id"])["reason"]
+    assert reasons[("x9.unknown", "use1-az1")] == "no on-demand price for x9.unknown in us-east-1"
+    assert "x9.unknown" not in set(result.scores["instance_type"])
+    assert not (result.scores["on_demand_price"] <= 0).any() and not (result.scores["spot_price"] <= 0).any()
+    # c5.stale never appears in the window's rows, so it is not a market of this window at all.
+    assert "c5.stale" not in set(result.scores["instance_type"])
+
+
+def test_a_market_whose_rows_all_fall_before_the_window_is_skipped():
+    data = market_data(days=3, seed=1, types=["m5.large"])
+    late = market_data(days=3, seed=2, types=["c5.large"], end=END - timedelta(days=30))["prices"]
+    result = score_markets(pd.concat([data["prices"], late]), data["on_demand"], data["advisor"], None,
+                           as_of=END, window_days=7)
+    assert set(result.scores["instance_type"]) == {"m5.large"}
+    assert set(result.skipped["instance_type"]) == {"c5.large"}
+    assert set(result.skipped["reason"]) == {"no spot price history in or before the window"}
+
+
+def test_bad_prices_and_windows_are_rejected_naming_the_field(data):
+    bad = data["prices"].copy()
+    bad.loc[bad.index[3], "price"] = 0.0
+    with pytest.raises(ValidationError, match="spot_price_history.price: 1 row"):
+        score_markets(bad, data["on_demand"], data["advisor"], None, as_of=END)
+    with pytest.raises(ValidationError, match="window_days"):
+        score_markets(data["prices"], data["on_demand"], data["advisor"], None, as_of=END, window_days=1)
+    with pytest.raises(ValidationError, match="missing column"):
+        score_markets(data["prices"].drop(columns="price"), data["on_demand"], data["advisor"], None, as_of=END)
+
+
+def test_empty_history_scores_nothing(data):
+    result = score_markets(data["prices"].iloc[:0], data["on_demand"], data["advisor"], None, as_of=END)
+    assert result.scores.empty and result.skipped.empty
