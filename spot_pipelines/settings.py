@@ -24,3 +24,8 @@ def database_url() -> str:
 
 def encryption_keys_from_env() -> str | None:
     return os.environ.get("ENCRYPTION_KEY")
+
+
+def aws_retry_delay_seconds() -> float:
+    """First delay of the RetryPolicy on AWS-calling assets (exponential with jitter after it)."""
+    return float(os.environ.get("SPOT_PIPELINES_AWS_RETRY_DELAY", "10"))

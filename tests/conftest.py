@@ -12,7 +12,10 @@ from cryptography.fernet import Fernet
 from moto import mock_aws
 from sqlalchemy import text
 
-from spot_pipelines.db.engine import ensure_schema, get_engine
+# Dagster's RetryPolicy really sleeps in-process: keep the AWS retry delay short in tests.
+os.environ.setdefault("SPOT_PIPELINES_AWS_RETRY_DELAY", "0.01")
+
+from spot_pipelines.db.engine import ensure_schema, get_engine  # noqa: E402
 
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 PG_URL_TEMPLATE = os.environ.get("TEST_PG_URL_TEMPLATE", "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}")

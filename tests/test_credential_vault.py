@@ -1,0 +1,63 @@
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import botocore.credentials
+import pytest
+
+from spot_pipelines.core.errors import CredentialError
+from spot_pipelines.resources.credential_vault import CredentialVault
+from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
+
+
+def account(**fields):
+    base = dict(id=1, name="prod", aws_account_id=ROLE_ACCOUNT_ID, auth_method="role",
+                role_arn=f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", external_id="ext-1",
+                access_key_id=None, encrypted_secret=None)
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_nothing_is_decrypted_or_connected_at_construction():
+    # No ENCRYPTION_KEY, no AWS: building the resource must not fail.
+    vault = CredentialVault(encryption_key=None)
+    with pytest.raises(Exception, match="ENCRYPTION_KEY is not set"):
+        vault.encrypt("x")
+
+
+def test_key_account_session_uses_the_decrypted_secret(aws, encryption_key):
+    vault = CredentialVault(encryption_key=encryption_key)
+    acct = account(auth_method="keys", aws_account_id=KEYS_ACCOUNT_ID, role_arn=None,
+                   access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=vault.encrypt("wJalrXUtnFEMI/K7MDENG"))
+    session = vault.session_for(acct)
+    assert session.get_credentials().secret_key == "wJalrXUtnFEMI/K7MDENG"
+    assert vault.session_for(acct) is session  # cached
+    assert vault.validate(acct).startswith("arn:aws:")
+
+
+def test_role_account_assumes_the_role_with_external_id(aws, encryption_key):
+    vault = CredentialVault(encryption_key=encryption_key)
+    acct = account()
+    arn = vault.validate(acct)
+    assert ROLE_ACCOUNT_ID in arn and "assumed-role/SpotPipelines/spot-pipelines" in arn
+    client = vault.client(vault.session_for(acct), "ec2", "eu-west-1")
+    assert client.meta.config.retries["mode"] == "adaptive"
+
+
+def test_assumed_role_credentials_refresh_before_expiry(aws, encryption_key, monkeypatch):
+    vault = CredentialVault(encryption_key=encryption_key)
+    credentials = vault.session_for(account()).get_credentials()
+    first = credentials.get_frozen_credentials().access_key
+    assert not credentials.refresh_needed()
+    # 55 minutes later the one-hour credentials are inside botocore's refresh window.
+    later = datetime.now(timezone.utc) + timedelta(minutes=55)
+    monkeypatch.setattr(botocore.credentials, "_local_now", lambda: later)  # the fetcher's cache clock
+    monkeypatch.setattr(credentials, "_time_fetcher", lambda: later)  # bound at construction
+    assert credentials.refresh_needed()
+    assert credentials.get_frozen_credentials().access_key != first
+
+
+def test_credentials_of_another_account_are_rejected(aws, encryption_key):
+    vault = CredentialVault(encryption_key=encryption_key)
+    acct = account(auth_method="keys", aws_account_id="210987654321", role_arn=None,
+                   access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=vault.encrypt("wJalrXUtnFEMI/K7MDENG"))
+    with pytest.raises(CredentialError, match=f"belong to AWS account {KEYS_ACCOUNT_ID}, not 210987654321"):
+        vault.validate(acct)
