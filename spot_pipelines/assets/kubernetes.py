@@ -45,12 +45,12 @@ def describe_k8s_error(exc: BaseException) -> tuple[str, bool]:
     group_name="operations",
     kinds={"kubernetes", "sql"},
     owners=["team:platform"],
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
     description=(
         "Kubernetes nodes (capacity type from karpenter.sh/capacity-type, eks.amazonaws.com/capacityType or "
         "node.kubernetes.io/lifecycle; instance type; zone; provider ID mapped to discovered instances) and the "
         "pods on spot nodes with their owning workloads. Each poll writes the watcher heartbeat. "
-        "No cluster configured: reports 'not configured' and succeeds."
+        "No cluster configured: reports 'not configured' and succeeds. No retry policy: the next scheduled "
+        "poll (k8s_inventory_schedule) is the retry, and the heartbeat shows the failure meanwhile."
     ),
 )
 def k8s_node_inventory(context: dg.AssetExecutionContext, app_db: AppDatabase,

@@ -18,6 +18,7 @@ class KubernetesResource(dg.ConfigurableResource):
     in_cluster: bool | None = None  # None: detect from KUBERNETES_SERVICE_HOST
     cluster_name: str | None = None  # the name rows are stored under; default: kube context / "in-cluster"
     request_timeout_s: float = 10.0
+    retries: int = 1  # urllib3 retries per request (connection errors, read timeouts)
     page_size: int = 500
 
     def resolved_kubeconfig(self) -> str | None:
@@ -56,14 +57,17 @@ class KubernetesResource(dg.ConfigurableResource):
         from kubernetes import client, config
 
         mode = self.mode()
+        configuration = client.Configuration()
         if mode == "kubeconfig":
-            return config.new_client_from_config(config_file=self.resolved_kubeconfig(), context=self.context,
-                                                 persist_config=False)
-        if mode == "in-cluster":
-            configuration = client.Configuration()
+            config.load_kube_config(config_file=self.resolved_kubeconfig(), context=self.context,
+                                    client_configuration=configuration, persist_config=False)
+        elif mode == "in-cluster":
             config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
-        raise RuntimeError(self.not_configured_reason())
+        else:
+            raise RuntimeError(self.not_configured_reason())
+        # urllib3 would otherwise retry a timed-out GET 3 times: one poll could take 4× the timeout.
+        configuration.retries = self.retries
+        return client.ApiClient(configuration)
 
     def core_v1(self):
         from kubernetes import client
