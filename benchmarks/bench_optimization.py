@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import re
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -139,18 +140,25 @@ def naive_scores(prices: pd.DataFrame, *, as_of: datetime, window_days: int) -> 
 
 # ---------------------------------------------------------------- recommendations
 
-def synthetic_fleet(n_instances: int, seed: int = 11) -> dict[str, pd.DataFrame]:
+def real_catalog() -> pd.DataFrame:
+    """The ~930 instance types of the bundled Spot Advisor feed (vCPU, memory); arm64 by family name."""
+    from spot_pipelines.settings import PROJECT_ROOT
+
+    feed = json.loads((PROJECT_ROOT / "spot_pipelines" / "data" / "spot-advisor-data.json").read_text())
+    rows = [(t, t.split(".")[0], v["cores"], v["ram_gb"]) for t, v in feed["instance_types"].items()]
+    catalog = pd.DataFrame(rows, columns=["instance_type", "family", "vcpu", "memory_gib"])
+    arm = catalog["family"].str.match(r"^[a-z]+\d+[a-z]*g[a-z]*$") & ~catalog["family"].str.startswith(("g", "p"))
+    catalog["architecture"] = np.where(arm, "arm64", "x86_64")
+    return catalog
+
+
+def synthetic_fleet(n_instances: int, seed: int = 11, n_regions: int = 5) -> dict[str, pd.DataFrame]:
+    """Every catalog type priced in every AZ of `n_regions` regions (3 AZ IDs each), and a fleet."""
     rng = np.random.default_rng(seed)
-    families = {"m5": ("m", "x86_64", 4.0), "m6i": ("m", "x86_64", 4.0), "m6a": ("m", "x86_64", 4.0),
-                "m7i": ("m", "x86_64", 4.0), "c5": ("c", "x86_64", 2.0), "c6i": ("c", "x86_64", 2.0),
-                "c6a": ("c", "x86_64", 2.0), "r5": ("r", "x86_64", 8.0), "r6i": ("r", "x86_64", 8.0),
-                "m6g": ("m", "arm64", 4.0), "c6g": ("c", "arm64", 2.0), "r6g": ("r", "arm64", 8.0),
-                "m7g": ("m", "arm64", 4.0), "t3": ("t", "x86_64", 4.0)}
-    sizes = {"large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32, "12xlarge": 48, "16xlarge": 64}
-    rows = [(f"{f}.{s}", f, v, v * mem, arch) for f, (_, arch, mem) in families.items() for s, v in sizes.items()]
-    catalog = pd.DataFrame(rows, columns=["instance_type", "family", "vcpu", "memory_gib", "architecture"])
-    od = catalog[["instance_type"]].assign(usd_per_hour=0.048 * catalog["vcpu"] * rng.uniform(0.9, 1.3, len(catalog)))
-    regions = [f"region-{i}" for i in range(5)]
+    catalog = real_catalog()
+    od = catalog[["instance_type"]].assign(
+        usd_per_hour=0.048 * catalog["vcpu"].clip(lower=1) * rng.uniform(0.8, 1.4, len(catalog)))
+    regions = [f"region-{i}" for i in range(n_regions)]
     azs = [(r, f"{r[-1]}-az{k}") for r in regions for k in range(1, 4)]
     on_demand = pd.concat([od.assign(region=r, operating_system="Linux") for r in regions], ignore_index=True)
     mk = pd.DataFrame([(r, az, t) for r, az in azs for t in catalog["instance_type"]],
@@ -162,13 +170,14 @@ def synthetic_fleet(n_instances: int, seed: int = 11) -> dict[str, pd.DataFrame]
     mk["horizon_hours"] = 24
     mk["model_version"] = 1
     mk = mk.drop(columns="usd_per_hour")
+    common = catalog[catalog["vcpu"] <= 16]["instance_type"].to_numpy()
     pick = rng.integers(0, len(azs), n_instances)
     inst = pd.DataFrame({
         "account_id": rng.integers(1, 21, n_instances),
         "instance_id": [f"i-{i:017x}" for i in range(n_instances)],
         "region": [azs[p][0] for p in pick],
         "availability_zone_id": [azs[p][1] for p in pick],
-        "instance_type": catalog["instance_type"].to_numpy()[rng.integers(0, len(catalog) - 14, n_instances)],
+        "instance_type": common[rng.integers(0, len(common), n_instances)],
         "lifecycle": np.where(rng.random(n_instances) < 0.25, "spot", "on-demand"),
         "state": "running", "platform": "Linux/UNIX",
     })
@@ -193,14 +202,15 @@ def naive_recommend(fleet: dict[str, pd.DataFrame], config) -> list[dict]:
         price = od.get((inst["region"], inst["instance_type"]))
         if spec is None or price is None:
             continue
-        cat = spec["family"].rstrip("0123456789aegiln")[:1]
+        cat = re.match(r"^[a-z\-]+?(?=\d)", spec["family"])
+        cat = cat.group(0) if cat else spec["family"]
         restart = config.restart_cost_usd + config.restart_cost_on_demand_hours * price
         cands = []
         for mk in by_az.get((inst["region"], inst["availability_zone_id"], "Linux/UNIX"), []):
             c = catalog.get(mk["instance_type"])
             if c is None or c["architecture"] != spec["architecture"] or c["vcpu"] < spec["vcpu"] \
                     or c["memory_gib"] < spec["memory_gib"] or c["vcpu"] > spec["vcpu"] * config.max_vcpu_factor \
-                    or c["family"][:1] != cat or (c["family"].startswith("t") and cat != "t"):
+                    or not re.match(rf"^{re.escape(cat)}\d", c["family"]):
                 continue
             p_hour = 1 - (1 - mk["p_interruption"]) ** (1 / mk["horizon_hours"])
             cost = mk["spot_price"] + p_hour * restart
