@@ -3,23 +3,45 @@
 import dagster as dg
 
 from spot_pipelines.assets.discovery import discovered_instances
+from spot_pipelines.assets.health import component_health
+from spot_pipelines.assets.interruptions import spot_interruption_events
+from spot_pipelines.assets.kubernetes import k8s_node_inventory
 from spot_pipelines.assets.market_data import MarketDataAPIs, market_data_assets
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
+from spot_pipelines.sensors.health import (
+    component_health_job,
+    component_health_schedule,
+    k8s_inventory_job,
+    k8s_inventory_schedule,
+)
+from spot_pipelines.sensors.interruptions import (
+    SpotInterruptionQueue,
+    spot_interruption_events_job,
+    spot_interruption_sensor,
+)
 from spot_pipelines.sensors.market_schedule import daily_market_data_schedule, market_data_jobs
 from spot_pipelines.sensors.onboarding import (
     account_onboarding_sensor,
     discovery_job,
     nightly_rediscovery_schedule,
 )
+from spot_pipelines.sensors.run_failure import run_failure_alert_sensor
 
 defs = dg.Definitions(
-    assets=[discovered_instances, *market_data_assets],
-    jobs=[discovery_job, *market_data_jobs],
-    sensors=[account_onboarding_sensor],
-    schedules=[nightly_rediscovery_schedule, daily_market_data_schedule],
+    assets=[discovered_instances, *market_data_assets, component_health, spot_interruption_events,
+            k8s_node_inventory],
+    jobs=[discovery_job, *market_data_jobs, component_health_job, k8s_inventory_job, spot_interruption_events_job],
+    sensors=[account_onboarding_sensor, spot_interruption_sensor, run_failure_alert_sensor],
+    schedules=[nightly_rediscovery_schedule, daily_market_data_schedule, component_health_schedule,
+               k8s_inventory_schedule],
     resources={
         "app_db": AppDatabase(),
+        "interruption_queue": SpotInterruptionQueue(),
+        "kubernetes": KubernetesResource(),
+        "redis": RedisResource(),
         "market_apis": MarketDataAPIs(),
         "vault": CredentialVault(encryption_key=dg.EnvVar("ENCRYPTION_KEY")),
     },
