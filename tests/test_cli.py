@@ -1,0 +1,129 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+from moto.core.authorization import enable_iam_authentication
+from sqlalchemy import select
+
+from spot_pipelines.cli import main
+from spot_pipelines.core.keyring import Keyring
+from spot_pipelines.db.engine import session_factory
+from spot_pipelines.db.models import Account, Instance, utcnow
+from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
+
+
+@pytest.fixture
+def cli(db_url, monkeypatch, encryption_key):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        return runner.invoke(main, list(args), input=input, catch_exceptions=False)
+    return run
+
+
+def accounts(url):
+    with session_factory(url)() as session:
+        return {a.name: a for a in session.scalars(select(Account))}
+
+
+def add_keys(cli, name="dev", secret=SECRET):
+    return cli("accounts", "add", name, "--aws-account-id", KEYS_ACCOUNT_ID,
+               "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--regions", "eu-west-1", input=secret + "\n")
+
+
+def test_keys_generate_prints_a_fernet_key(cli):
+    key = cli("keys", "generate").output.strip()
+    Fernet(key.encode())
+
+
+def test_add_role_account_validates_and_connects(aws, cli, db_url):
+    out = cli("accounts", "add", "prod", "--aws-account-id", ROLE_ACCOUNT_ID,
+              "--role-arn", f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", "--external-id", "ext-42")
+    assert out.exit_code == 0, out.output
+    account = accounts(db_url)["prod"]
+    assert account.status == "connected" and account.auth_method == "role" and account.encrypted_secret is None
+
+
+def test_add_key_account_reads_secret_from_stdin_and_stores_it_encrypted(aws, cli, db_url, encryption_key):
+    out = add_keys(cli)
+    assert out.exit_code == 0, out.output
+    account = accounts(db_url)["dev"]
+    assert account.status == "connected" and SECRET not in account.encrypted_secret
+    assert Keyring(encryption_key).decrypt(account.encrypted_secret, owner="dev") == SECRET
+    listed = cli("accounts", "list", "--json").output
+    assert json.loads(listed)[0]["status"] == "connected"
+    assert SECRET not in listed and account.encrypted_secret not in listed
+
+
+def test_rejected_credentials_leave_the_account_pending_with_the_cause(aws, cli, db_url):
+    with enable_iam_authentication():  # moto now checks keys against its IAM: ours is unknown
+        out = add_keys(cli)
+    assert out.exit_code == 1
+    assert "'dev'" in out.output and "InvalidClientTokenId" in out.output and SECRET not in out.output
+    account = accounts(db_url)["dev"]
+    assert account.status == "pending" and "InvalidClientTokenId" in account.last_error
+    # Retrying once the credentials are fixed connects the same row.
+    assert add_keys(cli).exit_code == 0
+    assert accounts(db_url)["dev"].status == "connected"
+
+
+def test_bad_input_is_one_clear_line_naming_the_field(aws, cli, db_url):
+    out = cli("accounts", "add", "prod", "--aws-account-id", ROLE_ACCOUNT_ID, "--role-arn", "arn:aws:iam::role/oops")
+    assert out.exit_code == 1 and out.output.startswith("error: role_arn:")
+    assert "Traceback" not in out.output and accounts(db_url) == {}
+
+
+def test_missing_encryption_key_is_reported_before_anything_is_stored(aws, cli, db_url, monkeypatch):
+    monkeypatch.delenv("ENCRYPTION_KEY")
+    out = add_keys(cli)
+    assert out.exit_code == 1 and "ENCRYPTION_KEY is not set" in out.output
+    assert accounts(db_url) == {}
+
+
+def test_duplicate_account_is_refused_without_touching_it(aws, cli, db_url):
+    assert add_keys(cli).exit_code == 0
+    before = accounts(db_url)["dev"].encrypted_secret
+    out = add_keys(cli, secret="another-secret-that-is-long")
+    assert out.exit_code == 1 and "already exists" in out.output
+    assert accounts(db_url)["dev"].encrypted_secret == before
+
+
+def test_remove_deletes_the_account_and_its_instances(aws, cli, db_url):
+    assert add_keys(cli).exit_code == 0
+    now = utcnow()
+    with session_factory(db_url)() as session, session.begin():
+        session.add(Instance(account_id=accounts(db_url)["dev"].id, instance_id="i-1", region="eu-west-1",
+                             instance_type="m5.large", lifecycle="on-demand", state="running",
+                             platform="Linux/UNIX", tags={}, first_seen_at=now, last_seen_at=now))
+    assert cli("accounts", "remove", "dev", "--yes").exit_code == 0
+    with session_factory(db_url)() as session:
+        assert session.scalars(select(Instance)).all() == []
+    assert cli("accounts", "remove", "dev", "--yes").exit_code == 1
+
+
+def test_keys_rotate_re_encrypts_everything_under_the_new_key(aws, cli, db_url, monkeypatch, encryption_key):
+    assert add_keys(cli, "dev").exit_code == 0
+    assert add_keys(cli, "qa").exit_code == 0  # the same AWS account under a second name is allowed
+    new = Fernet.generate_key().decode()
+    monkeypatch.setenv("ENCRYPTION_KEY", f"{new},{encryption_key}")
+    out = cli("keys", "rotate")
+    assert out.exit_code == 0 and "re-encrypted" in out.output
+    for account in accounts(db_url).values():
+        assert Keyring(new).decrypt(account.encrypted_secret, owner=account.name) == SECRET
+
+
+def test_keys_rotate_with_an_unknown_ciphertext_changes_nothing(aws, cli, db_url, monkeypatch, encryption_key):
+    assert add_keys(cli, "dev").exit_code == 0
+    stranger = Keyring(Fernet.generate_key().decode()).encrypt(SECRET)
+    with session_factory(db_url)() as session, session.begin():
+        session.add(Account(name="orphan", aws_account_id=KEYS_ACCOUNT_ID, auth_method="keys", status="active",
+                            access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=stranger))
+    before = {name: a.encrypted_secret for name, a in accounts(db_url).items()}
+    monkeypatch.setenv("ENCRYPTION_KEY", f"{Fernet.generate_key().decode()},{encryption_key}")
+    out = cli("keys", "rotate")
+    assert out.exit_code == 1 and "'orphan'" in out.output
+    assert {name: a.encrypted_secret for name, a in accounts(db_url).items()} == before
