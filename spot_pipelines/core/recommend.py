@@ -100,6 +100,10 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
                 "current_lifecycle", "group_key", "action", "target_instance_type", "target_availability_zone_id",
                 "target_market", "candidates", "on_demand_hourly_cost", "current_hourly_cost",
                 "recommended_hourly_cost", "p_interruption", "monthly_savings_usd", "reason", "model_version"]
+    empty = RecommendResult(pd.DataFrame(columns=cols_out), pd.DataFrame(
+        columns=["account_id", "instance_id", "instance_type", "reason"]))
+    if instances.empty:
+        return empty
     inst = instances[instances["state"] == "running"].copy()
     skipped: list[pd.DataFrame] = []
 
@@ -112,8 +116,7 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
         inst = inst[~mask]
 
     if inst.empty:
-        return RecommendResult(pd.DataFrame(columns=cols_out), pd.DataFrame(
-            columns=["account_id", "instance_id", "instance_type", "reason"]))
+        return empty
     inst["product_description"] = np.where(inst["platform"].astype(str).str.lower().str.startswith("windows"),
                                            "Windows", "Linux/UNIX")
     inst["operating_system"] = operating_system(inst["product_description"])
@@ -142,6 +145,7 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
     mk = markets[["region", "availability_zone_id", "instance_type", "product_description", "spot_price",
                   "p_interruption", "horizon_hours"] + (["model_version"] if "model_version" in markets.columns
                                                         else [])]
+    mk = mk.astype({"spot_price": np.float64, "p_interruption": np.float64, "horizon_hours": np.float64})
     mk = mk[mk["spot_price"] > 0].merge(cat, on="instance_type", how="inner")
     horizon = mk["horizon_hours"].astype(np.float64).clip(lower=1)
     mk = mk.assign(p_hour=1 - (1 - mk["p_interruption"].clip(0, 1)) ** (1 / horizon))
@@ -275,6 +279,7 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
     inst["recommended_hourly_cost"] = np.select(
         [moves, inst["action"] == "return_to_on_demand"], [inst["risk_adjusted"], inst["on_demand_hourly_cost"]],
         default=inst["current_hourly_cost"])
+    inst["recommended_hourly_cost"] = inst["recommended_hourly_cost"].astype(np.float64)
     inst["monthly_savings_usd"] = ((inst["current_hourly_cost"] - inst["recommended_hourly_cost"])
                                    * HOURS_PER_MONTH).round(2)
     inst["p_interruption"] = np.where(moves, inst["target_p"], inst["own_p"])
