@@ -89,6 +89,12 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
 
     context.log.info(f"account {name!r}: {summary.upserted} instances in {len(scan.scanned_regions)} regions, "
                      f"{summary.newly_terminated} newly terminated, {len(scan.skipped_regions)} regions skipped")
+    try:  # issue 2 item 7: refresh component health now, not at the next schedule tick
+        from spot_pipelines.assets.health import refresh_component_health
+
+        refresh_component_health(app_db.resolved_url(), context.instance, trigger="discovery", run_id=context.run_id)
+    except Exception as exc:  # a failing health round never fails discovery
+        context.log.warning(f"component health refresh after discovery failed: {type(exc).__name__}")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": summary.upserted,
         "newly_terminated": summary.newly_terminated,
