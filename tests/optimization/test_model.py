@@ -1,0 +1,136 @@
+"""The interruption model: labels, time-based holdout, metrics vs the advisor baseline, artifacts."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import joblib
+import numpy as np
+import pytest
+
+from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.model import (
+    OBSERVED,
+    WEAK,
+    BandBaseline,
+    ModelArtifactError,
+    QualityGate,
+    TrainingConfig,
+    deserialize,
+    predict,
+    serialize,
+    train,
+    training_frame,
+)
+from spot_pipelines.core.risk import FEATURES
+from spot_pipelines.resources.model_store import LocalModelStore
+from tests.optimization.factories import END, market_data
+
+DAYS = 45
+
+
+@pytest.fixture(scope="module")
+def data():
+    return market_data(days=DAYS, seed=1)
+
+
+@pytest.fixture(scope="module")
+def frame(data):
+    return training_frame(data["prices"], data["on_demand"], data["advisor"], data["events"],
+                          start=END - timedelta(days=DAYS), end=END)
+
+
+@pytest.fixture(scope="module")
+def trained(frame):
+    return train(frame)
+
+
+def test_examples_are_market_days_with_next_day_labels(frame, data):
+    # 39 markets × (45 − 14 window + 1 − 1 horizon) days
+    assert len(frame) == 39 * (DAYS - 14)
+    assert set(FEATURES) <= set(frame.columns)
+    events = data["events"]
+    assert frame["observed"].sum() == len(events[events["event_time"] >= END - timedelta(days=DAYS - 14)])
+
+
+def test_observed_labels_time_holdout_and_honest_metrics(trained, frame):
+    assert trained.label_source == OBSERVED
+    assert "observed interruption warning market-days" in trained.label_note
+    assert trained.holdout_start > trained.data_start
+    assert trained.n_train + trained.n_holdout == len(frame)
+    holdout_days = frame.loc[frame["day"] >= trained.holdout_start, "day"]
+    assert holdout_days.min() == trained.holdout_start and trained.n_holdout == len(holdout_days)
+    m, b = trained.metrics["model"], trained.metrics["baseline"]
+    for metrics in (m, b):
+        assert 0 <= metrics["brier"] <= 1 and 0 <= metrics["roc_auc"] <= 1
+    # On this synthetic fleet the hazard depends on prices, which the advisor band only partly reflects.
+    assert m["brier"] < b["brier"] and m["roc_auc"] > b["roc_auc"]
+    assert QualityGate().verdict(trained.metrics)[0]
+
+
+def test_weak_labels_from_the_advisor_band_when_events_are_scarce(data):
+    frame = training_frame(data["prices"], data["on_demand"], data["advisor"], None,
+                           start=END - timedelta(days=DAYS), end=END,
+                           config=TrainingConfig(horizon_days=7))
+    assert frame["observed"].sum() == 0
+    model = train(frame, TrainingConfig(horizon_days=7))
+    assert model.label_source == WEAK
+    assert "weak labels" in model.label_note and "can at best tie it" in model.label_note
+
+
+def test_too_little_history_or_no_positives_is_a_clear_error(data):
+    with pytest.raises(ValidationError, match="training window: 10 day"):
+        training_frame(data["prices"], data["on_demand"], data["advisor"], data["events"],
+                       start=END - timedelta(days=10), end=END)
+    frame = training_frame(data["prices"], data["on_demand"], data["advisor"], data["events"],
+                           start=END - timedelta(days=DAYS), end=END)
+    quiet = frame.assign(observed=0, advisor_band=0.0)
+    with pytest.raises(ValidationError, match="labels: the (training|holdout) days hold"):
+        train(quiet, TrainingConfig(min_observed_positives=1, seed=3))
+
+
+def test_quality_gate_blocks_a_model_worse_than_the_baseline():
+    metrics = {"model": {"brier": 0.030, "roc_auc": 0.70}, "baseline": {"brier": 0.020, "roc_auc": 0.75}}
+    ok, why = QualityGate().verdict(metrics)
+    assert not ok and "Brier 0.03000 is worse than the advisor baseline's 0.02000" in why and "ROC AUC" in why
+    assert QualityGate().verdict({"model": {"brier": 0.0201, "roc_auc": 0.745},
+                                  "baseline": {"brier": 0.020, "roc_auc": 0.75}})[0]
+
+
+def test_band_baseline_rates():
+    base = BandBaseline().fit(np.array([0, 0, 4, 4, np.nan]), np.array([0, 0, 1, 1, 0]))
+    p = base.predict_proba(np.array([0, 4, np.nan, 2]))
+    assert p[1] > p[0] and 0 < p[2] < 1 and 0 < p[3] < 1
+
+
+def test_artifact_round_trip_and_every_kind_of_bad_artifact(trained, frame, tmp_path):
+    store = LocalModelStore(base_dir=str(tmp_path))
+    data, sha = serialize(trained, 3)
+    uri = store.write(store.artifact_name(3), data)
+    payload = deserialize(store.read(uri), where="v3", expected_sha256=sha)
+    np.testing.assert_allclose(predict(payload, frame.head(50)),
+                               trained.pipeline.predict_proba(frame.head(50)[FEATURES].to_numpy())[:, 1])
+
+    with pytest.raises(ModelArtifactError, match="v3 is corrupted: its sha256 does not match"):
+        deserialize(data[:-10] + b"0" * 10, where="v3", expected_sha256=sha)
+    with pytest.raises(ModelArtifactError, match="cannot be loaded"):
+        deserialize(b"not a joblib file", where="v3")
+    with pytest.raises(ModelArtifactError, match="cannot be read"):
+        store.read((tmp_path / "missing.joblib").as_uri())
+
+    def repack(**changes) -> bytes:
+        obj = joblib.load(io.BytesIO(data))
+        obj.update(changes)
+        buf = io.BytesIO()
+        joblib.dump(obj, buf)
+        return buf.getvalue()
+
+    with pytest.raises(ModelArtifactError, match="trained with scikit-learn 0.24.2"):
+        deserialize(repack(sklearn_version="0.24.2"), where="v3")
+    with pytest.raises(ModelArtifactError, match="its features"):
+        deserialize(repack(features=["price_to_on_demand"]), where="v3")
+    with pytest.raises(ModelArtifactError, match="expected format 1, got 99"):
+        deserialize(repack(format=99), where="v3")
+    with pytest.raises(ModelArtifactError, match="no predict_proba"):
+        deserialize(repack(pipeline="oops"), where="v3")
