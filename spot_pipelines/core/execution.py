@@ -126,7 +126,8 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
     step = 0
 
     def call(operation: str, params: dict[str, Any], fn: Callable[[], dict] | None,
-             before: dict | None = None) -> tuple[Call, dict | None]:
+             before: dict | None = None, after: Callable[[dict], dict | None] | None = None
+             ) -> tuple[Call, dict | None]:
         nonlocal step
         step += 1
         c = Call(step=step, operation=operation, params=params, outcome="planned", before_state=before)
@@ -135,6 +136,8 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
             try:
                 response = fn()
                 c.outcome = "succeeded"
+                if after is not None:
+                    c.after_state = after(response)
             except (ClientError, BotoCoreError) as exc:
                 c.outcome, c.error = "failed", _error_text(exc, operation, rec.account_name)
         c.finished_at = utcnow()
@@ -151,15 +154,20 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
         return fail(f"recommendation {rec.id}: no target instance type or market recorded")
 
     describe_params = {"InstanceIds": [rec.instance_id]}
-    c, resp = call("DescribeInstances", describe_params, lambda: ec2.describe_instances(**describe_params))
+    def first_instance(resp: dict) -> dict | None:
+        found = [i for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
+        return found[0] if found else None
+
+    c, resp = call("DescribeInstances", describe_params, lambda: ec2.describe_instances(**describe_params),
+                   after=lambda r: _state(first_instance(r)) if first_instance(r) else None)
     if c.outcome == "failed":
+        if "InvalidInstanceID" in (c.error or ""):
+            return fail(f"instance {rec.instance_id} no longer exists ({c.error})")
         return fail(c.error)
-    found = [i for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
-    if not found:
+    instance = first_instance(resp)
+    if instance is None:
         return fail(f"instance {rec.instance_id} no longer exists")
-    instance = found[0]
     before = _state(instance)
-    c.after_state = before
     if before["State"] != "running":
         return fail(f"instance {rec.instance_id} is {before['State']}, not running: the recommendation is stale")
     if before["InstanceType"] != rec.current_instance_type:
@@ -195,22 +203,22 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
         call(retire_op, retire_params, None, before=before)
         return Outcome(status="approved", calls=calls)
 
-    c, resp = call("RunInstances", run_params, lambda: ec2.run_instances(**run_params), before=before)
+    c, resp = call("RunInstances", run_params, lambda: ec2.run_instances(**run_params), before=before,
+                   after=lambda r: _state(r["Instances"][0]))
     if c.outcome == "failed":
         return fail(c.error + "; nothing was launched and the old instance is untouched")
-    new = resp["Instances"][0]
-    new_id = new["InstanceId"]
-    c.after_state = _state(new)
+    new_id = resp["Instances"][0]["InstanceId"]
     fn = (lambda: ec2.terminate_instances(**retire_params)) if retire == "terminate" else \
         (lambda: ec2.stop_instances(**retire_params))
-    c, resp = call(retire_op, retire_params, fn, before=before)
+    def retired(r: dict) -> dict:
+        changes = r.get("TerminatingInstances") or r.get("StoppingInstances") or []
+        return {"InstanceId": rec.instance_id, "ReplacedBy": new_id,
+                "State": (changes[0].get("CurrentState") or {}).get("Name") if changes else None}
+
+    c, resp = call(retire_op, retire_params, fn, before=before, after=retired)
     if c.outcome == "failed":
         out = fail(f"replacement {new_id} was launched, but retiring {rec.instance_id} failed: {c.error}; "
                    "both instances are running")
         out.replacement_instance_id = new_id
         return out
-    changes = resp.get("TerminatingInstances") or resp.get("StoppingInstances") or []
-    c.after_state = {"InstanceId": rec.instance_id,
-                     "State": (changes[0].get("CurrentState") or {}).get("Name") if changes else None,
-                     "ReplacedBy": new_id}
     return Outcome(status="executed", replacement_instance_id=new_id, calls=calls)
