@@ -26,6 +26,7 @@ def test_scans_every_enabled_region_with_lifecycle_and_az_ids(aws):
     scan = scan_account(clients(), None)
     assert len(scan.instances) == 5
     assert "ap-east-1" not in scan.scanned_regions  # opt-in region, not enabled
+    assert not [r for r in scan.scanned_regions if r.startswith(("cn-", "us-gov-"))]  # other partitions
     by_id = {row["instance_id"]: row for row in scan.instances}
     spot = [r for r in by_id.values() if r["region"] == "us-west-2"]
     assert {r["lifecycle"] for r in spot} == {"spot"}
