@@ -178,5 +178,15 @@ def accounts_remove(name: str, yes: bool) -> None:
     click.echo(f"account {name!r} removed; the onboarding sensor drops its partition")
 
 
+@main.command("demo")
+@click.option("--no-ui", is_flag=True, help="Run the end-to-end flow and exit instead of serving the UI.")
+@click.option("--port", default=3000, show_default=True, help="UI port (another free one is used if taken).")
+def demo(no_ui: bool, port: int) -> None:
+    """Run the whole platform locally: emulator, two accounts, every asset, then the UI."""
+    from spot_pipelines.demo.run import run_demo
+
+    run_demo(ui=not no_ui, port=port)
+
+
 if __name__ == "__main__":
     main()

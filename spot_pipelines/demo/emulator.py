@@ -1,0 +1,53 @@
+"""The local AWS emulator for the demo: moto's server on 127.0.0.1 in this process, with
+deterministic resource ids and seeded spot price histories."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import urllib.request
+from collections.abc import Iterator
+
+from moto.server import ThreadedMotoServer
+
+from spot_pipelines.demo.price_emulation import emulate_spot_prices
+
+SEED = 20251122
+
+
+def free_port(preferred: int = 0) -> int:
+    for port in (preferred, 0) if preferred else (0,):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+@contextlib.contextmanager
+def local_aws(instance_types: list[str]) -> Iterator[str]:
+    """Start the emulator, point boto3 (this process and its children) at it, yield its URL."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION")}
+    # The platform's own identity in the emulator: it assumes the role-based account's role.
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="demo-platform",
+                      AWS_SECRET_ACCESS_KEY="demo-platform-secret", AWS_DEFAULT_REGION="us-east-1")
+    # Same seed, same instance ids: re-running the demo updates rows instead of adding new ones.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/seed?a={SEED}", method="POST")).read()
+    try:
+        with emulate_spot_prices(seed=SEED, instance_types=instance_types):
+            yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

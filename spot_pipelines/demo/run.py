@@ -1,0 +1,172 @@
+"""`spot-pipelines demo`: the whole platform on this machine, on embedded defaults.
+
+Starts the local AWS emulator with a seeded two-account fleet, onboards both accounts through
+the CLI, lets the onboarding sensor fire, materializes everything through Dagster down to
+recommendations, prints a savings summary, then serves the UI with the daemon running.
+Safe to re-run: ids are deterministic and every write is an upsert or a slice replacement.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+import dagster as dg
+
+from spot_pipelines.core.keyring import generate_key
+from spot_pipelines.demo.emulator import free_port, local_aws
+from spot_pipelines.demo.fleet import DEMO_ACCOUNTS, DEMO_SECRET_ACCESS_KEY, demo_instance_types, demo_regions, seed_fleet
+from spot_pipelines.settings import PROJECT_ROOT, dagster_home, database_url
+
+HISTORY_DAYS = 14
+
+
+def say(message: str) -> None:
+    click.secho(f"==> {message}", fg="cyan", err=True)
+
+
+def load_env_file(path: Path) -> None:
+    """KEY=VALUE lines into the environment (the environment wins); creates the key if absent."""
+    if not path.exists() or "ENCRYPTION_KEY=" not in path.read_text():
+        if not os.environ.get("ENCRYPTION_KEY"):
+            with path.open("a") as handle:
+                handle.write(f"ENCRYPTION_KEY={generate_key()}\n")
+            path.chmod(0o600)
+            say(f"generated an encryption key into {path} (keep it: it decrypts stored secrets)")
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.strip().startswith("#"):
+                os.environ.setdefault(key.strip(), value.strip())
+
+
+def prepare_instance() -> Path:
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def cli(*args: str, secret: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spot_pipelines.cli", *args], input=secret, text=True,
+                          capture_output=True)
+
+
+def onboard() -> None:
+    existing = cli("accounts", "list", "--json")
+    known = {a["name"]: a["status"] for a in __import__("json").loads(existing.stdout or "[]")}
+    for account in DEMO_ACCOUNTS:
+        if known.get(account.name) in ("connected", "active"):
+            say(f"account {account.name} already onboarded ({known[account.name]})")
+            continue
+        args = ["accounts", "add", account.name, "--aws-account-id", account.aws_account_id,
+                "--regions", ",".join(account.regions)]
+        if account.auth_method == "role":
+            args += ["--role-arn", account.role_arn, "--external-id", account.external_id]
+            result = cli(*args)
+        else:
+            args += ["--access-key-id", "AKIAIOSFODNN7EXAMPLE"]
+            result = cli(*args, secret=DEMO_SECRET_ACCESS_KEY + "\n")
+        if result.returncode != 0:
+            raise click.ClickException(f"onboarding {account.name} failed: {result.stderr.strip()}")
+        say(result.stdout.strip())
+
+
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey], **kwargs) -> None:
+    job = defs.resolve_implicit_job_def_def_for_assets(keys)
+    result = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False, **kwargs)
+    names = ", ".join(k.to_user_string() for k in keys)
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        raise click.ClickException(f"materializing {names} failed in {failed}; see the run in the UI")
+    say(f"materialized {names}")
+
+
+def materialize_everything(instance: dg.DagsterInstance) -> None:
+    from spot_pipelines.definitions import defs
+    from spot_pipelines.sensors.onboarding import account_onboarding_sensor
+
+    # The onboarding sensor's real tick: partitions for new accounts, one discovery run each.
+    tick = account_onboarding_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+    for request in tick.dynamic_partitions_requests:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    partitions = [r.partition_key for r in tick.run_requests] or [a.name for a in DEMO_ACCOUNTS]
+    for key in partitions:
+        _execute(defs, instance, [dg.AssetKey("discovered_instances")], partition_key=key,
+                 tags={"spot_pipelines/trigger": "demo"})
+
+    graph = defs.resolve_asset_graph()
+    daily, unpartitioned = [], []
+    for key in graph.materializable_asset_keys:
+        partitions_def = graph.get(key).partitions_def
+        if partitions_def is None:
+            unpartitioned.append(key)
+        elif isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+            daily.append((key, partitions_def))
+    end = (date.today() - timedelta(days=1)).isoformat()
+    for key, partitions_def in sorted(daily, key=lambda kd: kd[0].to_user_string()):
+        start = (date.today() - timedelta(days=HISTORY_DAYS)).isoformat()
+        if key == dg.AssetKey("spot_advisor"):
+            start = end  # the feed is one trailing-month snapshot: one day is enough for a demo
+        run_config = None
+        if key == dg.AssetKey("spot_price_history"):
+            # The fleet's regions only: the demo stays quick (production scrapes every enabled region).
+            run_config = {"ops": {"spot_price_history": {"config": {"regions": demo_regions()}}}}
+        _execute(defs, instance, [key], run_config=run_config,
+                 tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
+    _execute(defs, instance, sorted(unpartitioned, key=lambda k: k.to_user_string()))
+
+
+def print_summary() -> None:
+    from spot_pipelines.demo.summary import savings_summary
+
+    click.echo(savings_summary(database_url()))
+
+
+def serve_ui(port: int) -> None:
+    chosen = free_port(port)
+    if chosen != port:
+        say(f"port {port} is taken; using {chosen}")
+    say(f"Dagster UI on http://127.0.0.1:{chosen}  (asset graph: Assets → View lineage; runs: Runs). Ctrl-C stops everything.")
+    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(chosen),
+                             "-m", "spot_pipelines.definitions"], start_new_session=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_demo(ui: bool = True, port: int = 3000) -> None:
+    started = time.monotonic()
+    load_env_file(PROJECT_ROOT / ".env")
+    home = prepare_instance()
+    storage = "Postgres (DAGSTER_PG_*)" if os.environ.get("DAGSTER_PG_URL") or os.environ.get("DAGSTER_PG_HOST") \
+        else f"embedded SQLite in {home}"
+    say(f"Dagster storage: {storage}; app database: {database_url().split('@')[-1]}")
+    with local_aws(demo_instance_types()) as endpoint:
+        say(f"local AWS emulator on {endpoint} (regions {', '.join(demo_regions())})")
+        for account in DEMO_ACCOUNTS:
+            say(f"seeded {seed_fleet(account)} instances for {account.name}")
+        onboard()
+        with dg.DagsterInstance.get() as instance:
+            materialize_everything(instance)
+        print_summary()
+        say(f"end-to-end flow done in {time.monotonic() - started:.0f}s")
+        if ui:
+            serve_ui(port)
