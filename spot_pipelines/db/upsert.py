@@ -22,7 +22,10 @@ def bulk_upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
     if insert is None:
         raise NotImplementedError(f"bulk upsert is not implemented for {dialect}")
     columns = rows[0].keys()
+    stmt = insert(table)
+    updates = {c: stmt.excluded[c] for c in columns if c not in key and c not in keep_on_update}
+    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+    # executemany with one cached statement: SQLAlchemy batches it into multi-row INSERTs
+    # ("insertmanyvalues"). Compiling a fresh `.values([...])` per batch cost more than the write.
     for start in range(0, len(rows), BATCH_ROWS):
-        stmt = insert(table).values(list(rows[start:start + BATCH_ROWS]))
-        updates = {c: stmt.excluded[c] for c in columns if c not in key and c not in keep_on_update}
-        session.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=updates))
+        session.execute(stmt, list(rows[start:start + BATCH_ROWS]))
