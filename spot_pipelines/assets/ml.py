@@ -25,7 +25,7 @@ from spot_pipelines.core.model import (
     training_frame,
 )
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.core.risk import FEATURES
+from spot_pipelines.core.risk import FEATURES, window_end
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.base import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
@@ -40,6 +40,7 @@ class TrainModelConfig(dg.Config):
     horizon_days: int = 1
     holdout_fraction: float = 0.25
     min_observed_positives: int = 20
+    max_iter: int = 120
     as_of: str | None = None
 
 
@@ -70,20 +71,18 @@ def _metrics_table(metrics: dict) -> str:
 )
 def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConfig, app_db: AppDatabase,
                        model_store: ModelStore) -> dg.MaterializeResult:
-    as_of = parse_as_of(config.as_of)
-    end_day = as_of.date() + timedelta(days=1)
-    start_day = end_day - timedelta(days=config.training_days)
+    end = window_end(parse_as_of(config.as_of))
+    start = end - timedelta(days=config.training_days)
     tc = TrainingConfig(window_days=config.window_days, horizon_days=config.horizon_days,
                         holdout_fraction=config.holdout_fraction,
-                        min_observed_positives=config.min_observed_positives)
+                        min_observed_positives=config.min_observed_positives, max_iter=config.max_iter)
     with app_db.engine.connect() as conn:
-        prices = opt.read_prices(conn, start_day, end_day)
+        prices = opt.read_prices(conn, start.date(), end.date())
         on_demand = opt.read_on_demand(conn)
-        advisor = opt.read_advisor(conn, as_of.date())
-        events = opt.read_events(conn, parse_as_of(f"{start_day}T00:00:00"), parse_as_of(f"{end_day}T00:00:00"))
+        advisor = opt.read_advisor(conn, end.date() - timedelta(days=1))
+        events = opt.read_events(conn, start, end)
     try:
-        frame = training_frame(prices, on_demand, advisor, events, start=parse_as_of(f"{start_day}T00:00:00"),
-                               end=parse_as_of(f"{end_day}T00:00:00"), config=tc)
+        frame = training_frame(prices, on_demand, advisor, events, start=start, end=end, config=tc)
         model = train(frame, tc)
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_model: cannot train: {exc}", allow_retries=False) from None

@@ -7,7 +7,7 @@ import pandas as pd
 
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.core.risk import score_markets
+from spot_pipelines.core.risk import score_markets, window_end
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.base import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
@@ -65,13 +65,13 @@ def frame_schema(frame: pd.DataFrame) -> dg.TableSchema:
 def interruption_risk_scores(context: dg.AssetExecutionContext, config: RiskScoreConfig,
                              app_db: AppDatabase) -> dg.MaterializeResult:
     as_of = parse_as_of(config.as_of)
-    end_day = as_of.date() + timedelta(days=1)
+    end_day = window_end(as_of).date()
     start_day = end_day - timedelta(days=config.window_days)
     with app_db.engine.connect() as conn:
         prices = opt.read_prices(conn, start_day, end_day)
         on_demand = opt.read_on_demand(conn)
         advisor = opt.read_advisor(conn, as_of.date())
-        events = opt.read_events(conn, as_of - timedelta(days=config.window_days + 1), as_of + timedelta(days=1))
+        events = opt.read_events(conn, window_end(as_of) - timedelta(days=config.window_days), window_end(as_of))
     try:
         result = score_markets(prices, on_demand, advisor, events, as_of=as_of, window_days=config.window_days)
     except ValidationError as exc:

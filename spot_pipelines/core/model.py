@@ -51,6 +51,7 @@ class TrainingConfig:
     holdout_fraction: float = 0.25
     min_observed_positives: int = 20
     seed: int = 0
+    max_iter: int = 120          # boosting rounds
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ def band_probability(band: np.ndarray, horizon_days: int) -> np.ndarray:
     return 1 - (1 - monthly) ** (horizon_days / 30.0)
 
 
-def new_pipeline(seed: int = 0) -> Pipeline:
-    booster = HistGradientBoostingClassifier(max_iter=120, learning_rate=0.06, max_leaf_nodes=15,
+def new_pipeline(seed: int = 0, max_iter: int = 120) -> Pipeline:
+    booster = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=0.06, max_leaf_nodes=15,
                                              min_samples_leaf=20, l2_regularization=1.0, random_state=seed)
     return Pipeline([
         ("scale", StandardScaler()),
@@ -191,7 +192,7 @@ def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> Tra
         if part.sum() < 3 or part.sum() == len(part):
             raise ValidationError("labels", f"the {name} days hold {int(part.sum())} positive(s) out of {len(part)} "
                                             f"({source}); need at least 3 of each class to train and evaluate")
-    pipe = new_pipeline(config.seed).fit(X[~is_hold], y_tr)
+    pipe = new_pipeline(config.seed, config.max_iter).fit(X[~is_hold], y_tr)
     p_model = pipe.predict_proba(X[is_hold])[:, 1]
     baseline = BandBaseline().fit(frame["advisor_band"].to_numpy()[~is_hold], y_tr)
     p_base = baseline.predict_proba(frame["advisor_band"].to_numpy()[is_hold])

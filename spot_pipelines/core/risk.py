@@ -286,6 +286,12 @@ def risk_band(score: np.ndarray) -> np.ndarray:
     return RISK_BANDS[np.clip((np.asarray(score) * 5).astype(int), 0, 4)]
 
 
+def window_end(as_of: datetime) -> datetime:
+    """The exclusive end of the days covered as of `as_of`: midnight stays, any later moment counts its day."""
+    start = _day_start(as_of)
+    return start if as_of == start else start + timedelta(days=1)
+
+
 @dataclass
 class ScoreResult:
     scores: pd.DataFrame      # one row per scored market: keys, features, score, risk_band
@@ -300,7 +306,7 @@ def score_markets(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.Dat
     when `as_of` is midnight, else of `as_of`'s day (the window is the `window_days` days ending there)."""
     if window_days < 2:
         raise ValidationError("window_days", f"must be at least 2, got {window_days}")
-    end = _day_start(as_of) + (timedelta(days=1) if as_of != _day_start(as_of) else timedelta())
+    end = window_end(as_of)
     start = end - timedelta(days=window_days)
     panel = build_panel(prices, start=start, n_days=window_days, events=events)
     feats = window_features(panel, np.array([window_days - 1]), window_days)

@@ -32,8 +32,8 @@ def seed_market(url: str, data: dict[str, pd.DataFrame]) -> None:
         session.execute(insert(SpotPrice), _rows(prices[["day", "ts", "region", "availability_zone",
                                                          "availability_zone_id", "instance_type",
                                                          "product_description", "price", "is_day_open"]]))
-        session.execute(insert(OnDemandPrice), _rows(data["on_demand"].assign(source="test", as_of=NOW)))
-        session.execute(insert(SpotAdvisorEntry), _rows(data["advisor"].assign(source="test")))
+        session.execute(insert(OnDemandPrice), _rows(data["on_demand"].assign(source="bundled_snapshot", as_of=NOW)))
+        session.execute(insert(SpotAdvisorEntry), _rows(data["advisor"].assign(source="bundled_snapshot")))
         session.execute(insert(InstanceTypeSpec), _rows(data["catalog"]))
         if len(events):
             session.execute(insert(SpotInterruptionEvent), _rows(events))

@@ -1,0 +1,172 @@
+"""The four optimization assets and the blocking model check, end to end on SQLite and Postgres."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy import func, select
+
+from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
+from spot_pipelines.assets.optimization import spot_recommendations
+from spot_pipelines.assets.risk import interruption_risk_scores
+from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.engine import session_factory
+from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.resources.model_store import LocalModelStore
+from tests.optimization.factories import END, market_data
+from tests.optimization.seed import add_instances, add_keys_account, seed_market
+
+AS_OF = END.isoformat()
+ALL = [interruption_risk_scores, interruption_model, interruption_model_quality, interruption_predictions,
+       spot_recommendations]
+RUN_CONFIG = {"ops": {
+    "interruption_risk_scores": {"config": {"as_of": AS_OF}},
+    "interruption_model": {"config": {"as_of": AS_OF, "training_days": 45, "max_iter": 40}},
+}}
+
+
+class CorruptingStore(LocalModelStore):
+    """Writes a truncated artifact, like a crash mid-upload would."""
+
+    def write(self, name: str, data: bytes) -> str:
+        return super().write(name, data[: len(data) // 2])
+
+
+def seeded(url: str, encryption_key: str) -> int:
+    seed_market(url, market_data(days=45, seed=1))
+    account_id = add_keys_account(url, CredentialVault(encryption_key=encryption_key))
+    add_instances(url, account_id, [
+        {"instance_id": "i-od", "instance_type": "m5.large", "availability_zone_id": "use1-az1"},
+        *({"instance_id": f"i-web{k}", "instance_type": "m5.xlarge", "availability_zone_id": "use1-az2",
+           "tags": {"aws:autoscaling:groupName": "web"}} for k in range(3)),
+        {"instance_id": "i-mystery", "instance_type": "q9.huge", "availability_zone_id": "use1-az1"},
+        {"instance_id": "i-gone", "instance_type": "m5.large", "availability_zone_id": "use1-az1", "state": "stopped"},
+    ])
+    return account_id
+
+
+def materialize(url, store, assets=ALL, selection=None, config=RUN_CONFIG, instance=None):
+    return dg.materialize(assets, run_config=config, selection=selection, raise_on_error=False,
+                          instance=instance or dg.DagsterInstance.ephemeral(),
+                          resources={"app_db": AppDatabase(url=url), "model_store": store})
+
+
+def count(url, model) -> int:
+    with session_factory(url)() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def registry(url) -> dict[int, opt.ModelRegistryEntry]:
+    with session_factory(url)() as session:
+        return {e.version: e for e in session.scalars(select(opt.ModelRegistryEntry))}
+
+
+def mat_metadata(result, key: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events()
+               if e.asset_key == dg.AssetKey(key)]
+    return event.materialization.metadata
+
+
+def test_end_to_end_scores_model_check_predictions_recommendations(db_url, encryption_key, tmp_path):
+    seeded(db_url, encryption_key)
+    store = LocalModelStore(base_dir=str(tmp_path / "models"))
+    result = materialize(db_url, store)
+    assert result.success
+
+    assert count(db_url, opt.InterruptionRiskScore) == 39
+    risk_meta = mat_metadata(result, "interruption_risk_scores")
+    assert risk_meta["dagster/row_count"].value == 39
+    with session_factory(db_url)() as session:
+        scored_at = session.scalar(select(func.max(opt.InterruptionRiskScore.scored_at)))
+    assert scored_at is not None and scored_at.tzinfo is not None
+
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed, check.description
+    entry = registry(db_url)[1]
+    assert entry.status == "ready" and entry.label_source == "observed_interruptions"
+    assert Path(entry.artifact_uri.removeprefix("file://")).exists()
+    model_meta = mat_metadata(result, "interruption_model")
+    assert model_meta["label_source"].value == "observed_interruptions"
+    assert "advisor band only (baseline)" in model_meta["metrics"].value
+
+    with session_factory(db_url)() as session:
+        predictions = list(session.scalars(select(opt.InterruptionPrediction)))
+    assert len(predictions) == 39 and {p.model_version for p in predictions} == {1}
+    assert all(0 <= p.p_interruption <= 1 and p.spot_price > 0 for p in predictions)
+
+    with session_factory(db_url)() as session:
+        recs = {r.instance_id: r for r in session.scalars(select(opt.SpotRecommendation))}
+    assert set(recs) == {"i-od", "i-web0", "i-web1", "i-web2"}
+    assert all(r.status == "proposed" and r.model_version == 1 for r in recs.values())
+    assert recs["i-od"].action in ("move_to_spot", "stay_on_demand")
+    rec_meta = mat_metadata(result, "spot_recommendations")
+    assert rec_meta["skipped_instances"].value == 1
+    assert "q9.huge is not in the instance type catalog" in rec_meta["skipped"].value
+    assert "Savings by account" in rec_meta["summary"].value and "prod" in rec_meta["summary"].value
+
+    # Re-running replaces the proposed slice: the old rows are superseded, nothing duplicates.
+    again = materialize(db_url, store, assets=[spot_recommendations], config=None)
+    assert again.success
+    with session_factory(db_url)() as session:
+        rows = list(session.scalars(select(opt.SpotRecommendation)))
+    assert sorted(r.status for r in rows) == ["proposed"] * 4 + ["superseded"] * 4
+    assert "generated_at" in mat_metadata(again, "spot_recommendations")["savings_over_time"].value
+
+
+def test_a_corrupted_model_is_blocked_and_the_previous_version_keeps_serving(sqlite_url, encryption_key, tmp_path):
+    seeded(sqlite_url, encryption_key)
+    good = LocalModelStore(base_dir=str(tmp_path / "models"))
+    assert materialize(sqlite_url, good).success
+    assert registry(sqlite_url)[1].status == "ready"
+
+    # v2's artifact is truncated on write: the blocking check fails, predictions are not run after it.
+    bad = CorruptingStore(base_dir=str(tmp_path / "models"))
+    result = materialize(sqlite_url, bad)
+    assert not result.success
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert "v2" in check.description and "corrupted" in check.description
+    assert "predictions keep using v1" in check.description
+    assert registry(sqlite_url)[2].status == "blocked"
+    assert not [e for e in result.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("interruption_predictions")]
+
+    # Materialized on its own, predictions use v1.
+    alone = materialize(sqlite_url, good, assets=[interruption_predictions], config=None)
+    assert alone.success
+    assert mat_metadata(alone, "interruption_predictions")["model_version"].value == 1
+
+
+def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encryption_key, tmp_path):
+    seeded(sqlite_url, encryption_key)
+    store = LocalModelStore(base_dir=str(tmp_path / "models"))
+    assert materialize(sqlite_url, store, assets=ALL[:3]).success
+    assert materialize(sqlite_url, store, assets=ALL[:3]).success
+    assert {v: e.status for v, e in registry(sqlite_url).items()} == {1: "ready", 2: "ready"}
+    Path(registry(sqlite_url)[2].artifact_uri.removeprefix("file://")).write_bytes(b"garbage")
+    result = materialize(sqlite_url, store, assets=[interruption_predictions], config=None)
+    assert result.success
+    meta = mat_metadata(result, "interruption_predictions")
+    assert meta["model_version"].value == 1
+    assert "corrupted" in str(meta["fell_back_from"].value)
+    assert registry(sqlite_url)[2].status == "blocked"
+    # With no loadable version left, predictions fail clearly.
+    Path(registry(sqlite_url)[1].artifact_uri.removeprefix("file://")).unlink()
+    failed = materialize(sqlite_url, store, assets=[interruption_predictions], config=None)
+    assert not failed.success
+    description = failed.failure_data_for_node("interruption_predictions").user_failure_data.description
+    assert "no ready model version loads" in description and "cannot be read" in description
+
+
+def test_model_without_enough_history_fails_clearly(sqlite_url, encryption_key, tmp_path):
+    seeded(sqlite_url, encryption_key)
+    config = {"ops": {"interruption_model": {"config": {"as_of": "2026-09-01T00:00:00+00:00"}}}}
+    result = materialize(sqlite_url, LocalModelStore(base_dir=str(tmp_path)), assets=[interruption_model],
+                         config=config)
+    assert not result.success
+    description = result.failure_data_for_node("interruption_model").user_failure_data.description
+    assert description.startswith("interruption_model: cannot train:")
+    assert registry(sqlite_url) == {}
