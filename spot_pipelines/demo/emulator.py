@@ -4,6 +4,7 @@ deterministic resource ids and seeded spot price histories."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import urllib.request
@@ -30,13 +31,17 @@ def free_port(preferred: int = 0) -> int:
 @contextlib.contextmanager
 def local_aws(instance_types: list[str]) -> Iterator[str]:
     """Start the emulator, point boto3 (this process and its children) at it, yield its URL."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every call otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_PRICING", "AWS_ACCESS_KEY_ID",
+                                            "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
     # The platform's own identity in the emulator: it assumes the role-based account's role.
+    # moto has no Price List API: a closed port makes that unreachability quick and quiet, and
+    # on_demand_prices falls back to its bundled snapshot (saying so in its metadata).
+    os.environ["AWS_ENDPOINT_URL_PRICING"] = f"http://127.0.0.1:{free_port()}"
     os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="demo-platform",
                       AWS_SECRET_ACCESS_KEY="demo-platform-secret", AWS_DEFAULT_REGION="us-east-1")
     # Same seed, same instance ids: re-running the demo updates rows instead of adding new ones.
