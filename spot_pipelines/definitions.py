@@ -7,9 +7,14 @@ from spot_pipelines.assets.health import component_health
 from spot_pipelines.assets.interruptions import spot_interruption_events
 from spot_pipelines.assets.kubernetes import k8s_node_inventory
 from spot_pipelines.assets.market_data import MarketDataAPIs, market_data_assets
+from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
+from spot_pipelines.assets.optimization import spot_recommendations
+from spot_pipelines.assets.risk import interruption_risk_scores
+from spot_pipelines.jobs.execution import execute_approved_recommendations
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.model_store import LocalModelStore
 from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.sensors.health import (
     component_health_job,
@@ -32,8 +37,11 @@ from spot_pipelines.sensors.run_failure import run_failure_alert_sensor
 
 defs = dg.Definitions(
     assets=[discovered_instances, *market_data_assets, component_health, spot_interruption_events,
-            k8s_node_inventory],
-    jobs=[discovery_job, *market_data_jobs, component_health_job, k8s_inventory_job, spot_interruption_events_job],
+            k8s_node_inventory, interruption_risk_scores, interruption_model, interruption_predictions,
+            spot_recommendations],
+    asset_checks=[interruption_model_quality],
+    jobs=[discovery_job, *market_data_jobs, component_health_job, k8s_inventory_job, spot_interruption_events_job,
+          execute_approved_recommendations],
     sensors=[account_onboarding_sensor, spot_interruption_sensor, run_failure_alert_sensor],
     schedules=[nightly_rediscovery_schedule, daily_market_data_schedule, component_health_schedule,
                k8s_inventory_schedule],
@@ -43,6 +51,7 @@ defs = dg.Definitions(
         "kubernetes": KubernetesResource(),
         "redis": RedisResource(),
         "market_apis": MarketDataAPIs(),
+        "model_store": LocalModelStore(),
         "vault": CredentialVault(encryption_key=dg.EnvVar("ENCRYPTION_KEY")),
     },
 )
