@@ -188,5 +188,10 @@ def demo(no_ui: bool, port: int) -> None:
     run_demo(ui=not no_ui, port=port)
 
 
+from spot_pipelines.cli_recommendations import recommendations  # noqa: E402  (its own module, issue 4)
+
+main.add_command(recommendations)
+
+
 if __name__ == "__main__":
     main()

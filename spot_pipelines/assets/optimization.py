@@ -50,7 +50,7 @@ def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
     group_name="optimization",
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
-    deps=["discovered_instances", "interruption_predictions", "on_demand_prices"],
+    deps=["discovered_instances", "interruption_predictions", "on_demand_prices", "spot_advisor"],
     automation_condition=AFTER_NEW_DATA,
     description=(
         "Per running instance: compatible spot candidates priced in its AZ ID, the risk-adjusted expected hourly "
