@@ -28,6 +28,7 @@ from spot_pipelines.resources.model_store import LocalModelStore
 from tests.optimization.factories import END, market_data
 
 DAYS = 45
+FAST = TrainingConfig(max_iter=40)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def frame(data):
 
 @pytest.fixture(scope="module")
 def trained(frame):
-    return train(frame)
+    return train(frame, FAST)
 
 
 def test_examples_are_market_days_with_next_day_labels(frame, data):
@@ -74,7 +75,7 @@ def test_weak_labels_from_the_advisor_band_when_events_are_scarce(data):
                            start=END - timedelta(days=DAYS), end=END,
                            config=TrainingConfig(horizon_days=7))
     assert frame["observed"].sum() == 0
-    model = train(frame, TrainingConfig(horizon_days=7))
+    model = train(frame, TrainingConfig(horizon_days=7, max_iter=40))
     assert model.label_source == WEAK
     assert "weak labels" in model.label_note and "can at best tie it" in model.label_note
 
