@@ -85,6 +85,9 @@ class SpotPriceHistoryConfig(dg.Config):
         default=True, description="Every instance type; false: the discovered fleet's types plus instance_families.")
     instance_families: list[str] = Field(default=[], description="Families added to the fleet's types, e.g. m7g.")
     max_region_workers: int = Field(default=md.MAX_REGION_WORKERS, description="Regions fetched at once.")
+    retry_failed_regions: bool = Field(
+        default=True, description="Let the retry policy re-run when a region failed on AWS errors (throttling "
+                                  "after botocore's retries); false: fail at once. Bad data never retries.")
 
 
 class OnDemandPricesConfig(dg.Config):
@@ -151,6 +154,7 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
     engine = app_db.engine
     rows_by_day: dict[str, int] = {}
     failed: dict[str, str] = {}
+    transient = False
     no_prices: dict[str, list[str]] = {}
     api_calls = 0
     preview: list[dict] = []
@@ -160,6 +164,7 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
         api_calls += fetch.api_calls
         skipped.update(fetch.skipped_regions)
         failed.update({f"{day} {r}": cause for r, cause in fetch.failed_regions.items()})
+        transient |= bool(set(fetch.failed_regions) - fetch.bad_data_regions)
         for region, types in fetch.no_prices.items():
             no_prices.setdefault(region, sorted(set(no_prices.get(region, [])) | set(types)))
         # Only the regions that answered are replaced: a failed region keeps what it had.
@@ -176,7 +181,7 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
             description=f"spot prices failed for {len(failed)} region-day(s): "
                         + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())),
             metadata={"failed": dg.MetadataValue.json(failed), "rows_by_day": dg.MetadataValue.json(rows_by_day)},
-            allow_retries=True,
+            allow_retries=transient and config.retry_failed_regions,
         )
 
     enabled = [r for r in regions if r not in skipped]

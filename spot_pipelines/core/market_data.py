@@ -66,6 +66,7 @@ class HistoryFetch:
     skipped_regions: dict[str, str] = field(default_factory=dict)  # region -> reason (not enabled…)
     failed_regions: dict[str, str] = field(default_factory=dict)  # region -> cause (throttled, bad data)
     no_prices: dict[str, list[str]] = field(default_factory=dict)  # region -> requested types without a price
+    bad_data_regions: set[str] = field(default_factory=set)  # failed on bad input: retrying will not help
     api_calls: int = 0
 
 
@@ -170,8 +171,11 @@ def fetch_spot_history(client_for: Callable[[str], Any], regions: Sequence[str],
                     fetch.no_prices[region] = missing
             elif error_code(exc) in REGION_SKIP_ERRORS:
                 fetch.skipped_regions[region] = f"region not enabled or not allowed ({describe(exc)})"
+            elif isinstance(exc, ValidationError):
+                fetch.failed_regions[region] = str(exc)
+                fetch.bad_data_regions.add(region)
             else:
-                fetch.failed_regions[region] = str(exc) if isinstance(exc, ValidationError) else describe(exc)
+                fetch.failed_regions[region] = describe(exc)
     frames = [f for f in frames if len(f)]
     if frames:
         fetch.rows = pd.concat(frames, ignore_index=True)
