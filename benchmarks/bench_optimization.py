@@ -290,16 +290,21 @@ def bench_recommendations(quick: bool, log=print) -> list[dict[str, Any]]:
     fleet = synthetic_fleet(n)
     config = RecommendConfig()
     recommend(**fleet, config=config)  # warm-up
-    t0 = time.perf_counter()
-    ours = recommend(**fleet, config=config)
-    ours_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    naive = naive_recommend(fleet, config)
-    naive_s = time.perf_counter() - t0
+    # Best of N on both sides: the machine is shared, the minimum is the least disturbed run.
+    ours_runs, naive_runs = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        ours = recommend(**fleet, config=config)
+        ours_runs.append(time.perf_counter() - t0)
+    for _ in range(2 if quick else 3):
+        t0 = time.perf_counter()
+        naive = naive_recommend(fleet, config)
+        naive_runs.append(time.perf_counter() - t0)
+    ours_s, naive_s = min(ours_runs), min(naive_runs)
     moves = sum(1 for r in naive if r["action"] != "stay_on_demand")
     log(f"recommendations: ours {ours_s:.2f} s ({len(ours.recommendations)} rows), loop {naive_s:.2f} s")
     return [result_row(f"recommendations for {n:,} instances vs per-instance loop", ours_s, naive_s, "s",
-                       f"{len(fleet['markets']):,} priced markets; loop proposes a move for {moves:,} instances "
+                       f"best of {len(ours_runs)}/{len(naive_runs)} runs; {len(fleet['markets']):,} priced markets; loop proposes a move for {moves:,} instances "
                        "(on-demand logic only), ours does the full action logic incl. spot instances and groups",
                        target=">= 20x")]
 
@@ -317,12 +322,15 @@ def bench_inference(quick: bool, log=print) -> list[dict[str, Any]]:
     scaled = pipe.named_steps["scale"].transform(Xp)
     bare = pipe.named_steps["model"]
     pipe.predict_proba(Xp[:1000])
-    t0 = time.perf_counter()
-    pipe.predict_proba(Xp)
-    pipe_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    bare.predict_proba(scaled)
-    bare_s = time.perf_counter() - t0
+    pipe_runs, bare_runs = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        pipe.predict_proba(Xp)
+        pipe_runs.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bare.predict_proba(scaled)
+        bare_runs.append(time.perf_counter() - t0)
+    pipe_s, bare_s = min(pipe_runs), min(bare_runs)
     log(f"inference: pipeline {n_pred / pipe_s:,.0f} rows/s, bare {n_pred / bare_s:,.0f} rows/s")
     return [result_row("predict_proba rows/s: pipeline vs bare estimator", n_pred / pipe_s, n_pred / bare_s,
                        "rows/s", f"{n_pred:,} rows, {len(FEATURES)} features; ratio = pipeline/bare (1.0 = no overhead)",
