@@ -202,73 +202,97 @@ def drain_queue(sqs, queue_url: str, store: Callable[[list[Message]], StoreResul
                 time_budget_s: float = 40.0, max_messages: int = 20_000, chunk: int = 500,
                 visibility_timeout: int = 300, clock: Callable[[], float] = time.monotonic,
                 describe_error: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}",
-                ) -> DrainResult:
+                workers: int = 4) -> DrainResult:
     """Receive in batches of 10, store each chunk in one transaction, then delete what was stored.
 
     A message is deleted only after `store` returned (its transaction committed); if `store`
     raises, the chunk is left to reappear after the visibility timeout and the error propagates.
     An SQS error (receive or delete) ends the drain with `error` set: what was already stored
     stays stored and is reported, undeleted messages come back and are recognised as duplicates.
-    Stops when the queue is empty, the time budget is spent, or `max_messages` were received.
+    Stops when the queue is empty (a whole round of receives came back empty), the time budget
+    is spent, or `max_messages` were received.
+
+    `workers` receive calls run at once (each is a network round trip), and a stored chunk's
+    delete batches run in the background while the next chunk is received.
     """
-    try:
-        return _drain(sqs, queue_url, store, time_budget_s, max_messages, chunk, visibility_timeout, clock,
-                      describe_error)
-    except _SqsFailure as failure:
-        return failure.result
+    from concurrent.futures import ThreadPoolExecutor
 
-
-class _SqsFailure(Exception):
-    def __init__(self, result: DrainResult):
-        self.result = result
-
-
-def _drain(sqs, queue_url, store, time_budget_s, max_messages, chunk, visibility_timeout, clock,
-           describe_error) -> DrainResult:
     started = clock()
     result = DrainResult()
-    pending: list[Message] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sqs-drain")
+    deletes: list = []
 
-    def fail(exc: BaseException):
-        result.error = describe_error(exc)
+    def collect_deletes() -> None:
+        for future in deletes:
+            deleted, failed = future.result()
+            result.deleted += deleted
+            result.delete_failures += failed
+        deletes.clear()
+
+    try:
+        drained = False
+        while not drained:
+            if clock() - started > time_budget_s:
+                result.stopped_by = "time budget"
+                break
+            if result.received >= max_messages:
+                result.stopped_by = "message limit"
+                break
+            pending: list[Message] = []
+            receive_error: _SqsError | None = None
+            while len(pending) < chunk and result.received + len(pending) < max_messages:
+                calls = max(1, min(workers, (chunk - len(pending) + 9) // 10,
+                                   (max_messages - result.received - len(pending) + 9) // 10))
+                futures = [pool.submit(_sqs, _receive, sqs, queue_url, visibility_timeout) for _ in range(calls)]
+                batches = []
+                for future in futures:
+                    try:
+                        batches.append(future.result())
+                    except _SqsError as failure:
+                        receive_error = receive_error or failure
+                for batch in batches:
+                    pending.extend(batch)
+                if receive_error is not None:
+                    break
+                if not any(batches):
+                    drained = True
+                    break
+                if clock() - started > time_budget_s:
+                    break
+            result.received += len(pending)
+            if pending:
+                result.add(store(pending))  # committed: only now may the messages be deleted
+                result.batches += 1
+                deletes.extend(pool.submit(_sqs, _delete, sqs, queue_url, pending[i:i + 10])
+                               for i in range(0, len(pending), 10))
+            if receive_error is not None:
+                raise receive_error  # what was received before it is stored and being deleted
+        collect_deletes()
+    except _SqsError as failure:
+        try:
+            collect_deletes()
+        except _SqsError:
+            pass
+        result.error = describe_error(failure.cause)
         result.stopped_by = "error"
-        result.seconds = clock() - started
-        raise _SqsFailure(result) from None
-
-    def flush() -> None:
-        if not pending:
-            return
-        result.add(store(list(pending)))
-        try:
-            deleted, failed = _delete(sqs, queue_url, pending)
-        except Exception as exc:
-            fail(exc)
-        result.deleted += deleted
-        result.delete_failures += failed
-        result.batches += 1
-        pending.clear()
-
-    while True:
-        if clock() - started > time_budget_s:
-            result.stopped_by = "time budget"
-            break
-        if result.received >= max_messages:
-            result.stopped_by = "message limit"
-            break
-        try:
-            messages = _receive(sqs, queue_url, visibility_timeout)
-        except Exception as exc:
-            flush()
-            fail(exc)
-        if not messages:
-            break
-        result.received += len(messages)
-        pending.extend(messages)
-        if len(pending) >= chunk:
-            flush()
-    flush()
+    finally:
+        pool.shutdown(wait=True)
     result.seconds = clock() - started
     return result
+
+
+class _SqsError(Exception):
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _sqs(fn: Callable, *args):
+    """Run one SQS call; its failure becomes `_SqsError` (store failures stay what they are)."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise _SqsError(exc) from exc
 
 
 @dataclass

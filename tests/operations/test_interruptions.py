@@ -203,6 +203,33 @@ def test_messages_are_not_deleted_when_storing_fails(queue):
     assert queue_depth(sqs, url) == 25
 
 
+def test_an_sqs_error_mid_drain_keeps_what_was_stored(queue):
+    """A receive that fails after some messages arrived: those are stored, deleted, reported."""
+    sqs, url = queue
+    send(sqs, url, [event(event_id=f"e-{i}") for i in range(30)])
+    calls = {"n": 0}
+    real_receive = sqs.receive_message
+
+    def flaky_receive(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            from botocore.exceptions import EndpointConnectionError
+            raise EndpointConnectionError(endpoint_url=url)
+        return real_receive(**kwargs)
+
+    sqs.receive_message = flaky_receive
+    stored: list[Message] = []
+
+    def store(messages):
+        stored.extend(messages)
+        return StoreResult(recorded=len(messages))
+
+    result = drain_queue(sqs, url, store, workers=1, chunk=100)
+    assert result.stopped_by == "error" and "EndpointConnectionError" in result.error
+    assert result.received == len(stored) == 20 and result.deleted == 20
+    assert queue_depth(sqs, url) == 10
+
+
 def test_drain_respects_budget_and_limit(queue):
     sqs, url = queue
     send(sqs, url, [event(event_id=f"e-{i}") for i in range(30)])
@@ -215,7 +242,7 @@ def test_drain_respects_budget_and_limit(queue):
     limited = drain_queue(sqs, url, store, max_messages=10, chunk=5)
     assert limited.stopped_by == "message limit" and limited.received == 10 and limited.deleted == 10
     ticks = iter(range(0, 1000, 10))
-    budgeted = drain_queue(sqs, url, store, time_budget_s=15, clock=lambda: next(ticks))
+    budgeted = drain_queue(sqs, url, store, time_budget_s=15, clock=lambda: next(ticks), workers=1)
     assert budgeted.stopped_by == "time budget" and budgeted.received == 10
     rest = drain_queue(sqs, url, store)
     assert rest.stopped_by == "queue empty" and rest.received == 10 and queue_depth(sqs, url) == 0
