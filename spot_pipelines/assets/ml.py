@@ -17,6 +17,7 @@ from spot_pipelines.core.model import (
     ModelArtifactError,
     QualityGate,
     TrainingConfig,
+    band_probability,
     deserialize,
     predict,
     registry_fields,
@@ -32,6 +33,7 @@ from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.model_store import ModelStore
 
 RETRAIN_CRON = "0 4 * * 1"  # weekly, Monday 04:00 UTC
+BASELINE_VERSION = 0  # predictions from the advisor-band prior when no model version is usable
 
 
 class TrainModelConfig(dg.Config):
@@ -143,7 +145,7 @@ def evaluate_latest(app_db: AppDatabase, model_store: ModelStore, gate: QualityG
         meta["serving_version"] = serving[0].version if serving else -1
         if not passed:
             why += ("; predictions keep using v" + str(serving[0].version)) if serving else \
-                "; no earlier ready version exists, so nothing will be predicted"
+                "; no earlier ready version exists: predictions use the advisor-band prior (model version 0)"
         meta["metrics"] = dg.MetadataValue.json(entry.metrics)
         return passed, why, meta
 
@@ -174,7 +176,8 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
     deps=["interruption_risk_scores", interruption_model],
     automation_condition=AFTER_NEW_DATA & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="P(interruption within the model's horizon) for every scored market, from the newest ready "
-                "model version that loads; the version is recorded on every row.",
+                "model version that loads (else the advisor-band prior, recorded as version 0); the version is "
+                "recorded on every row.",
 )
 def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatabase,
                              model_store: ModelStore) -> dg.MaterializeResult:
@@ -195,16 +198,23 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
                 fallbacks.append(str(exc))
                 context.log.warning(f"{exc}; version {candidate.version} blocked, trying the previous one")
     if entry is None:
-        raise dg.Failure(description="interruption_predictions: no ready model version loads"
-                         + (": " + "; ".join(fallbacks) if fallbacks else
-                            " (none has passed interruption_model_quality yet)"), allow_retries=False)
-    try:
-        p = predict(payload, scores)
-    except ModelArtifactError as exc:
-        raise dg.Failure(description=f"interruption_predictions: {exc}", allow_retries=False) from None
+        # No model version is usable: the advisor band's implied rate (the baseline every model is judged
+        # against) still prices the risk, recorded as model version 0 so nobody mistakes it for the model.
+        served_by = "advisor-band prior (no ready model version loads: " + (
+            "; ".join(fallbacks) if fallbacks else "none has passed interruption_model_quality yet") + ")"
+        context.log.warning(f"interruption_predictions: serving the {served_by}")
+        version, horizon, label_source = BASELINE_VERSION, 24, "advisor_band_prior"
+        p = band_probability(scores["advisor_band"].to_numpy(np.float64), horizon_days=1)
+    else:
+        served_by = f"model v{entry.version}"
+        version, horizon, label_source = entry.version, entry.horizon_hours, entry.label_source
+        try:
+            p = predict(payload, scores)
+        except ModelArtifactError as exc:
+            raise dg.Failure(description=f"interruption_predictions: {exc}", allow_retries=False) from None
     predicted_at = utcnow()
     out = scores[list(opt.MARKET_KEY)].assign(
-        model_version=entry.version, p_interruption=np.clip(p, 0, 1), horizon_hours=entry.horizon_hours,
+        model_version=version, p_interruption=np.clip(p, 0, 1), horizon_hours=horizon,
         risk_score=scores["score"], spot_price=scores["spot_price"], on_demand_price=scores["on_demand_price"],
         predicted_at=predicted_at)
     with app_db.session() as session, session.begin():
@@ -213,8 +223,9 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(out),
         "dagster/column_schema": frame_schema(out),
-        "model_version": entry.version,
-        "label_source": entry.label_source,
+        "model_version": version,
+        "served_by": served_by,
+        "label_source": label_source,
         "fell_back_from": dg.MetadataValue.json(fallbacks),
         "mean_p_interruption": float(out["p_interruption"].mean()) if len(out) else 0.0,
         "preview": dg.MetadataValue.md(markdown_table(records(preview), [

@@ -101,18 +101,23 @@ def training_frame(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.Da
     return frame.reset_index(drop=True)
 
 
-def choose_labels(frame: pd.DataFrame, config: TrainingConfig) -> tuple[np.ndarray, str, str]:
-    """Observed labels when there are enough warnings; else a seeded draw at the advisor band's rate."""
-    positives = int(frame["observed"].sum())
-    if positives >= config.min_observed_positives:
-        return frame["observed"].to_numpy(np.int8), OBSERVED, (
-            f"{positives} observed interruption warning market-days (>= {config.min_observed_positives})")
-    p = band_probability(frame["advisor_band"].to_numpy(), config.horizon_days)
-    rng = np.random.default_rng(config.seed)
-    labels = (rng.random(len(p)) < p).astype(np.int8)
-    return labels, WEAK, (f"only {positives} observed interruption warning market-days "
-                          f"(< {config.min_observed_positives}): weak labels drawn from the advisor band; "
-                          "the baseline is the labels' own source, so the model can at best tie it")
+def weak_labels(frame: pd.DataFrame, config: TrainingConfig) -> np.ndarray:
+    """Soft labels: the probability of an interruption within the horizon implied by the advisor band."""
+    return band_probability(frame["advisor_band"].to_numpy(), config.horizon_days)
+
+
+WEAK_NOTE = ("weak labels from the advisor band (each example weighted by the band's implied probability of an "
+             "interruption within the horizon); the baseline is the labels' own source, so the model can at best "
+             "tie it: these metrics are a sanity check, not evidence of skill")
+
+
+def _expand(X: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, sample_weight) for probabilistic targets: each row once as positive (weight p), once as
+    negative (weight 1 − p). Hard 0/1 targets stay one row each with weight 1."""
+    if np.isin(target, (0.0, 1.0)).all():
+        return X, target.astype(np.int8), np.ones(len(target))
+    return (np.vstack([X, X]), np.r_[np.ones(len(target), np.int8), np.zeros(len(target), np.int8)],
+            np.r_[target, 1 - target])
 
 
 def band_probability(band: np.ndarray, horizon_days: int) -> np.ndarray:
@@ -134,13 +139,14 @@ def new_pipeline(seed: int = 0, max_iter: int = 120) -> Pipeline:
 class BandBaseline:
     """The advisor band alone: the training positive rate per band (Laplace-smoothed)."""
 
-    def fit(self, band: np.ndarray, y: np.ndarray) -> BandBaseline:
+    def fit(self, band: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> BandBaseline:
         band = np.nan_to_num(np.asarray(band, dtype=np.float64), nan=-1).astype(int)
-        self.overall_ = (y.sum() + 1) / (len(y) + 2)
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        self.overall_ = (float(np.dot(w, y)) + 1) / (float(w.sum()) + 2)
         self.rates_ = {}
         for b in range(-1, 5):
             mask = band == b
-            self.rates_[b] = (y[mask].sum() + self.overall_ * 2) / (mask.sum() + 2)
+            self.rates_[b] = (float(np.dot(w[mask], y[mask])) + self.overall_ * 2) / (float(w[mask].sum()) + 2)
         return self
 
     def predict_proba(self, band: np.ndarray) -> np.ndarray:
@@ -149,13 +155,13 @@ class BandBaseline:
         return lookup[np.clip(band, -1, 4) + 1]
 
 
-def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
-    both = 0 < y.sum() < len(y)
+def _metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> dict[str, Any]:
+    both = w[y == 1].sum() > 0 and w[y == 0].sum() > 0
     return {
-        "brier": float(brier_score_loss(y, p)),
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
-        "mean_prediction": float(np.mean(p)),
+        "brier": float(brier_score_loss(y, p, sample_weight=w)),
+        "roc_auc": float(roc_auc_score(y, p, sample_weight=w)) if both else None,
+        "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1], sample_weight=w)),
+        "mean_prediction": float(np.average(p, weights=w)),
     }
 
 
@@ -176,31 +182,42 @@ class TrainedModel:
 
 
 def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> TrainedModel:
-    """Fit on the earlier days, evaluate on the later days (time-based holdout) against the baseline."""
+    """Fit on the earlier days, evaluate on the later days (time-based holdout) against the baseline.
+
+    Observed labels are used when there are at least `min_observed_positives` warning market-days and at
+    least 3 on each side of the holdout split; otherwise weak (soft) labels from the advisor band."""
     if frame.empty:
         raise ValidationError("training data", "no market-day examples (no priced markets in the window)")
-    y, source, note = choose_labels(frame, config)
     days = np.sort(frame["day"].unique())
     n_hold = max(1, int(round(len(days) * config.holdout_fraction)))
     if len(days) - n_hold < 2:
         raise ValidationError("training window", f"only {len(days)} example day(s): too few for a time-based holdout")
     holdout_start = days[-n_hold]
     is_hold = (frame["day"] >= holdout_start).to_numpy()
+    observed = frame["observed"].to_numpy(np.float64)
+    pos_tr, pos_ho = int(observed[~is_hold].sum()), int(observed[is_hold].sum())
+    if pos_tr + pos_ho >= config.min_observed_positives and min(pos_tr, pos_ho) >= 3:
+        target, source = observed, OBSERVED
+        note = (f"{pos_tr + pos_ho} observed interruption warning market-days (>= {config.min_observed_positives}; "
+                f"{pos_tr} in training days, {pos_ho} in holdout days)")
+    else:
+        target, source = weak_labels(frame, config), WEAK
+        note = (f"only {pos_tr + pos_ho} observed interruption warning market-days ({pos_tr} training, {pos_ho} "
+                f"holdout; need >= {config.min_observed_positives} and >= 3 on each side): " + WEAK_NOTE)
     X = frame[FEATURES].to_numpy(np.float64)
-    y_tr, y_ho = y[~is_hold], y[is_hold]
-    for name, part in (("training", y_tr), ("holdout", y_ho)):
-        if part.sum() < 3 or part.sum() == len(part):
-            raise ValidationError("labels", f"the {name} days hold {int(part.sum())} positive(s) out of {len(part)} "
-                                            f"({source}); need at least 3 of each class to train and evaluate")
-    pipe = new_pipeline(config.seed, config.max_iter).fit(X[~is_hold], y_tr)
-    p_model = pipe.predict_proba(X[is_hold])[:, 1]
-    baseline = BandBaseline().fit(frame["advisor_band"].to_numpy()[~is_hold], y_tr)
-    p_base = baseline.predict_proba(frame["advisor_band"].to_numpy()[is_hold])
+    band = frame["advisor_band"].to_numpy(np.float64)
+    X_tr, y_tr, w_tr = _expand(X[~is_hold], target[~is_hold])
+    X_ho, y_ho, w_ho = _expand(X[is_hold], target[is_hold])
+    band_tr = _expand(band[~is_hold, None], target[~is_hold])[0][:, 0]
+    band_ho = _expand(band[is_hold, None], target[is_hold])[0][:, 0]
+    pipe = new_pipeline(config.seed, config.max_iter).fit(X_tr, y_tr, model__sample_weight=w_tr)
+    p_model = pipe.predict_proba(X_ho)[:, 1]
+    p_base = BandBaseline().fit(band_tr, y_tr, w_tr).predict_proba(band_ho)
     metrics = {
-        "model": _metrics(y_ho, p_model),
-        "baseline": _metrics(y_ho, p_base),
-        "holdout_positive_rate": float(y_ho.mean()),
-        "train_positive_rate": float(y_tr.mean()),
+        "model": _metrics(y_ho, p_model, w_ho),
+        "baseline": _metrics(y_ho, p_base, w_ho),
+        "holdout_positive_rate": float(np.average(y_ho, weights=w_ho)),
+        "train_positive_rate": float(np.average(y_tr, weights=w_tr)),
         "label_source": source,
     }
     return TrainedModel(

@@ -153,12 +153,15 @@ def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encry
     assert meta["model_version"].value == 1
     assert "corrupted" in str(meta["fell_back_from"].value)
     assert registry(sqlite_url)[2].status == "blocked"
-    # With no loadable version left, predictions fail clearly.
+    # With no loadable version left, predictions say so and fall back to the advisor-band prior (version 0).
     Path(registry(sqlite_url)[1].artifact_uri.removeprefix("file://")).unlink()
-    failed = materialize(sqlite_url, store, assets=[interruption_predictions], config=None)
-    assert not failed.success
-    description = failed.failure_data_for_node("interruption_predictions").user_failure_data.description
-    assert "no ready model version loads" in description and "cannot be read" in description
+    prior = materialize(sqlite_url, store, assets=[interruption_predictions], config=None)
+    assert prior.success
+    meta = mat_metadata(prior, "interruption_predictions")
+    assert meta["model_version"].value == 0
+    assert "advisor-band prior" in meta["served_by"].value and "cannot be read" in meta["served_by"].value
+    with session_factory(sqlite_url)() as session:
+        assert set(session.scalars(select(opt.InterruptionPrediction.model_version))) == {0}
 
 
 def test_model_without_enough_history_fails_clearly(sqlite_url, encryption_key, tmp_path):
