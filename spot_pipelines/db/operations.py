@@ -169,7 +169,7 @@ def dead_letter_rows(rejected: Sequence[tuple[Any, str]], *, source: str, receiv
     from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY
     from spot_pipelines.system_log import redact_text
 
-    return [{"received_at": received_at, "source": source, "reason": reason[:2000],
+    return [{"received_at": received_at, "source": source, "reason": redact_text(reason[:2000]),
              "body": redact_text((message.body or "")[:MAX_DEAD_LETTER_BODY]), "message_id": message.message_id}
             for message, reason in rejected]
 
