@@ -18,10 +18,10 @@ k8s_inventory_job = dg.define_asset_job(
 component_health_schedule = dg.ScheduleDefinition(
     name="component_health_schedule",
     job=component_health_job,
-    cron_schedule="*/2 * * * *",
+    cron_schedule="*/5 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Checks every component every two minutes.",
+    description="Checks every component every five minutes (and right after each successful discovery).",
 )
 
 

@@ -308,7 +308,7 @@ def test_component_health_asset_and_schedule(sqlite_url, monkeypatch):
         optimizer = next(r for r in latest_health(session) if r.component == "optimizer")
     assert optimizer.status == "degraded" and "never been materialized" in optimizer.details["reason"]
 
-    assert component_health_schedule.cron_schedule == "*/2 * * * *"
+    assert component_health_schedule.cron_schedule == "*/5 * * * *"
     skip = k8s_inventory_schedule(dg.build_schedule_context(resources={"kubernetes": KubernetesResource()}))
     assert isinstance(skip, dg.SkipReason) and "KUBECONFIG is unset" in skip.skip_message
 
@@ -323,3 +323,20 @@ def test_optimizer_lookup_sees_a_materialization(sqlite_url):
     result = refresh_component_health(sqlite_url, instance=instance)
     optimizer = next(r for r in result.results if r.component == "optimizer")
     assert optimizer.status == "healthy" and optimizer.details["age_s"] < 60
+
+
+def test_schedule_tick_runs_the_job_and_writes_a_round(sqlite_url):
+    from spot_pipelines.sensors.health import component_health_job
+
+    defs = dg.Definitions(assets=[component_health], jobs=[component_health_job],
+                          schedules=[component_health_schedule],
+                          resources={"app_db": AppDatabase(url=sqlite_url), "redis": RedisResource(),
+                                     "kubernetes": KubernetesResource()})
+    instance = dg.DagsterInstance.ephemeral()
+    tick = defs.resolve_schedule_def("component_health_schedule").evaluate_tick(
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW))
+    [request] = tick.run_requests
+    result = defs.resolve_job_def("component_health_job").execute_in_process(instance=instance, tags=request.tags)
+    assert result.success
+    with session_factory(sqlite_url)() as session:
+        assert {r.component for r in latest_health(session)} == set(health.COMPONENTS)
