@@ -51,10 +51,22 @@ def latest_materialization_lookup(instance: dg.DagsterInstance | None, key: dg.A
     return lookup
 
 
+def model_loader():
+    """The ML module's artifact vetting (`core.model.deserialize`), imported here, outside the timed
+    round (a cold scikit-learn import can take longer than a check's timeout); None without it."""
+    try:
+        from spot_pipelines.core.model import deserialize
+    except ImportError:
+        return None
+    return lambda data, where, sha256: deserialize(data, where=where, expected_sha256=sha256)
+
+
 def build_checks(db_url: str, *, thresholds: health.HealthThresholds, timeout_s: float,
                  redis_url: str | None, redis_queue_keys: list[str], k8s_configured: bool,
-                 instance: dg.DagsterInstance | None = None, read_artifact=None) -> dict[str, health.Check]:
+                 instance: dg.DagsterInstance | None = None, read_artifact=None,
+                 load_model="default") -> dict[str, health.Check]:
     engine = ensure_schema(db_url)
+    load = model_loader() if load_model == "default" else load_model
     t = thresholds
     optimizer_lookup = latest_materialization_lookup(instance)
     return {
@@ -67,7 +79,7 @@ def build_checks(db_url: str, *, thresholds: health.HealthThresholds, timeout_s:
         health.RISK_SCORES: lambda: health.check_table_freshness(
             engine, "interruption_risk_scores", "scored_at", t.risk_age_degraded_s, t.risk_age_critical_s,
             what="risk scores"),
-        health.ML_MODEL: lambda: health.check_ml_model(engine, t, read_artifact),
+        health.ML_MODEL: lambda: health.check_ml_model(engine, t, read_artifact, load=load),
     }
 
 

@@ -297,8 +297,10 @@ def _read_local(uri: str) -> bytes:
 
 
 def check_ml_model(engine: Engine, t: HealthThresholds, read_artifact: Callable[[str], bytes] | None = None,
-                   now: Callable[[], datetime] = utcnow) -> CheckOutcome:
-    """The newest `ready` model in `model_registry`: its artifact readable and matching its sha256."""
+                   now: Callable[[], datetime] = utcnow,
+                   load: Callable[[bytes, str, str], Any] | None = None) -> CheckOutcome:
+    """The newest `ready` model in `model_registry`: its artifact readable, matching its sha256,
+    and (with `load(data, where, sha256)`, e.g. the ML module's `deserialize`) loadable."""
     if not _has_table(engine, "model_registry"):
         return CheckOutcome(NOT_CONFIGURED, {"reason": "table model_registry does not exist (ML not deployed yet)"})
     cols = ", ".join(["version", "status", "trained_at", "artifact_uri", "artifact_sha256", "status_reason"])
@@ -320,6 +322,12 @@ def check_ml_model(engine: Engine, t: HealthThresholds, read_artifact: Callable[
     if hashlib.sha256(data).hexdigest() != ready.artifact_sha256:
         return CheckOutcome(CRITICAL, {"reason": f"model v{ready.version} artifact does not match its sha256",
                                        "version": ready.version})
+    if load is not None:
+        try:
+            load(data, f"v{ready.version}", ready.artifact_sha256)
+        except Exception as exc:
+            return CheckOutcome(CRITICAL, {"reason": f"model v{ready.version} cannot be loaded",
+                                           "version": ready.version, **_error_details(exc)})
     trained_at = UTCDateTime().process_result_value(_as_datetime(ready.trained_at), None)
     outcome = _age_outcome(trained_at, now(), t.model_age_degraded_s, t.model_age_critical_s, "model",
                            version=ready.version, artifact_bytes=len(data))

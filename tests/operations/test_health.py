@@ -221,6 +221,17 @@ def test_ml_model_check(tmp_path):
     add_model(engine, 3, "blocked", artifact.as_uri(), sha)
     newer_blocked = health.check_ml_model(engine, T, now=lambda: NOW)
     assert newer_blocked.status == "degraded" and "serving v2" in newer_blocked.details["reason"]
+    def refuse(data, where, sha):
+        raise ValueError(f"model artifact {where} is incompatible: trained with scikit-learn 0.1")
+
+    from spot_pipelines.assets.health import model_loader
+    real = model_loader()
+    if real is not None:  # the ML module's own vetting: these bytes are no joblib artifact
+        garbage = health.check_ml_model(engine, T, now=lambda: NOW, load=real)
+        assert garbage.status == "critical" and "cannot be loaded" in garbage.details["error"]
+    unloadable = health.check_ml_model(engine, T, now=lambda: NOW, load=refuse)
+    assert unloadable.status == "critical" and "v2 cannot be loaded" in unloadable.details["reason"]
+    assert "scikit-learn 0.1" in unloadable.details["error"]
     artifact.write_bytes(b"tampered")
     assert "sha256" in health.check_ml_model(engine, T, now=lambda: NOW).details["reason"]
     artifact.unlink()
