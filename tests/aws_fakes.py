@@ -8,6 +8,9 @@ from collections.abc import Callable
 import boto3
 from botocore.awsrequest import AWSResponse
 
+from spot_pipelines.core.market_data import architecture_of
+from spot_pipelines.demo.fleet import linux_image
+
 ROLE_ACCOUNT_ID = "111122223333"
 KEYS_ACCOUNT_ID = "123456789012"  # moto's default account for plain access keys
 
@@ -54,7 +57,7 @@ def role_session(account_id: str = ROLE_ACCOUNT_ID, region: str = "us-east-1") -
 def seed_instances(session: boto3.Session, region: str, count: int, instance_type: str = "m5.large", *,
                    spot: bool = False, tags: dict[str, str] | None = None) -> list[str]:
     ec2 = session.client("ec2", region_name=region)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = linux_image(ec2, architecture_of(instance_type))
     kwargs = {"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}
     if tags:
         kwargs["TagSpecifications"] = [{"ResourceType": "instance",

@@ -21,11 +21,12 @@ import click
 import dagster as dg
 
 from spot_pipelines.core.keyring import generate_key
-from spot_pipelines.demo.emulator import free_port, local_aws
+from spot_pipelines.demo.emulator import SEED, free_port, local_aws
+from spot_pipelines.demo.interruptions import create_queue, send_past_warnings
 from spot_pipelines.demo.fleet import DEMO_ACCOUNTS, DEMO_SECRET_ACCESS_KEY, demo_instance_types, demo_regions, seed_fleet
 from spot_pipelines.settings import PROJECT_ROOT, dagster_home, database_url
 
-HISTORY_DAYS = 14
+HISTORY_DAYS = 21  # the model needs its 14-day feature window plus a horizon and a holdout
 
 
 def say(message: str) -> None:
@@ -103,6 +104,11 @@ def materialize_everything(instance: dg.DagsterInstance) -> None:
     for key in partitions:
         _execute(defs, instance, [dg.AssetKey("discovered_instances")], partition_key=key,
                  tags={"spot_pipelines/trigger": "demo"})
+    # The interruption sensor's real tick drains the queue into spot_interruption_events.
+    from spot_pipelines.sensors.interruptions import spot_interruption_sensor
+
+    drained = spot_interruption_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+    say(f"spot_interruption_sensor drained the queue ({len(drained.run_requests)} follow-up run request(s))")
 
     graph = defs.resolve_asset_graph()
     daily, unpartitioned = [], []
@@ -163,6 +169,8 @@ def run_demo(ui: bool = True, port: int = 3000) -> None:
         say(f"local AWS emulator on {endpoint} (regions {', '.join(demo_regions())})")
         for account in DEMO_ACCOUNTS:
             say(f"seeded {seed_fleet(account)} instances for {account.name}")
+        warnings = send_past_warnings(create_queue(), days=HISTORY_DAYS, seed=SEED)
+        say(f"queued {warnings} past spot interruption warnings on SQS (EventBridge format)")
         onboard()
         with dg.DagsterInstance.get() as instance:
             materialize_everything(instance)
