@@ -24,10 +24,11 @@ from spot_pipelines.db import market
 from spot_pipelines.db.models import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import HOME_REGION, aws_config
+from spot_pipelines.settings import aws_retry_delay_seconds
 
 START_DATE_ENV = "SPOT_PRICE_HISTORY_START"
 HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
-AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL,
+AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=aws_retry_delay_seconds(), backoff=dg.Backoff.EXPONENTIAL,
                                   jitter=dg.Jitter.PLUS_MINUS)
 PRICE_PREVIEW_COLUMNS = ["ts", "region", "availability_zone_id", "instance_type", "product_description",
                          "price", "is_day_open"]
