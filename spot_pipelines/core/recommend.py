@@ -306,7 +306,7 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
              p, savings) -> str:
         target = f"{t_type} spot in {t_az}"
         cost = (f" at a risk-adjusted ${rec_cost:.4f}/h vs ${cur_cost:.4f}/h now "
-                f"(P(interruption/day) {p:.0%}); saves ${savings:,.0f}/month")
+                f"(P(interruption/day) {p:.1%}); saves ${savings:,.0f}/month")
         if action == "stay_on_demand":
             if not n_compatible:
                 return ("no compatible spot market (same architecture, ≥ vCPU and memory, allowed family) "
@@ -323,7 +323,7 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
             return (f"Its spot pool no longer qualifies (below the {min_d} minimum discount or above the {ceiling} "
                     f"interruption ceiling); move to {target}{cost}")
         return (f"Its spot pool no longer qualifies and no compatible spot pool does: return to on-demand at "
-                f"${od:.4f}/h (risk-adjusted spot ${cur_cost:.4f}/h, P(interruption/day) {p:.0%})")
+                f"${od:.4f}/h (risk-adjusted spot ${cur_cost:.4f}/h, P(interruption/day) {p:.1%})")
 
     cols = ["action", "lifecycle", "own_ok", "group_key", "n_compatible", "n_ok", "best_discount",
             "target_instance_type", "target_availability_zone_id", "recommended_hourly_cost", "current_hourly_cost",
