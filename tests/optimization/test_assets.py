@@ -173,3 +173,18 @@ def test_model_without_enough_history_fails_clearly(sqlite_url, encryption_key, 
     description = result.failure_data_for_node("interruption_model").user_failure_data.description
     assert description.startswith("interruption_model: cannot train:")
     assert registry(sqlite_url) == {}
+
+
+def test_a_model_worse_than_the_baseline_is_blocked_by_the_check(sqlite_url, encryption_key, tmp_path):
+    seeded(sqlite_url, encryption_key)
+    store = LocalModelStore(base_dir=str(tmp_path / "models"))
+    assert materialize(sqlite_url, store, assets=ALL[:3]).success
+    # Pretend the holdout went badly for v1, then run the check again (direct invocation).
+    with session_factory(sqlite_url)() as session, session.begin():
+        entry = session.get(opt.ModelRegistryEntry, 1)
+        entry.metrics = {**entry.metrics, "model": {**entry.metrics["model"], "brier": 0.5, "roc_auc": 0.4}}
+    result = interruption_model_quality(app_db=AppDatabase(url=sqlite_url), model_store=store)
+    assert not result.passed
+    assert "worse than the advisor baseline" in result.description
+    assert "predictions use the advisor-band prior (model version 0)" in result.description
+    assert registry(sqlite_url)[1].status == "blocked"
