@@ -4,6 +4,7 @@ Nothing is decrypted, assumed or connected at import or definition-load time.
 """
 
 import threading
+from datetime import datetime
 from typing import Protocol
 
 import boto3
@@ -17,6 +18,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 from pydantic import PrivateAttr
 
 from spot_pipelines.core.aws_errors import describe
@@ -35,6 +37,28 @@ def aws_config(max_attempts: int = 10, pool: int = 32) -> Config:
         connect_timeout=10,
         read_timeout=60,
     )
+
+
+def fast_timestamp(value):
+    """botocore's timestamp parser without dateutil for the ISO-8601 strings AWS sends.
+
+    dateutil was ~40% of the CPU spent parsing a DescribeInstances page (three timestamps per
+    instance). Anything that is not an offset-aware ISO string falls back to botocore's parser.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return DEFAULT_TIMESTAMP_PARSER(value)
+
+
+def _botocore_session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=fast_timestamp)
+    return session
 
 
 class AccountCredentials(Protocol):
@@ -121,8 +145,8 @@ class CredentialVault(dg.ConfigurableResource):
             if not (account.access_key_id and account.encrypted_secret):
                 raise CredentialError(f"account {account.name!r}: no access key stored")
             secret = self.keyring.decrypt(account.encrypted_secret, owner=f"account {account.name!r}")
-            return boto3.Session(aws_access_key_id=account.access_key_id,
-                                 aws_secret_access_key=secret, region_name=HOME_REGION)
+            return boto3.Session(aws_access_key_id=account.access_key_id, aws_secret_access_key=secret,
+                                 region_name=HOME_REGION, botocore_session=_botocore_session())
         if account.auth_method == "role":
             return self._assume_role_session(account)
         raise CredentialError(f"account {account.name!r}: unknown auth method {account.auth_method!r}")
@@ -148,6 +172,6 @@ class CredentialVault(dg.ConfigurableResource):
         credentials = DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"
         )
-        target = botocore.session.get_session()
+        target = _botocore_session()
         target.register_component("credential_provider", CredentialResolver([_Provider(credentials)]))
         return boto3.Session(botocore_session=target, region_name=HOME_REGION)
