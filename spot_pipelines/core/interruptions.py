@@ -316,3 +316,55 @@ def split(messages: Iterable[Message]) -> ParsedBatch:
             seen.add(parsed.event_id)
             batch.events.append((message, parsed))
     return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Re-discovery requests, at most one per account per interval
+
+MAX_OWED_IDS = 100
+
+
+def event_digest(ids: Iterable[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RediscoveryPlan:
+    requests: list[tuple[str, str, int]]  # (account name, run key, events it follows up)
+    deferred: list[str]  # accounts asked for within the interval: requested by a later tick
+    without_partition: list[str]  # accounts not (yet) in the partitions: their first discovery covers it
+    state: dict[str, Any]  # the sensor cursor's state
+
+
+def plan_rediscovery(affected: dict[str, list[str]], state: dict[str, Any], existing_partitions: set[str], *,
+                     now_s: float, min_interval_s: float) -> RediscoveryPlan:
+    """Which accounts to re-discover now.
+
+    A burst of events (an AZ-wide reclaim, an autoscaling storm of state changes) must not queue
+    a full-account scan every tick: an account is re-discovered at most once per
+    `min_interval_s`; events arriving in between are owed and followed up by a later tick, even
+    one that receives nothing. Run keys are derived from the followed-up event ids (the first
+    `MAX_OWED_IDS` of them), so a re-evaluated tick requests nothing twice.
+    """
+    last: dict[str, float] = dict(state.get("last", {}))
+    owed: dict[str, list[str]] = {n: list(ids) for n, ids in state.get("owed", {}).items()}
+    owed_n: dict[str, int] = dict(state.get("owed_n", {}))
+    for name, ids in affected.items():
+        owed[name] = (owed.get(name, []) + list(ids))[:MAX_OWED_IDS]
+        owed_n[name] = owed_n.get(name, 0) + len(ids)
+    requests, deferred, without = [], [], []
+    for name in sorted(owed):
+        if name not in existing_partitions:
+            without.append(name)
+            owed.pop(name)
+            owed_n.pop(name, None)
+        elif now_s - last.get(name, float("-inf")) < min_interval_s:
+            deferred.append(name)
+        else:
+            ids = owed.pop(name)
+            requests.append((name, f"interruption-{name}-{event_digest(ids)}", owed_n.pop(name, len(ids))))
+            last[name] = now_s
+    last = {n: t for n, t in last.items() if now_s - t < min_interval_s}
+    return RediscoveryPlan(requests, deferred, without, {"last": last, "owed": owed, "owed_n": owed_n})

@@ -6,16 +6,17 @@ The sensor reads SQS and the app database only (never scans AWS accounts): one t
 `max_messages` within `time_budget_s`, well inside the 60 s sensor budget.
 """
 
-import hashlib
+import json
 import os
 import re
+import time
 
 import boto3
 import dagster as dg
 
 from spot_pipelines.assets.interruptions import spot_interruption_events
 from spot_pipelines.core.aws_errors import describe
-from spot_pipelines.core.interruptions import DrainResult, drain_queue
+from spot_pipelines.core.interruptions import DrainResult, RediscoveryPlan, drain_queue, event_digest, plan_rediscovery
 from spot_pipelines.db.base import utcnow
 from spot_pipelines.db.operations import store_interruption_messages
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
@@ -45,6 +46,7 @@ class SpotInterruptionQueue(dg.ConfigurableResource):
     time_budget_s: float = 40.0
     max_messages: int = 20_000
     visibility_timeout_s: int = 300
+    rediscovery_min_interval_s: float = 600.0  # at most one interruption-triggered discovery per account
 
     def resolved_url(self) -> str | None:
         return self.queue_url or os.environ.get(QUEUE_URL_ENV) or None
@@ -58,29 +60,29 @@ class SpotInterruptionQueue(dg.ConfigurableResource):
         return boto3.client("sqs", region_name=self.resolved_region(url), config=aws_config(max_attempts=5))
 
 
-def _digest(ids) -> str:
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+def parse_cursor(cursor: str | None) -> dict:
+    try:
+        state = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
-def plan_runs(result: DrainResult, existing_partitions: set[str]) -> tuple[list[dg.RunRequest], list[str]]:
-    """Run requests for a drained tick: one re-discovery per affected account (run key derived from
-    its new event ids, so a repeated tick requests nothing twice) and one refresh of the events
-    asset. Returns the requests and the affected accounts that have no partition yet."""
-    requests, without_partition = [], []
-    for name, event_ids in sorted(result.affected_accounts.items()):
-        if name not in existing_partitions:
-            without_partition.append(name)
-            continue
-        requests.append(dg.RunRequest(
-            job_name=discovery_job.name, partition_key=name, run_key=f"interruption-{name}-{_digest(event_ids)}",
-            tags={"spot_pipelines/trigger": "spot_interruption", "spot_pipelines/events": str(len(event_ids))},
-        ))
+def plan_runs(result: DrainResult, state: dict, existing_partitions: set[str], *, now_s: float,
+              min_interval_s: float) -> tuple[list[dg.RunRequest], RediscoveryPlan]:
+    """Run requests for a drained tick: re-discovery of affected accounts (at most one per account
+    per interval, see `plan_rediscovery`) and one refresh of the events asset when events arrived."""
+    plan = plan_rediscovery(result.affected_accounts, state, existing_partitions, now_s=now_s,
+                            min_interval_s=min_interval_s)
+    requests = [dg.RunRequest(job_name=discovery_job.name, partition_key=name, run_key=run_key,
+                              tags={"spot_pipelines/trigger": "spot_interruption", "spot_pipelines/events": str(n)})
+                for name, run_key, n in plan.requests]
     all_ids = [i for ids in result.affected_accounts.values() for i in ids]
     if all_ids:
         requests.append(dg.RunRequest(job_name=spot_interruption_events_job.name,
-                                      run_key=f"interruption-events-{_digest(all_ids)}",
+                                      run_key=f"interruption-events-{event_digest(all_ids)}",
                                       tags={"spot_pipelines/trigger": "spot_interruption"}))
-    return requests, without_partition
+    return requests, plan
 
 
 def summary(result: DrainResult) -> dict:
@@ -117,13 +119,17 @@ def spot_interruption_sensor(context: dg.SensorEvaluationContext, app_db: AppDat
                          max_messages=interruption_queue.max_messages,
                          visibility_timeout=interruption_queue.visibility_timeout_s, describe_error=describe)
     existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
-    requests, without_partition = plan_runs(result, existing)
-    details = {**summary(result), "accounts_without_partition": without_partition}
+    requests, plan = plan_runs(result, parse_cursor(context.cursor), existing, now_s=time.time(),
+                               min_interval_s=interruption_queue.rediscovery_min_interval_s)
+    cursor = json.dumps(plan.state, sort_keys=True)
+    details = {**summary(result), "rediscovery_requested": [name for name, _, _ in plan.requests],
+               "rediscovery_deferred": plan.deferred, "accounts_without_partition": plan.without_partition}
 
     if result.received or result.error:
-        level = "ERROR" if result.error else "WARNING" if result.dead_lettered or without_partition else "INFO"
+        level = "ERROR" if result.error else "WARNING" if result.dead_lettered or plan.without_partition else "INFO"
         message = (f"spot interruption queue: {result.recorded} events recorded, {result.duplicates} duplicates, "
-                   f"{result.dead_lettered} dead-lettered, {len(requests)} runs requested")
+                   f"{result.dead_lettered} dead-lettered, {len(plan.requests)} re-discoveries requested"
+                   + (f", {len(plan.deferred)} deferred (interval)" if plan.deferred else ""))
         if result.error:
             message += f"; stopped by an SQS error: {result.error}"
         with app_db.session() as session, session.begin():
@@ -134,5 +140,5 @@ def spot_interruption_sensor(context: dg.SensorEvaluationContext, app_db: AppDat
         reason = (f"SQS error: {result.error}" if result.error else
                   "queue empty" if not result.received else
                   f"no new events ({result.duplicates} duplicates, {result.dead_lettered} dead-lettered)")
-        return dg.SensorResult(skip_reason=dg.SkipReason(reason))
-    return dg.SensorResult(run_requests=requests)
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)

@@ -161,8 +161,46 @@ def test_run_keys_are_deterministic_per_event_set(sqlite_url, queue):
     instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
     send(sqs, url, [event(event_id="a"), event(event_id="b")])
     first = tick(sqlite_url, instance).run_requests[0].run_key
-    from spot_pipelines.sensors.interruptions import _digest
-    assert first == f"interruption-prod-{_digest(['b', 'a'])}"
+    from spot_pipelines.core.interruptions import event_digest
+    assert first == f"interruption-prod-{event_digest(['b', 'a'])}"
+
+
+def test_rediscovery_is_throttled_per_account_and_owed_events_are_followed_up(sqlite_url, queue):
+    sqs, url = queue
+    add_account(sqlite_url, "prod", ACCOUNT)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
+
+    def run(cursor, **kw):
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
+            "app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue(**kw)})
+        return spot_interruption_sensor(context)
+
+    send(sqs, url, [event(event_id="a")])
+    first = run(None)
+    assert [r.job_name for r in first.run_requests] == ["discover_accounts", spot_interruption_events_job.name]
+    send(sqs, url, [event(event_id="b"), event("state_change", event_id="c")])
+    second = run(first.cursor)  # within the interval: recorded, but no second scan of the account
+    assert [r.job_name for r in second.run_requests] == [spot_interruption_events_job.name]
+    assert json.loads(second.cursor)["owed"] == {"prod": ["b", "c"]}
+    third = run(second.cursor, rediscovery_min_interval_s=0)  # the interval passed, the queue is empty
+    [request] = third.run_requests
+    from spot_pipelines.core.interruptions import event_digest
+    assert request.partition_key == "prod" and request.run_key == f"interruption-prod-{event_digest(['b', 'c'])}"
+    assert request.tags["spot_pipelines/events"] == "2"
+    assert json.loads(third.cursor)["owed"] == {}
+    assert not run(third.cursor, rediscovery_min_interval_s=0).run_requests  # nothing owed any more
+
+
+def test_a_corrupt_cursor_is_ignored(sqlite_url, queue):
+    sqs, url = queue
+    add_account(sqlite_url, "prod", ACCOUNT)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
+    send(sqs, url, [event(event_id="a")])
+    context = dg.build_sensor_context(instance=instance, cursor="not json", resources={
+        "app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()})
+    assert [r.partition_key for r in spot_interruption_sensor(context).run_requests] == ["prod", None]
 
 
 def test_affected_account_without_partition_is_reported_not_requested(sqlite_url, queue):
@@ -174,6 +212,7 @@ def test_affected_account_without_partition_is_reported_not_requested(sqlite_url
     with session_factory(sqlite_url)() as session:
         log = session.scalars(select(SystemLog)).one()
     assert log.details["accounts_without_partition"] == ["fresh"] and log.level == "WARNING"
+    assert json.loads(result.cursor)["owed"] == {}  # its first discovery (onboarding) covers the events
 
 
 def test_no_queue_configured_skips(sqlite_url, monkeypatch):
