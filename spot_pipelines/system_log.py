@@ -11,7 +11,7 @@ Environment: `LOG_FORMAT` = `json` (default) | `text`; `LOG_LEVEL` = `INFO` (def
 
 Nothing that looks like a secret can be logged: every line written to stdout and every
 `system_logs` row passes `redact()`, which removes AWS secret keys (40-char base64ish), session
-tokens (long base64 runs), Fernet keys and tokens, passwords in URLs, the values of dict keys
+tokens (long base64 runs), Fernet keys and tokens, bearer tokens and JWTs, passwords in URLs, the values of dict keys
 named like secrets, and the current value of `ENCRYPTION_KEY` and of every environment variable
 whose name contains SECRET, TOKEN or PASSWORD.
 """
@@ -47,6 +47,8 @@ _SENSITIVE_PAIR = re.compile(
     r"""(?P<sep>\s*[:=]\s*)(?P<quote>["']?)(?P<value>[^\s"',;}]+)""",
     re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?=@)", re.IGNORECASE)
+_BEARER = re.compile(r"(?P<scheme>\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _FERNET_TOKEN = re.compile(r"gAAAAA[A-Za-z0-9_\-]{20,}={0,2}")
 _FERNET_KEY = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{43}=(?![A-Za-z0-9_\-=])")
 _LONG_BASE64 = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{100,}={0,2}(?![A-Za-z0-9/+=])")
@@ -77,6 +79,8 @@ def redact_text(text: str) -> str:
         if value in text:
             text = text.replace(value, REDACTED)
     text = _URL_PASSWORD.sub(lambda m: m.group("prefix") + REDACTED, text)
+    text = _BEARER.sub(lambda m: m.group("scheme") + REDACTED, text)
+    text = _JWT.sub(REDACTED, text)
     text = _SENSITIVE_PAIR.sub(
         lambda m: m.group("key") + m.group("sep") + m.group("quote") + REDACTED
         if m.group("value") != REDACTED else m.group(0), text)

@@ -6,7 +6,6 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-import pytest
 from sqlalchemy import create_engine, select, text
 
 from spot_pipelines.assets.health import (

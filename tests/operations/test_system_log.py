@@ -58,6 +58,10 @@ def test_redact_structures_and_pairs():
     for value in ("abc", "xyz", AWS_SECRET, "pw123", "q1w2e3"):
         assert value not in dumped
     assert out["count"] == 3 and out["url"] == "postgresql://app:[REDACTED]@db:5432/app"
+    jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJl-_x"
+    for line in (f"Authorization: Bearer {jwt}", f"token file said {jwt}", "Authorization: Bearer k8s-static-token-42"):
+        redacted = system_log.redact_text(line)
+        assert jwt not in redacted and "k8s-static-token-42" not in redacted, redacted
 
 
 def test_json_stdout_carries_component_details_and_no_secret(stream, encryption_key):
