@@ -11,6 +11,22 @@ from spot_pipelines.db.base import utcnow
 from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent
 from spot_pipelines.resources.app_database import AppDatabase
 
+COLUMN_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("event_id", "string", description="EventBridge event id (primary key)"),
+    dg.TableColumn("event_type", "string",
+                   description="spot_interruption_warning | rebalance_recommendation | state_change"),
+    dg.TableColumn("event_time", "timestamp", description="when AWS emitted the event (UTC)"),
+    dg.TableColumn("received_at", "timestamp", description="when the sensor stored it (UTC)"),
+    dg.TableColumn("aws_account_id", "string"),
+    dg.TableColumn("account_id", "int", description="accounts.id (null once the account is removed)"),
+    dg.TableColumn("region", "string"),
+    dg.TableColumn("availability_zone", "string", description="from the event's ARN or the discovered instance"),
+    dg.TableColumn("availability_zone_id", "string", description="from the discovered instance, when known"),
+    dg.TableColumn("instance_id", "string"),
+    dg.TableColumn("instance_type", "string", description="from the discovered instance, when known"),
+    dg.TableColumn("action_or_state", "string", description="instance-action (warnings) or state (state changes)"),
+    dg.TableColumn("detail", "json", description="the event's detail object"),
+])
 PREVIEW_COLUMNS = ["event_time", "event_type", "aws_account_id", "region", "availability_zone_id",
                    "instance_id", "instance_type", "action_or_state"]
 
@@ -52,6 +68,7 @@ def spot_interruption_events(context: dg.AssetExecutionContext, app_db: AppDatab
     context.log.info(f"{total} interruption events recorded; {sum(by_type_24h.values())} in the last 24 h")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": total,
+        "dagster/column_schema": COLUMN_SCHEMA,
         "events_24h_by_type": dg.MetadataValue.json(by_type_24h),
         "events_7d_by_type": dg.MetadataValue.json(by_type_7d),
         "warnings_7d_by_pool": dg.MetadataValue.md(markdown_table(pools, ["instance_type", "availability_zone_id",
