@@ -14,6 +14,7 @@ import boto3
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, PrivateAttr
+from sqlalchemy import select
 
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.aws_errors import describe
@@ -167,9 +168,11 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
         failed.update({f"{day} {r}": cause for r, cause in fetch.failed_regions.items()})
         transient |= bool(set(fetch.failed_regions) - fetch.bad_data_regions)
         for region, types in fetch.no_prices.items():
-            no_prices.setdefault(region, sorted(set(no_prices.get(region, [])) | set(types)))
-        # Only the regions that answered are replaced: a failed region keeps what it had.
-        rows_by_day[day.isoformat()] = market.replace_spot_price_day(engine, day, fetch.fetched_regions, fetch.rows)
+            no_prices[region] = sorted(set(no_prices.get(region, [])) | set(types))
+        # Only the regions that answered are replaced: a failed region keeps what it had, and so
+        # does a type that came back empty this time.
+        rows_by_day[day.isoformat()] = market.replace_spot_price_day(engine, day, fetch.fetched_regions, fetch.rows,
+                                                                     keep_types=fetch.no_prices)
         if not preview and len(fetch.rows):
             preview = fetch.rows.head(20).to_dict("records")
         context.log.info(f"{day}: {rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} regions, "
@@ -217,8 +220,6 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
 
 
 def _regions_by_day(engine, days: Sequence[date]) -> dict[str, set[str]]:
-    from sqlalchemy import select
-
     t = market.SpotPrice.__table__
     out = {d.isoformat(): set() for d in days}
     with engine.connect() as conn:

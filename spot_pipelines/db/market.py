@@ -6,7 +6,7 @@ Models, readers and writers of the market-data domain. The tables are created by
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -175,14 +175,21 @@ def _check_slice(frame: pd.DataFrame, day: date, regions: Sequence[str]) -> None
         raise ValueError(f"rows for regions {sorted(stray)} outside the replaced regions {sorted(regions)}")
 
 
-def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], frame: pd.DataFrame) -> int:
-    """Replace `day`'s rows of `regions` with `frame`, in one transaction; other regions' rows stay.
+def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], frame: pd.DataFrame,
+                           keep_types: Mapping[str, Sequence[str]] | None = None) -> int:
+    """Replace `day`'s rows of `regions` with `frame`, in one transaction; other regions' rows stay,
+    and so do the rows of `keep_types` (region → instance types that came back empty this time).
 
     Postgres: COPY into a temporary staging table, then DELETE the slice and INSERT from staging.
     SQLite: DELETE the slice and batched executemany inserts. Returns the number of rows written.
     """
     _check_slice(frame, day, regions)
     regions = sorted(regions)
+    kept = sorted(f"{region}|{itype}" for region, types in (keep_types or {}).items() for itype in types)
+    if kept and len(frame):
+        clash = set(frame["region"].astype(str) + "|" + frame["instance_type"].astype(str)) & set(kept)
+        if clash:
+            raise ValueError(f"rows given for kept (region|type) {sorted(clash)[:5]}")
     if engine.dialect.name == "postgresql":
         buf = spot_price_csv(frame)
         raw = engine.raw_connection()
@@ -190,7 +197,8 @@ def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], fr
             with raw.cursor() as cur:
                 cur.execute(_STAGE_DDL)
                 cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", buf)
-                cur.execute("DELETE FROM spot_price_history WHERE day = %s AND region = ANY(%s)", (day, regions))
+                cur.execute("DELETE FROM spot_price_history WHERE day = %s AND region = ANY(%s) "
+                            "AND NOT (region || '|' || instance_type) = ANY(%s)", (day, regions, kept))
                 cur.execute(_STAGE_TO_TABLE, (day,))
                 written = cur.rowcount
             raw.commit()
@@ -202,7 +210,8 @@ def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], fr
         return written
     table = SpotPrice.__table__
     with engine.begin() as conn:
-        conn.execute(delete(table).where(table.c.day == day, table.c.region.in_(regions)))
+        conn.execute(delete(table).where(table.c.day == day, table.c.region.in_(regions),
+                                         (table.c.region + "|" + table.c.instance_type).not_in(kept)))
         records = _records(frame)
         for start in range(0, len(records), SQLITE_BATCH_ROWS):
             conn.execute(insert(table), records[start:start + SQLITE_BATCH_ROWS])

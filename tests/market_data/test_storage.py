@@ -59,6 +59,21 @@ def test_failed_region_keeps_its_rows(db_url):
                                   before[before["region"] == "eu-west-1"].reset_index(drop=True))
 
 
+def test_type_that_came_back_empty_keeps_its_rows(db_url):
+    engine = get_engine(db_url)
+    day = _day(DAY)
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], day)
+    before = _stored(db_url)
+    # This time AWS returned nothing for r5.xlarge in eu-west-1: reported, and its rows stay.
+    answer = day[~((day["region"] == "eu-west-1") & (day["instance_type"] == "r5.xlarge"))]
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], answer,
+                                  keep_types={"eu-west-1": ["r5.xlarge"]})
+    pd.testing.assert_frame_equal(before, _stored(db_url))
+    # Without the keep, the region's slice is replaced as asked (the type's rows go).
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], answer)
+    assert len(_stored(db_url)) == len(answer)
+
+
 def test_rows_outside_the_slice_are_refused(db_url):
     engine = get_engine(db_url)
     with pytest.raises(ValueError, match="outside the replaced regions"):
