@@ -31,6 +31,17 @@ START_DATE_ENV = "SPOT_PRICE_HISTORY_START"
 HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
 AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=aws_retry_delay_seconds(), backoff=dg.Backoff.EXPONENTIAL,
                                   jitter=dg.Jitter.PLUS_MINUS)
+SPOT_PRICE_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("day", "date", description="the partition (UTC day)"),
+    dg.TableColumn("ts", "timestamptz", description="time of the price change; 00:00 UTC for the day-open row"),
+    dg.TableColumn("region", "text"),
+    dg.TableColumn("availability_zone", "text", description="AZ name (differs per account)"),
+    dg.TableColumn("availability_zone_id", "text", description="AZ ID, the cross-account join key"),
+    dg.TableColumn("instance_type", "text"),
+    dg.TableColumn("product_description", "text", description="e.g. Linux/UNIX"),
+    dg.TableColumn("price", "float", description="USD per hour"),
+    dg.TableColumn("is_day_open", "bool", description="the price in force at 00:00 UTC, carried from before the day"),
+])
 PRICE_PREVIEW_COLUMNS = ["ts", "region", "availability_zone_id", "instance_type", "product_description",
                          "price", "is_day_open"]
 
@@ -206,6 +217,7 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(rows_by_day.values()),
+            "dagster/column_schema": SPOT_PRICE_SCHEMA,
             "rows_by_day": dg.MetadataValue.json(rows_by_day),
             "regions": dg.MetadataValue.json(enabled),
             "skipped_regions": dg.MetadataValue.json(skipped),
@@ -262,8 +274,10 @@ def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesCo
     except (ClientError, BotoCoreError) as exc:  # e.g. no endpoint or credentials for the client
         fetch = md.OnDemandFetch(failed_regions={r: describe(exc) for r in regions})
     if not fetch.rows:
-        causes = sorted(set(fetch.failed_regions.values())) or ["the API returned no prices"]
-        fetch = md.bundled_on_demand(reason=f"Price List API unusable: {'; '.join(causes)[:500]}")
+        # One line per distinct cause (an endpoint may answer with a whole HTML page).
+        causes = sorted({" ".join(c.split())[:200] for c in fetch.failed_regions.values()}) or [
+            "the API returned no prices"]
+        fetch = md.bundled_on_demand(reason=f"Price List API unusable: {'; '.join(causes)[:600]}")
         context.log.warning(f"on-demand prices from the bundled snapshot: {fetch.fallback_reason}")
     with app_db.session() as session, session.begin():
         changed = market.upsert_on_demand(session, fetch.rows)
