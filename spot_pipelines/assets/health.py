@@ -66,7 +66,10 @@ def build_checks(db_url: str, *, thresholds: health.HealthThresholds, timeout_s:
                  instance: dg.DagsterInstance | None = None, read_artifact=None,
                  load_model="default") -> dict[str, health.Check]:
     engine = ensure_schema(db_url)
-    load = model_loader() if load_model == "default" else load_model
+    ready_sha, loaded_sha = health.ml_load_state(engine)
+    if load_model == "default":
+        # Import the ML stack (seconds, cold) only when a ready model has not been proven loadable yet.
+        load_model = model_loader() if ready_sha and ready_sha != loaded_sha else None
     t = thresholds
     optimizer_lookup = latest_materialization_lookup(instance)
     return {
@@ -79,7 +82,8 @@ def build_checks(db_url: str, *, thresholds: health.HealthThresholds, timeout_s:
         health.RISK_SCORES: lambda: health.check_table_freshness(
             engine, "interruption_risk_scores", "scored_at", t.risk_age_degraded_s, t.risk_age_critical_s,
             what="risk scores"),
-        health.ML_MODEL: lambda: health.check_ml_model(engine, t, read_artifact, load=load),
+        health.ML_MODEL: lambda: health.check_ml_model(engine, t, read_artifact, load=load_model,
+                                                       loaded_sha256=loaded_sha),
     }
 
 

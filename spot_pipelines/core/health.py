@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy import Engine, column, func, inspect, select, table, text
 
-from spot_pipelines.db.base import UTCDateTime
+from spot_pipelines.db.base import JSONType, UTCDateTime
 
 HEALTHY, DEGRADED, CRITICAL, NOT_CONFIGURED = "healthy", "degraded", "critical", "not_configured"
 SEVERITY = {NOT_CONFIGURED: 0, HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
@@ -298,9 +298,13 @@ def _read_local(uri: str) -> bytes:
 
 def check_ml_model(engine: Engine, t: HealthThresholds, read_artifact: Callable[[str], bytes] | None = None,
                    now: Callable[[], datetime] = utcnow,
-                   load: Callable[[bytes, str, str], Any] | None = None) -> CheckOutcome:
+                   load: Callable[[bytes, str, str], Any] | None = None,
+                   loaded_sha256: str | None = None) -> CheckOutcome:
     """The newest `ready` model in `model_registry`: its artifact readable, matching its sha256,
-    and (with `load(data, where, sha256)`, e.g. the ML module's `deserialize`) loadable."""
+    and (with `load(data, where, sha256)`, e.g. the ML module's `deserialize`) loadable.
+
+    Loading is proven once per artifact: `loaded_sha256` is the artifact an earlier round loaded
+    (its `loaded_sha256` detail); bytes with that same sha256 need no second unpickling."""
     if not _has_table(engine, "model_registry"):
         return CheckOutcome(NOT_CONFIGURED, {"reason": "table model_registry does not exist (ML not deployed yet)"})
     cols = ", ".join(["version", "status", "trained_at", "artifact_uri", "artifact_sha256", "status_reason"])
@@ -322,19 +326,38 @@ def check_ml_model(engine: Engine, t: HealthThresholds, read_artifact: Callable[
     if hashlib.sha256(data).hexdigest() != ready.artifact_sha256:
         return CheckOutcome(CRITICAL, {"reason": f"model v{ready.version} artifact does not match its sha256",
                                        "version": ready.version})
-    if load is not None:
+    loaded: dict[str, Any] = {}
+    if loaded_sha256 == ready.artifact_sha256:
+        loaded = {"loaded_sha256": loaded_sha256, "load_proven": "by an earlier round (same sha256)"}
+    elif load is not None:
         try:
             load(data, f"v{ready.version}", ready.artifact_sha256)
         except Exception as exc:
             return CheckOutcome(CRITICAL, {"reason": f"model v{ready.version} cannot be loaded",
                                            "version": ready.version, **_error_details(exc)})
+        loaded = {"loaded_sha256": ready.artifact_sha256, "load_proven": "this round"}
     trained_at = UTCDateTime().process_result_value(_as_datetime(ready.trained_at), None)
     outcome = _age_outcome(trained_at, now(), t.model_age_degraded_s, t.model_age_critical_s, "model",
-                           version=ready.version, artifact_bytes=len(data))
+                           version=ready.version, artifact_bytes=len(data), **loaded)
     if newest.version != ready.version and newest.status == "blocked":
         details = {**outcome.details, "reason": f"newest v{newest.version} is blocked; serving v{ready.version}"}
         return CheckOutcome(worst([outcome.status, DEGRADED]), details)
     return outcome
+
+
+def ml_load_state(engine: Engine) -> tuple[str | None, str | None]:
+    """(sha256 of the newest ready model, sha256 an earlier round proved loadable): lets the caller
+    import the (heavy) loader only when there is something new to load."""
+    try:
+        with engine.connect() as conn:
+            ready = conn.execute(text("SELECT artifact_sha256 FROM model_registry WHERE status = 'ready' "
+                                      "ORDER BY version DESC LIMIT 1")).scalar()
+            last = conn.execute(select(column("details", JSONType)).select_from(table("component_health"))
+                                .where(column("component") == ML_MODEL).order_by(column("id").desc())
+                                .limit(1)).scalar()
+    except Exception:  # no registry (yet): nothing to load
+        return None, None
+    return ready, (last or {}).get("loaded_sha256") if isinstance(last, dict) else None
 
 
 def _as_datetime(value: Any) -> datetime:

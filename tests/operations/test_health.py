@@ -231,6 +231,10 @@ def test_ml_model_check(tmp_path):
     unloadable = health.check_ml_model(engine, T, now=lambda: NOW, load=refuse)
     assert unloadable.status == "critical" and "v2 cannot be loaded" in unloadable.details["reason"]
     assert "scikit-learn 0.1" in unloadable.details["error"]
+    proven = health.check_ml_model(engine, T, now=lambda: NOW, load=lambda *a: None)
+    assert proven.details["loaded_sha256"] == sha and proven.details["load_proven"] == "this round"
+    again = health.check_ml_model(engine, T, now=lambda: NOW, load=refuse, loaded_sha256=sha)
+    assert again.status == "degraded" and again.details["load_proven"].startswith("by an earlier round")
     artifact.write_bytes(b"tampered")
     assert "sha256" in health.check_ml_model(engine, T, now=lambda: NOW).details["reason"]
     artifact.unlink()
@@ -350,3 +354,17 @@ def test_schedule_tick_runs_the_job_and_writes_a_round(sqlite_url):
     assert result.success
     with session_factory(sqlite_url)() as session:
         assert {r.component for r in latest_health(session)} == set(health.COMPONENTS)
+
+
+def test_ml_load_state_lets_the_loader_import_be_skipped(tmp_path):
+    engine = bare_engine(tmp_path)
+    assert health.ml_load_state(engine) == (None, None)  # no registry: nothing to load
+    with engine.begin() as conn:
+        conn.execute(text(MODEL_DDL))
+        conn.execute(text("CREATE TABLE component_health (id INTEGER PRIMARY KEY, component TEXT, details JSON)"))
+    add_model(engine, 1, "ready", "file:///nowhere", "abc")
+    assert health.ml_load_state(engine) == ("abc", None)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO component_health (component, details) VALUES ('ml_model', :d)"),
+                     {"d": '{"loaded_sha256": "abc"}'})
+    assert health.ml_load_state(engine) == ("abc", "abc")
