@@ -107,13 +107,14 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
     inst = instances[instances["state"] == "running"].copy()
     skipped: list[pd.DataFrame] = []
 
-    def skip(mask: pd.Series, reason: pd.Series | str) -> None:
+    def skip(mask: pd.Series, reason) -> None:
+        """Set aside the masked instances; `reason` is a string or a function of the set-aside rows."""
         nonlocal inst
         if mask.any():
-            part = inst.loc[mask, ["account_id", "instance_id", "instance_type"]].copy()
-            part["reason"] = reason[mask] if isinstance(reason, pd.Series) else reason
-            skipped.append(part)
-        inst = inst[~mask]
+            part = inst.loc[mask].copy()
+            part["reason"] = reason(part) if callable(reason) else reason
+            skipped.append(part[["account_id", "instance_id", "instance_type", "reason"]])
+            inst = inst[~mask]
 
     if inst.empty:
         return empty
@@ -127,16 +128,16 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
         columns={"architecture": "type_architecture"})
     cat = cat.assign(category=family_category(cat["family"]))
     inst = inst.merge(cat, on="instance_type", how="left")
-    skip(inst["family"].isna(), "instance type " + inst["instance_type"].astype(str)
+    skip(inst["family"].isna(), lambda f: "instance type " + f["instance_type"].astype(str)
          + " is not in the instance type catalog: compatibility cannot be judged")
     skip(inst["vcpu"].isna() | inst["memory_gib"].isna(),
-         "the catalog has no vCPU/memory for " + inst["instance_type"].astype(str))
+         lambda f: "the catalog has no vCPU/memory for " + f["instance_type"].astype(str))
     od = on_demand[["region", "instance_type", "operating_system", "usd_per_hour"]].rename(
         columns={"usd_per_hour": "on_demand_hourly_cost"}).drop_duplicates(
         ["region", "instance_type", "operating_system"], keep="last")
     inst = inst.merge(od, on=["region", "instance_type", "operating_system"], how="left")
-    skip(~(inst["on_demand_hourly_cost"] > 0), "no on-demand price for " + inst["instance_type"].astype(str)
-         + " (" + inst["operating_system"].astype(str) + ") in " + inst["region"].astype(str)
+    skip(~(inst["on_demand_hourly_cost"] > 0), lambda f: "no on-demand price for " + f["instance_type"].astype(str)
+         + " (" + f["operating_system"].astype(str) + ") in " + f["region"].astype(str)
          + ": savings cannot be computed")
     inst["arch"] = inst["architecture"].fillna(inst["type_architecture"]) if "architecture" in inst.columns \
         else inst["type_architecture"]
@@ -230,7 +231,7 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
                                                            "p_hour": "own_p_hour"})
     inst = inst.merge(own, on=SHAPE, how="left")
     skip((inst["lifecycle"] == "spot") & inst["own_price"].isna(),
-         "spot instance of " + inst["instance_type"].astype(str) + " in " + inst["availability_zone_id"].astype(str)
+         lambda f: "spot instance of " + f["instance_type"].astype(str) + " in " + f["availability_zone_id"].astype(str)
          + ": no spot price history for its own market")
     inst = inst.sort_values(["group_key", "instance_id"], na_position="last").reset_index(drop=True)
     inst["n_ok"] = inst["n_ok"].fillna(0).astype(int)
