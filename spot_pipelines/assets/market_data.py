@@ -70,14 +70,20 @@ class MarketDataAPIs(dg.ConfigurableResource):
     max_attempts: int = 10
 
     _session: boto3.Session | None = PrivateAttr(default=None)
+    _clients: dict = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def _client(self, service: str, region: str):
-        # boto3 sessions are not thread-safe for client creation; clients are.
+        # boto3 sessions are not thread-safe for client creation; clients are (and are reused
+        # across the days of a backfill).
         with self._lock:
             if self._session is None:
                 self._session = boto3.Session()
-            return self._session.client(service, region_name=region, config=aws_config(self.max_attempts))
+            client = self._clients.get((service, region))
+            if client is None:
+                client = self._session.client(service, region_name=region, config=aws_config(self.max_attempts))
+                self._clients[(service, region)] = client
+            return client
 
     def ec2(self, region: str = HOME_REGION):
         return self._client("ec2", region)

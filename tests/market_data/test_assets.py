@@ -242,3 +242,26 @@ def test_blocking_check_fails_on_a_zero_price(prices, sqlite_url, monkeypatch):
     assert not result.success and _checks(result)["prices_positive"] is False
     spec = next(s for s in spot_price_history.check_specs if s.name == "prices_positive")
     assert spec.blocking
+
+
+def test_malformed_price_fails_its_region_without_retry_and_keeps_stored_rows(prices, sqlite_url, monkeypatch):
+    assert _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG,
+                        partition_key=DAY1.isoformat()).success
+    before = _stored_prices(sqlite_url)
+    real = prices.records
+
+    def with_bad_price(region, *args, **kwargs):
+        frame = real(region, *args, **kwargs)
+        if region == "eu-west-1" and len(frame):
+            frame.loc[frame.index[len(frame) // 2], "price"] = float("nan")  # answered as SpotPrice "nan"
+        return frame
+
+    monkeypatch.setattr(prices, "records", with_bad_price)
+    result = _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG,
+                          partition_key=DAY1.isoformat(), raise_on_error=False)
+    assert not result.success
+    message = result.failure_data_for_node("spot_price_history").error.message
+    assert "eu-west-1" in message and "SpotPrice" in message and "'nan'" in message
+    # Bad data is not retried (the RetryPolicy would only fetch the same page again).
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    pd.testing.assert_frame_equal(before, _stored_prices(sqlite_url))
