@@ -194,3 +194,19 @@ def test_truncated_feed_falls_back_to_the_bundled_snapshot_and_says_so():
 ])
 def test_architecture_of(itype, arch):
     assert md.architecture_of(itype) == arch
+
+
+def test_ingesting_the_emulator_gives_exactly_the_generators_day(prices, ec2):
+    """Generator → emulator (AWS-shaped window) → region_history round-trips to the stored form."""
+    from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
+
+    client = ec2("eu-west-1")
+    zones = [(z["ZoneName"], z["ZoneId"]) for z in client.describe_availability_zones()["AvailabilityZones"]]
+    rows, _, _ = md.region_history(client, "eu-west-1", DAY, TYPES, ["Linux/UNIX"])
+    expected = spot_history_day(default_markets(regions=["eu-west-1"], instance_types=TYPES, seed=prices.seed,
+                                                zones={"eu-west-1": zones}), DAY)
+    key = ["availability_zone_id", "instance_type", "ts"]
+    got = rows.sort_values(key).reset_index(drop=True)
+    want = expected.astype({c: object for c in ("region", "availability_zone", "availability_zone_id",
+                                                "instance_type", "product_description")}).sort_values(key)
+    assert got[md.SPOT_PRICE_COLUMNS].values.tolist() == want[md.SPOT_PRICE_COLUMNS].values.tolist()
