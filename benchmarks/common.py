@@ -202,3 +202,123 @@ class InjectedLatency:
             yield self
         finally:
             self.enabled = False
+
+
+# ---------------------------------------------------------------- replaying front for the emulator
+
+def replay_proxy_main(port: int, upstream: str) -> None:
+    """Serve 127.0.0.1:<port>: forward to `upstream` (moto), remembering Describe* responses.
+
+    A repeated Describe* request (same region, service, path and body — the signature and the
+    caller's account are ignored) is answered from memory. moto renders ~2 ms of Python per
+    instance per DescribeInstances, serialised by its GIL; replaying its recorded answers leaves
+    only what a client pays against a fast API: the injected latency, HTTP, parsing.
+    Control: POST /__replay/clear forgets everything; GET /__replay/stats returns hit counts.
+    """
+    import http.client
+    import json
+    import re
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    target = urlsplit(upstream)
+    cache: dict[tuple, tuple[int, list[tuple[str, str]], bytes]] = {}
+    stats = {"hits": 0, "forwarded": 0}
+    lock = threading.Lock()
+    scope_re = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
+    hop_by_hop = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_args):  # quiet
+            pass
+
+        def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _handle(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.startswith("/__replay/"):
+                if self.path == "/__replay/clear":
+                    with lock:
+                        cache.clear()
+                with lock:
+                    payload = json.dumps({**stats, "entries": len(cache)}).encode()
+                return self._reply(200, [("Content-Type", "application/json")], payload)
+            match = scope_re.search(self.headers.get("Authorization", ""))
+            region, service = match.groups() if match else ("", "")
+            cacheable = b"Action=Describe" in body
+            key = (region, service, self.command, self.path, body)
+            if cacheable:
+                with lock:
+                    hit = cache.get(key)
+                    if hit:
+                        stats["hits"] += 1
+                if hit:
+                    return self._reply(*hit)
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                answer = (resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in hop_by_hop],
+                          resp.read())
+            finally:
+                conn.close()
+            with lock:
+                stats["forwarded"] += 1
+                if cacheable and answer[0] == 200:
+                    cache[key] = answer
+            self._reply(*answer)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+@contextlib.contextmanager
+def replay_proxy(upstream: str) -> Iterator[str]:
+    """`replay_proxy_main` in its own process; yields its URL (use it as AWS_ENDPOINT_URL)."""
+    port = free_port()
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.common", "replay-proxy", str(port), upstream],
+                            cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/__replay/stats", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"replay proxy did not start on {url}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def replay_control(url: str, action: str = "stats") -> dict[str, int]:
+    """`stats` or `clear` on a replay proxy."""
+    import json
+
+    request = urllib.request.Request(f"{url}/__replay/{action}", method="POST" if action == "clear" else "GET",
+                                     data=b"" if action == "clear" else None)
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "replay-proxy":
+    replay_proxy_main(int(sys.argv[2]), sys.argv[3])
