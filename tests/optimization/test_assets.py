@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
@@ -12,7 +14,8 @@ from spot_pipelines.assets.ml import interruption_model, interruption_model_qual
 from spot_pipelines.assets.optimization import spot_recommendations
 from spot_pipelines.assets.risk import interruption_risk_scores
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.engine import session_factory
+from spot_pipelines.db.engine import get_engine, session_factory
+from spot_pipelines.db.market import SpotPrice as p
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.resources.model_store import LocalModelStore
@@ -188,3 +191,22 @@ def test_a_model_worse_than_the_baseline_is_blocked_by_the_check(sqlite_url, enc
     assert "worse than the advisor baseline" in result.description
     assert "predictions use the advisor-band prior (model version 0)" in result.description
     assert registry(sqlite_url)[1].status == "blocked"
+
+
+@pytest.mark.postgres
+def test_postgres_copy_reader_returns_what_the_row_reader_does(pg_url, encryption_key):
+    seeded(pg_url, encryption_key)
+    start, end = (END - timedelta(days=10)).date(), END.date()
+    with get_engine(pg_url).connect() as conn:
+        copied = opt.read_prices(conn, start, end)
+        rows = opt._frame(conn, select(p.ts, p.region, p.availability_zone, p.availability_zone_id, p.instance_type,
+                                       p.product_description, p.price, p.is_day_open)
+                          .where(p.day >= start, p.day < end)
+                          .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts))
+    assert len(copied) == len(rows) > 0
+    assert list(copied.columns) == list(rows.columns)
+    assert (copied["ts"].to_numpy() == pd.to_datetime(rows["ts"], utc=True).to_numpy()).all()
+    assert (copied["price"].to_numpy() == rows["price"].to_numpy()).all()
+    for col in ("region", "availability_zone_id", "instance_type", "product_description"):
+        assert copied[col].astype(str).tolist() == rows[col].tolist()
+    assert copied["is_day_open"].tolist() == rows["is_day_open"].tolist()
