@@ -3,6 +3,7 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from spot_pipelines.assets.health import refresh_component_health
 from spot_pipelines.core.aws_errors import describe
 from spot_pipelines.core.discovery import scan_account
 from spot_pipelines.core.errors import CredentialError
@@ -89,9 +90,7 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
 
     context.log.info(f"account {name!r}: {summary.upserted} instances in {len(scan.scanned_regions)} regions, "
                      f"{summary.newly_terminated} newly terminated, {len(scan.skipped_regions)} regions skipped")
-    try:  # issue 2 item 7: refresh component health now, not at the next schedule tick
-        from spot_pipelines.assets.health import refresh_component_health
-
+    try:  # operators see fresh health data now, not at the next schedule tick
         refresh_component_health(app_db.resolved_url(), context.instance, trigger="discovery", run_id=context.run_id)
     except Exception as exc:  # a failing health round never fails discovery
         context.log.warning(f"component health refresh after discovery failed: {type(exc).__name__}")

@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
-import spot_pipelines.assets.health as health_assets
+import spot_pipelines.assets.discovery as discovery_assets
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.operations import ComponentHealth
 from spot_pipelines.resources.credential_vault import CredentialVault
@@ -36,7 +36,7 @@ def test_a_failing_health_round_does_not_fail_discovery(aws, sqlite_url, vault, 
     def broken(*args, **kwargs):
         raise RuntimeError("health storage is down")
 
-    monkeypatch.setattr(health_assets, "refresh_component_health", broken)
+    monkeypatch.setattr(discovery_assets, "refresh_component_health", broken)
     seed_instances(role_session(region="eu-west-1"), "eu-west-1", 1, "m5.large")
     add_account(sqlite_url, vault, "prod", regions=["eu-west-1"])
     instance = dg.DagsterInstance.ephemeral()
