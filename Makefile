@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test test-fast bench validate clean
+.PHONY: install demo test test-fast bench validate clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 ## Fast subset: no Postgres, no browser.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not postgres and not browser"
+
+## The fault-injection and leak-scan suite alone, ending with the reliability matrix.
+reliability: $(STAMP)
+	bash scripts/ensure-services.sh
+	$(BIN)/python -m pytest -q -m faults tests/faults
 
 ## Every benchmark against its baseline in one run; writes bench-results.json.
 bench: $(STAMP)
