@@ -35,6 +35,8 @@ DEFAULT_OUTPUT = REPO_ROOT / "bench-results.json"
 # The whole `make bench` must finish in 10 minutes on 2 cores; keep a margin for start-up.
 DEFAULT_BUDGET_S = 570.0
 DEFAULT_MODULE_TIMEOUT_S = 300.0
+# Seconds of the budget held back for each module still to run.
+RESERVE_PER_MODULE_S = 60.0
 ROW_KEYS = ("name", "ours", "baseline", "ratio", "unit", "notes")
 
 
@@ -200,13 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     for module in modules:
         remaining = args.budget - (time.perf_counter() - started)
-        if remaining < 5:
+        if remaining < 15:
             results.append({"module": module, "status": "skipped", "rows": [], "seconds": 0,
                             "peak_rss_mb": None, "error": f"not started: the {args.budget:.0f} s budget was used up"})
             print(f"[bench] {module}: skipped (budget used up)", file=sys.stderr, flush=True)
             continue
-        print(f"[bench] {module} ...", file=sys.stderr, flush=True)
-        result = run_module(module, args.quick, min(args.module_timeout, remaining))
+        # Keep a share of the budget for the modules after this one, so one slow module
+        # cannot starve the rest.
+        left_after = len(modules) - len(results) - 1
+        timeout = min(args.module_timeout, max(remaining - RESERVE_PER_MODULE_S * left_after, remaining / (left_after + 1)))
+        print(f"[bench] {module} (time limit {timeout:.0f} s) ...", file=sys.stderr, flush=True)
+        result = run_module(module, args.quick, timeout)
         results.append(result)
         status = result["status"] if result["status"] == "ok" else f"{result['status']}: {result.get('error')}"
         print(f"[bench] {module}: {status} in {result.get('wall_seconds', result['seconds'])} s, "
