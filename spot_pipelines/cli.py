@@ -181,11 +181,13 @@ def accounts_remove(name: str, yes: bool) -> None:
 @main.command("demo")
 @click.option("--no-ui", is_flag=True, help="Run the end-to-end flow and exit instead of serving the UI.")
 @click.option("--port", default=3000, show_default=True, help="UI port (another free one is used if taken).")
-def demo(no_ui: bool, port: int) -> None:
+@click.option("--quick", is_flag=True, envvar="SPOT_PIPELINES_DEMO_QUICK",
+              help="Test-sized flow: price only the fleet's own instance types, 17 days of history.")
+def demo(no_ui: bool, port: int, quick: bool) -> None:
     """Run the whole platform locally: emulator, two accounts, every asset, then the UI."""
     from spot_pipelines.demo.run import run_demo
 
-    run_demo(ui=not no_ui, port=port)
+    run_demo(ui=not no_ui, port=port, quick=quick)
 
 
 from spot_pipelines.cli_recommendations import recommendations  # noqa: E402  (its own module, issue 4)

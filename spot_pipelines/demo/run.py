@@ -27,6 +27,7 @@ from spot_pipelines.demo.fleet import DEMO_ACCOUNTS, DEMO_SECRET_ACCESS_KEY, dem
 from spot_pipelines.settings import PROJECT_ROOT, dagster_home, database_url
 
 HISTORY_DAYS = 21  # the model needs its 14-day feature window plus a horizon and a holdout
+QUICK_HISTORY_DAYS = 17  # `--quick`: the model's minimum (14-day window + 1-day horizon + 2 days)
 
 
 def say(message: str) -> None:
@@ -91,7 +92,7 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.A
     say(f"materialized {names}")
 
 
-def materialize_everything(instance: dg.DagsterInstance) -> None:
+def materialize_everything(instance: dg.DagsterInstance, history_days: int = HISTORY_DAYS) -> None:
     from spot_pipelines.definitions import defs
     from spot_pipelines.sensors.onboarding import account_onboarding_sensor
 
@@ -120,7 +121,7 @@ def materialize_everything(instance: dg.DagsterInstance) -> None:
             daily.append((key, partitions_def))
     end = (date.today() - timedelta(days=1)).isoformat()
     for key, partitions_def in sorted(daily, key=lambda kd: kd[0].to_user_string()):
-        start = (date.today() - timedelta(days=HISTORY_DAYS)).isoformat()
+        start = (date.today() - timedelta(days=history_days)).isoformat()
         if key == dg.AssetKey("spot_advisor"):
             start = end  # the feed is one trailing-month snapshot: one day is enough for a demo
         run_config = None
@@ -158,22 +159,26 @@ def serve_ui(port: int) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def run_demo(ui: bool = True, port: int = 3000) -> None:
+def run_demo(ui: bool = True, port: int = 3000, quick: bool = False) -> None:
+    """quick: a test-sized flow (the fleet's own instance types only, 17 days of history)."""
     started = time.monotonic()
+    history_days = QUICK_HISTORY_DAYS if quick else HISTORY_DAYS
+    instance_types = (sorted({g.instance_type for a in DEMO_ACCOUNTS for g in a.groups}) if quick
+                      else demo_instance_types())
     load_env_file(PROJECT_ROOT / ".env")
     home = prepare_instance()
     storage = "Postgres (DAGSTER_PG_*)" if os.environ.get("DAGSTER_PG_URL") or os.environ.get("DAGSTER_PG_HOST") \
         else f"embedded SQLite in {home}"
     say(f"Dagster storage: {storage}; app database: {database_url().split('@')[-1]}")
-    with local_aws(demo_instance_types()) as endpoint:
+    with local_aws(instance_types) as endpoint:
         say(f"local AWS emulator on {endpoint} (regions {', '.join(demo_regions())})")
         for account in DEMO_ACCOUNTS:
             say(f"seeded {seed_fleet(account)} instances for {account.name}")
-        warnings = send_past_warnings(create_queue(), days=HISTORY_DAYS, seed=SEED)
+        warnings = send_past_warnings(create_queue(), days=history_days, seed=SEED)
         say(f"queued {warnings} past spot interruption warnings on SQS (EventBridge format)")
         onboard()
         with dg.DagsterInstance.get() as instance:
-            materialize_everything(instance)
+            materialize_everything(instance, history_days)
         print_summary()
         say(f"end-to-end flow done in {time.monotonic() - started:.0f}s")
         if ui:
