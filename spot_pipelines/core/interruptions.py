@@ -65,9 +65,10 @@ def _parse_time(value: Any) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # astimezone overflows for offsets at the calendar's ends ("0001-01-01T00:00:00+05:00").
+        return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
 def _zone_from_resources(resources: Any, region: str) -> str | None:
@@ -90,7 +91,7 @@ def parse_message(body: str) -> InterruptionEvent | Rejected:
     if not isinstance(event, dict):
         return Rejected(f"body is JSON {type(event).__name__}, not an EventBridge event object")
     detail_type = event.get("detail-type")
-    if detail_type not in DETAIL_TYPES:
+    if not isinstance(detail_type, str) or detail_type not in DETAIL_TYPES:  # a list/object is unhashable
         return Rejected(f"detail-type: unknown event type {str(detail_type)[:100]!r} "
                         f"(expected one of {', '.join(sorted(DETAIL_TYPES))})")
     event_id = event.get("id")
