@@ -205,21 +205,25 @@ def price_list_filters(region: str) -> list[dict[str, str]]:
 def parse_price_list_item(raw: str | dict, region: str) -> tuple[str, float]:
     """(instance type, USD per hour) of one GetProducts PriceList item (a JSON string)."""
     item = json.loads(raw) if isinstance(raw, str) else raw
-    itype = item.get("product", {}).get("attributes", {}).get("instanceType")
-    if not itype:
-        raise ValidationError("product.attributes.instanceType", f"missing in a Price List item for {region}")
-    usd = []
-    for term in item.get("terms", {}).get("OnDemand", {}).values():
-        for dim in term.get("priceDimensions", {}).values():
-            value = dim.get("pricePerUnit", {}).get("USD")
-            if value is not None and dim.get("unit", "Hrs") in ("Hrs", "Hours"):
-                usd.append(value)
+    try:
+        itype = item.get("product", {}).get("attributes", {}).get("instanceType")
+        if not itype or not isinstance(itype, str):
+            raise ValidationError("product.attributes.instanceType", f"missing in a Price List item for {region}")
+        usd = []
+        for term in item.get("terms", {}).get("OnDemand", {}).values():
+            for dim in term.get("priceDimensions", {}).values():
+                value = dim.get("pricePerUnit", {}).get("USD")
+                if value is not None and dim.get("unit", "Hrs") in ("Hrs", "Hours"):
+                    usd.append(value)
+    except (AttributeError, TypeError) as exc:  # a node that is not the object the format promises
+        raise ValidationError("PriceList", f"an item for {region} is not shaped like a Price List product "
+                                           f"({type(exc).__name__})") from None
     if not usd:
         raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
                               f"no USD hourly price for {itype} in {region}")
     try:
         price = float(usd[0])
-    except ValueError:
+    except (TypeError, ValueError):
         raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
                               f"{usd[0]!r} is not a price for {itype} in {region}") from None
     if not (math.isfinite(price) and price > 0):
@@ -335,6 +339,14 @@ def parse_advisor(raw: bytes, day: date, source: str = "feed") -> AdvisorFeed:
                               f"not a complete JSON document ({len(raw)} bytes; {exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("spot_advisor"), dict):
         raise ValidationError("spot_advisor", "missing from the feed")
+    try:
+        return _advisor_rows(doc, day, source)
+    except (AttributeError, TypeError) as exc:  # a node that is not the object/list the feed promises
+        raise ValidationError("spot-advisor-data.json",
+                              f"not shaped like the Spot Advisor feed ({type(exc).__name__})") from None
+
+
+def _advisor_rows(doc: dict, day: date, source: str) -> AdvisorFeed:
     bands = {r.get("index") for r in doc.get("ranges", []) if isinstance(r, dict)} or set(KNOWN_BANDS)
     bands &= set(KNOWN_BANDS)
     feed = AdvisorFeed(source=source)
