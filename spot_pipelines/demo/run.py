@@ -146,6 +146,11 @@ def serve_ui(port: int) -> None:
     say(f"Dagster UI on http://127.0.0.1:{chosen}  (asset graph: Assets → View lineage; runs: Runs). Ctrl-C stops everything.")
     proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(chosen),
                              "-m", "spot_pipelines.definitions"], start_new_session=True)
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt  # SIGTERM (a supervisor, `timeout`) stops everything, as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         proc.wait()
     except KeyboardInterrupt:
