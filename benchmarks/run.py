@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     Path(args.output).write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(format_table(results))
+    print("\nmodule                    status    seconds  peak RSS (MiB)")
+    for r in results:
+        print(f"{r['module']:<25} {r['status']:<8} {_fmt(r.get('seconds')):>8}  {_fmt(r.get('peak_rss_mb')):>14}")
     failed = [r["module"] for r in results if r["status"] != "ok"]
     print(f"\n{len(results) - len(failed)}/{len(results)} modules ok in {total} s; results in {args.output}"
           + (f"; not ok: {', '.join(failed)}" if failed else ""))
