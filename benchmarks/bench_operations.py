@@ -27,7 +27,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from benchmarks.common import free_port, fresh_postgres_db, result_row
+from benchmarks.common import fresh_postgres_db, local_server, result_row
 
 ACCOUNT = "111122223333"
 # moto's SQS is O(queue depth) per message: `receive_message` re-reads every queue attribute
@@ -66,31 +66,11 @@ main(sys.argv[1:])
 @contextlib.contextmanager
 def _moto_sqs_server():
     """moto's server (own process, real HTTP) with the SQS depth fixes above."""
-    import subprocess
     import sys
-    import urllib.request
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _MOTO_SQS_FIX, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start on {url}") from None
-                time.sleep(0.2)
+    with local_server([sys.executable, "-c", _MOTO_SQS_FIX, "-H", "127.0.0.1", "-p", "{port}"],
+                      "/moto-api/data.json", name="moto server (SQS fixes)") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # ---------------------------------------------------------------- health round

@@ -138,26 +138,24 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server in its own process on 127.0.0.1:<free port>; yields the endpoint URL.
-
-    A separate process keeps the emulator's CPU work out of the measured process's GIL, as a
-    real API would be. Its state lives until the context exits.
-    """
+def local_server(argv: list[str], probe_path: str, *, name: str, timeout_s: float = 60,
+                 cwd: str | None = None) -> Iterator[str]:
+    """Run `argv` (a server taking a port as `{port}`) on 127.0.0.1:<free port>; yield its URL once
+    `probe_path` answers, and stop it on exit."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([a.format(port=port) for a in argv], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
-                urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2).read()
+                urllib.request.urlopen(f"{url}{probe_path}", timeout=2).read()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start on {url}") from None
-                time.sleep(0.2)
+                    raise RuntimeError(f"{name} did not start on {url}") from None
+                time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
@@ -165,6 +163,18 @@ def moto_server() -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server in its own process on 127.0.0.1:<free port>; yields the endpoint URL.
+
+    A separate process keeps the emulator's CPU work out of the measured process's GIL, as a
+    real API would be. Its state lives until the context exits.
+    """
+    with local_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
+                      "/moto-api/data.json", name="moto server") as url:
+        yield url
 
 
 class InjectedLatency:
@@ -287,28 +297,10 @@ def replay_proxy_main(port: int, upstream: str) -> None:
 @contextlib.contextmanager
 def replay_proxy(upstream: str) -> Iterator[str]:
     """`replay_proxy_main` in its own process; yields its URL (use it as AWS_ENDPOINT_URL)."""
-    port = free_port()
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.common", "replay-proxy", str(port), upstream],
-                            cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/__replay/stats", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"replay proxy did not start on {url}") from None
-                time.sleep(0.1)
+    with local_server([sys.executable, "-m", "benchmarks.common", "replay-proxy", "{port}", upstream],
+                      "/__replay/stats", name="replay proxy", timeout_s=30, cwd=repo_root) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def replay_control(url: str, action: str = "stats") -> dict[str, int]:
