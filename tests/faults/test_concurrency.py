@@ -184,3 +184,64 @@ def test_run_sigkilled_mid_write_then_rerun(moto_server, app_url, encryption_key
     report.runs, report.rows_checked = 3, len(before) + len(rows)
     report.lost = len(set(expected) - set(rows))
     report.duplicated = duplicates(i for i, _ in rows)
+
+
+CHILD_PRICES = """
+import sys, threading
+from datetime import date
+import dagster as dg
+from moto import mock_aws
+from spot_pipelines.db import market
+from spot_pipelines.demo.price_emulation import emulate_spot_prices
+from tests.faults.test_db_restart import _ingest
+from tests.market_data.helpers import TYPES
+real = market.replace_spot_price_day
+
+class BlockingCommit:
+    def __init__(self, engine):
+        self._engine, self.dialect = engine, engine.dialect
+    def raw_connection(self):
+        raw = self._engine.raw_connection()
+        class Proxy:
+            def __getattr__(self, name):
+                return getattr(raw, name)
+            def commit(self):  # COPY, DELETE and INSERT done, uncommitted
+                print("WRITTEN", flush=True)
+                threading.Event().wait()  # until SIGKILL
+        return Proxy()
+
+market.replace_spot_price_day = lambda engine, *a, **kw: real(BlockingCommit(engine), *a, **kw)
+with mock_aws(), emulate_spot_prices(seed=11, instance_types=TYPES):
+    _ingest(sys.argv[1], date.fromisoformat(sys.argv[2]), dg.DagsterInstance.ephemeral())
+print("NOT KILLED", flush=True)
+"""
+
+
+def test_price_ingest_sigkilled_mid_write_then_rerun(aws, private_pg_url, tmp_path, report):
+    url = private_pg_url
+    with emulate_spot_prices(seed=11, instance_types=TYPES):
+        assert _ingest(url, DAY1, dg.DagsterInstance.ephemeral()).success
+    first = _stored_prices(url)
+    assert len(first)
+
+    stderr = open(tmp_path / "child.err", "w")
+    child = subprocess.Popen([sys.executable, "-c", CHILD_PRICES, url, DAY1.isoformat()], cwd=PROJECT_ROOT,
+                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                             stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        line = child.stdout.readline()  # blocks until the child's slice replacement awaits its commit
+        assert line.startswith("WRITTEN"), (line, (tmp_path / "child.err").read_text()[-3000:])
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        stderr.close()
+
+    pd.testing.assert_frame_equal(_stored_prices(url), first)  # the killed DELETE + INSERT rolled back
+    with emulate_spot_prices(seed=11, instance_types=TYPES):
+        assert _ingest(url, DAY1, dg.DagsterInstance.ephemeral()).success
+    after = _stored_prices(url)
+    pd.testing.assert_frame_equal(after, first)
+    report.runs, report.rows_checked = 3, len(first) * 3
+    report.duplicated = duplicates(_price_keys(after))
