@@ -23,6 +23,7 @@ demo: $(STAMP)
 ## The whole test suite, on SQLite and on the local PostgreSQL.
 test: $(STAMP)
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-browser.sh
 	$(BIN)/python -m pytest -q
 
 ## Fast subset: no Postgres, no browser.

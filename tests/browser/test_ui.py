@@ -1,0 +1,173 @@
+"""The Dagster UI over a demo instance, in a real browser and through its GraphQL API.
+
+A test-sized demo (`spot-pipelines demo --no-ui --quick`) materializes everything into a fresh
+DAGSTER_HOME; `dagster dev` (webserver + daemon) then serves it on a free 127.0.0.1 port, and
+Debian's Chromium, headless and driven by Playwright, opens the asset graph and the latest run.
+Screenshots go to artifacts/browser/ (git-ignored); the asset graph also to docs/asset-graph.png
+(the README's picture) when that file is missing or SPOT_PIPELINES_UPDATE_DOCS_SCREENSHOT=1.
+
+Chromium comes from Debian (scripts/ensure-browser.sh installs it when missing): Playwright is
+given its path and never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.browser.processes import REPO, dagster_dev, demo_env, graphql, run_demo
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
+
+PUBLIC_ASSETS = {
+    "discovered_instances", "spot_price_history", "on_demand_prices", "spot_advisor", "interruption_risk_scores",
+    "interruption_model", "interruption_predictions", "spot_recommendations", "component_health",
+    "spot_interruption_events", "k8s_node_inventory",
+}
+CHROMIUM = Path(os.environ.get("SPOT_PIPELINES_CHROMIUM", "/usr/bin/chromium"))
+# What works on a machine with no network but loopback: no background connections, no GPU, a fresh
+# profile (Playwright passes its own new --user-data-dir to every launch).
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "artifacts" / "browser"
+DOCS_SCREENSHOT = REPO / "docs" / "asset-graph.png"
+UI_TIMEOUT_MS = 90_000  # first loads on a busy 2-core machine are slow
+
+RUNS = """{ runsOrError(limit: 200) { __typename ... on Runs { results {
+  runId status creationTime assetSelection { path } tags { key value } } } } }"""
+ASSETS = "{ assetNodes { assetKey { path } assetMaterializations(limit: 1) { runId } } }"
+
+
+@dataclass(frozen=True)
+class DemoUI:
+    url: str
+    served_at: float  # epoch seconds: runs created before this are the demo's own
+    demo_seconds: float
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        subprocess.run(["bash", str(REPO / "scripts" / "ensure-browser.sh")], check=False)
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing and scripts/ensure-browser.sh could not install it "
+                    "(needs root and Debian's package repositories)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def demo_ui(tmp_path_factory) -> Iterator[DemoUI]:
+    root = tmp_path_factory.mktemp("browser_demo")
+    env = demo_env(root / "dagster_home")
+    started = time.monotonic()
+    run_demo(env, root / "demo.log")
+    demo_seconds = time.monotonic() - started
+    # The webserver's first-visit newsletter dialog would cover the graph: mark it seen.
+    (root / "dagster_home" / ".nux").mkdir(exist_ok=True)
+    (root / "dagster_home" / ".nux" / "nux.yaml").write_text("seen: 1\n")
+    served_at = time.time()
+    with dagster_dev(env, root / "dagster-dev.log") as url:
+        yield DemoUI(url=url, served_at=served_at, demo_seconds=demo_seconds)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the browser tests need Playwright for Python: pip install -e '.[dev]'")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def demo_runs(demo_ui: DemoUI) -> list[dict]:
+    runs = graphql(demo_ui.url, RUNS)["runsOrError"]["results"]
+    # Anything newer was launched by the daemon (e.g. component_health_schedule every 5 minutes).
+    return [r for r in runs if r["creationTime"] < demo_ui.served_at]
+
+
+def latest_recommendations_run(demo_ui: DemoUI) -> dict:
+    runs = [r for r in demo_runs(demo_ui)
+            if ["spot_recommendations"] in [a["path"] for a in r["assetSelection"] or []]]
+    assert runs, "the demo left no run that materialized spot_recommendations"
+    return max(runs, key=lambda r: r["creationTime"])
+
+
+def test_graphql_every_public_asset_is_materialized_and_the_demo_runs_succeeded(demo_ui):
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in graphql(demo_ui.url, ASSETS)["assetNodes"]}
+    assert PUBLIC_ASSETS <= nodes.keys(), f"missing from the API: {sorted(PUBLIC_ASSETS - nodes.keys())}"
+    unmaterialized = sorted(k for k in PUBLIC_ASSETS if not nodes[k]["assetMaterializations"])
+    assert not unmaterialized, f"never materialized: {unmaterialized}"
+
+    runs = demo_runs(demo_ui)
+    # Per account discovery, spot_advisor, the spot_price_history range, everything unpartitioned.
+    assert len(runs) >= 5, runs
+    assert {r["status"] for r in runs} == {"SUCCESS"}, [(r["runId"], r["status"]) for r in runs]
+    assert latest_recommendations_run(demo_ui)["status"] == "SUCCESS"
+
+
+def test_asset_graph_shows_every_public_asset(demo_ui, browser):
+    # Tall enough that the whole graph fits with full-size nodes (at smaller zooms the UI draws
+    # minimal nodes whose names are truncated).
+    page = browser.new_page(viewport={"width": 2000, "height": 2200})
+    try:
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{demo_ui.url}/asset-groups")
+        page.locator("foreignObject.group").first.wait_for()
+        # Groups start collapsed: expand all (the graph's Alt+E shortcut, remembered per browser),
+        # and reload so the graph is laid out and zoomed to fit with every group open.
+        page.keyboard.press("Alt+KeyE")
+        page.wait_for_function("() => Object.keys(localStorage).some(k => k.startsWith('asset-graph-open-graph-nodes'))")
+        page.reload()
+        page.locator("foreignObject.group").first.wait_for()
+        for name in sorted(PUBLIC_ASSETS):
+            page.get_by_text(name, exact=True).first.wait_for(state="visible")
+        page.wait_for_timeout(1500)  # let the live-data badges settle for the picture
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "asset-graph-page.png"))
+        boxes = [b for b in (g.bounding_box() for g in page.locator("foreignObject.group").all()) if b]
+        x0, y0 = min(b["x"] for b in boxes) - 24, min(b["y"] for b in boxes) - 24
+        x1 = max(b["x"] + b["width"] for b in boxes) + 24
+        y1 = max(b["y"] + b["height"] for b in boxes) + 24
+        clip = {"x": max(x0, 0), "y": max(y0, 0), "width": x1 - max(x0, 0), "height": y1 - max(y0, 0)}
+        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"), clip=clip)
+        shown = {name for name in PUBLIC_ASSETS if page.get_by_text(name, exact=True).first.is_visible()}
+        assert shown == PUBLIC_ASSETS, f"not on the asset graph: {sorted(PUBLIC_ASSETS - shown)}"
+    finally:
+        page.close()
+    if not DOCS_SCREENSHOT.exists() or os.environ.get("SPOT_PIPELINES_UPDATE_DOCS_SCREENSHOT") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copy(ARTIFACTS / "asset-graph.png", DOCS_SCREENSHOT)
+
+
+def test_latest_run_succeeded_in_the_ui(demo_ui, browser):
+    run = latest_recommendations_run(demo_ui)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{demo_ui.url}/runs")
+        link = page.locator(f'a[href$="/runs/{run["runId"]}"]').first  # its row's short id
+        link.wait_for()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "runs.png"))
+        link.click()
+        page.wait_for_url(f"**/runs/{run['runId']}**")
+        page.get_by_text("Success", exact=True).first.wait_for(state="visible")
+        page.get_by_text("RUN_SUCCESS", exact=True).first.wait_for(state="visible")  # the event log says so too
+        page.screenshot(path=str(ARTIFACTS / "latest-run.png"))
+        body = page.inner_text("body")
+        assert "Errored (0)" in body, "the run page lists errored steps"
+        assert "spot_recommendations" in body
+    finally:
+        page.close()
