@@ -172,6 +172,20 @@ _configured_lock = threading.Lock()
 _handler: logging.Handler | None = None
 
 
+# Third-party loggers that write wire contents at DEBUG: botocore logs request headers (the
+# session token) and response bodies (AssumeRole's temporary secret key); urllib3 logs URLs.
+WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth", "botocore.hooks",
+                "botocore.retryhandler", "botocore.httpsession", "urllib3.connectionpool")
+
+
+def protect_wire_loggers() -> None:
+    """Redact every record those loggers create, whatever level or handler anyone configures."""
+    for name in WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactionFilter) for f in logger.filters):
+            logger.addFilter(RedactionFilter())
+
+
 def configure(stream=None, *, force: bool = False) -> logging.Handler:
     """Install the stdout handler on the `spot_pipelines` logger (once; `force` re-reads the env)."""
     global _handler
