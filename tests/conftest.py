@@ -35,8 +35,9 @@ def hermetic_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN_DSN)
+def _admin(sql: str, dsn: str = PG_ADMIN_DSN) -> None:
+    """One autocommit statement (CREATE/DROP DATABASE cannot run in a transaction)."""
+    conn = psycopg2.connect(dsn)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 import pytest
+
+from tests.conftest import _admin
 
 FAULTS_DIR = Path(__file__).resolve().parent
 _REPORT: list[dict] = []
@@ -133,13 +134,7 @@ class PrivatePostgres:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def admin(self, sql: str) -> None:
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-        finally:
-            conn.close()
+        _admin(sql, f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres")
 
     def new_database(self) -> str:
         name = f"faults_{uuid.uuid4().hex[:10]}"
