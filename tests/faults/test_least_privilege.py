@@ -7,6 +7,7 @@ per-account read role (validation and discovery), and the account's execution pe
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -170,3 +171,13 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     report.fault = "least privilege: " + ", ".join(f"{sid}={len(a)}" for sid, a in sorted(called.items()))
     report.runs = 6
     report.rows_checked = sum(len(a) for a in called.values())
+
+
+def test_the_readme_lists_the_policy_actions_per_identity():
+    """The README's table is what operators copy: each row names exactly its statement's actions."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| ") and "`" in line and ":" in line]
+    documented = [set(re.findall(r"`([a-z0-9-]+:[A-Za-z]+)`", row)) for row in rows]
+    documented = [actions for actions in documented if actions]
+    statements = [set(s["Action"]) for s in json.loads(POLICY.read_text())["Statement"]]
+    assert sorted(map(sorted, documented)) == sorted(map(sorted, statements))
