@@ -136,7 +136,7 @@ def dagster_dev(env: dict[str, str], log: Path, timeout_s: float = 180) -> Itera
                     entries = graphql(base_url, LOCATIONS, timeout_s=5)["workspaceOrError"]["locationEntries"]
                     if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                         break
-                except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+                except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):  # not up yet
                     pass
                 if time.monotonic() > deadline:
                     raise AssertionError(f"dagster dev did not answer on {base_url} within {timeout_s}s:\n"
