@@ -7,6 +7,8 @@ import sys
 
 import click
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from spot_pipelines.core.accounts import build_request
 from spot_pipelines.core.errors import SpotPipelinesError
@@ -33,6 +35,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except SpotPipelinesError as exc:
             _fail(str(exc))
+        except DBAPIError as exc:
+            cause = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            where = make_url(database_url()).render_as_string(hide_password=True)
+            _fail(f"the app database {where} failed: {cause} (is it running? is DATABASE_URL right?)")
 
 
 @click.group(cls=_Group)

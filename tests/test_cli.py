@@ -127,3 +127,11 @@ def test_keys_rotate_with_an_unknown_ciphertext_changes_nothing(aws, cli, db_url
     out = cli("keys", "rotate")
     assert out.exit_code == 1 and "'orphan'" in out.output
     assert {name: a.encrypted_secret for name, a in accounts(db_url).items()} == before
+
+
+def test_unreachable_database_is_one_clear_line_without_the_password(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://spot:hunter2secret@127.0.0.1:9/spot")
+    out = CliRunner().invoke(main, ["accounts", "list"])
+    assert out.exit_code == 1
+    assert out.output.startswith("error: the app database postgresql://spot:***@127.0.0.1:9/spot failed: connection")
+    assert "Traceback" not in out.output and "hunter2secret" not in out.output

@@ -83,10 +83,21 @@ def session_in(account: DemoAccount, region: str) -> boto3.Session:
                          aws_session_token=creds["SessionToken"], region_name=region)
 
 
+# region -> architecture -> a Linux image id. moto's public images are fixed per region, and
+# listing its ~1,300 of them takes seconds: once per region is enough.
+_LINUX_IMAGES: dict[str, dict[str, str]] = {}
+
+
 def linux_image(ec2, architecture: str) -> str:
     """A Linux AMI of the architecture (the emulator's first image is Windows)."""
-    images = ec2.describe_images(Owners=["amazon"])["Images"]
-    return next(i["ImageId"] for i in images if i.get("Platform") != "windows" and i.get("Architecture") == architecture)
+    region = ec2.meta.region_name
+    if region not in _LINUX_IMAGES:
+        images: dict[str, str] = {}
+        for image in ec2.describe_images(Owners=["amazon"])["Images"]:
+            if image.get("Platform") != "windows":
+                images.setdefault(image.get("Architecture"), image["ImageId"])
+        _LINUX_IMAGES[region] = images
+    return _LINUX_IMAGES[region][architecture]
 
 
 def seed_fleet(account: DemoAccount) -> int:
