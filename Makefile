@@ -30,7 +30,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not postgres and not browser"
 
-## The fault-injection and leak-scan suite alone (fuzzers at 3x: a few thousand examples each), ending with the reliability matrix.
+## The fault-injection and leak-scan suite alone (fuzzers at 3x: 3,000-6,000 examples each), ending with the reliability matrix.
 reliability: $(STAMP)
 	bash scripts/ensure-services.sh
 	SPOT_FAULTS_FUZZ_SCALE=$${SPOT_FAULTS_FUZZ_SCALE:-3} $(BIN)/python -m pytest -q -m faults tests/faults

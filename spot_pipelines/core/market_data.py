@@ -370,15 +370,24 @@ def _advisor_rows(doc: dict, day: date, source: str) -> AdvisorFeed:
                                   "instance_type": itype, "interruption_band": band,
                                   "savings_pct": savings, "source": source})
     for itype, spec in sorted((doc.get("instance_types") or {}).items()):
-        spec = spec or {}
-        vcpu, ram = spec.get("cores"), spec.get("ram_gb")
+        if not isinstance(spec, dict):
+            feed.problems.append(f"instance_types {itype}: not an object")
+            spec = {}
+        vcpu, ram = _finite(spec.get("cores")), _finite(spec.get("ram_gb"))
         feed.catalog.append({
             "instance_type": itype, "family": itype.split(".")[0],
-            "vcpu": int(vcpu) if isinstance(vcpu, (int, float)) else None,
-            "memory_gib": float(ram) if isinstance(ram, (int, float)) else None,
+            "vcpu": int(vcpu) if vcpu is not None else None,
+            "memory_gib": ram,
             "architecture": architecture_of(itype), "source": f"spot_advisor_{source}",
         })
     return feed
+
+
+def _finite(value) -> float | None:
+    """A finite, non-negative number from the feed, else None (unknown; never a made-up size)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def load_advisor(day: date, fetch: Callable[[], bytes]) -> AdvisorFeed:
