@@ -13,12 +13,9 @@ from spot_pipelines.db.instances import write_scan
 from spot_pipelines.db.models import utcnow
 from spot_pipelines.partitions import aws_accounts_partitions
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.resources.credential_vault import CredentialVault
-from spot_pipelines.settings import aws_retry_delay_seconds
+from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
 
 PREVIEW_COLUMNS = ["instance_id", "region", "availability_zone_id", "instance_type", "lifecycle", "state"]
-AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=aws_retry_delay_seconds(),
-                                  backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 def _fail(app_db: AppDatabase, name: str, cause: str, *, retryable: bool) -> dg.Failure:

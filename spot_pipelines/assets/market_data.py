@@ -24,13 +24,10 @@ from spot_pipelines.core.synthetic_prices import bundled_advisor
 from spot_pipelines.db import market
 from spot_pipelines.db.models import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.resources.credential_vault import HOME_REGION, aws_config
-from spot_pipelines.settings import aws_retry_delay_seconds
+from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, HOME_REGION, aws_config
 
 START_DATE_ENV = "SPOT_PRICE_HISTORY_START"
 HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
-AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=aws_retry_delay_seconds(), backoff=dg.Backoff.EXPONENTIAL,
-                                  jitter=dg.Jitter.PLUS_MINUS)
 SPOT_PRICE_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("day", "date", description="the partition (UTC day)"),
     dg.TableColumn("ts", "timestamptz", description="time of the price change; 00:00 UTC for the day-open row"),

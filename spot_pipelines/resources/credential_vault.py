@@ -24,6 +24,7 @@ from pydantic import PrivateAttr
 from spot_pipelines.core.aws_errors import describe
 from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.keyring import Keyring
+from spot_pipelines.settings import aws_retry_delay_seconds
 
 HOME_REGION = "us-east-1"
 SESSION_NAME = "spot-pipelines"
@@ -59,6 +60,11 @@ def _botocore_session() -> botocore.session.Session:
     session = botocore.session.get_session()
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=fast_timestamp)
     return session
+
+
+# Dagster's step retries on AWS-calling assets, above botocore's per-call retries.
+AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=aws_retry_delay_seconds(),
+                                  backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 class AccountCredentials(Protocol):
