@@ -64,3 +64,16 @@ def seed_instances(session: boto3.Session, region: str, count: int, instance_typ
                                         "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
     out = ec2.run_instances(ImageId=image, MinCount=count, MaxCount=count, InstanceType=instance_type, **kwargs)
     return [i["InstanceId"] for i in out["Instances"]]
+
+
+def vault_clients_with(monkeypatch, hook: Callable, service: str = "ec2") -> None:
+    """Every client the CredentialVault hands out answers through `hook` (a before-send fault)."""
+    from spot_pipelines.resources.credential_vault import CredentialVault
+
+    original = CredentialVault.client
+
+    def client(self, session, service_name, region=None):
+        made = original(self, session, service_name, region)
+        made.meta.events.register(f"before-send.{service}", hook)
+        return made
+    monkeypatch.setattr(CredentialVault, "client", client)

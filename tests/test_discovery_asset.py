@@ -9,7 +9,8 @@ from spot_pipelines.db.models import Account, Instance
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances
+from tests.aws_fakes import (KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances,
+                             vault_clients_with)
 
 
 def add_account(url, vault, name, *, status="connected", role=True, regions=None):
@@ -105,14 +106,7 @@ def test_failed_region_keeps_its_stored_rows_and_fails_the_account(aws, db_url, 
     add_account(db_url, vault, "prod", regions=["eu-west-1", "us-west-2"])
     assert discover(db_url, vault, "prod").success
 
-    throttle = fail_region("RequestLimitExceeded", "us-west-2", status=503)
-    original = CredentialVault.client
-
-    def throttled_client(self, session, service, region=None):
-        client = original(self, session, service, region)
-        client.meta.events.register("before-send.ec2", throttle)
-        return client
-    monkeypatch.setattr(CredentialVault, "client", throttled_client)
+    vault_clients_with(monkeypatch, fail_region("RequestLimitExceeded", "us-west-2", status=503))
     result = discover(db_url, vault, "prod")
 
     assert not result.success
@@ -131,13 +125,7 @@ def test_rejected_credentials_fail_with_the_cause_and_lose_nothing(aws, db_url, 
     assert discover(db_url, vault, "prod").success
     before = set(instances(db_url))
 
-    original = CredentialVault.client
-
-    def denied_client(self, session, service, region=None):
-        client = original(self, session, service, region)
-        client.meta.events.register("before-send.ec2", fail_region("AuthFailure", "us-east-1", "DescribeRegions", 401))
-        return client
-    monkeypatch.setattr(CredentialVault, "client", denied_client)
+    vault_clients_with(monkeypatch, fail_region("AuthFailure", "us-east-1", "DescribeRegions", 401))
     result = discover(db_url, vault, "prod")
 
     assert not result.success

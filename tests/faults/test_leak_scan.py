@@ -30,7 +30,8 @@ from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.settings import PROJECT_ROOT
-from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances
+from tests.aws_fakes import (KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances,
+                             vault_clients_with)
 
 CANARY = f"CANARY{uuid.uuid4().hex[:12]}"
 
@@ -166,13 +167,7 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
             assert result.success
         # Failing runs: AWS refusing the credentials, and a vault without the right key.
         original_client = CredentialVault.client
-
-        def denied(self, session, service, region=None):
-            client = original_client(self, session, service, region)
-            client.meta.events.register("before-send.ec2", fail_region("AuthFailure", "us-east-1", "DescribeRegions"))
-            return client
-
-        monkeypatch.setattr(CredentialVault, "client", denied)
+        vault_clients_with(monkeypatch, fail_region("AuthFailure", "us-east-1", "DescribeRegions"))
         for name in ("dev", "prodrole"):
             failed = dg.materialize([discovery_asset.discovered_instances], partition_key=name, instance=instance,
                                     raise_on_error=False, resources={"app_db": AppDatabase(), "vault": CredentialVault(
