@@ -166,9 +166,11 @@ def test_sqs_redelivery_and_delete_only_after_store(aws, app_url, monkeypatch, r
     _reappear(sqs, url, handles)
 
     # 3. Everything redelivered: recognised as duplicates, stored once, deleted, the queue empty.
+    #    SQS delivers at least once: with two receivers a message may arrive twice in one drain,
+    #    so every delivery (not every body) is a recognised duplicate, and each one is deleted.
     third = drain_queue(sqs, url, store, visibility_timeout=300, workers=2)
-    assert third.error is None and third.recorded == 0 and third.duplicates == len(bodies)
-    assert third.deleted == len(bodies) and _depth(sqs, url) == 0
+    assert third.error is None and third.recorded == 0 and third.received >= len(bodies)
+    assert third.duplicates == third.received == third.deleted and _depth(sqs, url) == 0
     stored = _stored(app_url)
     assert sorted(stored) == [f"evt-{i:04d}" for i in range(n)] and duplicates(stored) == 0
     with session_factory(app_url)() as session:
