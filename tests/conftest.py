@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -46,15 +47,24 @@ def _admin(sql: str, dsn: str = PG_ADMIN_DSN) -> None:
         conn.close()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh Postgres database for this pytest session (parallel sessions never collide)."""
-    name = f"sp_test_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A uniquely named Postgres database (parallel sessions never collide), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     _admin(f'CREATE DATABASE "{name}"')
     url = PG_URL_TEMPLATE.format(db=name)
-    yield url
-    get_engine(url).dispose()
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh Postgres database for this pytest session."""
+    with fresh_pg_database("sp_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -85,10 +95,8 @@ def db_url(request) -> str:
 @pytest.fixture(scope="session")
 def dagster_pg_url() -> Iterator[str]:
     """A fresh Postgres database for Dagster's own run/event/schedule storage."""
-    name = f"sp_dagster_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("sp_dagster") as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,13 +1,12 @@
 import subprocess
 import sys
-import uuid
 
 import pytest
 from alembic import command
 from sqlalchemy import inspect
 
 from spot_pipelines.db.engine import alembic_config, current_revisions, get_engine, head_revisions, upgrade
-from tests.conftest import PG_URL_TEMPLATE, _admin
+from tests.conftest import fresh_pg_database
 
 FOUNDATION_TABLES = {"accounts", "instances", "system_logs"}
 
@@ -17,12 +16,8 @@ def fresh_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = f"sp_migrate_{uuid.uuid4().hex[:8]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    url = PG_URL_TEMPLATE.format(db=name)
-    yield url
-    get_engine(url).dispose()
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("sp_migrate") as url:
+        yield url
 
 
 def test_upgrade_downgrade_upgrade_round_trip(fresh_url):

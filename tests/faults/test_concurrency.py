@@ -147,6 +147,19 @@ def moto_server(monkeypatch):
     server.stop()
 
 
+def kill_once_written(child: subprocess.Popen, stderr, err_path: Path) -> None:
+    """Wait for the child's WRITTEN line (it is inside its write transaction), then SIGKILL it."""
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("WRITTEN"), (line, err_path.read_text()[-3000:])
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        stderr.close()
+
+
 def test_run_sigkilled_mid_write_then_rerun(moto_server, app_url, encryption_key, tmp_path, report):
     old = seed_instances(boto3.Session(region_name="eu-west-1"), "eu-west-1", 3)
     add_keys_account(app_url, encryption_key)
@@ -161,15 +174,7 @@ def test_run_sigkilled_mid_write_then_rerun(moto_server, app_url, encryption_key
     child = subprocess.Popen([sys.executable, "-c", CHILD, app_url, encryption_key], cwd=PROJECT_ROOT,
                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(home)},
                              stdout=subprocess.PIPE, stderr=stderr, text=True)
-    try:
-        line = child.stdout.readline()  # blocks until the child is inside its write transaction
-        assert line.startswith("WRITTEN"), (line, (tmp_path / "child.err").read_text()[-3000:])
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-        stderr.close()
+    kill_once_written(child, stderr, tmp_path / "child.err")  # the child is inside its write transaction
 
     # The killed transaction left nothing behind (and holds no lock: the next reads and writes run).
     assert stored_instances(app_url) == before
@@ -228,15 +233,7 @@ def test_price_ingest_sigkilled_mid_write_then_rerun(aws, private_pg_url, tmp_pa
     child = subprocess.Popen([sys.executable, "-c", CHILD_PRICES, url, DAY1.isoformat()], cwd=PROJECT_ROOT,
                              env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
                              stdout=subprocess.PIPE, stderr=stderr, text=True)
-    try:
-        line = child.stdout.readline()  # blocks until the child's slice replacement awaits its commit
-        assert line.startswith("WRITTEN"), (line, (tmp_path / "child.err").read_text()[-3000:])
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-        stderr.close()
+    kill_once_written(child, stderr, tmp_path / "child.err")  # the child's slice replacement awaits its commit
 
     pd.testing.assert_frame_equal(_stored_prices(url), first)  # the killed DELETE + INSERT rolled back
     with emulate_spot_prices(seed=11, instance_types=TYPES):
