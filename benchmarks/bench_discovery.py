@@ -39,7 +39,6 @@ import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
 from multiprocessing import get_context
 from typing import Any
 
@@ -150,7 +149,8 @@ def discover_ours(db_url: str, account_id: int) -> dict[str, Any]:
     from spot_pipelines.core.discovery import scan_account
     from spot_pipelines.db.engine import session_factory
     from spot_pipelines.db.instances import write_scan
-    from spot_pipelines.db.models import Account, utcnow
+    from spot_pipelines.core.clock import utcnow
+    from spot_pipelines.db.models import Account
     from spot_pipelines.resources.credential_vault import CredentialVault
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -192,7 +192,7 @@ def discover_baseline(dsn: str, account_id: int, regions: list[str]) -> dict[str
     started = time.perf_counter()
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     enabled = {r["RegionName"] for r in session.client("ec2").describe_regions()["Regions"]}
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     conn = psycopg2.connect(dsn)
     rows = calls = 0
     try:
@@ -238,7 +238,7 @@ def _truncate(db_url: str) -> None:
 def _bulk_write_alone(db_url: str, account_id: int, instances: list[dict], regions: list[str]) -> float:
     from spot_pipelines.db.engine import session_factory
     from spot_pipelines.db.instances import write_scan
-    from spot_pipelines.db.models import utcnow
+    from spot_pipelines.core.clock import utcnow
 
     _truncate(db_url)
     started = time.perf_counter()
@@ -252,7 +252,7 @@ def _rowwise_write_alone(dsn: str, db_url: str, account_id: int, instances: list
     from psycopg2.extras import Json
 
     _truncate(db_url)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     started = time.perf_counter()
     conn = psycopg2.connect(dsn)
     try:

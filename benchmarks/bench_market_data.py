@@ -31,12 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from benchmarks.common import fresh_postgres_db, median_time, psycopg2_dsn, result_row, timed
+from spot_pipelines.core.clock import utc_today
 
-DAY = date(2026, 11, 20)
+DAY = utc_today() - timedelta(days=3)  # a recent, complete UTC day
 TABLE_COLUMNS = ("day, ts, region, availability_zone, availability_zone_id, instance_type, "
                  "product_description, price, is_day_open")
 

@@ -21,7 +21,8 @@ def _seed(url: str) -> None:
     from sqlalchemy import insert
 
     from spot_pipelines.db.engine import ensure_schema
-    from spot_pipelines.db.models import Account, utcnow
+    from spot_pipelines.core.clock import utcnow
+    from spot_pipelines.db.models import Account
 
     now = utcnow()
     rows = [{"name": f"acct-{i:05d}", "aws_account_id": f"{100000000000 + i}", "auth_method": "role",

@@ -24,7 +24,7 @@ import os
 import socket
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from benchmarks.common import fresh_postgres_db, local_server, result_row
@@ -118,9 +118,10 @@ def bench_health_round(quick: bool) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- interruption drain
 
 def _bodies(n: int) -> list[str]:
+    from spot_pipelines.core.clock import utcnow
     from spot_pipelines.core.interruptions import eventbridge_event
 
-    t0 = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+    t0 = utcnow().replace(microsecond=0) - timedelta(hours=3)  # 10,000 one-second-apart events, all in the past
     types = ["spot_interruption_warning", "rebalance_recommendation", "state_change"]
     bodies = []
     for i in range(n):
@@ -146,12 +147,13 @@ def _fill(sqs, queue_url: str, bodies: list[str]) -> None:
 
 
 def _seed_db(url: str) -> None:
+    from spot_pipelines.core.clock import utcnow
     from spot_pipelines.db.engine import ensure_schema, session_factory
     from spot_pipelines.db.models import Account, Instance
     from spot_pipelines.db.upsert import bulk_upsert
 
     ensure_schema(url)
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     with session_factory(url)() as session, session.begin():
         account = Account(name="prod", aws_account_id=ACCOUNT, auth_method="role",
                           role_arn=f"arn:aws:iam::{ACCOUNT}:role/spot", status="active")

@@ -26,15 +26,16 @@ import json
 import re
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from benchmarks.common import peak_rss_mb, result_row
+from spot_pipelines.core.clock import utcnow
 
-END = datetime(2026, 11, 22, tzinfo=timezone.utc)
+END = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)  # the data ends at today's UTC midnight
 DAY = 86_400
 MARKET_KEY = ["region", "availability_zone_id", "instance_type", "product_description"]
 

@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from spot_pipelines.core.clock import utcnow
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total = round(time.perf_counter() - started, 2)
     document = {
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": utcnow().isoformat(timespec="seconds"),
         "quick": args.quick,
         "total_seconds": total,
         "host": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},

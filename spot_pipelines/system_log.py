@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.models import SystemLog
 
 ROOT_LOGGER = "spot_pipelines"
@@ -231,7 +232,7 @@ def system_log_row(component: str, level: str | int, message: str, *, details: M
                    run_id: str | None = None, created_at: datetime | None = None) -> dict[str, Any]:
     """A redacted `system_logs` row as a dict (for bulk inserts)."""
     return {
-        "created_at": created_at or datetime.now(timezone.utc),
+        "created_at": created_at or utcnow(),
         "component": component[:64],
         "level": _level_name(level),
         "message": redact_text(message),

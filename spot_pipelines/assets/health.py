@@ -13,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from spot_pipelines.core import health
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db.engine import ensure_schema, session_factory
 from spot_pipelines.db.operations import write_health_round
@@ -91,7 +92,7 @@ def run_health_round(db_url: str, checks: dict[str, health.Check], *, timeout_s:
                      run_id: str | None = None, trigger: str = "schedule") -> HealthRound:
     """Run the checks concurrently and write the round (rows, state, transition logs)."""
     started = time.monotonic()
-    checked_at = datetime.now(timezone.utc)
+    checked_at = utcnow()
     results = health.run_checks(checks, timeout_s=timeout_s)
     round_id = str(uuid.uuid4())
     context = {"trigger": trigger, "host": socket.gethostname(), "pid": os.getpid()}

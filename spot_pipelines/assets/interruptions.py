@@ -6,8 +6,8 @@ from datetime import timedelta
 import dagster as dg
 from sqlalchemy import func, select
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent
 from spot_pipelines.resources.app_database import AppDatabase
 

@@ -6,9 +6,9 @@ import json
 import dagster as dg
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.kubernetes import build_inventory, list_all
 from spot_pipelines.core.reporting import counts_by, markdown_table
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.db.operations import write_heartbeat, write_k8s_inventory
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource

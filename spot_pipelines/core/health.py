@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy import Engine, column, func, inspect, select, table, text
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.base import JSONType, UTCDateTime
 
 HEALTHY, DEGRADED, CRITICAL, NOT_CONFIGURED = "healthy", "degraded", "critical", "not_configured"
@@ -71,10 +72,6 @@ class CheckResult:
 
 
 Check = Callable[[], CheckOutcome]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def by_age(age_s: float, degraded_s: float, critical_s: float) -> str:

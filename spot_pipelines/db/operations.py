@@ -12,7 +12,8 @@ from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, S
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from spot_pipelines.db.base import Base, JSONType, UTCDateTime, utcnow
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 from spot_pipelines.db.models import Account, Instance
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")

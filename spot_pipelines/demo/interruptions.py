@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import boto3
 import numpy as np
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.interruptions import eventbridge_event
 from spot_pipelines.demo.fleet import DATA_DIR, DEMO_ACCOUNTS, session_in
 
@@ -35,7 +36,7 @@ def send_past_warnings(queue_url: str, days: int, seed: int) -> int:
     """Draw warnings per spot instance and day at its market's band rate; returns how many were sent."""
     bands = linux_bands()
     rng = np.random.default_rng(seed)
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     sqs = boto3.client("sqs", region_name="us-east-1")
     sent = 0
     for account in DEMO_ACCOUNTS:

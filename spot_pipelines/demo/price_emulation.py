@@ -24,6 +24,7 @@ import pandas as pd
 from moto.core.responses import ActionResult
 from moto.ec2.responses.spot_instances import SpotInstances
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.synthetic_prices import DEFAULT_PRODUCTS, MEAN_CHANGES, MarketSet, aws_records, default_markets
 
 # When a request names no instance types: a small, common set keeps the emulator quick.
@@ -78,7 +79,7 @@ class SpotPriceEmulator:
         def describe_spot_price_history(response: SpotInstances) -> ActionResult:
             with emulator._lock:
                 emulator.calls += 1
-            now = datetime.now(timezone.utc)
+            now = utcnow()
             end = _parse_time(response._get_param("EndTime"), now)
             start = _parse_time(response._get_param("StartTime"), end - timedelta(days=1))
             filters = response._filters_from_querystring()

@@ -9,15 +9,14 @@ The sensor reads SQS and the app database only (never scans AWS accounts): one t
 import json
 import os
 import re
-import time
 
 import boto3
 import dagster as dg
 
 from spot_pipelines.assets.interruptions import spot_interruption_events
 from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.clock import unix_now, utcnow
 from spot_pipelines.core.interruptions import DrainResult, RediscoveryPlan, drain_queue, event_digest, plan_rediscovery
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.db.operations import store_interruption_messages
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
@@ -119,7 +118,7 @@ def spot_interruption_sensor(context: dg.SensorEvaluationContext, app_db: AppDat
                          max_messages=interruption_queue.max_messages,
                          visibility_timeout=interruption_queue.visibility_timeout_s, describe_error=describe)
     existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
-    requests, plan = plan_runs(result, parse_cursor(context.cursor), existing, now_s=time.time(),
+    requests, plan = plan_runs(result, parse_cursor(context.cursor), existing, now_s=unix_now(),
                                min_interval_s=interruption_queue.rediscovery_min_interval_s)
     cursor = json.dumps(plan.state, sort_keys=True)
     details = {**summary(result), "rediscovery_requested": [name for name, _, _ in plan.requests],

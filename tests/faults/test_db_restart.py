@@ -4,7 +4,7 @@ the failure visible with its cause. Runs on a private cluster (never the shared 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import boto3
 import dagster as dg
@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 import spot_pipelines.assets.discovery as discovery_asset
 from spot_pipelines.assets.market_data import spot_price_history
+from spot_pipelines.core.clock import utc_today
 from spot_pipelines.db import market
 from spot_pipelines.db.engine import get_engine
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
@@ -21,7 +22,7 @@ from tests.aws_fakes import seed_instances
 from tests.faults.helpers import account_state, add_keys_account, discover, duplicates, failure_text, stored_instances
 from tests.market_data.helpers import REGIONS, TYPES, stubbed_apis
 
-TODAY = datetime.now(timezone.utc).date()
+TODAY = utc_today()
 DAY1, DAY2 = TODAY - timedelta(days=3), TODAY - timedelta(days=2)
 PRICE_CONFIG = {"ops": {"spot_price_history": {"config": {"regions": REGIONS}}}}
 DB_DOWN = ("terminating connection", "server closed the connection", "connection already closed")

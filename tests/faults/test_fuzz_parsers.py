@@ -282,7 +282,7 @@ def store_db(tmp_path_factory):
 def test_fuzz_stored_batches_are_all_or_nothing(store_db, bodies):
     from sqlalchemy import delete, func, select
 
-    from spot_pipelines.db.base import utcnow
+    from spot_pipelines.core.clock import utcnow
     from spot_pipelines.db.engine import session_factory
     from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent, store_interruption_messages
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from spot_pipelines.assets.market_data import MarketDataAPIs
+from spot_pipelines.core.clock import utc_today
 
-DAY = date(2026, 11, 20)
+DAY = utc_today() - timedelta(days=3)  # a recent, complete UTC day
+DAY_START = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
 TYPES = ["m5.large", "c6g.xlarge", "r5.xlarge"]
 REGIONS = ["us-east-1", "eu-west-1"]
 
@@ -53,9 +55,3 @@ def stubbed_apis(pricing=None, feed: bytes | Exception | None = None, ec2_for=No
             return ec2_for(region) if ec2_for else super().ec2(region)
 
     return TestAPIs()
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
-

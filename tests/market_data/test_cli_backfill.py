@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -18,6 +18,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from sqlalchemy import create_engine, text
 
+from spot_pipelines.core.clock import utc_today
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from tests.market_data.helpers import TYPES
 
@@ -40,7 +41,7 @@ def test_partition_range_from_the_cli_is_one_run(moto_endpoint, tmp_path):
     home.mkdir(exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     db = tmp_path / "app.db"
-    today = datetime.now(timezone.utc).date()
+    today = utc_today()
     start, end = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=2)).isoformat()
     env = {k: v for k, v in os.environ.items() if k not in ("ENCRYPTION_KEY", "DAGSTER_PG_URL")}
     env.update(DAGSTER_HOME=str(home), DATABASE_URL=f"sqlite:///{db}", AWS_ENDPOINT_URL=moto_endpoint,

@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.errors import ValidationError
-from tests.market_data.helpers import DAY, REGIONS, TYPES, price_list_item, utc
+from tests.market_data.helpers import DAY, REGIONS, TYPES, price_list_item
 
 START, END = md.day_window(DAY)
 
@@ -133,7 +133,7 @@ def test_fetch_on_demand_pages_and_reports_bad_items():
                       {"ServiceCode": "AmazonEC2", "Filters": filters, "FormatVersion": "aws_v1", "MaxResults": 100,
                        "NextToken": "page2"})
     with stub:
-        fetch = md.fetch_on_demand(pricing, ["us-east-1"], as_of=utc(2026, 11, 21))
+        fetch = md.fetch_on_demand(pricing, ["us-east-1"], as_of=END)
     assert {(r["instance_type"], r["usd_per_hour"]) for r in fetch.rows} == {("m5.large", 0.096), ("r5.large", 0.126)}
     assert fetch.api_calls == 2 and fetch.source == "price_list_api"
     assert len(fetch.problems) == 1 and "c5.large" in fetch.problems[0] and "us-east-1" in fetch.problems[0]

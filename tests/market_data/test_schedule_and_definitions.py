@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 
 import boto3
 import dagster as dg
 
 from spot_pipelines.assets.market_data import market_daily_partitions
+from spot_pipelines.core.clock import utc_today
 from spot_pipelines.definitions import defs
 from spot_pipelines.sensors.market_schedule import daily_market_data_schedule
 
 
 def test_schedule_requests_yesterdays_partitions():
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 22, 1, 30, tzinfo=timezone.utc))
-    request = daily_market_data_schedule(context)
-    assert request.partition_key == "2026-11-21" and request.run_key == "market-data-2026-11-21"
+    today = utc_today()
+    tick = datetime.combine(today, time(1, 30), tzinfo=timezone.utc)
+    request = daily_market_data_schedule(dg.build_schedule_context(scheduled_execution_time=tick))
+    yesterday = (today - timedelta(days=1)).isoformat()
+    assert request.partition_key == yesterday and request.run_key == f"market-data-{yesterday}"
     assert daily_market_data_schedule.cron_schedule == "30 1 * * *"
     assert daily_market_data_schedule.execution_timezone == "UTC"
 
@@ -40,7 +43,9 @@ def test_definitions_hold_the_market_data_contract():
 
 def test_emulator_pages_and_filters(prices):
     ec2 = boto3.client("ec2", region_name="us-east-1")
-    kwargs = {"StartTime": datetime(2026, 11, 20, tzinfo=timezone.utc), "EndTime": datetime(2026, 11, 21, tzinfo=timezone.utc),
+    # A week: a day alone may hold fewer price changes than one page.
+    start = datetime.combine(utc_today() - timedelta(days=8), time(), tzinfo=timezone.utc)
+    kwargs = {"StartTime": start, "EndTime": start + timedelta(days=7),
               "InstanceTypes": ["m5.large"], "ProductDescriptions": ["Linux/UNIX"],
               "Filters": [{"Name": "availability-zone", "Values": ["us-east-1a"]}]}
     pages = list(ec2.get_paginator("describe_spot_price_history").paginate(**kwargs, PaginationConfig={"PageSize": 5}))

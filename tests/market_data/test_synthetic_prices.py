@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import numpy as np
 
@@ -14,9 +14,7 @@ from spot_pipelines.core.synthetic_prices import (
     synthetic_zones,
     zone_id_prefix,
 )
-from tests.market_data.helpers import utc
-
-DAY = date(2026, 11, 20)
+from tests.market_data.helpers import DAY, DAY_START
 
 
 def test_same_seed_same_history_and_subsets_agree():
@@ -48,9 +46,9 @@ def test_day_open_is_the_previous_days_last_change_and_matches_aws_records():
     last = yesterday.sort_values("ts").groupby("availability_zone_id", observed=True)["price"].last()
     opening = today[today["is_day_open"]].set_index("availability_zone_id")["price"]
     assert opening.sort_index().tolist() == last.sort_index().tolist()
-    records = aws_records(markets, utc(2026, 11, 20), utc(2026, 11, 21))
+    records = aws_records(markets, DAY_START, DAY_START + timedelta(days=1))
     assert len(records) == len(today)  # the window's changes plus one carried-in record per market
-    assert (records["ts"] < utc(2026, 11, 20)).sum() == len(opening)
+    assert (records["ts"] < DAY_START).sum() == len(opening)
     assert records["ts"].is_monotonic_decreasing
 
 

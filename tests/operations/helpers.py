@@ -1,11 +1,11 @@
 """Shared test data for the operations tests."""
 
-from datetime import datetime, timezone
-
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.models import Account, Instance
 
-NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+# The current hour, whole: event times survive EventBridge's whole-second "time" field.
+NOW = utcnow().replace(minute=0, second=0, microsecond=0)
 
 
 def add_account(url: str, name: str = "prod", aws_account_id: str = "111122223333", status: str = "active") -> int:

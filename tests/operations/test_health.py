@@ -3,7 +3,7 @@
 import hashlib
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import dagster as dg
 from sqlalchemy import create_engine, select, text
@@ -16,6 +16,7 @@ from spot_pipelines.assets.health import (
     run_health_round,
 )
 from spot_pipelines.core import health
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.health import CheckOutcome, HealthThresholds
 from spot_pipelines.db.engine import ensure_schema, session_factory
 from spot_pipelines.db.models import SystemLog
@@ -26,7 +27,7 @@ from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.sensors.health import component_health_schedule, k8s_inventory_schedule
 
 T = HealthThresholds()
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = utcnow().replace(minute=0, second=0, microsecond=0)
 
 
 def ok() -> CheckOutcome:

@@ -1,7 +1,7 @@
 """spot_interruption_sensor and spot_interruption_events against moto's SQS."""
 
 import json
-from datetime import datetime, timezone
+from datetime import timedelta
 
 import boto3
 import dagster as dg
@@ -28,9 +28,9 @@ from spot_pipelines.sensors.interruptions import (
 )
 from spot_pipelines.assets.interruptions import spot_interruption_events
 
-from .helpers import add_account, add_instance
+from .helpers import NOW, add_account, add_instance
 
-T = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+T = NOW - timedelta(minutes=30)
 ACCOUNT = "111122223333"
 
 

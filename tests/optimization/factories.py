@@ -7,12 +7,14 @@ and the advisor band (a per-type regional aggregate) is only a partial signal.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-END = datetime(2026, 11, 22, tzinfo=timezone.utc)
+from spot_pipelines.core.clock import utcnow
+
+END = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)  # the data ends at today's UTC midnight
 REGION = "us-east-1"
 AZS = {"use1-az1": "us-east-1a", "use1-az2": "us-east-1b", "use1-az4": "us-east-1c"}
 CATALOG = pd.DataFrame([

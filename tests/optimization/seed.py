@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pandas as pd
 from sqlalchemy import insert
 
@@ -13,8 +11,9 @@ from spot_pipelines.db.models import Account, Instance
 from spot_pipelines.db.operations import SpotInterruptionEvent
 from spot_pipelines.db.optimization import SpotRecommendation
 from tests.aws_fakes import KEYS_ACCOUNT_ID
+from tests.optimization.factories import END
 
-NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+NOW = END  # the seeded world's present
 
 
 def _rows(frame: pd.DataFrame) -> list[dict]:
