@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import botocore.credentials
 import pytest
 
-from spot_pipelines.core.errors import CredentialError
+from spot_pipelines.core.errors import ConfigError, CredentialError
 from spot_pipelines.resources.credential_vault import CredentialVault
 from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
 
@@ -61,3 +61,29 @@ def test_credentials_of_another_account_are_rejected(aws, encryption_key):
                    access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=vault.encrypt("wJalrXUtnFEMI/K7MDENG"))
     with pytest.raises(CredentialError, match=f"belong to AWS account {KEYS_ACCOUNT_ID}, not 210987654321"):
         vault.validate(acct)
+
+
+def test_without_platform_credentials_the_assume_role_error_reads_whole(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(CredentialError) as err:
+        CredentialVault(encryption_key=None).session_for(account())
+    message = str(err.value)
+    assert message.startswith(f"account 'prod': cannot assume arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines: "
+                              "the platform itself has no AWS credentials to call sts:AssumeRole")
+    assert message.endswith("AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)") and "\n" not in message
+
+
+def test_a_missing_key_never_advises_a_new_one_when_secrets_are_stored(encryption_key):
+    token = CredentialVault(encryption_key=encryption_key).encrypt("wJalrXUtnFEMI/K7MDENG")
+    acct = account(auth_method="keys", role_arn=None, access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=token)
+    for missing in (None, "", "  "):
+        with pytest.raises(ConfigError) as err:
+            CredentialVault(encryption_key=missing).session_for(acct)
+        assert "ENCRYPTION_KEY is not set" in str(err.value) and "set -a; . ./.env; set +a" in str(err.value)
+        assert "generate" not in str(err.value)

@@ -2,7 +2,8 @@ import dagster as dg
 from sqlalchemy import insert
 
 from spot_pipelines.db.engine import get_engine
-from spot_pipelines.db.models import Account, utcnow
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.db.models import Account
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.sensors.onboarding import account_onboarding_sensor, plan_onboarding
@@ -28,9 +29,9 @@ def rows(url, *accounts):
     now = utcnow()
     with get_engine(url).begin() as conn:
         conn.execute(insert(Account), [
-            {"name": name, "aws_account_id": "111122223333", "auth_method": "role", "status": status,
-             "role_arn": "arn:aws:iam::111122223333:role/R", "created_at": now, "updated_at": now}
-            for name, status in accounts])
+            {"name": name, "aws_account_id": str(111122223333 + i), "auth_method": "role", "status": status,
+             "role_arn": f"arn:aws:iam::{111122223333 + i}:role/R", "created_at": now, "updated_at": now}
+            for i, (name, status) in enumerate(accounts)])  # one row per AWS account
 
 
 def tick(url, instance, cursor=None):

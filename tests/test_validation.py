@@ -1,5 +1,6 @@
 import pytest
 
+from spot_pipelines.core import validation
 from spot_pipelines.core.accounts import build_request
 from spot_pipelines.core.errors import ValidationError
 
@@ -37,3 +38,42 @@ def test_bad_input_names_the_field(overrides, field):
 def test_role_arn_of_another_account_says_which():
     with pytest.raises(ValidationError, match="belongs to account 999999999999, not 111122223333"):
         role(role_arn="arn:aws:iam::999999999999:role/X")
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "cn-north-1", "us-gov-west-1", "ap-southeast-7"])
+def test_regions_of_every_partition_are_accepted(region):
+    assert role(regions=[region]).regions == [region]
+
+
+@pytest.mark.parametrize("region, hint", [("us-east-9", "did you mean us-east-2, us-east-1"),
+                                          ("xx-fake-9", "e.g. eu-west-1")])
+def test_a_region_botocore_does_not_know_is_refused(region, hint):
+    with pytest.raises(ValidationError) as err:
+        role(regions=["eu-west-1", region])
+    assert str(err.value).startswith(f"regions: '{region}' is not an AWS region ({hint}")
+
+
+def test_run_config_regions_name_their_own_field():
+    assert validation.regions(["us-east-1"], field="config.regions") == ["us-east-1"]
+    with pytest.raises(ValidationError, match=r"^config\.regions: 'us-east-9'"):
+        validation.regions(["us-east-9"], field="config.regions")
+
+
+def test_shown_cuts_long_values_and_says_how_long_they_were():
+    assert validation.shown("dev") == "'dev'"
+    assert validation.shown("a" * 10_000) == f"'{'a' * 40}…' (10000 characters)"
+
+
+BLOB = "A" * 10_000
+
+
+@pytest.mark.parametrize("overrides", [
+    {"name": BLOB}, {"aws_account_id": BLOB}, {"role_arn": BLOB}, {"external_id": BLOB}, {"regions": [BLOB]},
+    {"role_arn": None, "external_id": None, "access_key_id": BLOB},
+])
+def test_every_message_echoes_a_huge_value_in_under_80_characters_of_it(overrides):
+    with pytest.raises(ValidationError) as err:
+        role(**overrides)
+    message = str(err.value)
+    assert len(message) < 200 and "\n" not in message, message
+    assert "A" * 41 not in message

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spot_pipelines.db.models import Account, utcnow
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.db.models import Account
 
 PENDING, CONNECTED, ACTIVE, FAILED = "pending", "connected", "active", "failed"
 STATUSES = (PENDING, CONNECTED, ACTIVE, FAILED)
@@ -31,3 +32,7 @@ def record_discovery(session: Session, account: Account, *, succeeded: bool, err
     account.last_error = None if succeeded else error
     if succeeded:
         account.last_discovered_at = utcnow()
+
+
+def by_aws_account_id(session: Session, aws_account_id: str) -> Account | None:
+    return session.scalars(select(Account).where(Account.aws_account_id == aws_account_id)).one_or_none()

@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from spot_pipelines.db.base import Base, JSONType, UTCDateTime, utcnow
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 
-__all__ = ["Account", "Base", "Instance", "JSONType", "SystemLog", "UTCDateTime", "utcnow"]
+__all__ = ["Account", "Base", "Instance", "JSONType", "SystemLog", "UTCDateTime"]
 
 
 class Account(Base):
@@ -37,6 +38,9 @@ class Account(Base):
         UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
     )
     last_discovered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # One row per AWS account (migration 0006): a second name would count its savings twice.
+    __table_args__ = (Index("uq_accounts_aws_account_id", "aws_account_id", unique=True),)
 
 
 class Instance(Base):

@@ -22,8 +22,8 @@ from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 from pydantic import PrivateAttr
 
 from spot_pipelines.core.aws_errors import describe
-from spot_pipelines.core.errors import CredentialError
-from spot_pipelines.core.keyring import Keyring
+from spot_pipelines.core.errors import ConfigError, CredentialError
+from spot_pipelines.core.keyring import ENV_VAR, Keyring
 from spot_pipelines.settings import aws_retry_delay_seconds
 
 HOME_REGION = "us-east-1"
@@ -102,6 +102,11 @@ class CredentialVault(dg.ConfigurableResource):
     @property
     def keyring(self) -> Keyring:
         if self._keyring is None:
+            if not (self.encryption_key or "").strip():
+                # Secrets may already be stored under a key: advising a new one would orphan them.
+                raise ConfigError(f"{ENV_VAR} is not set for this process: set it to the key the stored "
+                                  "secrets were encrypted with (from a .env: `set -a; . ./.env; set +a`); a new "
+                                  "key cannot read them")
             self._keyring = Keyring(self.encryption_key)
         return self._keyring
 
@@ -163,7 +168,9 @@ class CredentialVault(dg.ConfigurableResource):
         source_credentials = source.get_credentials()
         if source_credentials is None:
             raise CredentialError(
-                f"account {account.name!r}: no platform AWS credentials to assume {account.role_arn} with"
+                f"account {account.name!r}: cannot assume {account.role_arn}: the platform itself has no AWS "
+                "credentials to call sts:AssumeRole (give it an instance profile or IRSA role, AWS_PROFILE, "
+                "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
             )
         extra_args = {"RoleSessionName": SESSION_NAME}
         if account.external_id:

@@ -20,10 +20,11 @@ REGIONS = ["eu-west-1", "us-east-1"]
 
 
 def add_keys_account(url: str, encryption_key: str, *, name: str = "dev", secret: str = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
-                     regions: list[str] | None = None, status: str = "connected") -> int:
+                     regions: list[str] | None = None, status: str = "connected",
+                     aws_account_id: str = KEYS_ACCOUNT_ID) -> int:
     vault = CredentialVault(encryption_key=encryption_key)
     with session_factory(url)() as session, session.begin():
-        account = Account(name=name, aws_account_id=KEYS_ACCOUNT_ID, auth_method="keys", access_key_id=ACCESS_KEY_ID,
+        account = Account(name=name, aws_account_id=aws_account_id, auth_method="keys", access_key_id=ACCESS_KEY_ID,
                           encrypted_secret=vault.encrypt(secret), regions=regions or REGIONS, status=status)
         session.add(account)
         session.flush()

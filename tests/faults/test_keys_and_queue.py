@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 
 from spot_pipelines.cli import main
 from spot_pipelines.core import interruptions as core
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.interruptions import drain_queue, eventbridge_event
 from spot_pipelines.core.keyring import Keyring
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.models import Account
 from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent, store_interruption_messages
@@ -40,8 +40,8 @@ def _accounts(url: str) -> list[Account]:
 
 def test_keys_rotate_while_runs_read_credentials(app_url, monkeypatch, report):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    for name, secret in SECRETS.items():
-        add_keys_account(app_url, old, name=name, secret=secret)
+    for i, (name, secret) in enumerate(SECRETS.items()):  # one row per AWS account
+        add_keys_account(app_url, old, name=name, secret=secret, aws_account_id=f"{100000000000 + i}")
     # Step 1 of the procedure: every process runs with "new,old" before the rotation starts.
     both = f"{new},{old}"
     monkeypatch.setenv("DATABASE_URL", app_url)
@@ -97,7 +97,7 @@ def test_keys_rotate_while_runs_read_credentials(app_url, monkeypatch, report):
 # --- SQS --------------------------------------------------------------------------------------
 
 ACCOUNT = "111122223333"
-T = datetime(2026, 11, 22, 9, 30, tzinfo=timezone.utc)
+T = utcnow().replace(microsecond=0) - timedelta(hours=1)
 
 
 def _event(i: int) -> str:

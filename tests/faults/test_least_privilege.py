@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import boto3
 import botocore.session
@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from spot_pipelines.assets.market_data import spot_price_history
 from spot_pipelines.cli import main
 from spot_pipelines.core import market_data as md
+from spot_pipelines.core.clock import utc_today
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
@@ -110,7 +111,7 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
 
     # --- the platform identity: market data and the interruption queue
     recorder.phase = PLATFORM
-    day = datetime.now(timezone.utc).date() - timedelta(days=2)
+    day = utc_today() - timedelta(days=2)
     with emulate_spot_prices(seed=11, instance_types=TYPES):
         assert dg.materialize([spot_price_history], partition_key=day.isoformat(),
                               run_config={"ops": {"spot_price_history": {"config": {"regions": REGIONS}}}},
@@ -139,6 +140,8 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     iam = boto3.client("iam", region_name="us-east-1")
     profile = iam.create_instance_profile(InstanceProfileName="web")["InstanceProfile"]["Arn"]
     vault = CredentialVault(encryption_key=encryption_key, max_attempts=2)
+    # setup_fleet onboards moto's key account again as 'prod': one AWS account is one row.
+    assert runner.invoke(main, ["accounts", "remove", "dev", "--yes"]).exit_code == 0
     _, instance_ids, recs = setup_fleet(sqlite_url, vault, count=2)
     ec2 = boto3.client("ec2", region_name="us-east-1")
     association = ec2.associate_iam_instance_profile(IamInstanceProfile={"Arn": profile}, InstanceId=instance_ids[0])
