@@ -1,6 +1,7 @@
 import boto3
 import dagster as dg
 import pytest
+from moto import mock_aws
 from sqlalchemy import func, select
 
 from spot_pipelines.assets.discovery import discovered_instances
@@ -8,7 +9,7 @@ from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.models import Account, Instance
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
 from tests.aws_fakes import (KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances,
                              vault_clients_with)
 
@@ -41,6 +42,16 @@ def account_row(url, name):
 def instances(url):
     with session_factory(url)() as session:
         return {i.instance_id: i for i in session.scalars(select(Instance))}
+
+
+def step_events(result, event_type: dg.DagsterEventType) -> list:
+    return [e for e in result.all_events if e.event_type == event_type and e.step_key == "discovered_instances"]
+
+
+def stored(url) -> dict:
+    """Every stored instance column, to compare before and after a failed run."""
+    return {i: (r.region, r.availability_zone_id, r.state, r.last_seen_at, r.terminated_at)
+            for i, r in instances(url).items()}
 
 
 @pytest.fixture
@@ -111,7 +122,9 @@ def test_failed_region_keeps_its_stored_rows_and_fails_the_account(aws, db_url, 
 
     assert not result.success
     failure = result.failure_data_for_node("discovered_instances")
-    # Retried by the RetryPolicy, then failed; the failure carries which region and why.
+    # Throttling can pass: retried by the RetryPolicy, then failed; the failure carries which region and why.
+    assert len(step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == AWS_RETRY_POLICY.max_retries
+    assert len(step_events(result, dg.DagsterEventType.STEP_RESTARTED)) == AWS_RETRY_POLICY.max_retries
     assert "RequestLimitExceeded" in failure.user_failure_data.metadata["failed_regions"].value["us-west-2"]
     rows = instances(db_url)
     assert set(eu + us) <= set(rows) and all(rows[i].state == "running" for i in us)  # nothing lost
@@ -176,3 +189,83 @@ def test_secret_key_never_reaches_the_event_log(aws, db_url, vault):
         assert "wJalrXUtnFEMI" not in text and vault.encryption_key not in text
     with session_factory(db_url)() as session:
         assert session.scalar(select(func.count()).select_from(Instance)) == 1
+
+
+def test_no_platform_credentials_fails_in_one_attempt_and_loses_nothing(db_url, vault, encryption_key, monkeypatch):
+    with mock_aws():
+        seed_instances(role_session(region="eu-west-1"), "eu-west-1", 2)
+        add_account(db_url, vault, "prod", regions=["eu-west-1"])
+        assert discover(db_url, vault, "prod").success
+    before = stored(db_url)
+    # The platform identity is gone: no env keys, no config files, no instance metadata.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+
+    result = discover(db_url, CredentialVault(encryption_key=encryption_key), "prod")
+
+    assert not result.success
+    assert len(step_events(result, dg.DagsterEventType.STEP_START)) == 1
+    assert not step_events(result, dg.DagsterEventType.STEP_RESTARTED)  # a retry restarts the step
+    assert not step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    [failure] = step_events(result, dg.DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith("discovery of account 'prod' failed") and "no AWS credentials" in message
+    assert stored(db_url) == before
+    account = account_row(db_url, "prod")
+    assert account.status == "failed" and account.last_error == message
+
+
+def _answers_without(monkeypatch, region: str, strip) -> None:
+    """Every EC2 client the vault hands out for `region` passes its parsed answers through `strip`."""
+    original = CredentialVault.client
+
+    def client(self, session, service_name, region_name=None):
+        made = original(self, session, service_name, region_name)
+        if region_name == region:
+            made.meta.events.register("after-call.ec2", strip)
+        return made
+    monkeypatch.setattr(CredentialVault, "client", client)
+
+
+def test_zone_listing_without_ids_fails_its_region_once_and_keeps_its_rows(aws, db_url, vault, monkeypatch):
+    eu = seed_instances(role_session(region="eu-west-1"), "eu-west-1", 2)
+    us = seed_instances(role_session(region="us-west-2"), "us-west-2", 1)
+    add_account(db_url, vault, "prod", regions=["eu-west-1", "us-west-2"])
+    assert discover(db_url, vault, "prod").success
+    before = stored(db_url)
+
+    def strip(parsed, event_name="", **_):  # an answer shaped like an older API: no AZ IDs anywhere
+        for reservation in parsed.get("Reservations", []):
+            for raw in reservation["Instances"]:
+                raw["Placement"].pop("AvailabilityZoneId", None)
+        for zone in parsed.get("AvailabilityZones", []):
+            zone.pop("ZoneId", None)
+    _answers_without(monkeypatch, "eu-west-1", strip)
+    result = discover(db_url, vault, "prod")
+
+    assert not result.success
+    assert not step_events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)  # malformed data: no retry
+    cause = result.failure_data_for_node("discovered_instances").user_failure_data.metadata["failed_regions"].value
+    assert set(cause) == {"eu-west-1"}
+    assert cause["eu-west-1"].startswith("DescribeAvailabilityZones.AvailabilityZones[].ZoneId: no AZ ID for eu-west-1")
+    after = stored(db_url)
+    assert {i: after[i] for i in eu} == {i: before[i] for i in eu}  # the failed region is untouched
+    assert after[us[0]][3] > before[us[0]][3]  # the healthy region was stored
+    assert account_row(db_url, "prod").status == "failed"
+
+
+def test_all_regions_reports_the_opt_in_regions_it_skipped(aws, db_url, vault):
+    seed_instances(role_session(region="eu-west-1"), "eu-west-1", 1)
+    add_account(db_url, vault, "prod", regions=None)
+    result = discover(db_url, vault, "prod")
+    assert result.success
+    meta = result.asset_materializations_for_node("discovered_instances")[0].metadata
+    skipped = meta["skipped_regions"].value
+    assert skipped["ap-east-1"] == "region not enabled (opt-in required)" and "me-south-1" in skipped
+    assert "eu-west-1" not in skipped and meta["dagster/row_count"].value == 1
+    listed = boto3.client("ec2", region_name="us-east-1").describe_regions(AllRegions=True)["Regions"]
+    same_partition = {r["RegionName"] for r in listed if not r["RegionName"].startswith(("cn-", "us-gov-"))}
+    assert meta["regions_scanned"].value + len(skipped) == len(same_partition)

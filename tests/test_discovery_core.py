@@ -1,9 +1,14 @@
+import re
+from datetime import timedelta
+
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.stub import Stubber
 
-from spot_pipelines.core.discovery import scan_account
-from spot_pipelines.core.errors import CredentialError
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.discovery import scan_account, scan_region
+from spot_pipelines.core.errors import CredentialError, ValidationError
 from tests.aws_fakes import fail_region, seed_instances
 
 
@@ -33,7 +38,17 @@ def test_scans_every_enabled_region_with_lifecycle_and_az_ids(aws):
     eu = [r for r in by_id.values() if r["region"] == "eu-west-1"]
     assert {r["lifecycle"] for r in eu} == {"on-demand"} and eu[0]["tags"] == {"team": "data"}
     assert all(r["availability_zone_id"] and r["availability_zone_id"] != r["availability_zone"] for r in scan.instances)
-    assert not scan.skipped_regions and not scan.failed_regions
+    assert not scan.failed_regions
+
+
+def test_all_regions_lists_the_opt_in_regions_that_are_not_enabled(aws):
+    listed = boto3.client("ec2", region_name="us-east-1").describe_regions(AllRegions=True)["Regions"]
+    off = {r["RegionName"] for r in listed
+           if r["OptInStatus"] == "not-opted-in" and not r["RegionName"].startswith(("cn-", "us-gov-"))}
+    assert "ap-east-1" in off  # the emulator has opt-in regions that are off
+    scan = scan_account(clients(), None)
+    assert scan.skipped_regions == {region: "region not enabled (opt-in required)" for region in sorted(off)}
+    assert not off & set(scan.scanned_regions)
 
 
 def test_configured_regions_that_are_not_enabled_are_skipped_and_reported(aws):
@@ -64,3 +79,121 @@ def test_rejected_credentials_fail_the_whole_account(aws):
     hook = fail_region("AuthFailure", "us-east-1", operation="DescribeRegions", status=401)
     with pytest.raises(CredentialError, match="AuthFailure on DescribeRegions"):
         scan_account(clients([hook]), None)
+
+
+# --- Every member of DescribeInstances / DescribeAvailabilityZones is optional ------------------
+# botocore's Stubber answers through the real client path (parameter and response validation).
+
+def stubbed_ec2(region: str, *answers: tuple[str, dict]):
+    client = boto3.client("ec2", region_name=region)
+    stubber = Stubber(client)
+    for operation, answer in answers:
+        stubber.add_response(operation, answer)
+    stubber.activate()
+    return client
+
+
+def full_instance() -> dict:
+    return {
+        "InstanceId": "i-0123456789abcdef0", "InstanceType": "m5.large",
+        "Placement": {"AvailabilityZone": "eu-west-1a", "AvailabilityZoneId": "euw1-az3"},
+        "LaunchTime": utcnow() - timedelta(days=3), "Tags": [{"Key": "team", "Value": "data"}],
+        "InstanceLifecycle": "spot", "State": {"Code": 16, "Name": "running"},
+        "PlatformDetails": "Linux/UNIX", "Architecture": "x86_64",
+    }
+
+
+def described(*instances: dict) -> tuple[str, dict]:
+    return "describe_instances", {"Reservations": [{"ReservationId": "r-1", "Instances": list(instances)}]}
+
+
+ZONES = ("describe_availability_zones", {"AvailabilityZones": [{"ZoneName": "eu-west-1a", "ZoneId": "euw1-az3"}]})
+
+
+@pytest.mark.parametrize(("absent", "column", "expected"), [
+    ("LaunchTime", "launch_time", None),
+    ("Tags", "tags", {}),
+    ("InstanceLifecycle", "lifecycle", "on-demand"),
+    ("State", "state", "unknown"),
+    ("PlatformDetails", "platform", "Linux/UNIX"),
+    ("Architecture", "architecture", None),
+])
+def test_an_absent_optional_member_gets_its_honest_default(absent, column, expected):
+    raw = full_instance()
+    del raw[absent]
+    [row], calls = scan_region(stubbed_ec2("eu-west-1", described(raw)), "eu-west-1")
+    assert row[column] == expected and calls == 1
+    assert row["instance_id"] == "i-0123456789abcdef0" and row["availability_zone_id"] == "euw1-az3"
+
+
+def test_a_tag_without_key_is_dropped_and_one_without_value_is_empty():
+    raw = {**full_instance(), "Tags": [{"Value": "orphan"}, {"Key": "owner"}]}
+    [row], _ = scan_region(stubbed_ec2("eu-west-1", described(raw)), "eu-west-1")
+    assert row["tags"] == {"owner": ""}
+
+
+def test_state_without_name_is_unknown():
+    raw = {**full_instance(), "State": {"Code": 16}}
+    [row], _ = scan_region(stubbed_ec2("eu-west-1", described(raw)), "eu-west-1")
+    assert row["state"] == "unknown"
+
+
+def test_missing_az_id_is_mapped_from_the_zone_listing():
+    raw = {**full_instance(), "Placement": {"AvailabilityZone": "eu-west-1a"}}
+    [row], calls = scan_region(stubbed_ec2("eu-west-1", described(raw), ZONES), "eu-west-1")
+    assert row["availability_zone_id"] == "euw1-az3" and calls == 2
+
+
+def test_own_az_id_needs_no_zone_listing_even_if_the_listing_would_lack_ids():
+    # No DescribeAvailabilityZones is stubbed: calling it would fail the test.
+    [row], calls = scan_region(stubbed_ec2("eu-west-1", described(full_instance())), "eu-west-1")
+    assert row["availability_zone_id"] == "euw1-az3" and calls == 1
+
+
+def test_no_placement_at_all_stores_no_zone_rather_than_a_guess():
+    raw = full_instance()
+    del raw["Placement"]
+    [row], calls = scan_region(stubbed_ec2("eu-west-1", described(raw)), "eu-west-1")
+    assert row["availability_zone"] is None and row["availability_zone_id"] is None and calls == 1
+
+
+def test_pages_without_reservations_or_instances_are_empty():
+    ec2 = stubbed_ec2("eu-west-1", ("describe_instances", {"Reservations": [{"ReservationId": "r-1"}]}))
+    assert scan_region(ec2, "eu-west-1") == ([], 1)
+    assert scan_region(stubbed_ec2("eu-west-1", ("describe_instances", {})), "eu-west-1") == ([], 1)
+
+
+@pytest.mark.parametrize(("absent", "field"), [
+    ("InstanceId", "DescribeInstances.Reservations[].Instances[].InstanceId"),
+    ("InstanceType", "DescribeInstances.Reservations[].Instances[].InstanceType"),
+])
+def test_an_instance_without_id_or_type_is_a_clear_error_naming_the_field(absent, field):
+    raw = full_instance()
+    del raw[absent]
+    with pytest.raises(ValidationError, match=re.escape(field) + r": missing .* in eu-west-1$"):
+        scan_region(stubbed_ec2("eu-west-1", described(raw)), "eu-west-1")
+
+
+def test_zone_listing_without_zone_id_fails_only_its_region_with_the_cause():
+    home = stubbed_ec2("us-east-1", ("describe_regions", {"Regions": [
+        {"RegionName": "eu-west-1", "OptInStatus": "opt-in-not-required"},
+        {"RegionName": "us-west-2", "OptInStatus": "opt-in-not-required"}]}))
+    no_ids = ("describe_availability_zones", {"AvailabilityZones": [{"ZoneName": "eu-west-1a", "State": "available"}]})
+    eu = stubbed_ec2("eu-west-1", described({**full_instance(), "Placement": {"AvailabilityZone": "eu-west-1a"}}),
+                     no_ids)
+    us = stubbed_ec2("us-west-2", described({**full_instance(), "InstanceId": "i-0fedcba9876543210",
+                                             "Placement": {"AvailabilityZone": "us-west-2b",
+                                                           "AvailabilityZoneId": "usw2-az1"}}))
+    clients_by_region = {"us-east-1": home, "eu-west-1": eu, "us-west-2": us}
+    scan = scan_account(clients_by_region.__getitem__, None)
+    assert scan.scanned_regions == ["us-west-2"]
+    assert [r["instance_id"] for r in scan.instances] == ["i-0fedcba9876543210"]
+    assert scan.failed_regions == {"eu-west-1": "DescribeAvailabilityZones.AvailabilityZones[].ZoneId: "
+                                                "no AZ ID for eu-west-1a (instance i-0123456789abcdef0) in eu-west-1"}
+    assert not scan.retryable_regions  # the same answer again would fail the same way
+
+
+def test_denied_in_every_region_fails_the_account_instead_of_finding_nothing(aws):
+    with pytest.raises(CredentialError, match="AWS denied discovery in every region .*UnauthorizedOperation"):
+        scan_account(clients([fail_region("UnauthorizedOperation", region) for region in ("eu-west-1", "us-west-2")]),
+                     ["eu-west-1", "us-west-2"])

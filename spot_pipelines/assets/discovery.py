@@ -3,14 +3,14 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from spot_pipelines.assets.aws_errors import aws_failure
 from spot_pipelines.assets.health import refresh_component_health
-from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.discovery import scan_account
-from spot_pipelines.core.errors import CredentialError
+from spot_pipelines.core.errors import SpotPipelinesError
 from spot_pipelines.core.reporting import counts_by, markdown_table
 from spot_pipelines.db import accounts
 from spot_pipelines.db.instances import write_scan
-from spot_pipelines.db.models import utcnow
 from spot_pipelines.partitions import aws_accounts_partitions
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
@@ -18,14 +18,14 @@ from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, Credenti
 PREVIEW_COLUMNS = ["instance_id", "region", "availability_zone_id", "instance_type", "lifecycle", "state"]
 
 
-def _fail(app_db: AppDatabase, name: str, cause: str, *, retryable: bool) -> dg.Failure:
+def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
     """Store the failure on the account (status `failed`) and build the run's Failure."""
-    message = f"discovery of account {name!r} failed: {cause}"
+    failure = aws_failure(f"discovery of account {name!r} failed", exc)
     with app_db.session() as session, session.begin():
         account = accounts.by_name(session, name)
         if account is not None:
-            accounts.record_discovery(session, account, succeeded=False, error=message)
-    return dg.Failure(description=message, allow_retries=retryable)
+            accounts.record_discovery(session, account, succeeded=False, error=failure.description)
+    return failure
 
 
 @dg.asset(
@@ -61,10 +61,8 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
     try:
         aws = vault.session_for(account)
         scan = scan_account(lambda region: vault.client(aws, "ec2", region), account.regions)
-    except CredentialError as exc:
-        raise _fail(app_db, name, str(exc), retryable=False) from None
-    except (ClientError, BotoCoreError) as exc:
-        raise _fail(app_db, name, describe(exc), retryable=True) from None
+    except (SpotPipelinesError, ClientError, BotoCoreError) as exc:
+        raise _fail(app_db, name, exc) from None
 
     failed = "; ".join(f"{region}: {cause}" for region, cause in sorted(scan.failed_regions.items()))
     with app_db.session() as session, session.begin():
@@ -80,9 +78,11 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
         )
     if scan.failed_regions:
         # What the healthy regions returned is stored; the failed regions' rows are untouched.
+        # Retried only when some region failed on something a retry can fix (throttling, 5xx).
         raise dg.Failure(
             description=f"discovery of account {name!r} failed in {len(scan.failed_regions)} region(s): {failed}",
             metadata={"failed_regions": scan.failed_regions, "stored_instances": summary.upserted},
+            allow_retries=bool(scan.retryable_regions),
         )
 
     context.log.info(f"account {name!r}: {summary.upserted} instances in {len(scan.scanned_regions)} regions, "

@@ -12,12 +12,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.core.aws_errors import CREDENTIAL_ERRORS, REGION_SKIP_ERRORS, describe, error_code
-from spot_pipelines.core.errors import CredentialError
+from spot_pipelines.core.aws_errors import CREDENTIAL_ERRORS, REGION_SKIP_ERRORS, describe, error_code, is_permanent
+from spot_pipelines.core.errors import CredentialError, ValidationError
 
 PAGE_SIZE = 1000
 MAX_REGION_WORKERS = 32
 LIFECYCLES = {"spot": "spot", "scheduled": "scheduled", "capacity-block": "capacity-block"}
+NOT_ENABLED = "region not enabled (opt-in required)"
 
 
 @dataclass
@@ -26,6 +27,7 @@ class AccountScan:
     scanned_regions: list[str] = field(default_factory=list)
     skipped_regions: dict[str, str] = field(default_factory=dict)  # region -> reason
     failed_regions: dict[str, str] = field(default_factory=dict)  # region -> cause
+    retryable_regions: set[str] = field(default_factory=set)  # failed regions a retry may fix
     api_calls: int = 0
 
 
@@ -36,18 +38,18 @@ def resolve_regions(ec2_home, configured: list[str] | None) -> tuple[list[str], 
     partition are never valid in another (and emulators list them all).
     """
     partition = partition_of(ec2_home.meta.region_name)
-    regions = [r for r in ec2_home.describe_regions(AllRegions=True)["Regions"]
-               if partition_of(r["RegionName"]) == partition]
+    regions = [r for r in ec2_home.describe_regions(AllRegions=True).get("Regions", [])
+               if r.get("RegionName") and partition_of(r["RegionName"]) == partition]
     enabled = {r["RegionName"] for r in regions if r.get("OptInStatus") != "not-opted-in"}
     known = {r["RegionName"] for r in regions}
     if configured is None:
-        return sorted(enabled), {}
+        return sorted(enabled), {r: NOT_ENABLED for r in sorted(known - enabled)}
     skipped = {}
     for region in configured:
         if region not in known:
             skipped[region] = "unknown region"
         elif region not in enabled:
-            skipped[region] = "region not enabled (opt-in required)"
+            skipped[region] = NOT_ENABLED
     return sorted(r for r in configured if r in enabled), skipped
 
 
@@ -62,36 +64,54 @@ def partition_of(region: str) -> str:
 
 
 def instance_row(raw: dict[str, Any], region: str, az_ids: dict[str, str]) -> dict[str, Any]:
-    placement = raw.get("Placement", {})
+    """One stored row. Every member of the API's answer is optional; without an instance ID or
+    type the row cannot be keyed or priced, and a zone name without an ID cannot be joined, so
+    those fail the region (its stored rows stay untouched) instead of storing a guess."""
+    instance_id, instance_type = raw.get("InstanceId"), raw.get("InstanceType")
+    if not instance_id:
+        raise ValidationError("DescribeInstances.Reservations[].Instances[].InstanceId",
+                              f"missing for an instance in {region}")
+    if not instance_type:
+        raise ValidationError("DescribeInstances.Reservations[].Instances[].InstanceType",
+                              f"missing for {instance_id} in {region}")
+    placement = raw.get("Placement") or {}
     az = placement.get("AvailabilityZone")
+    az_id = placement.get("AvailabilityZoneId") or az_ids.get(az)
+    if az and not az_id:
+        raise ValidationError("DescribeAvailabilityZones.AvailabilityZones[].ZoneId",
+                              f"no AZ ID for {az} (instance {instance_id}) in {region}")
     return {
-        "instance_id": raw["InstanceId"],
+        "instance_id": instance_id,
         "region": region,
         "availability_zone": az,
-        "availability_zone_id": placement.get("AvailabilityZoneId") or az_ids.get(az),
-        "instance_type": raw["InstanceType"],
+        "availability_zone_id": az_id,
+        "instance_type": instance_type,
         "lifecycle": LIFECYCLES.get(raw.get("InstanceLifecycle", ""), "on-demand"),
-        "state": raw.get("State", {}).get("Name", "unknown"),
+        "state": (raw.get("State") or {}).get("Name") or "unknown",
         "platform": raw.get("PlatformDetails") or ("Windows" if raw.get("Platform") == "windows" else "Linux/UNIX"),
         "architecture": raw.get("Architecture"),
         "launch_time": raw.get("LaunchTime"),
-        "tags": {t["Key"]: t.get("Value", "") for t in raw.get("Tags", [])},
+        "tags": {t["Key"]: t.get("Value", "") for t in raw.get("Tags") or [] if t.get("Key")},
     }
 
 
 def scan_region(ec2, region: str) -> tuple[list[dict[str, Any]], int]:
-    """All instances of one region, and how many API calls that took."""
+    """All instances of one region, and how many API calls that took.
+
+    Raises ValidationError when the answer lacks what a row needs (see instance_row).
+    """
     raws, calls = [], 0
     for page in ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": PAGE_SIZE}):
         calls += 1
-        for reservation in page["Reservations"]:
-            raws.extend(reservation["Instances"])
+        for reservation in page.get("Reservations", []):
+            raws.extend(reservation.get("Instances", []))
     az_ids: dict[str, str] = {}
-    if any(not r.get("Placement", {}).get("AvailabilityZoneId") for r in raws):
+    if any((r.get("Placement") or {}).get("AvailabilityZone") and not r["Placement"].get("AvailabilityZoneId")
+           for r in raws):
         # Older responses lack the AZ ID: one lookup maps names (which differ per account) to IDs.
         calls += 1
-        zones = ec2.describe_availability_zones(AllAvailabilityZones=True)["AvailabilityZones"]
-        az_ids = {z["ZoneName"]: z["ZoneId"] for z in zones}
+        zones = ec2.describe_availability_zones(AllAvailabilityZones=True).get("AvailabilityZones", [])
+        az_ids = {z["ZoneName"]: z["ZoneId"] for z in zones if z.get("ZoneName") and z.get("ZoneId")}
     return [instance_row(r, region, az_ids) for r in raws], calls
 
 
@@ -99,7 +119,8 @@ def scan_account(client_for: Callable[[str], Any], configured_regions: list[str]
                  home_region: str = "us-east-1", max_workers: int = MAX_REGION_WORKERS) -> AccountScan:
     """Scan every enabled region of an account concurrently, isolating per-region errors.
 
-    Raises CredentialError when the account's credentials are rejected outright.
+    Raises CredentialError when the account's credentials are rejected outright, or AWS denies
+    the scan in every region (retrying cannot fix either).
     """
     scan = AccountScan()
     try:
@@ -113,7 +134,7 @@ def scan_account(client_for: Callable[[str], Any], configured_regions: list[str]
     def one(region: str, client):
         try:
             return region, scan_region(client, region), None
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ValidationError) as exc:
             return region, None, exc
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(regions)))) as pool:
@@ -132,4 +153,10 @@ def scan_account(client_for: Callable[[str], Any], configured_regions: list[str]
                 scan.skipped_regions[region] = describe(exc)
             else:
                 scan.failed_regions[region] = describe(exc)
+                if not is_permanent(exc):
+                    scan.retryable_regions.add(region)
+    denied = [region for region in regions if region in scan.skipped_regions]
+    if denied and len(denied) == len(regions):
+        # Denied everywhere is a missing permission, not a fleet of zero instances.
+        raise CredentialError(f"AWS denied discovery in every region ({denied[0]}: {scan.skipped_regions[denied[0]]})")
     return scan
