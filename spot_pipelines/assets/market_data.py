@@ -8,7 +8,7 @@ platform's own AWS identity, not with an onboarded account's.
 import os
 import threading
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import boto3
 import dagster as dg
@@ -16,13 +16,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, PrivateAttr
 from sqlalchemy import select
 
+from spot_pipelines.assets.aws_errors import aws_failure
 from spot_pipelines.core import market_data as md
+from spot_pipelines.core import validation
 from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.clock import utc_today, utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.synthetic_prices import bundled_advisor
 from spot_pipelines.db import market
-from spot_pipelines.db.models import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, HOME_REGION, aws_config
 
@@ -51,7 +53,7 @@ def market_data_start_date() -> str:
             return date.fromisoformat(configured).isoformat()
         except ValueError:
             raise ValidationError(START_DATE_ENV, f"{configured!r} is not a YYYY-MM-DD date") from None
-    return (datetime.now(timezone.utc).date() - timedelta(days=HISTORY_DAYS)).isoformat()
+    return (utc_today() - timedelta(days=HISTORY_DAYS)).isoformat()
 
 
 market_daily_partitions = dg.DailyPartitionsDefinition(start_date=market_data_start_date(), timezone="UTC")
@@ -119,10 +121,11 @@ class SpotAdvisorConfig(dg.Config):
 
 def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
     try:
-        return md.price_regions(apis.ec2(HOME_REGION), configured)
+        return md.price_regions(apis.ec2(HOME_REGION), validation.regions(configured))
     except (ClientError, BotoCoreError) as exc:
-        raise dg.Failure(description=f"could not list the platform's enabled regions: {describe(exc)}",
-                         allow_retries=True) from None
+        raise aws_failure("could not list the platform's enabled regions", exc) from None
+    except ValidationError as exc:  # a typo in run config: no retry can fix it
+        raise dg.Failure(description=f"config {exc}; nothing fetched or written", allow_retries=False) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +153,8 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
     description=(
         "Spot price changes per (AZ ID, instance type, product) for one UTC day, every enabled region. "
         "The price in force at 00:00 UTC (AWS's last change before the day) is the day's `is_day_open` row. "
-        "Re-running a day replaces exactly that day's slice; a range runs as one run."
+        "Re-running a day replaces exactly the slice fetched (day × regions × the types and products asked for); "
+        "a range runs as one run."
     ),
 )
 def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, app_db: AppDatabase,
@@ -161,11 +165,14 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
     if not config.all_instance_types:
         with app_db.session() as session:
             catalog = market.catalog_instance_types(session) or sorted(bundled_advisor()["instance_types"])
-            instance_types = sorted(set(market.inventory_instance_types(session))
-                                    | set(md.types_of_families(config.instance_families, catalog)))
+            try:
+                families = md.types_of_families(config.instance_families, catalog)
+            except ValidationError as exc:
+                raise dg.Failure(description=f"config {exc}; nothing fetched or written", allow_retries=False) from None
+            instance_types = sorted(set(market.inventory_instance_types(session)) | set(families))
         if not instance_types:
             raise dg.Failure(description="all_instance_types is false, but the discovered fleet is empty and "
-                                         "instance_families names no known family: nothing to fetch",
+                                         "instance_families is empty: nothing to fetch",
                              allow_retries=False)
     engine = app_db.engine
     rows_by_day: dict[str, int] = {}
@@ -183,10 +190,11 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
         transient |= bool(set(fetch.failed_regions) - fetch.bad_data_regions)
         for region, types in fetch.no_prices.items():
             no_prices[region] = sorted(set(no_prices.get(region, [])) | set(types))
-        # Only the regions that answered are replaced: a failed region keeps what it had, and so
-        # does a type that came back empty this time.
-        rows_by_day[day.isoformat()] = market.replace_spot_price_day(engine, day, fetch.fetched_regions, fetch.rows,
-                                                                     keep_types=fetch.no_prices)
+        # Exactly the slice fetched is replaced: the regions that answered × the types and products
+        # asked for. A failed region keeps what it had, and so does a type that came back empty.
+        rows_by_day[day.isoformat()] = market.replace_spot_price_day(
+            engine, day, fetch.fetched_regions, fetch.rows, keep_types=fetch.no_prices,
+            instance_types=instance_types, products=config.product_descriptions)
         if not preview and len(fetch.rows):
             preview = fetch.rows.head(20).to_dict("records")
         context.log.info(f"{day}: {rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} regions, "
@@ -247,6 +255,16 @@ def _regions_by_day(engine, days: Sequence[date]) -> dict[str, set[str]]:
 # on_demand_prices
 # ---------------------------------------------------------------------------------------------
 
+def _age_in_words(age_days: float | None, max_age_days: int, fetch: md.OnDemandFetch) -> str:
+    """The prices_recent result for a person: how old, and why (the bundled snapshot's reason)."""
+    if age_days is None:
+        return "no on-demand prices are stored"
+    text = f"the oldest stored on-demand price is {age_days:g} days old (limit {max_age_days})"
+    if fetch.source == "bundled_snapshot":
+        text += f"; the bundled snapshot was used because {fetch.fallback_reason}"
+    return text
+
+
 @dg.asset(
     # Unpartitioned; the same policy as its neighbours keeps the daily job's backfills single-run.
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -295,6 +313,7 @@ def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesCo
                             metadata={"nonpositive": summary["nonpositive"]}),
         dg.AssetCheckResult(check_name="prices_recent", passed=oldest is not None and utcnow() - oldest <= max_age,
                             severity=dg.AssetCheckSeverity.WARN,
+                            description=_age_in_words(age_days, config.max_age_days, fetch),
                             metadata={"oldest_age_days": age_days, "max_age_days": config.max_age_days}),
     ]
     return dg.MaterializeResult(
@@ -342,7 +361,7 @@ def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesCo
 def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, app_db: AppDatabase,
                  market_apis: MarketDataAPIs) -> dg.MaterializeResult:
     days = [date.fromisoformat(key) for key in context.partition_keys]
-    today = utcnow().date()
+    today = utc_today()
     too_old = [d for d in days if (today - d).days > config.max_lag_days]
     if too_old:
         raise dg.Failure(

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.core.aws_errors import REGION_SKIP_ERRORS, describe, error_code
+from spot_pipelines.core.aws_errors import REGION_SKIP_ERRORS, describe, error_code, is_permanent
 from spot_pipelines.core.discovery import resolve_regions
 from spot_pipelines.core.errors import ValidationError
 
@@ -89,10 +89,29 @@ def parse_price(raw: Any, *, region: str, instance_type: str, zone: str, ts: Any
     return price
 
 
-def zone_ids(ec2) -> dict[str, str]:
-    """ZoneName → ZoneId of the caller's account in the client's region (names differ per account)."""
-    zones = ec2.describe_availability_zones(AllAvailabilityZones=True)["AvailabilityZones"]
-    return {z["ZoneName"]: z["ZoneId"] for z in zones}
+def zone_ids(ec2) -> dict[str, str | None]:
+    """ZoneName → ZoneId of the caller's account in the client's region (names differ per account).
+
+    Every output member is optional in the EC2 model: a zone listed without its ID maps to None,
+    and a price in that zone then fails its region (never stored under a made-up ID)."""
+    zones = ec2.describe_availability_zones(AllAvailabilityZones=True).get("AvailabilityZones", [])
+    return {z["ZoneName"]: z.get("ZoneId") for z in zones if z.get("ZoneName")}
+
+
+def _incomplete_record(rec: dict, region: str, names_to_ids: dict[str, str | None]) -> tuple[str, str, str, datetime]:
+    """(zone, type, product, timestamp) of a record lacking one of them (all are optional in the
+    model): a zone name comes back only from the record's own AZ ID, which the listing maps exactly;
+    anything else missing is a ValidationError naming the member, which fails the region."""
+    zone_id = rec.get("AvailabilityZoneId")
+    zone = rec.get("AvailabilityZone") or next((n for n, i in names_to_ids.items() if zone_id and i == zone_id), None)
+    values = {"AvailabilityZone": zone, "InstanceType": rec.get("InstanceType"),
+              "ProductDescription": rec.get("ProductDescription"), "Timestamp": rec.get("Timestamp")}
+    absent = [f for f, v in values.items() if not v]
+    if absent:
+        known = ", ".join(f"{f} {v}" for f, v in values.items() if v) or "no other member"
+        raise ValidationError(f"SpotPriceHistory.{absent[0]}", f"missing from a price record of region {region} "
+                                                               f"({known}); the region is not stored")
+    return zone, values["InstanceType"], values["ProductDescription"], values["Timestamp"]
 
 
 def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | None,
@@ -115,8 +134,14 @@ def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | 
     for page in ec2.get_paginator("describe_spot_price_history").paginate(**params):
         calls += 1
         for rec in page.get("SpotPriceHistory", []):
-            zone, itype, product, ts = (rec["AvailabilityZone"], rec["InstanceType"],
-                                        rec["ProductDescription"], rec["Timestamp"])
+            try:
+                zone, itype, product, ts = (rec["AvailabilityZone"], rec["InstanceType"],
+                                            rec["ProductDescription"], rec["Timestamp"])
+            except KeyError:
+                zone, itype, product, ts = _incomplete_record(rec, region, names_to_ids)
+            if names_to_ids.get(zone) is None and rec.get("AvailabilityZoneId"):
+                # A zone the listing gave without an ID: the record's own AZ ID is AWS's, not made up.
+                names_to_ids[zone] = rec["AvailabilityZoneId"]
             price = parse_price(rec.get("SpotPrice"), region=region, instance_type=itype, zone=zone, ts=ts)
             ts = ts.astimezone(timezone.utc)
             if start <= ts < end:
@@ -140,7 +165,12 @@ def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | 
     unmapped = frame["availability_zone_id"].isna()
     if unmapped.any():
         zones = sorted(frame.loc[unmapped, "availability_zone"].unique())
-        raise ValidationError("AvailabilityZone", f"no AZ ID known for {zones} in region {region}")
+        unlisted = [z for z in zones if z not in names_to_ids]
+        if unlisted:
+            raise ValidationError("AvailabilityZone", f"{unlisted} of region {region}'s prices are not in its "
+                                                      f"DescribeAvailabilityZones listing: no AZ ID known")
+        raise ValidationError("ZoneId", f"DescribeAvailabilityZones gave no AZ ID for {zones} in region {region}: "
+                                        f"the region's prices are not stored under a made-up ID")
     frame["region"] = region
     frame["day"] = day
     return frame[SPOT_PRICE_COLUMNS], missing, calls
@@ -171,8 +201,8 @@ def fetch_spot_history(client_for: Callable[[str], Any], regions: Sequence[str],
                     fetch.no_prices[region] = missing
             elif error_code(exc) in REGION_SKIP_ERRORS:
                 fetch.skipped_regions[region] = f"region not enabled or not allowed ({describe(exc)})"
-            elif isinstance(exc, ValidationError):
-                fetch.failed_regions[region] = str(exc)
+            elif is_permanent(exc):  # bad data, a bad request or denied: a retry gets the same answer
+                fetch.failed_regions[region] = describe(exc)
                 fetch.bad_data_regions.add(region)
             else:
                 fetch.failed_regions[region] = describe(exc)
@@ -188,7 +218,14 @@ def price_regions(ec2_home, configured: Sequence[str] | None) -> tuple[list[str]
 
 
 def types_of_families(families: Sequence[str], catalog: Sequence[str]) -> list[str]:
-    wanted = {f.lower().rstrip(".") for f in families}
+    """The catalog's types of `families`; a family with no type in the catalog is refused (a typo
+    would otherwise narrow the fetch, and with it the slice replaced, without a word)."""
+    wanted = {f.strip().lower().rstrip(".") for f in families}
+    known = {t.split(".")[0] for t in catalog}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise ValidationError("instance_families", f"{unknown} match no instance type of the catalog "
+                                                   f"({len(catalog)} types; a family looks like m7g or c7i)")
     return sorted(t for t in catalog if t.split(".")[0] in wanted)
 
 
@@ -213,14 +250,15 @@ def parse_price_list_item(raw: str | dict, region: str) -> tuple[str, float]:
         for term in item.get("terms", {}).get("OnDemand", {}).values():
             for dim in term.get("priceDimensions", {}).values():
                 value = dim.get("pricePerUnit", {}).get("USD")
-                if value is not None and dim.get("unit", "Hrs") in ("Hrs", "Hours"):
+                # `unit` is optional in the document: without it the price is not known to be hourly.
+                if value is not None and dim.get("unit") in ("Hrs", "Hours"):
                     usd.append(value)
     except (AttributeError, TypeError) as exc:  # a node that is not the object the format promises
         raise ValidationError("PriceList", f"an item for {region} is not shaped like a Price List product "
                                            f"({type(exc).__name__})") from None
     if not usd:
         raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
-                              f"no USD hourly price for {itype} in {region}")
+                              f"no USD price with unit Hrs for {itype} in {region}")
     try:
         price = float(usd[0])
     except (TypeError, ValueError):
@@ -356,9 +394,13 @@ def _advisor_rows(doc: dict, day: date, source: str) -> AdvisorFeed:
                 feed.problems.append(f"{region}: unknown operating system {os_name!r} skipped")
                 continue
             for itype, entry in sorted((by_type or {}).items()):
-                band, savings = (entry or {}).get("r"), (entry or {}).get("s")
+                band, savings = (entry.get("r"), entry.get("s")) if isinstance(entry, dict) else (None, None)
                 cause = None
-                if not isinstance(band, int) or band not in bands:
+                if not isinstance(entry, dict):
+                    cause = f"entry {entry!r} is not an object"
+                elif "r" not in entry or "s" not in entry:
+                    cause = f"missing {sorted({'r', 's'} - set(entry))} (band r, savings s)"
+                elif not isinstance(band, int) or band not in bands:
                     cause = f"unknown interruption band r={band!r} (known: {sorted(bands)})"
                 elif not isinstance(savings, int) or not 0 <= savings <= 100:
                     cause = f"savings s={savings!r} is not a percentage"

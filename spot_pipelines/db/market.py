@@ -164,41 +164,59 @@ def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.
     return buf
 
 
-def _check_slice(frame: pd.DataFrame, day: date, regions: Sequence[str]) -> None:
+def _check_slice(frame: pd.DataFrame, day: date, regions: Sequence[str], instance_types: Sequence[str] | None,
+                 products: Sequence[str] | None) -> None:
+    """Every row must fall inside the slice that is deleted, or the insert would clash with (or
+    silently keep) rows outside it."""
     if not len(frame):
         return
     days = set(pd.unique(frame["day"]))
     if days - {day}:
         raise ValueError(f"rows for days {sorted(days - {day})} given to the {day} slice")
-    stray = set(pd.unique(frame["region"])) - set(regions)
-    if stray:
-        raise ValueError(f"rows for regions {sorted(stray)} outside the replaced regions {sorted(regions)}")
+    for column, allowed, name in (("region", regions, "regions"), ("instance_type", instance_types, "instance types"),
+                                  ("product_description", products, "products")):
+        if allowed is None:
+            continue
+        stray = set(pd.unique(frame[column])) - set(allowed)
+        if stray:
+            raise ValueError(f"rows for {name} {sorted(stray)[:5]} outside the replaced {name} {sorted(allowed)[:5]}")
 
 
 def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], frame: pd.DataFrame,
-                           keep_types: Mapping[str, Sequence[str]] | None = None) -> int:
-    """Replace `day`'s rows of `regions` with `frame`, in one transaction; other regions' rows stay,
-    and so do the rows of `keep_types` (region → instance types that came back empty this time).
+                           keep_types: Mapping[str, Sequence[str]] | None = None, *,
+                           instance_types: Sequence[str] | None = None,
+                           products: Sequence[str] | None = None) -> int:
+    """Replace exactly the slice `day` × `regions` × `instance_types` × `products` (None: all of
+    them) with `frame`, in one transaction. Everything outside the slice stays: other regions,
+    other types and products (a filtered backfill never deletes what it did not fetch), and the
+    rows of `keep_types` (region → instance types that came back empty this time).
 
     Postgres: COPY into a temporary staging table, then DELETE the slice and INSERT from staging.
     SQLite: DELETE the slice and batched executemany inserts. Returns the number of rows written.
     """
-    _check_slice(frame, day, regions)
+    _check_slice(frame, day, regions, instance_types, products)
     regions = sorted(regions)
-    kept = sorted(f"{region}|{itype}" for region, types in (keep_types or {}).items() for itype in types)
+    types = None if instance_types is None else sorted(instance_types)
+    products = None if products is None else sorted(products)
+    kept = sorted(f"{region}|{itype}" for region, itypes in (keep_types or {}).items() for itype in itypes)
     if kept and len(frame):
         clash = set(frame["region"].astype(str) + "|" + frame["instance_type"].astype(str)) & set(kept)
         if clash:
             raise ValueError(f"rows given for kept (region|type) {sorted(clash)[:5]}")
     if engine.dialect.name == "postgresql":
+        where, params = ["day = %s", "region = ANY(%s)", "NOT (region || '|' || instance_type) = ANY(%s)"], [
+            day, regions, kept]
+        for column, values in (("instance_type", types), ("product_description", products)):
+            if values is not None:
+                where.append(f"{column} = ANY(%s)")
+                params.append(values)
         buf = spot_price_csv(frame)
         raw = engine.raw_connection()
         try:
             with raw.cursor() as cur:
                 cur.execute(_STAGE_DDL)
                 cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", buf)
-                cur.execute("DELETE FROM spot_price_history WHERE day = %s AND region = ANY(%s) "
-                            "AND NOT (region || '|' || instance_type) = ANY(%s)", (day, regions, kept))
+                cur.execute("DELETE FROM spot_price_history WHERE " + " AND ".join(where), params)
                 cur.execute(_STAGE_TO_TABLE, (day,))
                 written = cur.rowcount
             raw.commit()
@@ -209,9 +227,14 @@ def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], fr
             raw.close()
         return written
     table = SpotPrice.__table__
+    slice_ = [table.c.day == day, table.c.region.in_(regions),
+              (table.c.region + "|" + table.c.instance_type).not_in(kept)]
+    if types is not None:
+        slice_.append(table.c.instance_type.in_(types))
+    if products is not None:
+        slice_.append(table.c.product_description.in_(products))
     with engine.begin() as conn:
-        conn.execute(delete(table).where(table.c.day == day, table.c.region.in_(regions),
-                                         (table.c.region + "|" + table.c.instance_type).not_in(kept)))
+        conn.execute(delete(table).where(*slice_))
         records = _records(frame)
         for start in range(0, len(records), SQLITE_BATCH_ROWS):
             conn.execute(insert(table), records[start:start + SQLITE_BATCH_ROWS])

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
 from spot_pipelines.db import market
 from spot_pipelines.db.engine import get_engine, session_factory
-from tests.market_data.helpers import DAY, utc
+from tests.market_data.helpers import DAY, DAY_START
 
 
 def _day(day: date, regions=("us-east-1", "eu-west-1"), types=("m5.large", "c6g.xlarge", "r5.xlarge")) -> pd.DataFrame:
@@ -20,7 +20,7 @@ def _day(day: date, regions=("us-east-1", "eu-west-1"), types=("m5.large", "c6g.
 
 def _stored(url: str, day: date | None = None) -> pd.DataFrame:
     t = market.SpotPrice.__table__
-    query = select(t).order_by(t.c.availability_zone_id, t.c.instance_type, t.c.ts)
+    query = select(t).order_by(t.c.availability_zone_id, t.c.instance_type, t.c.product_description, t.c.ts)
     if day is not None:
         query = query.where(t.c.day == day)
     with get_engine(url).connect() as conn:
@@ -110,19 +110,20 @@ def _od(region, itype, usd, source, as_of):
 
 
 def test_on_demand_snapshot_never_overwrites_newer_prices(db_url):
+    SNAPSHOT_AS_OF = DAY_START - timedelta(days=120)  # the bundled snapshot is months older
     session = session_factory(db_url)
     with session() as s, s.begin():
-        market.upsert_on_demand(s, [_od("us-east-1", "m5.large", 0.096, "price_list_api", utc(2026, 11, 20))])
+        market.upsert_on_demand(s, [_od("us-east-1", "m5.large", 0.096, "price_list_api", DAY_START)])
     with session() as s, s.begin():
-        market.upsert_on_demand(s, [_od("us-east-1", "m5.large", 0.090, "bundled_snapshot", utc(2026, 7, 20)),
-                                    _od("us-east-1", "c5.large", 0.085, "bundled_snapshot", utc(2026, 7, 20))])
+        market.upsert_on_demand(s, [_od("us-east-1", "m5.large", 0.090, "bundled_snapshot", SNAPSHOT_AS_OF),
+                                    _od("us-east-1", "c5.large", 0.085, "bundled_snapshot", SNAPSHOT_AS_OF)])
     with session() as s, s.begin():
-        market.upsert_on_demand(s, [_od("us-east-1", "c5.large", 0.086, "price_list_api", utc(2026, 11, 21))])
+        market.upsert_on_demand(s, [_od("us-east-1", "c5.large", 0.086, "price_list_api", DAY_START + timedelta(days=1))])
     with session() as s:
         got = {(r.instance_type, r.usd_per_hour, r.source) for r in s.scalars(select(market.OnDemandPrice))}
         summary = market.on_demand_summary(s)
     assert got == {("m5.large", 0.096, "price_list_api"), ("c5.large", 0.086, "price_list_api")}
-    assert summary["rows"] == 2 and summary["oldest_as_of"] == utc(2026, 11, 20)
+    assert summary["rows"] == 2 and summary["oldest_as_of"] == DAY_START
 
 
 def _adv(region, itype, band, savings, day=DAY, source="feed", os_name="Linux"):
@@ -161,5 +162,54 @@ def test_advisor_snapshot_does_not_replace_a_day_from_the_feed(db_url):
 def test_spot_prices_reader(db_url):
     engine = get_engine(db_url)
     market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], _day(DAY))
-    got = market.spot_prices(engine, utc(2026, 11, 20), utc(2026, 11, 21), instance_types=["m5.large"])
+    got = market.spot_prices(engine, DAY_START, DAY_START + timedelta(days=1), instance_types=["m5.large"])
     assert len(got) and set(got["instance_type"]) == {"m5.large"} and got["ts"].dt.tz is not None
+
+
+# ------------------------------------------------------------------ filtered re-runs (issue 10 item 5)
+
+def _two_products(day: date) -> pd.DataFrame:
+    markets = default_markets(regions=["us-east-1", "eu-west-1"], instance_types=["m5.large", "c6g.xlarge",
+                                                                                   "r5.xlarge"],
+                              products=["Linux/UNIX", "Windows"], seed=5)
+    return spot_history_day(markets, day)
+
+
+def test_filtered_replace_touches_only_the_types_and_products_asked_for(db_url):
+    engine = get_engine(db_url)
+    full = _two_products(DAY)
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], full)
+    before = _stored(db_url)
+    in_slice = ((before["region"] == "us-east-1") & (before["instance_type"] == "m5.large")
+                & (before["product_description"] == "Linux/UNIX"))
+    # A re-run for m5.large Linux in us-east-1 answers with other prices (and one change fewer).
+    answer = full[(full["region"] == "us-east-1") & (full["instance_type"] == "m5.large")
+                  & (full["product_description"] == "Linux/UNIX")].iloc[1:].copy()
+    answer["price"] = answer["price"] * 1.5
+    written = market.replace_spot_price_day(engine, DAY, ["us-east-1"], answer, instance_types=["m5.large"],
+                                            products=["Linux/UNIX"])
+    after = _stored(db_url)
+    assert written == len(answer) and len(after) == len(before) - 1
+    outside = after[~((after["region"] == "us-east-1") & (after["instance_type"] == "m5.large")
+                      & (after["product_description"] == "Linux/UNIX"))]
+    # Everything outside the slice (other types, Windows, eu-west-1) is exactly as it was.
+    pd.testing.assert_frame_equal(outside.reset_index(drop=True), before[~in_slice].reset_index(drop=True),
+                                  check_exact=True)
+    key = ["availability_zone_id", "ts"]
+    replaced, answer = after.drop(outside.index).sort_values(key), answer.sort_values(key)
+    assert replaced["price"].tolist() == answer["price"].tolist()
+    assert list(pd.to_datetime(replaced["ts"], utc=True)) == list(answer["ts"])
+
+
+def test_rows_outside_the_type_or_product_slice_are_refused(db_url):
+    engine = get_engine(db_url)
+    full = _two_products(DAY)
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], full)
+    before = _stored(db_url)
+    us = full[full["region"] == "us-east-1"]
+    with pytest.raises(ValueError, match=r"instance types \['c6g.xlarge'"):
+        market.replace_spot_price_day(engine, DAY, ["us-east-1"], us[us["instance_type"] != "r5.xlarge"],
+                                      instance_types=["m5.large"])
+    with pytest.raises(ValueError, match=r"products \['Windows'\]"):
+        market.replace_spot_price_day(engine, DAY, ["us-east-1"], us, products=["Linux/UNIX"])
+    pd.testing.assert_frame_equal(before, _stored(db_url), check_exact=True)
