@@ -3,7 +3,9 @@
 A replacement is: DescribeInstances (the before state, and a check that the instance is still what
 was recommended) → [DescribeSubnets when the target AZ ID differs] → RunInstances (same image,
 subnet, security groups, key, profile and tags; the target type; spot market options for spot
-targets; an idempotent ClientToken) → TerminateInstances or StopInstances of the old instance.
+targets; an idempotent ClientToken) → TerminateInstances or StopInstances of the old instance →
+[DescribeInstances / DescribeSubnets of the new instance, for what RunInstances' answer lacks and the
+inventory records, such as the AZ ID].
 
 In dry-run only the read calls are made; the mutating calls are recorded, with their exact
 parameters, as `planned`. Every call becomes a `Call` handed to `record` as it finishes, so a
@@ -14,22 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.discovery import instance_row
 from spot_pipelines.core.errors import SpotPipelinesError
 
 MANAGED_TAGS = ("aws:autoscaling:groupName", "eks:nodegroup-name", "karpenter.sh/nodepool",
                 "karpenter.sh/provisioner-name")
 TAG_REPLACES = "spot-pipelines:replaces"
 TAG_RECOMMENDATION = "spot-pipelines:recommendation-id"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class ExecutionError(SpotPipelinesError):
@@ -69,6 +69,7 @@ class Outcome:
     replacement_instance_id: str | None = None
     error: str | None = None
     calls: list[Call] = field(default_factory=list)
+    replacement: dict[str, Any] | None = None   # the launched instance as an inventory row (instance_row)
 
 
 def _state(instance: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +81,13 @@ def _state(instance: dict[str, Any]) -> dict[str, Any]:
         "AvailabilityZone": (instance.get("Placement") or {}).get("AvailabilityZone"),
         "SubnetId": instance.get("SubnetId"),
     }
+
+
+def _inventory_complete(instance: dict[str, Any]) -> bool:
+    """Whether an EC2 answer holds every inventory field (RunInstances' often lacks the AZ ID)."""
+    placement = instance.get("Placement") or {}
+    return bool(placement.get("AvailabilityZone") and placement.get("AvailabilityZoneId")
+                and (instance.get("State") or {}).get("Name") and "Tags" in instance)
 
 
 def _error_text(exc: Exception, operation: str, account: str) -> str:
@@ -207,7 +215,8 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
                    after=lambda r: _state(r["Instances"][0]))
     if c.outcome == "failed":
         return fail(c.error + "; nothing was launched and the old instance is untouched")
-    new_id = resp["Instances"][0]["InstanceId"]
+    launched = resp["Instances"][0]
+    new_id = launched["InstanceId"]
     fn = (lambda: ec2.terminate_instances(**retire_params)) if retire == "terminate" else \
         (lambda: ec2.stop_instances(**retire_params))
     def retired(r: dict) -> dict:
@@ -216,9 +225,29 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
                 "State": (changes[0].get("CurrentState") or {}).get("Name") if changes else None}
 
     c, resp = call(retire_op, retire_params, fn, before=before, after=retired)
-    if c.outcome == "failed":
-        out = fail(f"replacement {new_id} was launched, but retiring {rec.instance_id} failed: {c.error}; "
+    retire_error = c.error if c.outcome == "failed" else None
+
+    # The inventory records the new instance at once: read back what RunInstances' answer lacks. A failed
+    # read-back only leaves a field empty (audited) until the next discovery; the replacement did happen.
+    raw = launched
+    if not _inventory_complete(raw):
+        new_params = {"InstanceIds": [new_id]}
+        c, resp = call("DescribeInstances", new_params, lambda: ec2.describe_instances(**new_params),
+                       after=lambda r: _state(first_instance(r)) if first_instance(r) else None)
+        raw = (first_instance(resp) if c.outcome == "succeeded" else None) or launched
+    az_ids: dict[str, str] = {}
+    if not (raw.get("Placement") or {}).get("AvailabilityZoneId"):
+        # The subnet names its AZ ID (DescribeSubnets is already in the execution role's policy).
+        net_params = {"SubnetIds": [raw.get("SubnetId") or run_params["SubnetId"]]}
+        c, resp = call("DescribeSubnets", net_params, lambda: ec2.describe_subnets(**net_params))
+        if c.outcome == "succeeded":
+            az_ids = {s["AvailabilityZone"]: s["AvailabilityZoneId"] for s in resp.get("Subnets", [])
+                      if s.get("AvailabilityZoneId")}
+    replacement = instance_row(raw, rec.region, az_ids)
+
+    if retire_error:
+        out = fail(f"replacement {new_id} was launched, but retiring {rec.instance_id} failed: {retire_error}; "
                    "both instances are running")
-        out.replacement_instance_id = new_id
+        out.replacement_instance_id, out.replacement = new_id, replacement
         return out
-    return Outcome(status="executed", replacement_instance_id=new_id, calls=calls)
+    return Outcome(status="executed", replacement_instance_id=new_id, calls=calls, replacement=replacement)

@@ -45,3 +45,20 @@ def write_scan(session: Session, account_id: int, instances: list[dict], *,
 
 def count_for_account(session: Session, account_id: int) -> int:
     return session.scalar(select(func.count()).select_from(Instance).where(Instance.account_id == account_id))
+
+
+def record_launched(session: Session, account_id: int, row: dict, *, seen_at: datetime) -> None:
+    """Record an instance we launched (a discovery-shaped row), as the next scan would."""
+    write = {**row, "account_id": account_id, "first_seen_at": seen_at, "last_seen_at": seen_at,
+             "terminated_at": seen_at if row["state"] == "terminated" else None}
+    bulk_upsert(session, Instance.__table__, [write], key=("account_id", "instance_id"),
+                keep_on_update=("first_seen_at",))
+
+
+def mark_retired(session: Session, account_id: int, instance_id: str, retire: str, *, at: datetime) -> None:
+    """The replaced instance is gone from the fleet the recommender sees (retire: terminate | stop)."""
+    values = {"state": "terminated", "terminated_at": at} if retire == "terminate" else {"state": "stopped"}
+    session.execute(update(Instance)
+                    .where(Instance.account_id == account_id, Instance.instance_id == instance_id)
+                    .values(**values)
+                    .execution_options(synchronize_session=False))

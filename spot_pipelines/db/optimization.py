@@ -31,8 +31,9 @@ import pandas as pd
 from sqlalchemy import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.db.base import Base, JSONType, UTCDateTime, utcnow
+from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 
 MARKET_KEY = ("region", "availability_zone_id", "instance_type", "product_description")
 
@@ -222,6 +223,20 @@ def write_recommendations(session: Session, rows: Sequence[dict[str, Any]], *, g
     return len(fresh)
 
 
+def supersede_for_replaced(session: Session, executed: SpotRecommendation, at: datetime) -> int:
+    """The instance `executed` replaced is gone: its other open rows (proposed or approved) are moot."""
+    result = session.execute(
+        update(SpotRecommendation)
+        .where(SpotRecommendation.account_id == executed.account_id,
+               SpotRecommendation.instance_id == executed.instance_id,
+               SpotRecommendation.id != executed.id,
+               SpotRecommendation.status.in_((PROPOSED, APPROVED)))
+        .values(status=SUPERSEDED, status_changed_at=at,
+                error=f"instance replaced by {executed.replacement_instance_id} (recommendation {executed.id})")
+        .execution_options(synchronize_session=False))
+    return result.rowcount or 0
+
+
 # --------------------------------------------------------------------------- operator decisions
 
 def _load_for_decision(session: Session, ids: Iterable[int]) -> list[SpotRecommendation]:
@@ -385,6 +400,44 @@ def savings_over_time(conn: Connection, days: int = 30) -> pd.DataFrame:
             .where(r.action != "stay_on_demand", r.generated_at >= utcnow() - timedelta(days=days))
             .group_by(r.generation_id).order_by(func.min(r.generated_at)))
     return _frame(conn, stmt)
+
+
+def fleet_savings(session: Session) -> tuple[dict[int, dict[str, float]], list[SpotRecommendation]]:
+    """Per account id, over the inventory's running instances: `instances`; `to_change` and `monthly` of the
+    open (proposed, approved, executing) rows, one per instance; `executed` and `executed_monthly` of the
+    executed rows whose replacement is still running. Also the open rows, best first.
+
+    Each saving is counted once: a replaced instance is no longer running, so its savings live only in the
+    executed row (counted through the new instance); the replacement's own row says what else it could save.
+    """
+    from spot_pipelines.db.models import Instance
+
+    running = {tuple(r) for r in session.execute(
+        select(Instance.account_id, Instance.instance_id)
+        .where(Instance.state == "running", Instance.terminated_at.is_(None)))}
+    stats: dict[int, dict[str, float]] = {}
+
+    def of(account_id: int) -> dict[str, float]:
+        return stats.setdefault(account_id, {"instances": 0, "to_change": 0, "monthly": 0.0,
+                                             "executed": 0, "executed_monthly": 0.0})
+
+    for account_id, _ in running:
+        of(account_id)["instances"] += 1
+    open_rows: dict[tuple[int, str], SpotRecommendation] = {}
+    for rec in session.scalars(select(SpotRecommendation).where(
+            SpotRecommendation.status.in_((PROPOSED, APPROVED, EXECUTING))).order_by(SpotRecommendation.id)):
+        if (rec.account_id, rec.instance_id) in running and rec.monthly_savings_usd > 0:
+            open_rows[(rec.account_id, rec.instance_id)] = rec  # the newest row per instance
+    for rec in open_rows.values():
+        s = of(rec.account_id)
+        s["to_change"] += 1
+        s["monthly"] += rec.monthly_savings_usd
+    for rec in session.scalars(select(SpotRecommendation).where(SpotRecommendation.status == EXECUTED)):
+        if (rec.account_id, rec.replacement_instance_id) in running:
+            s = of(rec.account_id)
+            s["executed"] += 1
+            s["executed_monthly"] += rec.monthly_savings_usd
+    return stats, sorted(open_rows.values(), key=lambda r: (-r.monthly_savings_usd, r.id))
 
 
 def record_call(session: Session, recommendation_id: int, run_id: str | None, dry_run: bool, call) -> None:

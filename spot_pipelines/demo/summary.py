@@ -1,39 +1,29 @@
-"""The savings summary the demo prints: the latest recommendation generation, per account."""
+"""The savings summary the demo prints: the running fleet (per the inventory) and its open recommendations."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import Account
-from spot_pipelines.db.optimization import SpotRecommendation
+from spot_pipelines.db.optimization import account_names, fleet_savings
 
 
 def savings_summary(url: str, top: int = 5) -> str:
     with session_factory(url)() as session:
-        latest = session.scalar(select(func.max(SpotRecommendation.generated_at)))
-        if latest is None:
-            return "No recommendations yet."
-        rows = session.execute(
-            select(Account.name, SpotRecommendation)
-            .join(Account, Account.id == SpotRecommendation.account_id)
-            .where(SpotRecommendation.generated_at == latest)
-        ).all()
-    by_account: dict[str, dict[str, float]] = {}
-    for name, rec in rows:
-        stats = by_account.setdefault(name, {"instances": 0, "actionable": 0, "monthly": 0.0})
-        stats["instances"] += 1
-        if rec.monthly_savings_usd > 0:
-            stats["actionable"] += 1
-            stats["monthly"] += rec.monthly_savings_usd
-    lines = ["", "Savings summary (risk-adjusted, latest recommendations)", ""]
-    lines.append(f"  {'account':<16} {'instances':>9} {'to change':>9} {'USD/month':>11}")
-    for name, stats in sorted(by_account.items()):
-        lines.append(f"  {name:<16} {stats['instances']:>9} {stats['actionable']:>9} {stats['monthly']:>11,.2f}")
-    total = sum(s["monthly"] for s in by_account.values())
-    lines += [f"  {'total':<16} {'':>9} {'':>9} {total:>11,.2f}", "", "Top recommendations:"]
-    best = sorted(rows, key=lambda r: r[1].monthly_savings_usd, reverse=True)[:top]
-    for name, rec in best:
-        lines.append(f"  {name}/{rec.instance_id} {rec.current_instance_type} → {rec.action}"
-                     f" (${rec.monthly_savings_usd:,.2f}/month): {rec.reason}")
+        stats, open_rows = fleet_savings(session)
+        names = account_names(session.connection())
+    if not stats:
+        return "No instances yet."
+    lines = ["", "Savings summary (risk-adjusted, USD/month; executed = replacements still running)", ""]
+    lines.append(f"  {'account':<16} {'instances':>9} {'to change':>9} {'USD/month':>11} {'executed':>8} "
+                 f"{'saved/month':>11}")
+    by_name = sorted((names.get(a, str(a)), s) for a, s in stats.items())
+    for name, s in by_name:
+        lines.append(f"  {name:<16} {s['instances']:>9} {s['to_change']:>9} {s['monthly']:>11,.2f} "
+                     f"{s['executed']:>8} {s['executed_monthly']:>11,.2f}")
+    total = sum(s["monthly"] for s in stats.values())
+    saved = sum(s["executed_monthly"] for s in stats.values())
+    lines += [f"  {'total':<16} {'':>9} {'':>9} {total:>11,.2f} {'':>8} {saved:>11,.2f}", "",
+              "Top recommendations:"]
+    for rec in open_rows[:top]:
+        lines.append(f"  {names.get(rec.account_id)}/{rec.instance_id} {rec.current_instance_type} → {rec.action}"
+                     f" (${rec.monthly_savings_usd:,.2f}/month, {rec.status}): {rec.reason}")
     return "\n".join(lines) + "\n"

@@ -1,18 +1,20 @@
 """execute_approved_recommendations: act on operator-approved recommendations, dry-run by default.
 
 Each recommendation is its own transaction: it is marked `executing` before any mutating call and
-ends `executed` or `failed` (with the error) after; every EC2 call (or, in dry-run, every call it
-would make, with its exact parameters) is an audit row in `recommendation_actions`. With
+ends `executed` or `failed` (with the error) after, in the same transaction that records the new
+instance in the `instances` inventory and the old one as terminated/stopped; every EC2 call (or, in
+dry-run, every call it would make, with its exact parameters) is an audit row in `recommendation_actions`. With
 `stop_on_failure` the rest of the batch stays `approved`, so each row always tells the truth.
 """
 
 import dagster as dg
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.execution import Outcome, RecommendationView, execute
 from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.db import instances as inventory
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.db.models import Account
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
@@ -112,18 +114,46 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
             outcome = execute(ec2, view, dry_run=dry_run, retire=retire, record=record)
         except Exception as exc:  # a bug must not leave the row `executing`
             outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
-    with app_db.session() as session, session.begin():
-        rec = session.get(opt.SpotRecommendation, rec_id)
-        now = utcnow()
-        if dry_run:
-            if outcome.status == opt.FAILED:
-                rec.error = f"dry-run: {outcome.error}"
-            return outcome  # a dry run changes no status
-        rec.status, rec.status_changed_at, rec.error = outcome.status, now, outcome.error
-        rec.replacement_instance_id = outcome.replacement_instance_id
-        if outcome.status == opt.EXECUTED:
-            rec.executed_at = now
+    if dry_run:
+        if outcome.status == opt.FAILED:
+            with app_db.session() as session, session.begin():
+                session.get(opt.SpotRecommendation, rec_id).error = f"dry-run: {outcome.error}"
+        return outcome  # a dry run changes no status and no inventory
+    try:
+        with app_db.session() as session, session.begin():
+            _finish(session, rec_id, outcome, retire)
+    except Exception as exc:  # the EC2 calls are done: the row must say so, never claim a clean success
+        outcome = Outcome(status=opt.FAILED, replacement_instance_id=outcome.replacement_instance_id,
+                          calls=outcome.calls, error=_not_recorded(outcome, exc))
+        with app_db.session() as session, session.begin():  # if this fails too, the row stays `executing`
+            _finish(session, rec_id, outcome, retire)
     return outcome
+
+
+def _finish(session, rec_id: int, outcome: Outcome, retire: str) -> None:
+    """One transaction: the row's final status, and the inventory as EC2 now has it (so the next
+    spot_recommendations neither proposes the replaced instance again nor mistakes the new one)."""
+    rec = session.get(opt.SpotRecommendation, rec_id)
+    now = utcnow()
+    rec.status, rec.status_changed_at, rec.error = outcome.status, now, outcome.error
+    rec.replacement_instance_id = outcome.replacement_instance_id
+    if outcome.replacement is not None:
+        inventory.record_launched(session, rec.account_id, outcome.replacement, seen_at=now)
+    if outcome.status == opt.EXECUTED:
+        rec.executed_at = now
+        inventory.mark_retired(session, rec.account_id, rec.instance_id, retire, at=now)
+        opt.supersede_for_replaced(session, rec, now)
+
+
+def _not_recorded(outcome: Outcome, exc: Exception) -> str:
+    # The driver's own message, first line only: SQLAlchemy's text adds the SQL and its parameters.
+    text = str(getattr(exc, "orig", None) or exc)
+    cause = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    done = (f"EC2 outcome: {outcome.status}" + (f", replacement {outcome.replacement_instance_id} launched"
+                                                if outcome.replacement_instance_id else "")
+            + (f" ({outcome.error})" if outcome.error else ""))
+    return (f"{done}; but recording it in the database failed ({cause}): the inventory is stale until the next "
+            "discovery of the account; see recommendation_actions for every call made")
 
 
 @dg.job(

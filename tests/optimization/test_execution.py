@@ -28,7 +28,7 @@ def vault(encryption_key):
 
 def launch(count: int = 1, itype: str = "m5.large", tags: dict | None = None) -> list[dict]:
     ec2 = boto3.client("ec2", region_name=REGION)
-    image = "ami-12c6146b"  # one of moto's bundled AMIs (describe_images is slow in moto)
+    image = "ami-760aaa0f"  # moto's bundled Amazon Linux AMI (describe_images is slow in moto)
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
     sg = ec2.create_security_group(GroupName=f"web-{itype}-{count}", Description="web")["GroupId"]
     kwargs = {}
@@ -50,11 +50,11 @@ def setup_fleet(url, vault, count=1, tags=None):
     boto3.client("ec2", region_name=REGION).create_key_pair(KeyName="ops") if count else None
     launched = launch(count, tags=tags)
     account_id = add_keys_account(url, vault)
-    add_instances(url, account_id, [{"instance_id": i["InstanceId"], "instance_type": "m5.large",
-                                     "availability_zone": i["Placement"]["AvailabilityZone"],
-                                     "availability_zone_id": "use1-az1", "tags": tags or {}} for i in launched])
     az_id = boto3.client("ec2", region_name=REGION).describe_availability_zones(
         ZoneNames=[launched[0]["Placement"]["AvailabilityZone"]])["AvailabilityZones"][0]["ZoneId"]
+    add_instances(url, account_id, [{"instance_id": i["InstanceId"], "instance_type": "m5.large",
+                                     "availability_zone": i["Placement"]["AvailabilityZone"],
+                                     "availability_zone_id": az_id, "tags": tags or {}} for i in launched])
     recs = [add_recommendation(url, account_id, i["InstanceId"], az_id=az_id) for i in launched]
     return account_id, [i["InstanceId"] for i in launched], recs
 
@@ -107,14 +107,17 @@ def test_live_run_replaces_the_instance_with_spot_and_audits_before_and_after(aw
     assert {"Key": "spot-pipelines:recommendation-id", "Value": str(rec_id)} in new["Tags"]
     assert ec2_state(old)["State"]["Name"] in ("shutting-down", "terminated")
     calls = audit(db_url, rec_id)
+    # moto's RunInstances answer lacks the AZ ID: the new instance is read back for the inventory.
     assert [(c.operation, c.outcome, c.dry_run) for c in calls] == [
         ("DescribeInstances", "succeeded", False), ("RunInstances", "succeeded", False),
-        ("TerminateInstances", "succeeded", False)]
+        ("TerminateInstances", "succeeded", False), ("DescribeInstances", "succeeded", False),
+        ("DescribeSubnets", "succeeded", False)]
     assert calls[1].after_state["InstanceId"] == rec.replacement_instance_id
     assert calls[2].after_state["ReplacedBy"] == rec.replacement_instance_id
+    assert calls[3].params == {"InstanceIds": [rec.replacement_instance_id]}
     # Executed rows are never executed twice.
     again = run_job(db_url, vault, dry_run=False)
-    assert again.success and len(audit(db_url, rec_id)) == 3
+    assert again.success and len(audit(db_url, rec_id)) == 5
 
 
 def test_failure_mid_batch_leaves_every_row_truthful(aws, sqlite_url, vault, monkeypatch):
