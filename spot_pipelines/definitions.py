@@ -16,6 +16,7 @@ from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.model_store import LocalModelStore
 from spot_pipelines.resources.redis import RedisResource
+from spot_pipelines.sensors.automation import spot_pipelines_automation_sensor
 from spot_pipelines.sensors.health import (
     component_health_job,
     component_health_schedule,
@@ -33,7 +34,7 @@ from spot_pipelines.sensors.onboarding import (
     discovery_job,
     nightly_rediscovery_schedule,
 )
-from spot_pipelines.sensors.run_failure import run_failure_alert_sensor
+from spot_pipelines.sensors.run_failure import run_failure_alert_sensor, unretried_failure_alert_sensor
 
 defs = dg.Definitions(
     assets=[discovered_instances, *market_data_assets, component_health, spot_interruption_events,
@@ -42,7 +43,8 @@ defs = dg.Definitions(
     asset_checks=[interruption_model_quality],
     jobs=[discovery_job, *market_data_jobs, component_health_job, k8s_inventory_job, spot_interruption_events_job,
           execute_approved_recommendations],
-    sensors=[account_onboarding_sensor, spot_interruption_sensor, run_failure_alert_sensor],
+    sensors=[account_onboarding_sensor, spot_interruption_sensor, run_failure_alert_sensor,
+             unretried_failure_alert_sensor, spot_pipelines_automation_sensor],
     schedules=[nightly_rediscovery_schedule, daily_market_data_schedule, component_health_schedule,
                k8s_inventory_schedule],
     resources={

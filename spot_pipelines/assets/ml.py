@@ -11,7 +11,8 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, parse_as_of, records
+from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, parse_as_of, records, upstream_present
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.model import (
     ModelArtifactError,
@@ -28,7 +29,6 @@ from spot_pipelines.core.model import (
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.risk import FEATURES, window_end
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.model_store import ModelStore
 
@@ -62,7 +62,12 @@ def _metrics_table(metrics: dict) -> str:
     owners=["team:optimization"],
     deps=["interruption_risk_scores", "spot_price_history", "spot_advisor", "on_demand_prices",
           "spot_interruption_events"],
-    automation_condition=dg.AutomationCondition.cron_tick_passed(RETRAIN_CRON).since_last_handled()
+    # Weekly; and while there is no model yet, after each new batch of risk scores (not a week after the first
+    # deploy, and a failed first training waits for the next scores rather than retrying every tick).
+    automation_condition=(dg.AutomationCondition.cron_tick_passed(RETRAIN_CRON)
+                          | (dg.AutomationCondition.missing() & dg.AutomationCondition.any_deps_updated().allow(
+                              dg.AssetSelection.assets("interruption_risk_scores")))).since_last_handled()
+    & upstream_present("interruption_risk_scores") & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress(),
     description=(
         "A calibrated gradient-boosting Pipeline predicting P(spot interruption warning within the horizon) "
@@ -174,7 +179,8 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
     kinds={"scikitlearn", "sql"},
     owners=["team:optimization"],
     deps=["interruption_risk_scores", interruption_model],
-    automation_condition=AFTER_NEW_DATA & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=AFTER_NEW_DATA & upstream_present("interruption_risk_scores")
+    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="P(interruption within the model's horizon) for every scored market, from the newest ready "
                 "model version that loads (else the advisor-band prior, recorded as version 0); the version is "
                 "recorded on every row.",

@@ -3,12 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, records
+from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, records, upstream_present
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.recommend import RecommendConfig, recommend
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
 
 
@@ -51,7 +51,8 @@ def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
     deps=["discovered_instances", "interruption_predictions", "on_demand_prices", "spot_advisor"],
-    automation_condition=AFTER_NEW_DATA,
+    automation_condition=AFTER_NEW_DATA & upstream_present("discovered_instances", "interruption_predictions",
+                                                           "on_demand_prices"),
     description=(
         "Per running instance: compatible spot candidates priced in its AZ ID, the risk-adjusted expected hourly "
         "cost (spot price + P(interruption) × restart cost), and an action (move_to_spot, diversify, "

@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import pandas as pd
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.risk import score_markets, window_end
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.base import utcnow
 from spot_pipelines.resources.app_database import AppDatabase
 
 # Like eager(), but without "no dependency partition may be missing": the daily market-data assets
@@ -19,6 +19,15 @@ AFTER_NEW_DATA = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after new upstream data")
+
+
+def upstream_present(*required: str) -> dg.AutomationCondition:
+    """Each required upstream has at least one materialization (or gets one in this same run): scoring with
+    no price history, or recommending for a fleet never discovered, would only write an empty generation."""
+    present = ~dg.AutomationCondition.missing() | dg.AutomationCondition.will_be_requested()
+    return dg.AutomationCondition.all_deps_match(present).allow(
+        dg.AssetSelection.assets(*required)).with_label(f"{', '.join(required)} materialized")
+
 
 PREVIEW = ["region", "availability_zone_id", "instance_type", "spot_price", "price_to_on_demand",
            "advisor_band", "observed_interruptions", "score", "risk_band"]
@@ -54,7 +63,7 @@ def frame_schema(frame: pd.DataFrame) -> dg.TableSchema:
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
     deps=["spot_price_history", "spot_advisor", "on_demand_prices", "spot_interruption_events"],
-    automation_condition=AFTER_NEW_DATA,
+    automation_condition=AFTER_NEW_DATA & upstream_present("spot_price_history", "on_demand_prices"),
     description=(
         "Interruption risk per spot market (region, AZ ID, instance type, product) over a trailing window: "
         "price/on-demand ratio, volatility, number and size of changes, 7-day spikes, time since the last "

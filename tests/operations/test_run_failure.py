@@ -1,12 +1,28 @@
 """run_failure_alert_sensor writes a system_logs row with the run, the asset and the error."""
 
+import os
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
 import dagster as dg
+from cryptography.fernet import Fernet
 from sqlalchemy import select
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.models import SystemLog
+from spot_pipelines.definitions import defs
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.sensors.run_failure import run_failure_alert_sensor
+from spot_pipelines.sensors import run_failure
+from spot_pipelines.sensors.run_failure import (
+    RETRY_GRACE,
+    run_failure_alert_sensor,
+    unretried_failure_alert_sensor,
+    unretried_failures,
+)
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -36,3 +52,96 @@ def test_failed_run_is_logged_with_run_asset_and_redacted_error(db_url):
     assert "RuntimeError" in row.details["failed_steps"][0]["error"]
     assert row.details["tags"] == {"spot_pipelines/trigger": "t"}
     assert SECRET not in row.message + str(row.details)
+
+
+# --- runs started outside the workspace, and runs left to the retry daemon ------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+
+
+@dg.asset(name="retry_of_a_failed_run")
+def retry_stand_in() -> None:
+    """A real run standing in for the daemon's re-execution: what matters is its parent_run_id tag."""
+
+
+def shipped_instance() -> dg.DagsterInstance:
+    home = Path(os.environ["DAGSTER_HOME"])
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def dagster_cli(*args: str, app_db_url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": app_db_url, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    return subprocess.run([DAGSTER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+
+
+def tick(sensor, instance, db_url: str, cursor: str | None):
+    """One tick as the daemon runs it: inside the spot_pipelines repository (a context without one would
+    match runs that have no origin either)."""
+    return sensor.evaluate_tick(dg.build_sensor_context(
+        instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
+        repository_name=defs.get_repository_def().name,
+        resources={"app_db": AppDatabase(url=db_url)}))
+
+
+def alert_rows(db_url: str) -> list[SystemLog]:
+    with session_factory(db_url)() as session:
+        return list(session.scalars(select(SystemLog).where(SystemLog.component == "run_failure")))
+
+
+def test_shipped_dagster_yaml_enables_run_retries():
+    instance = shipped_instance()
+    assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+
+
+def test_run_started_with_dagster_job_execute_is_alerted(tmp_path, sqlite_url):
+    instance = shipped_instance()
+    cursor = tick(run_failure_alert_sensor, instance, sqlite_url, None).cursor  # the daemon's first tick
+    config = tmp_path / "bad.yaml"
+    config.write_text("ops:\n  execute_approved:\n    config:\n      retire: bogus\n")
+    done = dagster_cli("job", "execute", "-m", "spot_pipelines.definitions", "-j", "execute_approved_recommendations",
+                       "-c", str(config), app_db_url=sqlite_url)
+    assert done.returncode != 0 and "resulted in failure" in done.stderr + done.stdout
+    run = instance.get_runs(limit=1)[0]
+    # What hid it from a location-scoped sensor; and run_retries tags it, though no daemon can retry it.
+    assert run.remote_job_origin is None and run.tags["dagster/will_retry"] == "true"
+
+    tick(run_failure_alert_sensor, instance, sqlite_url, cursor)
+
+    [row] = alert_rows(sqlite_url)
+    assert row.run_id == run.run_id and row.level == "ERROR"
+    assert "execute_approved_recommendations" in row.message and "retire: must be 'terminate' or 'stop'" in row.message
+
+
+def test_will_retry_run_alerts_only_when_its_retry_never_starts(monkeypatch, sqlite_url):
+    instance = shipped_instance()
+    cursor = tick(run_failure_alert_sensor, instance, sqlite_url, None).cursor
+    # Launched through the workspace (as the UI, schedules and sensors do), so they carry a code-location
+    # origin the retry daemon can re-launch; the runs stay queued (no daemon here).
+    for _ in range(2):
+        launched = dagster_cli("job", "launch", "-w", "workspace.yaml", "-j", "execute_approved_recommendations",
+                               app_db_url=sqlite_url)
+        assert launched.returncode == 0, launched.stderr[-2000:]
+    retried, abandoned = reversed(instance.get_runs())  # newest first
+    for run in (retried, abandoned):  # what run monitoring reports when a run's pod dies with its spot node
+        instance.report_run_failed(run, message="run worker lost: spot node reclaimed")
+    retried, abandoned = instance.get_run_by_id(retried.run_id), instance.get_run_by_id(abandoned.run_id)
+    assert retried.remote_job_origin is not None
+    assert retried.tags["dagster/will_retry"] == abandoned.tags["dagster/will_retry"] == "true"
+
+    tick(run_failure_alert_sensor, instance, sqlite_url, cursor)
+    assert alert_rows(sqlite_url) == []  # not final yet: a retry is expected for both
+
+    retry = dg.materialize([retry_stand_in], instance=instance, tags={"dagster/parent_run_id": retried.run_id})
+    assert retry.success
+    assert unretried_failures(instance, utcnow()) == []  # within the grace period
+    late = utcnow() + RETRY_GRACE + timedelta(seconds=1)
+    assert [r.run_id for r in unretried_failures(instance, late)] == [abandoned.run_id]
+
+    monkeypatch.setattr(run_failure, "RETRY_GRACE", timedelta(0))
+    tick(unretried_failure_alert_sensor, instance, sqlite_url, None)
+    tick(unretried_failure_alert_sensor, instance, sqlite_url, None)  # the next tick alerts nothing twice
+    [row] = alert_rows(sqlite_url)
+    assert row.run_id == abandoned.run_id and row.details["retry_missing"] is True
+    assert "spot node reclaimed" in row.message and "no automatic retry started" in row.message

@@ -169,7 +169,7 @@ def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encry
 
 def test_model_without_enough_history_fails_clearly(sqlite_url, encryption_key, tmp_path):
     seeded(sqlite_url, encryption_key)
-    config = {"ops": {"interruption_model": {"config": {"as_of": "2026-09-01T00:00:00+00:00"}}}}
+    config = {"ops": {"interruption_model": {"config": {"as_of": (END - timedelta(days=82)).isoformat()}}}}
     result = materialize(sqlite_url, LocalModelStore(base_dir=str(tmp_path)), assets=[interruption_model],
                          config=config)
     assert not result.success

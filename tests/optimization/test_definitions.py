@@ -1,9 +1,12 @@
 """The optimization pieces are wired into the one Definitions, with automation and a blocking check."""
 
+from datetime import timedelta
+
 import dagster as dg
 from click.testing import CliRunner
 
 from spot_pipelines.cli import main
+from spot_pipelines.core.clock import utc_today
 from spot_pipelines.definitions import defs
 
 OURS = ["interruption_risk_scores", "interruption_model", "interruption_predictions", "spot_recommendations"]
@@ -57,8 +60,11 @@ def test_automation_follows_new_prices_and_respects_the_blocking_check():
             severity=dg.AssetCheckSeverity.ERROR))
 
     tick()
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="spot_price_history", partition="2026-11-21"))
-    assert tick() == {"interruption_risk_scores": 1, "interruption_model": 0, "interruption_predictions": 0,
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="spot_price_history", partition=(utc_today() - timedelta(days=1)).isoformat()))
+    report("on_demand_prices")  # nothing is requested while a required upstream was never materialized
+    report("discovered_instances")
+    # The first model trains in the same run as the first scores.
+    assert tick() == {"interruption_risk_scores": 1, "interruption_model": 1, "interruption_predictions": 0,
                       "spot_recommendations": 0}
     report("interruption_risk_scores")
     report("interruption_model")
