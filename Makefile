@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test test-fast bench validate clean reliability
+.PHONY: install demo test test-fast test-future bench validate clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The end-to-end demo on embedded defaults: SQLite, local AWS emulator, bundled data, then the UI.
+## The end-to-end demo on embedded defaults: SQLite, local AWS emulator, bundled data, then the UI (PORT=3100: its port).
 demo: $(STAMP)
-	$(BIN)/spot-pipelines demo
+	$(BIN)/spot-pipelines demo $(if $(PORT),--port $(PORT))
 
 ## The whole test suite, on SQLite and on the local PostgreSQL.
 test: $(STAMP)
@@ -29,6 +29,11 @@ test: $(STAMP)
 ## Fast subset: no Postgres, no browser.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not postgres and not browser"
+
+## The whole suite 400 days in the future (tests/clock_shift.py: time-machine here, libfaketime in subprocesses).
+test-future: $(STAMP)
+	command -v faketime >/dev/null || (apt-get update -qq && apt-get install -y -qq faketime)
+	SPOT_PIPELINES_CLOCK_SHIFT_DAYS=$${SPOT_PIPELINES_CLOCK_SHIFT_DAYS:-400} $(MAKE) test
 
 ## The fault-injection and leak-scan suite alone (fuzzers at 3x: 3,000-6,000 examples each), ending with the reliability matrix.
 reliability: $(STAMP)

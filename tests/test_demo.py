@@ -1,24 +1,32 @@
-"""`spot-pipelines demo` given bad conditions: the UI port taken, no Postgres configured, and
-interrupted mid-way then run again.
+"""`spot-pipelines demo` given bad conditions (the UI port taken, no Postgres configured,
+interrupted mid-way then run again), what it shows (a short terminal view, every action, every
+instance priced) and `demo env`, which points another shell at the running demo.
 
-The last two share one module-scoped pair of real demo processes (the test-sized `--quick`
-flow): the first is interrupted with SIGINT (a user's Ctrl-C) once it has onboarded and discovered
-both accounts; the second, over the same DAGSTER_HOME, runs to completion, re-discovering both.
+The demo-process tests share one module-scoped pair of real demo processes (the test-sized
+`--quick` flow): the first is interrupted with SIGINT (a user's Ctrl-C) once it has onboarded and
+discovered both accounts; the second, over the same DAGSTER_HOME, runs to completion, re-discovering both.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from cryptography.fernet import Fernet
 
 from spot_pipelines.demo import run as demo_run
+from spot_pipelines.demo import workbench
+from spot_pipelines.demo.emulator import local_aws
 from spot_pipelines.demo.fleet import DEMO_ACCOUNTS
-from tests.browser.processes import demo_env, run_demo, run_demo_until
+from spot_pipelines.demo.interruptions import create_queue
+from tests.browser.processes import BIN, demo_env, free_port, run_demo, run_demo_until
 
 SEEDED_INSTANCES = sum(g.count for a in DEMO_ACCOUNTS for g in a.groups)
 
@@ -52,10 +60,10 @@ def test_ui_port_taken_picks_another_and_says_which(monkeypatch, capsys):
         port = taken.getsockname()[1]
         demo_run.serve_ui(port)
     chosen = _served_port(_FakeDagsterDev.launched[-1])
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out
     assert chosen != port
-    assert f"port {port} is taken; using {chosen}" in err
-    assert f"Dagster UI on http://127.0.0.1:{chosen} " in err
+    assert f"port {port} is taken; using {chosen}" in out
+    assert f"Dagster UI on http://127.0.0.1:{chosen} " in out
     assert _FakeDagsterDev.launched[-1][-4:] == ["-p", str(chosen), "-m", "spot_pipelines.definitions"]
 
 
@@ -66,10 +74,11 @@ def test_ui_port_free_is_used_as_asked(monkeypatch, capsys):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     demo_run.serve_ui(port)
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out
     assert _served_port(_FakeDagsterDev.launched[-1]) == port
-    assert "is taken" not in err
-    assert f"Dagster UI on http://127.0.0.1:{port} " in err
+    assert "is taken" not in out
+    assert f"Dagster UI on http://127.0.0.1:{port} " in out
+    assert 'eval "$(.venv/bin/spot-pipelines demo env)"' in out
 
 
 @dataclass(frozen=True)
@@ -123,3 +132,86 @@ def test_interrupted_and_run_again_leaves_no_duplicates(interrupted_then_rerun):
     duplicates = {i: n for i, n in Counter(instance_ids).items() if n > 1}
     assert not duplicates, f"instances stored more than once: {duplicates}"
     assert len(instance_ids) == SEEDED_INSTANCES  # 40: exactly the seeded fleet
+
+
+@pytest.mark.timeout(900)
+def test_terminal_shows_a_line_per_stage_names_the_log_and_ends_with_the_summary(interrupted_then_rerun):
+    runs = interrupted_then_rerun
+    lines = runs.output.rstrip().splitlines()  # stdout and stderr together: all the terminal shows
+    log = runs.home / "demo.log"
+    assert len(lines) <= 60, runs.output
+    assert lines[0] == f"==> Dagster's and the emulator's output: {log}"
+    # Dagster's run chatter went to the log, not the terminal.
+    assert "RUN_SUCCESS" in log.read_text()
+    assert "RUN_SUCCESS" not in runs.output and "DEBUG" not in runs.output
+    summary = next(i for i, line in enumerate(lines) if line.startswith("Savings summary"))
+    assert lines[summary - 2].startswith("==> end-to-end flow done in ")
+    assert not [line for line in lines[summary:] if line.startswith("==>")]
+    assert "Top recommendations:" in lines[summary:]
+    assert not (runs.home / workbench.STATE_FILE).exists()  # --no-ui: the emulator is gone, nothing to point at
+
+
+@pytest.mark.timeout(900)
+def test_demo_recommends_every_action_and_prices_every_instance(interrupted_then_rerun, monkeypatch):
+    home = interrupted_then_rerun.home
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with sqlite3.connect(home / "spot_pipelines.db") as db:
+        recs = db.execute(
+            "SELECT action, current_instance_type, availability_zone_id, target_instance_type,"
+            " target_availability_zone_id FROM spot_recommendations"
+            " WHERE generated_at = (SELECT max(generated_at) FROM spot_recommendations)").fetchall()
+    assert {r[0] for r in recs} == {"move_to_spot", "diversify", "stay_on_demand", "return_to_on_demand"}
+    # Identical instances (same type and AZ) moving to spot never pile into one pool.
+    moves = Counter(r[1:] for r in recs if r[0] in ("move_to_spot", "diversify"))
+    assert max(moves.values()) == 1, moves
+
+    with dg.DagsterInstance.get() as instance:
+        def metadata(asset: str) -> dict:
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+        recommended, scored = metadata("spot_recommendations"), metadata("interruption_risk_scores")
+    assert recommended["skipped_instances"] == 0, recommended["skipped"]
+    assert scored["skipped_markets"] == 0, scored["skipped_reasons"]
+    # Every seeded instance has a recommendation or sits in a spot pool that still qualifies.
+    assert len(recs) + recommended["unchanged_spot_instances"] == SEEDED_INSTANCES
+
+
+def test_demo_env_points_a_shell_at_the_running_emulator(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    env = demo_env(home)  # a fresh shell: no AWS endpoint, no DATABASE_URL ...
+    key = env.pop("ENCRYPTION_KEY")  # ... and no ENCRYPTION_KEY: it comes from the demo's .env
+    env["AWS_PROFILE"] = "not-a-profile"  # would break boto3 if demo env kept it
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"ENCRYPTION_KEY={key}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.delenv("SPOT_INTERRUPTION_QUEUE_URL", raising=False)  # create_queue sets it
+    demo_env_cmd = [str(BIN / "spot-pipelines"), "demo", "env"]
+    probe = """import boto3, json, os
+queue = os.environ["SPOT_INTERRUPTION_QUEUE_URL"]
+print(json.dumps({"caller": boto3.client("sts").get_caller_identity()["Arn"],
+                  "queue": boto3.client("sqs").get_queue_attributes(
+                      QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+                  "key": os.environ["ENCRYPTION_KEY"], "home": os.environ["DAGSTER_HOME"],
+                  "database": os.environ["DATABASE_URL"]}))"""
+    with local_aws(["m5.large"], port=free_port()) as endpoint:
+        create_queue()
+        with workbench.recording(home, env_file):
+            printed = subprocess.run(demo_env_cmd, env=env, capture_output=True, text=True)
+            assert printed.returncode == 0, printed.stderr
+            printed = printed.stdout
+            shell = subprocess.run(["bash", "-c", f'eval "$({demo_env_cmd[0]} demo env)" && "$0" -c "$1"',
+                                    str(BIN / "python"), probe], env=env, capture_output=True, text=True)
+    assert shell.returncode == 0, shell.stderr
+    seen = json.loads(shell.stdout)
+    assert f"export AWS_ENDPOINT_URL={endpoint}" in printed
+    assert key not in printed  # the key is read from .env by the shell, never printed
+    assert seen["key"] == key
+    assert seen["caller"].startswith("arn:aws:sts::") and seen["queue"].endswith(":spot-pipelines-ec2-events")
+    assert seen["home"] == str(home)
+    assert seen["database"] == f"sqlite:///{home / 'spot_pipelines.db'}"
+
+    # Once the demo has stopped, demo env says so instead of pointing at nothing.
+    stopped = subprocess.run(demo_env_cmd, env=env, capture_output=True, text=True)
+    assert stopped.returncode == 1 and stopped.stdout == ""
+    assert stopped.stderr.startswith(f"error: no running demo recorded in {home / workbench.STATE_FILE}")

@@ -13,8 +13,12 @@ from collections.abc import Iterator
 from moto.server import ThreadedMotoServer
 
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
+from spot_pipelines.demo.workbench import EMULATOR_VARIABLES
 
 SEED = 20251122
+# A fixed, known port, so another shell can find the emulator (`spot-pipelines demo env`); when it
+# is taken, a free one is used and recorded.
+EMULATOR_PORT = 5055
 
 
 def free_port(preferred: int = 0) -> int:
@@ -29,15 +33,15 @@ def free_port(preferred: int = 0) -> int:
 
 
 @contextlib.contextmanager
-def local_aws(instance_types: list[str]) -> Iterator[str]:
-    """Start the emulator, point boto3 (this process and its children) at it, yield its URL."""
+def local_aws(instance_types: list[str], port: int = EMULATOR_PORT) -> Iterator[str]:
+    """Start the emulator (on `port`, else a free one), point boto3 (this process and its children)
+    at it, yield its URL."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every call otherwise
-    port = free_port()
+    port = free_port(port)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_PRICING", "AWS_ACCESS_KEY_ID",
-                                            "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    saved = {k: os.environ.get(k) for k in EMULATOR_VARIABLES}
     # The platform's own identity in the emulator: it assumes the role-based account's role.
     # moto has no Price List API: a closed port makes that unreachability quick and quiet, and
     # on_demand_prices falls back to its bundled snapshot (saying so in its metadata).

@@ -1,4 +1,4 @@
-"""The demo fleet: two accounts (one role-based, one key-based) across several regions, a mix of
+"""The demo fleet: two accounts (one role-based, one key-based) in us-east-1's AZs, a mix of
 on-demand and spot instances whose types all appear in the bundled on-demand price table and
 Spot Advisor feed."""
 
@@ -22,11 +22,12 @@ DEMO_SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 @dataclass(frozen=True)
 class Group:
-    region: str
     instance_type: str
     count: int
     spot: bool
     service: str
+    zones: tuple[str, ...] = ("a",)  # us-east-1 zone letters, one instance per zone in turn
+    node_group: str | None = None   # an EKS node group: its instances are advised as one group
 
 
 @dataclass(frozen=True)
@@ -40,33 +41,43 @@ class DemoAccount:
     external_id: str | None = None
 
 
-# Most of the fleet runs in us-east-1, the region the bundled on-demand price table covers; the
-# groups elsewhere show how a market without an on-demand price is skipped (never priced at zero).
+# The fleet runs in us-east-1 only, over several AZs: the bundled on-demand table is us-east-1's
+# (no real on-demand prices for other regions are bundled), and every instance must be priced.
+# It is laid out so the recommendations show every action, never piling identical instances
+# into one spot pool:
+# - node groups with three qualifying pools in their AZ (m5/m5a/m6i.xlarge) → `diversify`, one
+#   instance per pool;
+# - single on-demand instances, one per type and AZ → `move_to_spot`;
+# - a1 (first-generation Graviton): the advisor lists no spot discount for it in us-east-1, so the
+#   on-demand one → `stay_on_demand` and the spot one → `return_to_on_demand`;
+# - spot instances in pools that still qualify are left alone.
+DEMO_REGION = "us-east-1"
 DEMO_ACCOUNTS = (
     DemoAccount(
         name="payments-prod", aws_account_id="111122223333", auth_method="role",
         role_arn="arn:aws:iam::111122223333:role/SpotPipelinesReadOnly", external_id="spot-pipelines-demo",
-        regions=("us-east-1", "us-west-2", "eu-west-1"),
+        regions=(DEMO_REGION,),
         groups=(
-            Group("us-east-1", "m5.xlarge", 6, False, "checkout-api"),
-            Group("us-east-1", "c5.2xlarge", 4, False, "fraud-scoring"),
-            Group("us-east-1", "m5.2xlarge", 3, True, "batch-settlement"),
-            Group("us-east-1", "r5.large", 2, False, "ledger-cache"),
-            Group("us-east-1", "m6g.large", 4, True, "web-frontend"),
-            Group("us-east-1", "c6g.xlarge", 3, False, "api-gateway"),
-            Group("us-west-2", "m5.large", 2, False, "dr-standby"),
-            Group("eu-west-1", "m5.large", 2, False, "eu-gateway"),
+            Group("m5.xlarge", 3, False, "checkout-api", node_group="checkout-api"),
+            Group("c5.2xlarge", 1, False, "fraud-scoring", zones=("b",)),
+            Group("m5a.xlarge", 1, False, "search-indexer", zones=("c",)),
+            Group("m5.2xlarge", 3, True, "batch-settlement", zones=("a", "b", "c")),
+            Group("r5.large", 1, False, "ledger-cache", zones=("c",)),
+            Group("m6g.large", 2, True, "web-frontend", zones=("a", "b")),
+            Group("c6g.xlarge", 2, False, "api-gateway", zones=("a", "b")),
+            Group("a1.xlarge", 1, False, "legacy-arm-build", zones=("c",)),
+            Group("a1.large", 1, True, "arm-test-runner", zones=("b",)),
         ),
     ),
     DemoAccount(
         name="analytics-dev", aws_account_id="123456789012", auth_method="keys",
-        regions=("us-east-1", "eu-central-1"),
+        regions=(DEMO_REGION,),
         groups=(
-            Group("us-east-1", "t3.large", 4, False, "notebooks"),
-            Group("us-east-1", "r5.xlarge", 2, False, "warehouse-etl"),
-            Group("us-east-1", "c6i.xlarge", 3, True, "spark-executors"),
-            Group("us-east-1", "m6i.large", 3, False, "dashboards"),
-            Group("eu-central-1", "m5.xlarge", 2, False, "airflow-workers"),
+            Group("t3.large", 2, False, "notebooks", zones=("a", "c")),
+            Group("r5.xlarge", 1, False, "warehouse-etl", zones=("b",)),
+            Group("c6i.xlarge", 3, True, "spark-executors", zones=("a", "b", "c")),
+            Group("m6i.large", 1, False, "dashboards", zones=("c",)),
+            Group("m6i.xlarge", 3, False, "airflow-workers", zones=("b",), node_group="airflow-workers"),
         ),
     ),
 )
@@ -102,16 +113,20 @@ def linux_image(ec2, architecture: str) -> str:
 
 def seed_fleet(account: DemoAccount) -> int:
     """Launch the account's instances in the emulator; returns how many."""
+    ec2 = session_in(account, DEMO_REGION).client("ec2", region_name=DEMO_REGION)
     launched = 0
     for group in account.groups:
-        ec2 = session_in(account, group.region).client("ec2", region_name=group.region)
         image = linux_image(ec2, architecture_of(group.instance_type))
         market = {"InstanceMarketOptions": {"MarketType": "spot"}} if group.spot else {}
         tags = [{"Key": "Name", "Value": group.service}, {"Key": "service", "Value": group.service},
                 {"Key": "env", "Value": account.name.split("-")[-1]}]
-        ec2.run_instances(ImageId=image, MinCount=group.count, MaxCount=group.count,
-                          InstanceType=group.instance_type,
-                          TagSpecifications=[{"ResourceType": "instance", "Tags": tags}], **market)
+        if group.node_group:
+            tags.append({"Key": "eks:nodegroup-name", "Value": group.node_group})
+        for i in range(group.count):
+            zone = DEMO_REGION + group.zones[i % len(group.zones)]
+            ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType=group.instance_type,
+                              Placement={"AvailabilityZone": zone},
+                              TagSpecifications=[{"ResourceType": "instance", "Tags": tags}], **market)
         launched += group.count
     return launched
 

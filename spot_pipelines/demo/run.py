@@ -4,24 +4,31 @@ Starts the local AWS emulator with a seeded two-account fleet, onboards both acc
 the CLI, lets the onboarding sensor fire, materializes everything through Dagster down to
 recommendations, prints a savings summary, then serves the UI with the daemon running.
 Safe to re-run: ids are deterministic and every write is an upsert or a slice replacement.
+The terminal gets one line per stage and the summary; Dagster's and moto's output goes to
+`$DAGSTER_HOME/demo.log`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import TextIO
 
 import click
 import dagster as dg
 
+from spot_pipelines.core.clock import utc_today
 from spot_pipelines.core.keyring import generate_key
-from spot_pipelines.demo.emulator import SEED, free_port, local_aws
+from spot_pipelines.demo import workbench
+from spot_pipelines.demo.emulator import EMULATOR_PORT, SEED, free_port, local_aws
 from spot_pipelines.demo.interruptions import create_queue, send_past_warnings
 from spot_pipelines.demo.fleet import DEMO_ACCOUNTS, DEMO_SECRET_ACCESS_KEY, demo_instance_types, demo_regions, seed_fleet
 from spot_pipelines.settings import PROJECT_ROOT, dagster_home, database_url
@@ -30,14 +37,43 @@ HISTORY_DAYS = 21  # the model needs its 14-day feature window plus a horizon an
 QUICK_HISTORY_DAYS = 17  # `--quick`: the model's minimum (14-day window + 1-day horizon + 2 days)
 
 
+_terminal: TextIO | None = None  # while output_to_log is active: the terminal, else stdout
+
+
 def say(message: str) -> None:
-    click.secho(f"==> {message}", fg="cyan", err=True)
+    click.secho(f"==> {message}", fg="cyan", file=_terminal)
 
 
-def load_env_file(path: Path) -> None:
-    """KEY=VALUE lines into the environment (the environment wins); creates the key if absent."""
+@contextlib.contextmanager
+def output_to_log(log: Path) -> Iterator[None]:
+    """Send everything written to fds 1 and 2 (Dagster's console logs, the system log, warnings,
+    child processes) to `log`; `say` and the summary keep writing to the terminal."""
+    global _terminal
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    _terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    with log.open("w") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, original in zip((1, 2), saved):
+            os.dup2(original, fd)
+            os.close(original)
+        _terminal.close()
+        _terminal = None
+
+
+def load_env_file(path: Path) -> Path | None:
+    """KEY=VALUE lines into the environment (the environment wins); creates the key if absent.
+    Returns the file when ENCRYPTION_KEY comes from it, None when from the environment."""
+    from_environment = bool(os.environ.get("ENCRYPTION_KEY"))
     if not path.exists() or "ENCRYPTION_KEY=" not in path.read_text():
-        if not os.environ.get("ENCRYPTION_KEY"):
+        if not from_environment:
             with path.open("a") as handle:
                 handle.write(f"ENCRYPTION_KEY={generate_key()}\n")
             path.chmod(0o600)
@@ -47,6 +83,7 @@ def load_env_file(path: Path) -> None:
             key, sep, value = line.partition("=")
             if sep and not key.strip().startswith("#"):
                 os.environ.setdefault(key.strip(), value.strip())
+    return None if from_environment else path
 
 
 def prepare_instance() -> Path:
@@ -88,7 +125,8 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.A
     names = ", ".join(k.to_user_string() for k in keys)
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        raise click.ClickException(f"materializing {names} failed in {failed}; see the run in the UI")
+        raise click.ClickException(f"materializing {names} failed in {failed}; see "
+                                   f"{dagster_home() / workbench.LOG_FILE} or the run in the UI")
     say(f"materialized {names}")
 
 
@@ -119,9 +157,9 @@ def materialize_everything(instance: dg.DagsterInstance, history_days: int = HIS
             unpartitioned.append(key)
         elif isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
             daily.append((key, partitions_def))
-    end = (date.today() - timedelta(days=1)).isoformat()
+    end = (utc_today() - timedelta(days=1)).isoformat()
     for key, partitions_def in sorted(daily, key=lambda kd: kd[0].to_user_string()):
-        start = (date.today() - timedelta(days=history_days)).isoformat()
+        start = (utc_today() - timedelta(days=history_days)).isoformat()
         if key == dg.AssetKey("spot_advisor"):
             start = end  # the feed is one trailing-month snapshot: one day is enough for a demo
         run_config = None
@@ -136,7 +174,7 @@ def materialize_everything(instance: dg.DagsterInstance, history_days: int = HIS
 def print_summary() -> None:
     from spot_pipelines.demo.summary import savings_summary
 
-    click.echo(savings_summary(database_url()))
+    click.echo(savings_summary(database_url()), file=_terminal)
 
 
 def serve_ui(port: int) -> None:
@@ -144,6 +182,8 @@ def serve_ui(port: int) -> None:
     if chosen != port:
         say(f"port {port} is taken; using {chosen}")
     say(f"Dagster UI on http://127.0.0.1:{chosen}  (asset graph: Assets → View lineage; runs: Runs). Ctrl-C stops everything.")
+    say('the README\'s commands work against this demo from another shell after: '
+        'eval "$(.venv/bin/spot-pipelines demo env)"')
     proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(chosen),
                              "-m", "spot_pipelines.definitions"], start_new_session=True)
 
@@ -170,21 +210,26 @@ def run_demo(ui: bool = True, port: int = 3000, quick: bool = False) -> None:
     history_days = QUICK_HISTORY_DAYS if quick else HISTORY_DAYS
     instance_types = (sorted({g.instance_type for a in DEMO_ACCOUNTS for g in a.groups}) if quick
                       else demo_instance_types())
-    load_env_file(PROJECT_ROOT / ".env")
     home = prepare_instance()
-    storage = "Postgres (DAGSTER_PG_*)" if os.environ.get("DAGSTER_PG_URL") or os.environ.get("DAGSTER_PG_HOST") \
-        else f"embedded SQLite in {home}"
-    say(f"Dagster storage: {storage}; app database: {database_url().split('@')[-1]}")
-    with local_aws(instance_types) as endpoint:
-        say(f"local AWS emulator on {endpoint} (regions {', '.join(demo_regions())})")
-        for account in DEMO_ACCOUNTS:
-            say(f"seeded {seed_fleet(account)} instances for {account.name}")
-        warnings = send_past_warnings(create_queue(), days=history_days, seed=SEED)
-        say(f"queued {warnings} past spot interruption warnings on SQS (EventBridge format)")
-        onboard()
-        with dg.DagsterInstance.get() as instance:
-            materialize_everything(instance, history_days)
-        print_summary()
-        say(f"end-to-end flow done in {time.monotonic() - started:.0f}s")
-        if ui:
-            serve_ui(port)
+    log = home / workbench.LOG_FILE
+    with output_to_log(log):
+        say(f"Dagster's and the emulator's output: {log}")
+        key_file = load_env_file(PROJECT_ROOT / ".env")
+        storage = "Postgres (DAGSTER_PG_*)" if os.environ.get("DAGSTER_PG_URL") or os.environ.get("DAGSTER_PG_HOST") \
+            else f"embedded SQLite in {home}"
+        say(f"Dagster storage: {storage}; app database: {database_url().split('@')[-1]}")
+        with local_aws(instance_types) as endpoint:
+            taken = "" if endpoint.endswith(f":{EMULATOR_PORT}") else f"; port {EMULATOR_PORT} is taken"
+            say(f"local AWS emulator on {endpoint} (region {', '.join(demo_regions())}, several AZs{taken})")
+            for account in DEMO_ACCOUNTS:
+                say(f"seeded {seed_fleet(account)} instances for {account.name}")
+            warnings = send_past_warnings(create_queue(), days=history_days, seed=SEED)
+            say(f"queued {warnings} past spot interruption warnings on SQS (EventBridge format)")
+            with workbench.recording(home, key_file):
+                onboard()
+                with dg.DagsterInstance.get() as instance:
+                    materialize_everything(instance, history_days)
+                say(f"end-to-end flow done in {time.monotonic() - started:.0f}s")
+                print_summary()
+                if ui:
+                    serve_ui(port)
