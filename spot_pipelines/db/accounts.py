@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from datetime import datetime
+
+from sqlalchemy import Connection, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.db.models import Account
+from spot_pipelines.db.base import Base, JSONType, UTCDateTime
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    aws_account_id: Mapped[str] = mapped_column(String(12), nullable=False)
+    auth_method: Mapped[str] = mapped_column(String(8), nullable=False)  # role | keys
+    role_arn: Mapped[str | None] = mapped_column(String(2048))
+    external_id: Mapped[str | None] = mapped_column(String(1224))
+    access_key_id: Mapped[str | None] = mapped_column(String(128))
+    # Fernet token; the plaintext secret never reaches the database.
+    encrypted_secret: Mapped[str | None] = mapped_column(Text)
+    regions: Mapped[list[str] | None] = mapped_column(JSONType)  # None: every enabled region
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
+    )
+    last_discovered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # One row per AWS account (migration 0006): a second name would count its savings twice.
+    __table_args__ = (Index("uq_accounts_aws_account_id", "aws_account_id", unique=True),)
+
 
 PENDING, CONNECTED, ACTIVE, FAILED = "pending", "connected", "active", "failed"
 STATUSES = (PENDING, CONNECTED, ACTIVE, FAILED)
@@ -36,3 +63,7 @@ def record_discovery(session: Session, account: Account, *, succeeded: bool, err
 
 def by_aws_account_id(session: Session, aws_account_id: str) -> Account | None:
     return session.scalars(select(Account).where(Account.aws_account_id == aws_account_id)).one_or_none()
+
+
+def account_names(conn: Connection) -> dict[int, str]:
+    return dict(conn.execute(select(Account.id, Account.name)).all())

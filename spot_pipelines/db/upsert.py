@@ -29,3 +29,19 @@ def bulk_upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
     # ("insertmanyvalues"). Compiling a fresh `.values([...])` per batch cost more than the write.
     for start in range(0, len(rows), BATCH_ROWS):
         session.execute(stmt, list(rows[start:start + BATCH_ROWS]))
+
+
+def _dialect_insert(session: Session):
+    dialect = session.get_bind().dialect.name
+    try:
+        return {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    except KeyError:
+        raise NotImplementedError(f"insert-if-absent are not implemented for {dialect}") from None
+
+
+def insert_ignoring_conflicts(session: Session, table, rows: Sequence[dict[str, Any]],
+                              index_elements: Sequence[str] | None = None) -> None:
+    insert = _dialect_insert(session)
+    for start in range(0, len(rows), 1000):
+        stmt = insert(table).values(list(rows[start:start + 1000]))
+        session.execute(stmt.on_conflict_do_nothing(index_elements=list(index_elements) if index_elements else None))

@@ -1,4 +1,4 @@
-"""Writing a discovery scan: upsert what was seen, mark what vanished as terminated."""
+"""The instances table and a discovery scan's writes: upsert what was seen, mark what vanished as terminated."""
 
 from __future__ import annotations
 
@@ -6,11 +6,40 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+import pandas as pd
+from sqlalchemy import Connection, ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from spot_pipelines.db.models import Instance
+from spot_pipelines.db.base import Base, JSONType, UTCDateTime
+from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.upsert import bulk_upsert
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    account_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    instance_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    region: Mapped[str] = mapped_column(String(32), nullable=False)
+    availability_zone: Mapped[str | None] = mapped_column(String(32))
+    availability_zone_id: Mapped[str | None] = mapped_column(String(32))
+    instance_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    lifecycle: Mapped[str] = mapped_column(String(16), nullable=False)  # spot | on-demand | scheduled
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    platform: Mapped[str] = mapped_column(String(64), nullable=False)
+    architecture: Mapped[str | None] = mapped_column(String(16))
+    launch_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tags: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_instances_account_region", "account_id", "region"),
+        Index("ix_instances_type_az_id", "instance_type", "availability_zone_id"),
+    )
 
 
 @dataclass(frozen=True)
@@ -62,3 +91,10 @@ def mark_retired(session: Session, account_id: int, instance_id: str, retire: st
                     .where(Instance.account_id == account_id, Instance.instance_id == instance_id)
                     .values(**values)
                     .execution_options(synchronize_session=False))
+
+
+def read_running_instances(conn: Connection) -> pd.DataFrame:
+    i = Instance
+    return read_frame(conn, select(i.account_id, i.instance_id, i.region, i.availability_zone_id, i.instance_type,
+                               i.lifecycle, i.state, i.platform, i.architecture, i.tags)
+                  .where(i.state == "running", i.terminated_at.is_(None)))

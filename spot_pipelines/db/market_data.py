@@ -6,15 +6,17 @@ Models, readers and writers of the market-data domain. The tables are created by
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Boolean,
+    Connection,
     Date,
     Engine,
     Float,
@@ -33,7 +35,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.db.base import Base, UTCDateTime
-from spot_pipelines.db.models import Instance
+from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.upsert import bulk_upsert
 
 __all__ = ["InstanceTypeSpec", "OnDemandPrice", "SpotAdvisorEntry", "SpotPrice"]
@@ -388,3 +391,56 @@ def on_demand_prices_by_market(session: Session, operating_system: str = "Linux"
     rows = session.execute(select(t.c.region, t.c.instance_type, t.c.usd_per_hour)
                            .where(t.c.operating_system == operating_system))
     return {(r, it): p for r, it, p in rows}
+
+
+# --------------------------------------------------------------------------- readers (DataFrames for core/)
+
+def read_prices(conn: Connection, start: date, end: date) -> pd.DataFrame:
+    """Price rows of days [start, end), ordered by market then time (the scorer then skips its sort)."""
+    p = SpotPrice
+    stmt = (select(p.ts, p.region, p.availability_zone, p.availability_zone_id, p.instance_type,
+                   p.product_description, p.price, p.is_day_open)
+            .where(p.day >= start, p.day < end)
+            .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts))
+    if conn.dialect.name == "postgresql":
+        return _copy_prices(conn, stmt)
+    return read_frame(conn, stmt)
+
+
+PRICE_KEY_COLUMNS = ("region", "availability_zone", "availability_zone_id", "instance_type", "product_description")
+
+
+def _copy_prices(conn: Connection, stmt) -> pd.DataFrame:
+    """Postgres: COPY the rows out as CSV (spooled to disk past 64 MiB) and parse them with pandas into
+    categorical keys, instead of building one Python tuple per row (90 days of a full fleet is ~25 M rows)."""
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    with tempfile.SpooledTemporaryFile(max_size=64 * 2**20, mode="w+b") as spool:
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", spool)
+        finally:
+            cursor.close()
+        spool.seek(0)
+        frame = pd.read_csv(spool, dtype={**{c: "category" for c in PRICE_KEY_COLUMNS}, "price": "float64"},
+                            keep_default_na=False, na_values={"price": [""]})
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    frame["is_day_open"] = frame["is_day_open"].map({"t": True, "f": False}).astype(bool)
+    return frame
+
+
+def read_on_demand(conn: Connection) -> pd.DataFrame:
+    o = OnDemandPrice
+    return read_frame(conn, select(o.region, o.instance_type, o.operating_system, o.usd_per_hour))
+
+
+def read_advisor(conn: Connection, through: date, lookback_days: int = 31) -> pd.DataFrame:
+    """Advisor rows of the last `lookback_days` up to `through` (the scorer keeps the latest per key)."""
+    a = SpotAdvisorEntry
+    return read_frame(conn, select(a.day, a.region, a.operating_system, a.instance_type, a.interruption_band,
+                               a.savings_pct).where(a.day <= through,
+                                                    a.day > through - timedelta(days=lookback_days)))
+
+
+def read_catalog(conn: Connection) -> pd.DataFrame:
+    t = InstanceTypeSpec
+    return read_frame(conn, select(t.instance_type, t.family, t.vcpu, t.memory_gib, t.architecture))

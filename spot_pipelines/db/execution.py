@@ -1,0 +1,57 @@
+"""The execution audit trail and the approved rows an execution run takes (table of migration 0004)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from spot_pipelines.db.base import Base, JSONType, UTCDateTime
+from spot_pipelines.db.optimization import APPROVED, SpotRecommendation
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class RecommendationAction(Base):
+    """Audit trail: one row per EC2 call made (or, in dry-run, that would be made)."""
+
+    __tablename__ = "recommendation_actions"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    recommendation_id: Mapped[int] = mapped_column(
+        _BigId, ForeignKey("spot_recommendations.id", ondelete="CASCADE"), nullable=False, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    operation: Mapped[str] = mapped_column(String(64), nullable=False)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    before_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    after_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # planned | succeeded | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def approved_for_execution(session: Session, ids: Sequence[int] | None = None) -> list[SpotRecommendation]:
+    stmt = select(SpotRecommendation).where(SpotRecommendation.status == APPROVED).order_by(SpotRecommendation.id)
+    if ids:
+        stmt = stmt.where(SpotRecommendation.id.in_(list(ids)))
+    return list(session.scalars(stmt))
+
+
+def record_call(session: Session, recommendation_id: int, run_id: str | None, dry_run: bool, call) -> None:
+    session.add(RecommendationAction(
+        recommendation_id=recommendation_id, run_id=run_id, dry_run=dry_run, step=call.step,
+        operation=call.operation, params=call.params, before_state=call.before_state,
+        after_state=call.after_state, outcome=call.outcome, error=call.error, started_at=call.started_at,
+        finished_at=call.finished_at))
+
+
+def actions_for(session: Session, recommendation_id: int) -> list[RecommendationAction]:
+    return list(session.scalars(select(RecommendationAction)
+                                .where(RecommendationAction.recommendation_id == recommendation_id)
+                                .order_by(RecommendationAction.id)))

@@ -1,0 +1,153 @@
+"""Spot interruption events and dead letters (tables of migration 0003), and storing a batch of SQS messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import BigInteger, Connection, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.base import Base, JSONType, UTCDateTime
+from spot_pipelines.db.frames import read_frame
+from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.upsert import insert_ignoring_conflicts
+
+_BIGID = BigInteger().with_variant(Integer, "sqlite")
+
+EVENT_TYPES = ("spot_interruption_warning", "rebalance_recommendation", "state_change")
+
+
+class SpotInterruptionEvent(Base):
+    """One EventBridge event about an EC2 instance, recorded once per event id."""
+
+    __tablename__ = "spot_interruption_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    aws_account_id: Mapped[str] = mapped_column(String(12), nullable=False)
+    account_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("accounts.id", ondelete="SET NULL"))
+    region: Mapped[str] = mapped_column(String(32), nullable=False)
+    availability_zone: Mapped[str | None] = mapped_column(String(32))
+    availability_zone_id: Mapped[str | None] = mapped_column(String(32))
+    instance_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    instance_type: Mapped[str | None] = mapped_column(String(64))
+    action_or_state: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    __table_args__ = (
+        Index("ix_spot_interruption_events_time", "event_time"),
+        Index("ix_spot_interruption_events_account_time", "account_id", "event_time"),
+        Index("ix_spot_interruption_events_type_az_id", "instance_type", "availability_zone_id"),
+        Index("ix_spot_interruption_events_instance", "instance_id"),
+    )
+
+
+class DeadLetter(Base):
+    """A message that could not be processed, with the reason, kept instead of dropped."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(_BIGID, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    source: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_dead_letters_received_at", "received_at"),
+        Index("ix_dead_letters_source_message", "source", "message_id", unique=True),
+    )
+
+
+def dead_letter_rows(rejected: Sequence[tuple[Any, str]], *, source: str, received_at: datetime) -> list[dict]:
+    from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY
+    from spot_pipelines.system_log import redact_text
+
+    return [{"received_at": received_at, "source": source, "reason": redact_text(reason[:2000]),
+             "body": redact_text((message.body or "")[:MAX_DEAD_LETTER_BODY]), "message_id": message.message_id}
+            for message, reason in rejected]
+
+
+def store_interruption_messages(session: Session, messages: Sequence[Any], *, received_at: datetime,
+                                source: str = "spot_interruption_queue"):
+    """Record one batch of SQS messages in the caller's transaction: each event once (by event id),
+    enriched with the account and the discovered instance's AZ ID and type; everything else
+    dead-lettered with its reason. Returns a `StoreResult`."""
+    from spot_pipelines.core.interruptions import StoreResult, reason_kind, split
+
+    batch = split(messages)
+    result = StoreResult(duplicates=batch.duplicates_in_batch)
+    rejected = list(batch.rejected)
+
+    account_ids = sorted({e.aws_account_id for _, e in batch.events})
+    by_aws_id: dict[str, list[tuple[int, str]]] = {}
+    if account_ids:
+        for id_, name, aws_id in session.execute(
+                select(Account.id, Account.name, Account.aws_account_id)
+                .where(Account.aws_account_id.in_(account_ids)).order_by(Account.id)):
+            by_aws_id.setdefault(aws_id, []).append((id_, name))
+
+    known = []
+    for message, event in batch.events:
+        if event.aws_account_id in by_aws_id:
+            known.append(event)
+        else:
+            rejected.append((message, f"account: {event.aws_account_id} is not an onboarded account "
+                                      f"(event {event.event_id}, {event.event_type} for {event.instance_id})"))
+
+    ids = [e.event_id for e in known]
+    existing = set(session.scalars(select(SpotInterruptionEvent.event_id)
+                                   .where(SpotInterruptionEvent.event_id.in_(ids)))) if ids else set()
+    new = [e for e in known if e.event_id not in existing]
+    result.duplicates += len(known) - len(new)
+
+    instances: dict[tuple[int, str], tuple[str | None, str | None, str | None]] = {}
+    instance_ids = sorted({e.instance_id for e in new})
+    if instance_ids:
+        for account_id, instance_id, az, az_id, itype in session.execute(
+                select(Instance.account_id, Instance.instance_id, Instance.availability_zone,
+                       Instance.availability_zone_id, Instance.instance_type)
+                .where(Instance.instance_id.in_(instance_ids))):
+            instances[(account_id, instance_id)] = (az, az_id, itype)
+
+    rows = []
+    for event in new:
+        owners = by_aws_id[event.aws_account_id]
+        account_id = owners[0][0]
+        az, az_id, itype = next((instances[(a, event.instance_id)] for a, _ in owners
+                                 if (a, event.instance_id) in instances), (None, None, None))
+        rows.append({
+            "event_id": event.event_id, "event_type": event.event_type, "event_time": event.event_time,
+            "received_at": received_at, "aws_account_id": event.aws_account_id, "account_id": account_id,
+            "region": event.region, "availability_zone": event.availability_zone or az,
+            "availability_zone_id": az_id, "instance_id": event.instance_id, "instance_type": itype,
+            "action_or_state": event.action_or_state, "detail": event.detail,
+        })
+        for _, name in owners:
+            result.affected_accounts.setdefault(name, []).append(event.event_id)
+    insert_ignoring_conflicts(session, SpotInterruptionEvent.__table__, rows, ["event_id"])
+    result.recorded = len(rows)
+
+    if rejected:
+        insert_ignoring_conflicts(session, DeadLetter.__table__,
+                                  dead_letter_rows(rejected, source=source, received_at=received_at),
+                                  ["source", "message_id"])
+        result.dead_lettered = len(rejected)
+        for _, reason in rejected:
+            key = reason_kind(reason)
+            result.dead_letter_reasons[key] = result.dead_letter_reasons.get(key, 0) + 1
+    return result
+
+
+def read_events(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    e = SpotInterruptionEvent
+    return read_frame(conn, select(e.event_type, e.event_time, e.region, e.availability_zone_id, e.instance_type)
+                      .where(e.event_time >= start, e.event_time < end))
