@@ -5,9 +5,11 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from datetime import datetime, timezone
 
 import botocore.session
 
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -92,3 +94,13 @@ def regions(values: list[str] | None, field: str = "regions") -> list[str] | Non
             hint = f"did you mean {', '.join(close)}?" if close else "e.g. eu-west-1"
             raise ValidationError(field, f"{shown(region)} is not an AWS region ({hint})")
     return cleaned or None
+
+
+def parse_as_of(value: str | None) -> datetime:
+    if not value:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError("as_of", f"{value!r} is not an ISO-8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
