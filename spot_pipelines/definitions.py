@@ -2,39 +2,32 @@
 
 import dagster as dg
 
-from spot_pipelines.assets.discovery import discovered_instances
-from spot_pipelines.assets.health import component_health
-from spot_pipelines.assets.interruptions import spot_interruption_events
-from spot_pipelines.assets.kubernetes import k8s_node_inventory
-from spot_pipelines.assets.market_data import MarketDataAPIs, market_data_assets
+from spot_pipelines.assets.discovery import discovered_instances, discovery_job
+from spot_pipelines.assets.execution import execute_approved_recommendations
+from spot_pipelines.assets.health import component_health, component_health_job
+from spot_pipelines.assets.interruptions import spot_interruption_events, spot_interruption_events_job
+from spot_pipelines.assets.kubernetes import k8s_inventory_job, k8s_node_inventory
+from spot_pipelines.assets.market_data import market_data_assets, market_data_jobs
 from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
 from spot_pipelines.assets.optimization import spot_recommendations
 from spot_pipelines.assets.risk import interruption_risk_scores
-from spot_pipelines.jobs.execution import execute_approved_recommendations
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.resources.interruptions import SpotInterruptionQueue
 from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.market_data import MarketDataAPIs
 from spot_pipelines.resources.model_store import LocalModelStore
 from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.sensors.automation import spot_pipelines_automation_sensor
+from spot_pipelines.sensors.discovery import account_onboarding_sensor, nightly_rediscovery_schedule
 from spot_pipelines.sensors.health import (
-    component_health_job,
     component_health_schedule,
-    k8s_inventory_job,
-    k8s_inventory_schedule,
+    run_failure_alert_sensor,
+    unretried_failure_alert_sensor,
 )
-from spot_pipelines.sensors.interruptions import (
-    SpotInterruptionQueue,
-    spot_interruption_events_job,
-    spot_interruption_sensor,
-)
-from spot_pipelines.sensors.market_schedule import daily_market_data_schedule, market_data_jobs
-from spot_pipelines.sensors.onboarding import (
-    account_onboarding_sensor,
-    discovery_job,
-    nightly_rediscovery_schedule,
-)
-from spot_pipelines.sensors.run_failure import run_failure_alert_sensor, unretried_failure_alert_sensor
+from spot_pipelines.sensors.interruptions import spot_interruption_sensor
+from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
+from spot_pipelines.sensors.market_data import daily_market_data_schedule
 
 defs = dg.Definitions(
     assets=[discovered_instances, *market_data_assets, component_health, spot_interruption_events,

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.db.models import SystemLog
+from spot_pipelines.db.system_log import SystemLog
 
 ROOT_LOGGER = "spot_pipelines"
 REDACTED = "[REDACTED]"

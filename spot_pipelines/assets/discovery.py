@@ -3,14 +3,14 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.assets.aws_errors import aws_failure
-from spot_pipelines.assets.health import refresh_component_health
+from spot_pipelines.asset_support import aws_failure
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.discovery import scan_account
 from spot_pipelines.core.errors import SpotPipelinesError
 from spot_pipelines.core.reporting import counts_by, markdown_table
 from spot_pipelines.db import accounts
-from spot_pipelines.db.instances import write_scan
+from spot_pipelines.db.discovery import write_scan
+from spot_pipelines.health_round import refresh_component_health
 from spot_pipelines.partitions import aws_accounts_partitions
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
@@ -101,3 +101,9 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
         "api_calls": scan.api_calls,
         "preview": dg.MetadataValue.md(markdown_table(scan.instances, PREVIEW_COLUMNS)),
     })
+
+
+discovery_job = dg.define_asset_job(
+    "discover_accounts", selection=[discovered_instances], partitions_def=aws_accounts_partitions,
+    description="Discover the EC2 fleet of one account (one partition per account).",
+)

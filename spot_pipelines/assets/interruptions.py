@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent
+from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent
 from spot_pipelines.resources.app_database import AppDatabase
 
 COLUMN_SCHEMA = dg.TableSchema(columns=[
@@ -78,3 +78,9 @@ def spot_interruption_events(context: dg.AssetExecutionContext, app_db: AppDatab
         "last_received_at": last_received.isoformat() if last_received else "never",
         "preview": dg.MetadataValue.md(markdown_table(preview, PREVIEW_COLUMNS)),
     })
+
+
+spot_interruption_events_job = dg.define_asset_job(
+    "refresh_spot_interruption_events", selection=[spot_interruption_events],
+    description="Re-summarise the recorded spot interruption events (requested when new ones arrive).",
+)

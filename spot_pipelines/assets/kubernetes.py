@@ -9,7 +9,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.kubernetes import build_inventory, list_all
 from spot_pipelines.core.reporting import counts_by, markdown_table
-from spot_pipelines.db.operations import write_heartbeat, write_k8s_inventory
+from spot_pipelines.db.kubernetes import write_heartbeat, write_k8s_inventory
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.system_log import redact_text, write_system_log
@@ -95,3 +95,9 @@ def k8s_node_inventory(context: dg.AssetExecutionContext, app_db: AppDatabase,
         "nodes": dg.MetadataValue.md(markdown_table(inventory.nodes, NODE_COLUMNS)),
         "workloads_on_spot": dg.MetadataValue.md(markdown_table(workloads, WORKLOAD_COLUMNS)),
     })
+
+
+k8s_inventory_job = dg.define_asset_job(
+    "k8s_inventory_job", selection=[k8s_node_inventory],
+    description="Poll the Kubernetes cluster's nodes and pods (the watcher heartbeat).",
+)

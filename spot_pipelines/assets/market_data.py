@@ -1,22 +1,19 @@
 """Market data: spot price history (daily), on-demand prices and the Spot Advisor (daily).
 
-Thin wiring over `core.market_data` (fetching and parsing) and `db.market` (storage); the checks
+Thin wiring over `core.market_data` (fetching and parsing) and `db.market_data` (storage); the checks
 live next to the assets they check. Prices are public market data: they are read with the
 platform's own AWS identity, not with an onboarded account's.
 """
 
-import os
-import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
 
-import boto3
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 from sqlalchemy import select
 
-from spot_pipelines.assets.aws_errors import aws_failure
+from spot_pipelines.asset_support import aws_failure
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core import validation
 from spot_pipelines.core.aws_errors import describe
@@ -24,12 +21,12 @@ from spot_pipelines.core.clock import utc_today, utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.synthetic_prices import bundled_advisor
-from spot_pipelines.db import market
+from spot_pipelines.db import market_data as market
+from spot_pipelines.partitions import market_daily_partitions
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, HOME_REGION, aws_config
+from spot_pipelines.resources.market_data import MarketDataAPIs
+from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, HOME_REGION
 
-START_DATE_ENV = "SPOT_PRICE_HISTORY_START"
-HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
 SPOT_PRICE_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("day", "date", description="the partition (UTC day)"),
     dg.TableColumn("ts", "timestamptz", description="time of the price change; 00:00 UTC for the day-open row"),
@@ -43,55 +40,6 @@ SPOT_PRICE_SCHEMA = dg.TableSchema(columns=[
 ])
 PRICE_PREVIEW_COLUMNS = ["ts", "region", "availability_zone_id", "instance_type", "product_description",
                          "price", "is_day_open"]
-
-
-def market_data_start_date() -> str:
-    """`SPOT_PRICE_HISTORY_START` (YYYY-MM-DD), else 90 days back: what AWS still serves."""
-    configured = os.environ.get(START_DATE_ENV)
-    if configured:
-        try:
-            return date.fromisoformat(configured).isoformat()
-        except ValueError:
-            raise ValidationError(START_DATE_ENV, f"{configured!r} is not a YYYY-MM-DD date") from None
-    return (utc_today() - timedelta(days=HISTORY_DAYS)).isoformat()
-
-
-market_daily_partitions = dg.DailyPartitionsDefinition(start_date=market_data_start_date(), timezone="UTC")
-
-
-class MarketDataAPIs(dg.ConfigurableResource):
-    """Where market data comes from: EC2 and the Price List API with the platform's default boto3
-    credentials (adaptive retries), and the public Spot Advisor feed. Nothing connects at load."""
-
-    advisor_feed_url: str = md.ADVISOR_FEED_URL
-    advisor_timeout_s: float = 10.0
-    price_list_region: str = md.PRICE_LIST_REGION
-    max_attempts: int = 10
-
-    _session: boto3.Session | None = PrivateAttr(default=None)
-    _clients: dict = PrivateAttr(default_factory=dict)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    def _client(self, service: str, region: str):
-        # boto3 sessions are not thread-safe for client creation; clients are (and are reused
-        # across the days of a backfill).
-        with self._lock:
-            if self._session is None:
-                self._session = boto3.Session()
-            client = self._clients.get((service, region))
-            if client is None:
-                client = self._session.client(service, region_name=region, config=aws_config(self.max_attempts))
-                self._clients[(service, region)] = client
-            return client
-
-    def ec2(self, region: str = HOME_REGION):
-        return self._client("ec2", region)
-
-    def pricing(self):
-        return self._client("pricing", self.price_list_region)
-
-    def advisor_feed(self) -> bytes:
-        return md.download_feed(self.advisor_feed_url, timeout=self.advisor_timeout_s)
 
 
 class SpotPriceHistoryConfig(dg.Config):
@@ -421,3 +369,16 @@ def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, a
 
 
 market_data_assets = [spot_price_history, on_demand_prices, spot_advisor]
+
+spot_price_history_job = dg.define_asset_job(
+    "spot_price_history_job", selection=[spot_price_history], partitions_def=market_daily_partitions,
+    description="Spot price history by daily partition; backfill a range with "
+                "`dagster job backfill -j spot_price_history_job --from A --to B` (runs need the daemon).",
+)
+daily_market_data_job = dg.define_asset_job(
+    "daily_market_data", selection=[spot_price_history, spot_advisor, on_demand_prices],
+    partitions_def=market_daily_partitions,
+    description="One day of spot price history and the Spot Advisor snapshot, and on-demand prices.",
+)
+
+market_data_jobs = [spot_price_history_job, daily_market_data_job]

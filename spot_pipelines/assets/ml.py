@@ -11,10 +11,12 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, parse_as_of, records, upstream_present
+from spot_pipelines.core.validation import parse_as_of
+from spot_pipelines.core.reporting import records
+from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.model import (
+from spot_pipelines.core.ml import (
     ModelArtifactError,
     QualityGate,
     TrainingConfig,
@@ -28,7 +30,10 @@ from spot_pipelines.core.model import (
 )
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.risk import FEATURES, window_end
-from spot_pipelines.db import optimization as opt
+from spot_pipelines.db import interruptions as event_rows
+from spot_pipelines.db import market_data as market_rows
+from spot_pipelines.db import ml as ml_rows
+from spot_pipelines.db import risk as risk_rows
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.model_store import ModelStore
 
@@ -84,22 +89,22 @@ def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConf
                         holdout_fraction=config.holdout_fraction,
                         min_observed_positives=config.min_observed_positives, max_iter=config.max_iter)
     with app_db.engine.connect() as conn:
-        prices = opt.read_prices(conn, start.date(), end.date())
-        on_demand = opt.read_on_demand(conn)
-        advisor = opt.read_advisor(conn, end.date() - timedelta(days=1))
-        events = opt.read_events(conn, start, end)
+        prices = market_rows.read_prices(conn, start.date(), end.date())
+        on_demand = market_rows.read_on_demand(conn)
+        advisor = market_rows.read_advisor(conn, end.date() - timedelta(days=1))
+        events = event_rows.read_events(conn, start, end)
     try:
         frame = training_frame(prices, on_demand, advisor, events, start=start, end=end, config=tc)
         model = train(frame, tc)
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_model: cannot train: {exc}", allow_retries=False) from None
     with app_db.session() as session, session.begin():
-        version = opt.next_model_version(session)
+        version = ml_rows.next_model_version(session)
         data, sha = serialize(model, version)
         uri = model_store.write(model_store.artifact_name(version), data)
-        session.add(opt.ModelRegistryEntry(version=version, trained_at=utcnow(), artifact_uri=uri,
+        session.add(ml_rows.ModelRegistryEntry(version=version, trained_at=utcnow(), artifact_uri=uri,
                                            artifact_sha256=sha, sklearn_version=_sklearn_version(),
-                                           status=opt.CANDIDATE, **registry_fields(model)))
+                                           status=ml_rows.CANDIDATE, **registry_fields(model)))
     verdict_ok, verdict = QualityGate().verdict(model.metrics)
     context.log.info(f"model v{version} ({model.label_source}): {verdict}")
     return dg.MaterializeResult(metadata={
@@ -134,7 +139,7 @@ def evaluate_latest(app_db: AppDatabase, model_store: ModelStore, gate: QualityG
                     ) -> tuple[bool, str, dict]:
     """Vet the newest registered version; promote it to ready or block it. Returns (passed, why, metadata)."""
     with app_db.session() as session, session.begin():
-        entry = opt.latest_model(session)
+        entry = ml_rows.latest_model(session)
         if entry is None:
             return False, "no model version is registered", {}
         meta = {"model_version": entry.version, "label_source": entry.label_source}
@@ -145,8 +150,8 @@ def evaluate_latest(app_db: AppDatabase, model_store: ModelStore, gate: QualityG
             passed, why = gate.verdict(entry.metrics)
         except ModelArtifactError as exc:
             passed, why = False, str(exc)
-        opt.set_model_status(session, entry.version, opt.READY if passed else opt.BLOCKED, None if passed else why)
-        serving = opt.ready_models(session)
+        ml_rows.set_model_status(session, entry.version, ml_rows.READY if passed else ml_rows.BLOCKED, None if passed else why)
+        serving = ml_rows.ready_models(session)
         meta["serving_version"] = serving[0].version if serving else -1
         if not passed:
             why += ("; predictions keep using v" + str(serving[0].version)) if serving else \
@@ -188,11 +193,11 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
 def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatabase,
                              model_store: ModelStore) -> dg.MaterializeResult:
     with app_db.engine.connect() as conn:
-        scores = opt.read_risk_scores(conn)
+        scores = risk_rows.read_risk_scores(conn)
     fallbacks: list[str] = []
     payload = entry = None
     with app_db.session() as session, session.begin():
-        for candidate in opt.ready_models(session):
+        for candidate in ml_rows.ready_models(session):
             try:
                 payload = deserialize(model_store.read(candidate.artifact_uri),
                                       where=f"v{candidate.version} ({candidate.artifact_uri})",
@@ -200,7 +205,7 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
                 entry = candidate
                 break
             except ModelArtifactError as exc:
-                opt.set_model_status(session, candidate.version, opt.BLOCKED, str(exc))
+                ml_rows.set_model_status(session, candidate.version, ml_rows.BLOCKED, str(exc))
                 fallbacks.append(str(exc))
                 context.log.warning(f"{exc}; version {candidate.version} blocked, trying the previous one")
     if entry is None:
@@ -219,12 +224,12 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
         except ModelArtifactError as exc:
             raise dg.Failure(description=f"interruption_predictions: {exc}", allow_retries=False) from None
     predicted_at = utcnow()
-    out = scores[list(opt.MARKET_KEY)].assign(
+    out = scores[list(risk_rows.MARKET_KEY)].assign(
         model_version=version, p_interruption=np.clip(p, 0, 1), horizon_hours=horizon,
         risk_score=scores["score"], spot_price=scores["spot_price"], on_demand_price=scores["on_demand_price"],
         predicted_at=predicted_at)
     with app_db.session() as session, session.begin():
-        opt.replace_rows(session, opt.InterruptionPrediction, records(out))
+        risk_rows.replace_rows(session, ml_rows.InterruptionPrediction, records(out))
     preview = out.sort_values("p_interruption", ascending=False).round(4)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(out),

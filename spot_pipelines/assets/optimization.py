@@ -3,11 +3,16 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.assets.risk import AFTER_NEW_DATA, frame_schema, records, upstream_present
+from spot_pipelines.core.reporting import records
+from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.recommend import RecommendConfig, recommend
+from spot_pipelines.core.optimization import RecommendConfig, recommend
 from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.db import accounts as account_rows
+from spot_pipelines.db import discovery as instance_rows
+from spot_pipelines.db import market_data as market_rows
+from spot_pipelines.db import ml as ml_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.resources.app_database import AppDatabase
 
@@ -67,11 +72,11 @@ def spot_recommendations(context: dg.AssetExecutionContext, config: Recommendati
     except ValidationError as exc:
         raise dg.Failure(description=f"spot_recommendations config: {exc}", allow_retries=False) from None
     with app_db.engine.connect() as conn:
-        instances = opt.read_running_instances(conn)
-        catalog = opt.read_catalog(conn)
-        on_demand = opt.read_on_demand(conn)
-        markets = opt.read_predictions(conn)
-        names = opt.account_names(conn)
+        instances = instance_rows.read_running_instances(conn)
+        catalog = market_rows.read_catalog(conn)
+        on_demand = market_rows.read_on_demand(conn)
+        markets = ml_rows.read_predictions(conn)
+        names = account_rows.account_names(conn)
     if markets.empty and not instances.empty:
         context.log.warning("no interruption predictions yet: every instance will stay on demand")
     result = recommend(instances, catalog, on_demand, markets, rc)

@@ -1,33 +1,20 @@
 """interruption_risk_scores: a transparent risk score per spot market, with its features kept."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import dagster as dg
-import pandas as pd
 
+from spot_pipelines.core.validation import parse_as_of
+from spot_pipelines.core.reporting import records
+from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.risk import score_markets, window_end
-from spot_pipelines.db import optimization as opt
+from spot_pipelines.db import interruptions as event_rows
+from spot_pipelines.db import market_data as market_rows
+from spot_pipelines.db import risk as risk_rows
 from spot_pipelines.resources.app_database import AppDatabase
-
-# Like eager(), but without "no dependency partition may be missing": the daily market-data assets
-# always have unmaterialized old partitions, which would block eager() forever.
-AFTER_NEW_DATA = (
-    (dg.AutomationCondition.newly_missing() | dg.AutomationCondition.any_deps_updated()).since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
-).with_label("after new upstream data")
-
-
-def upstream_present(*required: str) -> dg.AutomationCondition:
-    """Each required upstream has at least one materialization (or gets one in this same run): scoring with
-    no price history, or recommending for a fleet never discovered, would only write an empty generation."""
-    present = ~dg.AutomationCondition.missing() | dg.AutomationCondition.will_be_requested()
-    return dg.AutomationCondition.all_deps_match(present).allow(
-        dg.AssetSelection.assets(*required)).with_label(f"{', '.join(required)} materialized")
-
 
 PREVIEW = ["region", "availability_zone_id", "instance_type", "spot_price", "price_to_on_demand",
            "advisor_band", "observed_interruptions", "score", "risk_band"]
@@ -36,26 +23,6 @@ PREVIEW = ["region", "availability_zone_id", "instance_type", "spot_price", "pri
 class RiskScoreConfig(dg.Config):
     window_days: int = 14
     as_of: str | None = None  # ISO timestamp; default: now
-
-
-def parse_as_of(value: str | None) -> datetime:
-    if not value:
-        return utcnow()
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError("as_of", f"{value!r} is not an ISO-8601 timestamp") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def records(frame: pd.DataFrame) -> list[dict]:
-    """Rows with Python scalars and None for missing values (what the DB drivers want)."""
-    clean = frame.astype(object).where(frame.notna(), None)
-    return clean.to_dict("records")
-
-
-def frame_schema(frame: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
 
 
 @dg.asset(
@@ -77,19 +44,19 @@ def interruption_risk_scores(context: dg.AssetExecutionContext, config: RiskScor
     end_day = window_end(as_of).date()
     start_day = end_day - timedelta(days=config.window_days)
     with app_db.engine.connect() as conn:
-        prices = opt.read_prices(conn, start_day, end_day)
-        on_demand = opt.read_on_demand(conn)
-        advisor = opt.read_advisor(conn, as_of.date())
-        events = opt.read_events(conn, window_end(as_of) - timedelta(days=config.window_days), window_end(as_of))
+        prices = market_rows.read_prices(conn, start_day, end_day)
+        on_demand = market_rows.read_on_demand(conn)
+        advisor = market_rows.read_advisor(conn, as_of.date())
+        events = event_rows.read_events(conn, window_end(as_of) - timedelta(days=config.window_days), window_end(as_of))
     try:
         result = score_markets(prices, on_demand, advisor, events, as_of=as_of, window_days=config.window_days)
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_risk_scores: {exc}", allow_retries=False) from None
     scored_at = utcnow()
     scores = result.scores.assign(scored_at=scored_at)
-    columns = {c.name for c in opt.InterruptionRiskScore.__table__.columns}
+    columns = {c.name for c in risk_rows.InterruptionRiskScore.__table__.columns}
     with app_db.session() as session, session.begin():
-        opt.replace_rows(session, opt.InterruptionRiskScore, records(scores[[c for c in scores if c in columns]]))
+        risk_rows.replace_rows(session, risk_rows.InterruptionRiskScore, records(scores[[c for c in scores if c in columns]]))
     skipped_reasons = result.skipped["reason"].value_counts().to_dict() if len(result.skipped) else {}
     context.log.info(f"scored {len(scores)} markets over {result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}, "
                      f"skipped {len(result.skipped)}")

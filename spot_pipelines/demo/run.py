@@ -132,7 +132,7 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.A
 
 def materialize_everything(instance: dg.DagsterInstance, history_days: int = HISTORY_DAYS) -> None:
     from spot_pipelines.definitions import defs
-    from spot_pipelines.sensors.onboarding import account_onboarding_sensor
+    from spot_pipelines.sensors.discovery import account_onboarding_sensor
 
     # The onboarding sensor's real tick: partitions for new accounts, one discovery run each.
     tick = account_onboarding_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))

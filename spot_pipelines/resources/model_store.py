@@ -1,7 +1,7 @@
 """ModelStore: where versioned model artifacts (joblib bytes) live. Local directory by default.
 
 The abstract base keeps the assets storage-agnostic (an S3 store would implement the same three
-methods); vetting an artifact's content is `core.model.deserialize`'s job.
+methods); vetting an artifact's content is `core.ml.deserialize`'s job.
 """
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from spot_pipelines.core.model import ModelArtifactError
+from spot_pipelines.core.ml import ModelArtifactError
 from spot_pipelines.settings import dagster_home
 
 

@@ -7,56 +7,21 @@ The sensor reads SQS and the app database only (never scans AWS accounts): one t
 """
 
 import json
-import os
-import re
 
-import boto3
 import dagster as dg
 
-from spot_pipelines.assets.interruptions import spot_interruption_events
+from spot_pipelines.assets.discovery import discovery_job
+from spot_pipelines.assets.interruptions import spot_interruption_events_job
 from spot_pipelines.core.aws_errors import describe
 from spot_pipelines.core.clock import unix_now, utcnow
 from spot_pipelines.core.interruptions import DrainResult, RediscoveryPlan, drain_queue, event_digest, plan_rediscovery
-from spot_pipelines.db.operations import store_interruption_messages
+from spot_pipelines.db.interruptions import store_interruption_messages
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.resources.credential_vault import aws_config
-from spot_pipelines.sensors.onboarding import discovery_job
+from spot_pipelines.resources.interruptions import QUEUE_URL_ENV, SpotInterruptionQueue
 from spot_pipelines.system_log import write_system_log
 
-QUEUE_URL_ENV = "SPOT_INTERRUPTION_QUEUE_URL"
 COMPONENT = "spot_interruption_sensor"
-_QUEUE_REGION = re.compile(r"://sqs[.-]([a-z]{2}(?:-[a-z]+)+-\d)\.")
-
-spot_interruption_events_job = dg.define_asset_job(
-    "refresh_spot_interruption_events", selection=[spot_interruption_events],
-    description="Re-summarise the recorded spot interruption events (requested when new ones arrive).",
-)
-
-
-class SpotInterruptionQueue(dg.ConfigurableResource):
-    """The SQS queue of EC2 EventBridge events; `SPOT_INTERRUPTION_QUEUE_URL` when `queue_url` is unset.
-
-    Uses the platform's own AWS identity (not an onboarded account's). Nothing connects at load time.
-    """
-
-    queue_url: str | None = None
-    region: str | None = None
-    time_budget_s: float = 40.0
-    max_messages: int = 20_000
-    visibility_timeout_s: int = 300
-    rediscovery_min_interval_s: float = 600.0  # at most one interruption-triggered discovery per account
-
-    def resolved_url(self) -> str | None:
-        return self.queue_url or os.environ.get(QUEUE_URL_ENV) or None
-
-    def resolved_region(self, url: str) -> str:
-        match = _QUEUE_REGION.search(url)
-        return self.region or (match.group(1) if match else None) or os.environ.get("AWS_DEFAULT_REGION") \
-            or os.environ.get("AWS_REGION") or "us-east-1"
-
-    def client(self, url: str):
-        return boto3.client("sqs", region_name=self.resolved_region(url), config=aws_config(max_attempts=5))
 
 
 def parse_cursor(cursor: str | None) -> dict:

@@ -6,19 +6,13 @@ from dataclasses import dataclass
 import dagster as dg
 from sqlalchemy import func, select
 
-from spot_pipelines.assets.discovery import discovered_instances
+from spot_pipelines.assets.discovery import discovery_job
 from spot_pipelines.db import accounts
-from spot_pipelines.db.models import Account
+from spot_pipelines.db.accounts import Account
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION, aws_accounts_partitions
 from spot_pipelines.resources.app_database import AppDatabase
 
 BATCH = 1000
-
-discovery_job = dg.define_asset_job(
-    "discover_accounts", selection=[discovered_instances], partitions_def=aws_accounts_partitions,
-    description="Discover the EC2 fleet of one account (one partition per account).",
-)
-
 
 @dataclass(frozen=True)
 class OnboardingPlan:

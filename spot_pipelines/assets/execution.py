@@ -13,9 +13,10 @@ from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.execution import Outcome, RecommendationView, execute
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.db import instances as inventory
+from spot_pipelines.db import discovery as inventory
+from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.models import Account
+from spot_pipelines.db.accounts import Account
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 
@@ -46,7 +47,7 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
     if config.retire not in ("terminate", "stop"):
         raise dg.Failure(description=f"retire: must be 'terminate' or 'stop', got {config.retire!r}")
     with app_db.session() as session:
-        approved = opt.approved_for_execution(session, config.recommendation_ids or None)
+        approved = execution_rows.approved_for_execution(session, config.recommendation_ids or None)
         if config.recommendation_ids:
             not_ready = sorted(set(config.recommendation_ids) - {r.id for r in approved})
             if not_ready:
@@ -69,7 +70,7 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
                 break
     untouched = len(approved) - len(summary)
     with app_db.session() as session:
-        still_approved = len(opt.approved_for_execution(session, [r.id for r in approved] or None)) if approved else 0
+        still_approved = len(execution_rows.approved_for_execution(session, [r.id for r in approved] or None)) if approved else 0
     metadata = {
         "dry_run": config.dry_run,
         "approved": len(approved),
@@ -107,7 +108,7 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
     def record(call) -> None:
         # Each call is committed as it completes: a crash still leaves what really happened.
         with app_db.session() as s, s.begin():
-            opt.record_call(s, rec_id, run_id, dry_run, call)
+            execution_rows.record_call(s, rec_id, run_id, dry_run, call)
 
     if outcome is None:
         try:

@@ -1,0 +1,37 @@
+"""SpotInterruptionQueue: the SQS queue EventBridge feeds with EC2 interruption and state-change events."""
+
+import os
+import re
+
+import boto3
+import dagster as dg
+
+from spot_pipelines.resources.credential_vault import aws_config
+
+QUEUE_URL_ENV = "SPOT_INTERRUPTION_QUEUE_URL"
+_QUEUE_REGION = re.compile(r"://sqs[.-]([a-z]{2}(?:-[a-z]+)+-\d)\.")
+
+
+class SpotInterruptionQueue(dg.ConfigurableResource):
+    """The SQS queue of EC2 EventBridge events; `SPOT_INTERRUPTION_QUEUE_URL` when `queue_url` is unset.
+
+    Uses the platform's own AWS identity (not an onboarded account's). Nothing connects at load time.
+    """
+
+    queue_url: str | None = None
+    region: str | None = None
+    time_budget_s: float = 40.0
+    max_messages: int = 20_000
+    visibility_timeout_s: int = 300
+    rediscovery_min_interval_s: float = 600.0  # at most one interruption-triggered discovery per account
+
+    def resolved_url(self) -> str | None:
+        return self.queue_url or os.environ.get(QUEUE_URL_ENV) or None
+
+    def resolved_region(self, url: str) -> str:
+        match = _QUEUE_REGION.search(url)
+        return self.region or (match.group(1) if match else None) or os.environ.get("AWS_DEFAULT_REGION") \
+            or os.environ.get("AWS_REGION") or "us-east-1"
+
+    def client(self, url: str):
+        return boto3.client("sqs", region_name=self.resolved_region(url), config=aws_config(max_attempts=5))
