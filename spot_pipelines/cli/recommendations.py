@@ -8,6 +8,7 @@ import sys
 import click
 
 from spot_pipelines.core.errors import SpotPipelinesError
+from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.resources.app_database import AppDatabase
 
@@ -76,7 +77,7 @@ def show_cmd(rec_id: int) -> None:
                        f"P(int.) {c['p_interruption']}, risk-adjusted ${c['risk_adjusted_hourly_cost']}/h")
         if rec.error:
             click.echo(f"error: {rec.error}")
-        for a in opt.actions_for(session, rec.id):
+        for a in execution_rows.actions_for(session, rec.id):
             click.echo(f"  {a.started_at:%Y-%m-%d %H:%M:%S} {'dry-run ' if a.dry_run else ''}{a.operation} "
                        f"{a.outcome}{': ' + a.error if a.error else ''}")
 
