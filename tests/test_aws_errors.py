@@ -16,15 +16,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from spot_pipelines.assets.aws_errors import aws_failure
+from spot_pipelines.asset_support import aws_failure
 from spot_pipelines.assets.market_data import MarketDataAPIs, spot_price_history
 from spot_pipelines.core.aws_errors import describe, is_permanent
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ConfigError, CredentialError, ValidationError
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, aws_config
-from tests.aws_fakes import fail_region
-from tests.market_data.helpers import stubbed_apis
+from tests.support.aws_fakes import fail_region
+from tests.support.market_data import stubbed_apis
 
 URL = "https://ec2.eu-west-1.amazonaws.com/"
 

@@ -1,4 +1,7 @@
-"""The public names in ARCHITECTURE.md are a contract: dashboards and operators depend on them."""
+"""The public names in ARCHITECTURE.md are a contract: dashboards and operators depend on them.
+
+The one definitions-contract test: every domain's names, partitions, checks and resources in the one Definitions.
+"""
 
 import subprocess
 import sys
@@ -7,7 +10,7 @@ import dagster as dg
 import pytest
 
 from spot_pipelines.definitions import defs
-from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
+from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION, market_daily_partitions
 from spot_pipelines.settings import PROJECT_ROOT
 
 ASSETS = {"discovered_instances", "spot_price_history", "on_demand_prices", "spot_advisor",
@@ -34,6 +37,50 @@ def test_discovery_is_partitioned_by_the_project_specific_account_partitions():
 @pytest.mark.parametrize("daily", ["spot_price_history", "spot_advisor"])
 def test_market_data_is_daily_partitioned(daily):
     assert isinstance(defs.resolve_assets_def(daily).partitions_def, dg.DailyPartitionsDefinition)
+
+
+def test_definitions_hold_the_market_data_contract():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"spot_price_history", "on_demand_prices", "spot_advisor"} <= keys
+    assert defs.resolve_schedule_def("daily_market_data_schedule").job_name == "daily_market_data"
+    job = defs.resolve_job_def("spot_price_history_job")
+    assert job.partitions_def == market_daily_partitions
+    for name in ("spot_price_history", "spot_advisor"):
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def == market_daily_partitions
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.freshness_policy is not None
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert {("spot_price_history", "prices_positive"), ("spot_price_history", "all_enabled_regions_present"),
+            ("spot_price_history", "no_duplicate_prices"), ("on_demand_prices", "prices_positive"),
+            ("on_demand_prices", "prices_recent"), ("spot_advisor", "bands_in_range")} <= checks
+
+
+def test_definitions_carry_the_operations_names():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"component_health", "spot_interruption_events", "k8s_node_inventory"} <= keys
+    assert defs.resolve_sensor_def("spot_interruption_sensor")
+    assert defs.resolve_sensor_def("run_failure_alert_sensor")
+    assert defs.resolve_schedule_def("component_health_schedule")
+    assert defs.resolve_schedule_def("k8s_inventory_schedule")
+    assert {"app_db", "redis", "kubernetes", "interruption_queue"} <= set(defs.resources)
+
+
+def test_optimization_assets_check_job_and_resource_are_registered_with_automation():
+    graph = defs.resolve_asset_graph()
+    for key in ("interruption_risk_scores", "interruption_model", "interruption_predictions", "spot_recommendations"):
+        node = graph.get(dg.AssetKey(key))
+        assert node.automation_condition is not None, key
+    assert {p.to_user_string() for p in graph.get(dg.AssetKey("interruption_risk_scores")).parent_keys} >= {
+        "spot_price_history", "spot_advisor", "spot_interruption_events", "on_demand_prices"}
+    assert dg.AssetKey("discovered_instances") in graph.get(dg.AssetKey("spot_recommendations")).parent_keys
+    [check] = [c for c in defs.resolve_asset_graph().asset_check_keys if c.name == "interruption_model_quality"]
+    spec = graph.get_check_spec(check)
+    assert spec.blocking and spec.asset_key == dg.AssetKey("interruption_model")
+    assert defs.resolve_job_def("execute_approved_recommendations") is not None
+    assert "model_store" in defs.resources
 
 
 def test_dagster_definitions_validate_with_no_secrets(tmp_path):

@@ -26,7 +26,8 @@ from spot_pipelines.demo import workbench
 from spot_pipelines.demo.emulator import local_aws
 from spot_pipelines.demo.fleet import DEMO_ACCOUNTS
 from spot_pipelines.demo.interruptions import create_queue
-from tests.browser.processes import BIN, demo_env, free_port, run_demo, run_demo_until
+from tests.browser.processes import BIN, demo_env, run_demo, run_demo_until
+from tests.support.net import free_port
 
 SEEDED_INSTANCES = sum(g.count for a in DEMO_ACCOUNTS for g in a.groups)
 

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography.fernet import Fernet
+
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -95,12 +96,6 @@ def run_demo_until(env: dict[str, str], log: Path, marker: str, timeout_s: float
         stop_group(proc)
     log.write_text("".join(lines))
     return proc.returncode, "".join(lines)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def graphql(base_url: str, query: str, variables: dict | None = None, timeout_s: float = 30) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _admin
+from tests.support.net import free_port
 
 FAULTS_DIR = Path(__file__).resolve().parent
 _REPORT: list[dict] = []
@@ -91,19 +91,13 @@ def _pg_tool(name: str) -> str:
     return str(candidates[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PrivatePostgres:
     """A throwaway cluster in a temp dir on a free port; only these tests connect to it."""
 
     def __init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="sp_faults_pg_"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as_user: list[str] = []
         if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
             shutil.chown(self.dir, "postgres")

@@ -9,11 +9,12 @@ from sqlalchemy import select
 
 from spot_pipelines.assets.discovery import discovered_instances
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import Account, Instance
+from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.discovery import Instance
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.aws_fakes import KEYS_ACCOUNT_ID
+from tests.support.aws_fakes import KEYS_ACCOUNT_ID
 
 ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 REGIONS = ["eu-west-1", "us-east-1"]

@@ -18,13 +18,14 @@ import pandas as pd
 import pytest
 
 import spot_pipelines.assets.discovery as discovery_asset
-from spot_pipelines.db import market
+from spot_pipelines.db import market_data as market
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.settings import PROJECT_ROOT
-from tests.aws_fakes import seed_instances
+from tests.support.aws_fakes import seed_instances
 from tests.faults.helpers import add_keys_account, discover, duplicates, failure_text, stored_instances
 from tests.faults.test_db_restart import DAY1, _ingest, _price_keys, _stored_prices
-from tests.market_data.helpers import TYPES
+from tests.support.market_data import TYPES
+from tests.support.net import free_port
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -124,19 +125,11 @@ print("NOT KILLED", flush=True)
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def moto_server(monkeypatch):
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     import requests
@@ -145,6 +138,10 @@ def moto_server(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+# The project root first, then whatever PYTHONPATH the session has (the clock shift's sitecustomize).
+CHILD_PYTHONPATH = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
 
 
 def kill_once_written(child: subprocess.Popen, stderr, err_path: Path) -> None:
@@ -172,7 +169,7 @@ def test_run_sigkilled_mid_write_then_rerun(moto_server, app_url, encryption_key
 
     stderr = open(tmp_path / "child.err", "w")
     child = subprocess.Popen([sys.executable, "-c", CHILD, app_url, encryption_key], cwd=PROJECT_ROOT,
-                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(home)},
+                             env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH, "DAGSTER_HOME": str(home)},
                              stdout=subprocess.PIPE, stderr=stderr, text=True)
     kill_once_written(child, stderr, tmp_path / "child.err")  # the child is inside its write transaction
 
@@ -196,10 +193,10 @@ import sys, threading
 from datetime import date
 import dagster as dg
 from moto import mock_aws
-from spot_pipelines.db import market
+from spot_pipelines.db import market_data as market
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from tests.faults.test_db_restart import _ingest
-from tests.market_data.helpers import TYPES
+from tests.support.market_data import TYPES
 real = market.replace_spot_price_day
 
 class BlockingCommit:
@@ -231,7 +228,7 @@ def test_price_ingest_sigkilled_mid_write_then_rerun(aws, private_pg_url, tmp_pa
 
     stderr = open(tmp_path / "child.err", "w")
     child = subprocess.Popen([sys.executable, "-c", CHILD_PRICES, url, DAY1.isoformat()], cwd=PROJECT_ROOT,
-                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                             env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH},
                              stdout=subprocess.PIPE, stderr=stderr, text=True)
     kill_once_written(child, stderr, tmp_path / "child.err")  # the child's slice replacement awaits its commit
 

@@ -14,13 +14,13 @@ from sqlalchemy import select
 import spot_pipelines.assets.discovery as discovery_asset
 from spot_pipelines.assets.market_data import spot_price_history
 from spot_pipelines.core.clock import utc_today
-from spot_pipelines.db import market
+from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.resources.app_database import AppDatabase
-from tests.aws_fakes import seed_instances
+from tests.support.aws_fakes import seed_instances
 from tests.faults.helpers import account_state, add_keys_account, discover, duplicates, failure_text, stored_instances
-from tests.market_data.helpers import REGIONS, TYPES, stubbed_apis
+from tests.support.market_data import REGIONS, TYPES, stubbed_apis
 
 TODAY = utc_today()
 DAY1, DAY2 = TODAY - timedelta(days=3), TODAY - timedelta(days=2)

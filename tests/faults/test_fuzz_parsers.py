@@ -153,7 +153,7 @@ def test_fuzz_describe_spot_price_history_pages(pages):
 
 @st.composite
 def price_list_items(draw):
-    from tests.market_data.helpers import price_list_item
+    from tests.support.market_data import price_list_item
 
     base = json.loads(price_list_item(draw(st.sampled_from(["m5.large", "c6g.xlarge", ""])), "us-east-1",
                                       draw(st.one_of(st.none(), st.sampled_from(["0.0960000000", "0", "-1", "nan",
@@ -265,7 +265,7 @@ def test_fuzz_cli_account_arguments(args):
 @pytest.fixture(scope="module")
 def store_db(tmp_path_factory):
     from spot_pipelines.db.engine import ensure_schema
-    from tests.operations.helpers import add_account
+    from tests.support.accounts import add_account
 
     url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'app.db'}"
     ensure_schema(url)
@@ -284,7 +284,7 @@ def test_fuzz_stored_batches_are_all_or_nothing(store_db, bodies):
 
     from spot_pipelines.core.clock import utcnow
     from spot_pipelines.db.engine import session_factory
-    from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent, store_interruption_messages
+    from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent, store_interruption_messages
 
     _count("store")
     messages = [Message(f"m{i}", f"h{i}", b) for i, b in enumerate(bodies)]

@@ -20,8 +20,8 @@ from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.interruptions import drain_queue, eventbridge_event
 from spot_pipelines.core.keyring import Keyring
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import Account
-from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent, store_interruption_messages
+from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent, store_interruption_messages
 from spot_pipelines.resources.credential_vault import CredentialVault
 from tests.faults.helpers import add_keys_account, duplicates
 
@@ -123,7 +123,7 @@ def _stored(url: str) -> list[str]:
 
 
 def test_sqs_redelivery_and_delete_only_after_store(aws, app_url, monkeypatch, report):
-    from tests.operations.helpers import add_account
+    from tests.support.accounts import add_account
 
     add_account(app_url, "prod", ACCOUNT)
     sqs = boto3.client("sqs", region_name="us-east-1")

@@ -25,9 +25,9 @@ from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.settings import PROJECT_ROOT
-from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, role_session, seed_instances
+from tests.support.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, role_session, seed_instances
 from tests.faults.helpers import discover
-from tests.market_data.helpers import REGIONS, TYPES, price_list_item, stubbed_apis
+from tests.support.market_data import REGIONS, TYPES, price_list_item, stubbed_apis
 
 POLICY = PROJECT_ROOT / "deploy" / "iam-policy.json"
 PLATFORM, READ, EXECUTION = "PlatformIdentity", "AccountReadRole", "AccountExecutionRole"
@@ -135,7 +135,7 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
 
     # --- the account's execution permissions: execute approved recommendations (terminate and stop)
     recorder.phase = None
-    from tests.optimization.test_execution import run_job, setup_fleet
+    from tests.execution.test_execution import run_job, setup_fleet
 
     iam = boto3.client("iam", region_name="us-east-1")
     profile = iam.create_instance_profile(InstanceProfileName="web")["InstanceProfile"]["Arn"]

@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
-from tests.market_data.helpers import TYPES
+from tests.support.market_data import TYPES
 
 
 @pytest.fixture

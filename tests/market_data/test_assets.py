@@ -16,12 +16,12 @@ from sqlalchemy import select
 from spot_pipelines.assets.market_data import on_demand_prices, spot_advisor, spot_price_history
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.clock import utc_today
-from spot_pipelines.db import market
+from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine, session_factory
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import aws_config
-from tests.aws_fakes import fail_region
-from tests.market_data.helpers import REGIONS, TYPES, price_list_item, stubbed_apis
+from tests.support.aws_fakes import fail_region
+from tests.support.market_data import REGIONS, TYPES, price_list_item, stubbed_apis
 
 TODAY = utc_today()
 DAY1, DAY2 = TODAY - timedelta(days=3), TODAY - timedelta(days=2)

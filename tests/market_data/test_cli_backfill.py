@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from spot_pipelines.core.clock import utc_today
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
-from tests.market_data.helpers import TYPES
+from tests.support.market_data import TYPES
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

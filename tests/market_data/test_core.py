@@ -11,7 +11,7 @@ from botocore.stub import Stubber
 
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.errors import ValidationError
-from tests.market_data.helpers import DAY, REGIONS, TYPES, price_list_item
+from tests.support.market_data import DAY, REGIONS, TYPES, price_list_item
 
 START, END = md.day_window(DAY)
 

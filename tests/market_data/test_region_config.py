@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import func, select
 
 from spot_pipelines.assets.market_data import on_demand_prices, spot_price_history
-from spot_pipelines.db import market
+from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.resources.app_database import AppDatabase
-from tests.market_data.helpers import DAY, stubbed_apis
+from tests.support.market_data import DAY, stubbed_apis
 
 
 @pytest.mark.parametrize("asset, partition", [(spot_price_history, DAY.isoformat()), (on_demand_prices, None)])

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
-from spot_pipelines.db import market
+from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine, session_factory
-from tests.market_data.helpers import DAY, DAY_START
+from tests.support.market_data import DAY, DAY_START
 
 
 def _day(day: date, regions=("us-east-1", "eu-west-1"), types=("m5.large", "c6g.xlarge", "r5.xlarge")) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from spot_pipelines.core.synthetic_prices import (
     synthetic_zones,
     zone_id_prefix,
 )
-from tests.market_data.helpers import DAY, DAY_START
+from tests.support.market_data import DAY, DAY_START
 
 
 def test_same_seed_same_history_and_subsets_agree():

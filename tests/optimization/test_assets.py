@@ -13,14 +13,18 @@ from sqlalchemy import func, select
 from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
 from spot_pipelines.assets.optimization import spot_recommendations
 from spot_pipelines.assets.risk import interruption_risk_scores
+from spot_pipelines.db import frames
+from spot_pipelines.db import market_data as market_rows
+from spot_pipelines.db import ml as ml_rows
 from spot_pipelines.db import optimization as opt
+from spot_pipelines.db import risk as risk_rows
 from spot_pipelines.db.engine import get_engine, session_factory
-from spot_pipelines.db.market import SpotPrice as p
+from spot_pipelines.db.market_data import SpotPrice as p
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.resources.model_store import LocalModelStore
-from tests.optimization.factories import END, market_data
-from tests.optimization.seed import add_instances, add_keys_account, seed_market
+from tests.support.factories import END, market_data
+from tests.support.seed import add_instances, add_keys_account, seed_market
 
 AS_OF = END.isoformat()
 ALL = [interruption_risk_scores, interruption_model, interruption_model_quality, interruption_predictions,
@@ -62,9 +66,9 @@ def count(url, model) -> int:
         return session.scalar(select(func.count()).select_from(model))
 
 
-def registry(url) -> dict[int, opt.ModelRegistryEntry]:
+def registry(url) -> dict[int, ml_rows.ModelRegistryEntry]:
     with session_factory(url)() as session:
-        return {e.version: e for e in session.scalars(select(opt.ModelRegistryEntry))}
+        return {e.version: e for e in session.scalars(select(ml_rows.ModelRegistryEntry))}
 
 
 def mat_metadata(result, key: str) -> dict:
@@ -79,11 +83,11 @@ def test_end_to_end_scores_model_check_predictions_recommendations(db_url, encry
     result = materialize(db_url, store)
     assert result.success
 
-    assert count(db_url, opt.InterruptionRiskScore) == 39
+    assert count(db_url, risk_rows.InterruptionRiskScore) == 39
     risk_meta = mat_metadata(result, "interruption_risk_scores")
     assert risk_meta["dagster/row_count"].value == 39
     with session_factory(db_url)() as session:
-        scored_at = session.scalar(select(func.max(opt.InterruptionRiskScore.scored_at)))
+        scored_at = session.scalar(select(func.max(risk_rows.InterruptionRiskScore.scored_at)))
     assert scored_at is not None and scored_at.tzinfo is not None
 
     [check] = result.get_asset_check_evaluations()
@@ -96,7 +100,7 @@ def test_end_to_end_scores_model_check_predictions_recommendations(db_url, encry
     assert "advisor band only (baseline)" in model_meta["metrics"].value
 
     with session_factory(db_url)() as session:
-        predictions = list(session.scalars(select(opt.InterruptionPrediction)))
+        predictions = list(session.scalars(select(ml_rows.InterruptionPrediction)))
     assert len(predictions) == 39 and {p.model_version for p in predictions} == {1}
     assert all(0 <= p.p_interruption <= 1 and p.spot_price > 0 for p in predictions)
 
@@ -164,7 +168,7 @@ def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encry
     assert meta["model_version"].value == 0
     assert "advisor-band prior" in meta["served_by"].value and "cannot be read" in meta["served_by"].value
     with session_factory(sqlite_url)() as session:
-        assert set(session.scalars(select(opt.InterruptionPrediction.model_version))) == {0}
+        assert set(session.scalars(select(ml_rows.InterruptionPrediction.model_version))) == {0}
 
 
 def test_model_without_enough_history_fails_clearly(sqlite_url, encryption_key, tmp_path):
@@ -184,7 +188,7 @@ def test_a_model_worse_than_the_baseline_is_blocked_by_the_check(sqlite_url, enc
     assert materialize(sqlite_url, store, assets=ALL[:3]).success
     # Pretend the holdout went badly for v1, then run the check again (direct invocation).
     with session_factory(sqlite_url)() as session, session.begin():
-        entry = session.get(opt.ModelRegistryEntry, 1)
+        entry = session.get(ml_rows.ModelRegistryEntry, 1)
         entry.metrics = {**entry.metrics, "model": {**entry.metrics["model"], "brier": 0.5, "roc_auc": 0.4}}
     result = interruption_model_quality(app_db=AppDatabase(url=sqlite_url), model_store=store)
     assert not result.passed
@@ -198,8 +202,8 @@ def test_postgres_copy_reader_returns_what_the_row_reader_does(pg_url, encryptio
     seeded(pg_url, encryption_key)
     start, end = (END - timedelta(days=10)).date(), END.date()
     with get_engine(pg_url).connect() as conn:
-        copied = opt.read_prices(conn, start, end)
-        rows = opt._frame(conn, select(p.ts, p.region, p.availability_zone, p.availability_zone_id, p.instance_type,
+        copied = market_rows.read_prices(conn, start, end)
+        rows = frames.read_frame(conn, select(p.ts, p.region, p.availability_zone, p.availability_zone_id, p.instance_type,
                                        p.product_description, p.price, p.is_day_open)
                           .where(p.day >= start, p.day < end)
                           .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts))

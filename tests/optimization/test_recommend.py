@@ -7,8 +7,8 @@ import pytest
 
 from benchmarks.bench_optimization import naive_recommend, synthetic_fleet
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.recommend import HOURS_PER_MONTH, RecommendConfig, recommend
-from tests.optimization.factories import catalog, on_demand
+from spot_pipelines.core.optimization import HOURS_PER_MONTH, RecommendConfig, recommend
+from tests.support.factories import catalog, on_demand
 
 AZ = "use1-az1"
 

@@ -11,7 +11,7 @@ import pytest
 from benchmarks.bench_optimization import naive_scores
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.risk import MARKET_KEY, score_markets
-from tests.optimization.factories import END, market_data
+from tests.support.factories import END, market_data
 
 FEATURE_COLUMNS = ["spot_price", "price_mean", "volatility", "changes_per_day", "mean_abs_change_pct",
                    "spike_ratio_7d", "hours_since_change"]

@@ -8,15 +8,16 @@ from botocore.stub import Stubber
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from spot_pipelines.cli_recommendations import recommendations
+from spot_pipelines.cli.recommendations import recommendations
 from spot_pipelines.core.execution import RecommendationView, execute
+from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.jobs.execution import execute_approved_recommendations
+from spot_pipelines.assets.execution import execute_approved_recommendations
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.aws_fakes import ec2_error_response
-from tests.optimization.seed import add_instances, add_keys_account, add_recommendation
+from tests.support.aws_fakes import ec2_error_response
+from tests.support.seed import add_instances, add_keys_account, add_recommendation
 
 REGION = "us-east-1"
 
@@ -70,9 +71,9 @@ def rec_rows(url) -> dict[int, opt.SpotRecommendation]:
         return {r.id: r for r in session.scalars(select(opt.SpotRecommendation))}
 
 
-def audit(url, rec_id) -> list[opt.RecommendationAction]:
+def audit(url, rec_id) -> list[execution_rows.RecommendationAction]:
     with session_factory(url)() as session:
-        return opt.actions_for(session, rec_id)
+        return execution_rows.actions_for(session, rec_id)
 
 
 def test_dry_run_is_the_default_and_records_the_exact_calls(aws, sqlite_url, vault):

@@ -76,3 +76,54 @@ def test_new_prices_and_a_new_discovery_refresh_recommendations_without_a_click(
     assert daemon.tick() == {"interruption_risk_scores", "interruption_predictions", "spot_recommendations"}
     materialized(instance, "interruption_risk_scores", "interruption_predictions", "spot_recommendations")
     assert daemon.tick() == set()
+
+
+def test_automation_follows_new_prices_and_respects_the_blocking_check():
+    from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
+    from spot_pipelines.assets.optimization import spot_recommendations
+    from spot_pipelines.assets.risk import interruption_risk_scores
+    from spot_pipelines.resources.app_database import AppDatabase
+    from spot_pipelines.resources.model_store import LocalModelStore
+
+    local = dg.Definitions(assets=[interruption_risk_scores, interruption_model, interruption_predictions,
+                                   spot_recommendations], asset_checks=[interruption_model_quality],
+                           resources={"app_db": AppDatabase(), "model_store": LocalModelStore()})
+    instance = dg.DagsterInstance.ephemeral()
+    cursor = None
+
+    def tick() -> dict[str, int]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=local, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        return {k: result.get_num_requested(dg.AssetKey(k)) for k in AUTOMATED_ASSETS}
+
+    def report(key: str) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+
+    def check(passed: bool) -> None:
+        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("interruption_model"), check_name="interruption_model_quality", passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR))
+
+    tick()
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="spot_price_history", partition=(utc_today() - timedelta(days=1)).isoformat()))
+    report("on_demand_prices")  # nothing is requested while a required upstream was never materialized
+    report("discovered_instances")
+    # The first model trains in the same run as the first scores.
+    assert tick() == {"interruption_risk_scores": 1, "interruption_model": 1, "interruption_predictions": 0,
+                      "spot_recommendations": 0}
+    report("interruption_risk_scores")
+    report("interruption_model")
+    check(passed=True)
+    assert tick() == {"interruption_risk_scores": 0, "interruption_model": 0, "interruption_predictions": 1,
+                      "spot_recommendations": 1}
+    report("interruption_predictions")
+    report("spot_recommendations")
+    tick()
+    # A new model whose blocking check failed does not trigger predictions.
+    report("interruption_model")
+    check(passed=False)
+    assert tick()["interruption_predictions"] == 0
+    # New discovery results refresh the recommendations.
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="discovered_instances", partition="prod"))
+    assert tick()["spot_recommendations"] == 1

@@ -6,11 +6,12 @@ from sqlalchemy import func, select
 
 from spot_pipelines.assets.discovery import discovered_instances
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import Account, Instance
+from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.discovery import Instance
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
-from tests.aws_fakes import (KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances,
+from tests.support.aws_fakes import (KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances,
                              vault_clients_with)
 
 
@@ -152,7 +153,7 @@ def test_assume_role_denied_names_the_account(aws, db_url, vault, monkeypatch):
     add_account(db_url, vault, "prod", regions=["eu-west-1"])
 
     def deny(request, event_name="", **_):
-        from tests.aws_fakes import ec2_error_response
+        from tests.support.aws_fakes import ec2_error_response
         if event_name.endswith("AssumeRole"):
             return ec2_error_response("AccessDenied", 403, "not authorized to perform sts:AssumeRole")
     import botocore.session

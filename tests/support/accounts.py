@@ -1,8 +1,9 @@
-"""Shared test data for the operations tests."""
+"""Accounts and instances seeded straight into the app database (interruptions, kubernetes, health, faults)."""
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import Account, Instance
+from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.discovery import Instance
 
 # The current hour, whole: event times survive EventBridge's whole-second "time" field.
 NOW = utcnow().replace(minute=0, second=0, microsecond=0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.model import (
+from spot_pipelines.core.ml import (
     OBSERVED,
     WEAK,
     BandBaseline,
@@ -25,7 +25,7 @@ from spot_pipelines.core.model import (
 )
 from spot_pipelines.core.risk import FEATURES
 from spot_pipelines.resources.model_store import LocalModelStore
-from tests.optimization.factories import END, market_data
+from tests.support.factories import END, market_data
 
 DAYS = 45
 FAST = TrainingConfig(max_iter=40)

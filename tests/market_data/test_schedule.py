@@ -1,4 +1,4 @@
-"""daily_market_data_schedule, the jobs, freshness, and the names other systems rely on."""
+"""daily_market_data_schedule and the price emulator it is tested against."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from datetime import datetime, time, timedelta, timezone
 import boto3
 import dagster as dg
 
-from spot_pipelines.assets.market_data import market_daily_partitions
 from spot_pipelines.core.clock import utc_today
-from spot_pipelines.definitions import defs
-from spot_pipelines.sensors.market_schedule import daily_market_data_schedule
+from spot_pipelines.sensors.market_data import daily_market_data_schedule
 
 
 def test_schedule_requests_yesterdays_partitions():
@@ -21,24 +19,6 @@ def test_schedule_requests_yesterdays_partitions():
     assert request.partition_key == yesterday and request.run_key == f"market-data-{yesterday}"
     assert daily_market_data_schedule.cron_schedule == "30 1 * * *"
     assert daily_market_data_schedule.execution_timezone == "UTC"
-
-
-def test_definitions_hold_the_market_data_contract():
-    graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"spot_price_history", "on_demand_prices", "spot_advisor"} <= keys
-    assert defs.resolve_schedule_def("daily_market_data_schedule").job_name == "daily_market_data"
-    job = defs.resolve_job_def("spot_price_history_job")
-    assert job.partitions_def == market_daily_partitions
-    for name in ("spot_price_history", "spot_advisor"):
-        node = graph.get(dg.AssetKey(name))
-        assert node.partitions_def == market_daily_partitions
-        assert node.backfill_policy == dg.BackfillPolicy.single_run()
-        assert node.freshness_policy is not None
-    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert {("spot_price_history", "prices_positive"), ("spot_price_history", "all_enabled_regions_present"),
-            ("spot_price_history", "no_duplicate_prices"), ("on_demand_prices", "prices_positive"),
-            ("on_demand_prices", "prices_recent"), ("spot_advisor", "bands_in_range")} <= checks
 
 
 def test_emulator_pages_and_filters(prices):

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import SystemLog
+from spot_pipelines.db.system_log import SystemLog
 from spot_pipelines.definitions import defs
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.sensors import run_failure
-from spot_pipelines.sensors.run_failure import (
+from spot_pipelines.sensors import health as health_sensors
+from spot_pipelines.sensors.health import (
     RETRY_GRACE,
     run_failure_alert_sensor,
     unretried_failure_alert_sensor,
@@ -139,7 +139,7 @@ def test_will_retry_run_alerts_only_when_its_retry_never_starts(monkeypatch, sql
     late = utcnow() + RETRY_GRACE + timedelta(seconds=1)
     assert [r.run_id for r in unretried_failures(instance, late)] == [abandoned.run_id]
 
-    monkeypatch.setattr(run_failure, "RETRY_GRACE", timedelta(0))
+    monkeypatch.setattr(health_sensors, "RETRY_GRACE", timedelta(0))
     tick(unretried_failure_alert_sensor, instance, sqlite_url, None)
     tick(unretried_failure_alert_sensor, instance, sqlite_url, None)  # the next tick alerts nothing twice
     [row] = alert_rows(sqlite_url)

@@ -6,7 +6,7 @@ import pytest
 
 from spot_pipelines.core.errors import ConfigError, CredentialError
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
+from tests.support.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
 
 
 def account(**fields):

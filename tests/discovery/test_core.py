@@ -9,7 +9,7 @@ from botocore.stub import Stubber
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.discovery import scan_account, scan_region
 from spot_pipelines.core.errors import CredentialError, ValidationError
-from tests.aws_fakes import fail_region, seed_instances
+from tests.support.aws_fakes import fail_region, seed_instances
 
 
 def clients(hooks=(), max_attempts=2):

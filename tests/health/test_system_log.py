@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 
 from spot_pipelines import system_log
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import SystemLog
+from spot_pipelines.db.system_log import SystemLog
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = ("IQoJb3JpZ2luX2VjEHYaCXVzLWVhc3QtMSJHMEUCIQDxTHxmbFz6yGj4JkLp2wDxb9yAaZq3TcVb7WnL8sQm0QIg"

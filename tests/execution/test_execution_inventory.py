@@ -14,17 +14,18 @@ from sqlalchemy.exc import OperationalError
 
 from spot_pipelines.assets.optimization import spot_recommendations
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.db import instances as inventory
+from spot_pipelines.db import discovery as inventory
+from spot_pipelines.db import ml as ml_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.market import InstanceTypeSpec, OnDemandPrice
-from spot_pipelines.db.models import Instance
+from spot_pipelines.db.market_data import InstanceTypeSpec, OnDemandPrice
+from spot_pipelines.db.discovery import Instance
 from spot_pipelines.demo.summary import savings_summary
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.aws_fakes import ec2_error_response
-from tests.optimization.seed import add_instances, add_recommendation
-from tests.optimization.test_execution import REGION, audit, ec2_state, rec_rows, run_job, setup_fleet
+from tests.support.aws_fakes import ec2_error_response
+from tests.support.seed import add_instances, add_recommendation
+from tests.execution.test_execution import REGION, audit, ec2_state, rec_rows, run_job, setup_fleet
 
 SAVED = 40.88  # add_recommendation's monthly_savings_usd
 
@@ -56,7 +57,7 @@ def seed_market(url, az_id: str) -> None:
         session.execute(insert(OnDemandPrice), [
             {"region": REGION, "instance_type": t, "operating_system": "Linux", "usd_per_hour": 0.096,
              "source": "bundled_snapshot", "as_of": now} for t in ("m5.large", "m6i.large")])
-        session.execute(insert(opt.InterruptionPrediction), [
+        session.execute(insert(ml_rows.InterruptionPrediction), [
             {"region": REGION, "availability_zone_id": az_id, "instance_type": t,
              "product_description": "Linux/UNIX", "model_version": 1, "p_interruption": 0.02, "horizon_hours": 24,
              "risk_score": 0.1, "spot_price": price, "on_demand_price": 0.096, "predicted_at": now}

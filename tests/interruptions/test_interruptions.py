@@ -17,8 +17,8 @@ from spot_pipelines.core.interruptions import (
     parse_message,
 )
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.models import SystemLog
-from spot_pipelines.db.operations import DeadLetter, SpotInterruptionEvent
+from spot_pipelines.db.system_log import SystemLog
+from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.sensors.interruptions import (
@@ -28,7 +28,7 @@ from spot_pipelines.sensors.interruptions import (
 )
 from spot_pipelines.assets.interruptions import spot_interruption_events
 
-from .helpers import NOW, add_account, add_instance
+from tests.support.accounts import NOW, add_account, add_instance
 
 T = NOW - timedelta(minutes=30)
 ACCOUNT = "111122223333"

@@ -1,4 +1,4 @@
-"""The operations names in the Definitions, and a planted secret that never reaches storage."""
+"""A planted secret (in SQS messages and the Redis URL) never reaches the app database's operations tables."""
 
 import json
 
@@ -6,28 +6,15 @@ import boto3
 import dagster as dg
 from sqlalchemy import text
 
-from spot_pipelines.assets.health import refresh_component_health
+from spot_pipelines.health_round import refresh_component_health
 from spot_pipelines.core.interruptions import eventbridge_event
 from spot_pipelines.db.engine import get_engine
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.sensors.interruptions import SpotInterruptionQueue, spot_interruption_sensor
 
-from .helpers import NOW, add_account
+from tests.support.accounts import NOW, add_account
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-
-
-def test_definitions_carry_the_operations_names():
-    from spot_pipelines.definitions import defs
-
-    graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"component_health", "spot_interruption_events", "k8s_node_inventory"} <= keys
-    assert defs.resolve_sensor_def("spot_interruption_sensor")
-    assert defs.resolve_sensor_def("run_failure_alert_sensor")
-    assert defs.resolve_schedule_def("component_health_schedule")
-    assert defs.resolve_schedule_def("k8s_inventory_schedule")
-    assert {"app_db", "redis", "kubernetes", "interruption_queue"} <= set(defs.resources)
 
 
 def test_a_planted_secret_never_reaches_storage(sqlite_url, aws, encryption_key, monkeypatch):

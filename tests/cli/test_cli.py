@@ -10,8 +10,9 @@ from spot_pipelines.cli import main
 from spot_pipelines.core.keyring import Keyring
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.db.models import Account, Instance
-from tests.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
+from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.discovery import Instance
+from tests.support.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
 OTHER_AWS_ID = "210987654321"
@@ -95,7 +96,7 @@ def one_error_line(out) -> str:
 def no_env_files(monkeypatch, tmp_path):
     """Neither the current directory nor the project root holds a .env (the repo's own is ignored)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("spot_pipelines.cli.PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr("spot_pipelines.cli.keys.PROJECT_ROOT", tmp_path / "project")
     monkeypatch.delenv("ENCRYPTION_KEY")
     return tmp_path
 
@@ -239,3 +240,8 @@ def test_unreachable_database_is_one_clear_line_without_the_password(monkeypatch
     assert out.exit_code == 1
     assert out.output.startswith("error: the app database postgresql://spot:***@127.0.0.1:9/spot failed: connection")
     assert "Traceback" not in out.output and "hunter2secret" not in out.output
+
+
+def test_cli_exposes_the_recommendations_group():
+    out = CliRunner().invoke(main, ["recommendations", "--help"])
+    assert out.exit_code == 0 and "approve" in out.output and "list" in out.output

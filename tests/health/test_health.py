@@ -8,23 +8,20 @@ from datetime import timedelta
 import dagster as dg
 from sqlalchemy import create_engine, select, text
 
-from spot_pipelines.assets.health import (
-    ComponentHealthConfig,
-    build_checks,
-    component_health,
-    refresh_component_health,
-    run_health_round,
-)
+from spot_pipelines.assets.health import ComponentHealthConfig, component_health
+from spot_pipelines.health_round import build_checks, refresh_component_health, run_health_round
 from spot_pipelines.core import health
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.health import CheckOutcome, HealthThresholds
 from spot_pipelines.db.engine import ensure_schema, session_factory
-from spot_pipelines.db.models import SystemLog
-from spot_pipelines.db.operations import ComponentHealth, ComponentHealthState, K8sWatcherHeartbeat, latest_health
+from spot_pipelines.db.system_log import SystemLog
+from spot_pipelines.db.health import ComponentHealth, ComponentHealthState, latest_health
+from spot_pipelines.db.kubernetes import K8sWatcherHeartbeat
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.redis import RedisResource
-from spot_pipelines.sensors.health import component_health_schedule, k8s_inventory_schedule
+from spot_pipelines.sensors.health import component_health_schedule
+from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
 
 T = HealthThresholds()
 NOW = utcnow().replace(minute=0, second=0, microsecond=0)
@@ -224,7 +221,7 @@ def test_ml_model_check(tmp_path):
     def refuse(data, where, sha):
         raise ValueError(f"model artifact {where} is incompatible: trained with scikit-learn 0.1")
 
-    from spot_pipelines.assets.health import model_loader
+    from spot_pipelines.health_round import model_loader
     real = model_loader()
     if real is not None:  # the ML module's own vetting: these bytes are no joblib artifact
         garbage = health.check_ml_model(engine, T, now=lambda: NOW, load=real)
@@ -341,7 +338,7 @@ def test_optimizer_lookup_sees_a_materialization(sqlite_url):
 
 
 def test_schedule_tick_runs_the_job_and_writes_a_round(sqlite_url):
-    from spot_pipelines.sensors.health import component_health_job
+    from spot_pipelines.assets.health import component_health_job
 
     defs = dg.Definitions(assets=[component_health], jobs=[component_health_job],
                           schedules=[component_health_schedule],

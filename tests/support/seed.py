@@ -6,12 +6,13 @@ import pandas as pd
 from sqlalchemy import insert
 
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.market import InstanceTypeSpec, OnDemandPrice, SpotAdvisorEntry, SpotPrice
-from spot_pipelines.db.models import Account, Instance
-from spot_pipelines.db.operations import SpotInterruptionEvent
+from spot_pipelines.db.market_data import InstanceTypeSpec, OnDemandPrice, SpotAdvisorEntry, SpotPrice
+from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.interruptions import SpotInterruptionEvent
 from spot_pipelines.db.optimization import SpotRecommendation
-from tests.aws_fakes import KEYS_ACCOUNT_ID
-from tests.optimization.factories import END
+from tests.support.aws_fakes import KEYS_ACCOUNT_ID
+from tests.support.factories import END
 
 NOW = END  # the seeded world's present
 
