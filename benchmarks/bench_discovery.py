@@ -15,7 +15,7 @@ straight against moto for comparison.
 
 - ours: the asset's code path: `CredentialVault.session_for` + `vault.client` (adaptive retries),
   `core.discovery.scan_account` (regions concurrently, paginators), then
-  `db.instances.write_scan` (bulk upsert) in one transaction; a fresh vault per run, as in Dagster.
+  `db.discovery.write_scan` (bulk upsert) in one transaction; a fresh vault per run, as in Dagster.
 - baseline: a plain worker script: DescribeRegions, then region after region DescribeInstances
   (+ the AZ-ID lookup, so both write the same rows), one INSERT per `cursor.execute` into the
   same `instances` table, one commit.
@@ -128,7 +128,7 @@ def _assumed_credentials(aws_account_id: str) -> dict[str, str]:
 
 def _add_account(db_url: str, name: str, aws_account_id: str, *, keys: bool, regions: list[str]) -> int:
     from spot_pipelines.db.engine import session_factory
-    from spot_pipelines.db.models import Account
+    from spot_pipelines.db.accounts import Account
     from spot_pipelines.resources.credential_vault import CredentialVault
 
     vault = CredentialVault(encryption_key=os.environ["ENCRYPTION_KEY"])
@@ -148,9 +148,9 @@ def discover_ours(db_url: str, account_id: int) -> dict[str, Any]:
     """What the discovered_instances asset does for one partition, minus Dagster: returns phase times."""
     from spot_pipelines.core.discovery import scan_account
     from spot_pipelines.db.engine import session_factory
-    from spot_pipelines.db.instances import write_scan
+    from spot_pipelines.db.discovery import write_scan
     from spot_pipelines.core.clock import utcnow
-    from spot_pipelines.db.models import Account
+    from spot_pipelines.db.accounts import Account
     from spot_pipelines.resources.credential_vault import CredentialVault
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -237,7 +237,7 @@ def _truncate(db_url: str) -> None:
 
 def _bulk_write_alone(db_url: str, account_id: int, instances: list[dict], regions: list[str]) -> float:
     from spot_pipelines.db.engine import session_factory
-    from spot_pipelines.db.instances import write_scan
+    from spot_pipelines.db.discovery import write_scan
     from spot_pipelines.core.clock import utcnow
 
     _truncate(db_url)

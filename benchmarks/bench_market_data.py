@@ -6,7 +6,7 @@ table: primary key (AZ ID, type, product, ts) plus two indexes), and one synthet
 Linux day from `core.synthetic_prices` (~275,000 rows: 33 regions × priced types × AZs, the
 day-open rows included). The table is emptied before every timed load.
 
-- ours: `db.market.replace_spot_price_day` — column-wise CSV serialization, COPY into a temporary
+- ours: `db.market_data.replace_spot_price_day` — column-wise CSV serialization, COPY into a temporary
   staging table, DELETE of the day's slice and INSERT … SELECT, one transaction.
 - baseline: `DataFrame.to_sql(..., if_exists="append")` with default settings into the same table.
 - floor: a raw `COPY` of the same rows from a CSV file prepared beforehand (`psql \\copy`, or
@@ -105,7 +105,7 @@ def backfill_child(url: str, days: int, budget_s: float) -> dict[str, Any]:
     (and say so) when `budget_s` runs out, so a slow shared machine cannot sink the whole run."""
     from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
     from spot_pipelines.db.engine import ensure_schema
-    from spot_pipelines.db.market import replace_spot_price_day
+    from spot_pipelines.db.market_data import replace_spot_price_day
 
     engine = ensure_schema(url)
     markets = default_markets()
@@ -136,7 +136,7 @@ def run(quick: bool = False) -> list[dict]:
 
     from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
     from spot_pipelines.db.engine import ensure_schema
-    from spot_pipelines.db.market import replace_spot_price_day, spot_price_csv
+    from spot_pipelines.db.market_data import replace_spot_price_day, spot_price_csv
 
     repeat = 1 if quick else 2
     backfill_days = 5 if quick else 30

@@ -22,7 +22,7 @@ def _seed(url: str) -> None:
 
     from spot_pipelines.db.engine import ensure_schema
     from spot_pipelines.core.clock import utcnow
-    from spot_pipelines.db.models import Account
+    from spot_pipelines.db.accounts import Account
 
     now = utcnow()
     rows = [{"name": f"acct-{i:05d}", "aws_account_id": f"{100000000000 + i}", "auth_method": "role",
@@ -36,7 +36,7 @@ def _naive_tick(url: str, instance) -> int:
     from sqlalchemy import select
 
     from spot_pipelines.db.engine import session_factory
-    from spot_pipelines.db.models import Account
+    from spot_pipelines.db.accounts import Account
     from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 
     requests = 0
@@ -52,7 +52,7 @@ def _measure(url: str, backend: str) -> list[dict]:
 
     from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
     from spot_pipelines.resources.app_database import AppDatabase
-    from spot_pipelines.sensors.onboarding import account_onboarding_sensor
+    from spot_pipelines.sensors.discovery import account_onboarding_sensor
 
     _seed(url)
     instance = dg.DagsterInstance.ephemeral()

@@ -10,7 +10,7 @@
      (running it on all 50,000 markets would take many minutes); the note says how big the sample is.
    Peak memory: tracemalloc peak of the scoring call (numpy and pandas buffers are traced) and the
    process's peak RSS (which includes the input frame).
-2. Recommendations for 10,000 running instances over ~6,000 priced markets: `core.recommend.recommend`
+2. Recommendations for 10,000 running instances over ~6,000 priced markets: `core.optimization.recommend`
    vs a per-instance Python loop doing the same filtering and ranking.
 3. Inference: `predict_proba` rows/s through the whole Pipeline (scaler + calibrated booster) vs the
    bare calibrated estimator on pre-scaled rows.
@@ -190,7 +190,7 @@ def synthetic_fleet(n_instances: int, seed: int = 11, n_regions: int = 5) -> dic
 
 def naive_recommend(fleet: dict[str, pd.DataFrame], config) -> list[dict]:
     """Per-instance Python loop: for each instance, scan its AZ's markets, filter, cost, rank."""
-    from spot_pipelines.core.recommend import HOURS_PER_MONTH
+    from spot_pipelines.core.optimization import HOURS_PER_MONTH
 
     catalog = {r["instance_type"]: r for r in fleet["catalog"].to_dict("records")}
     od = {(r["region"], r["instance_type"]): r["usd_per_hour"] for r in fleet["on_demand"].to_dict("records")}
@@ -285,7 +285,7 @@ def bench_risk(quick: bool, log=print) -> list[dict[str, Any]]:
 
 
 def bench_recommendations(quick: bool, log=print) -> list[dict[str, Any]]:
-    from spot_pipelines.core.recommend import RecommendConfig, recommend
+    from spot_pipelines.core.optimization import RecommendConfig, recommend
 
     n = 2_000 if quick else 10_000
     fleet = synthetic_fleet(n)
@@ -311,7 +311,7 @@ def bench_recommendations(quick: bool, log=print) -> list[dict[str, Any]]:
 
 
 def bench_inference(quick: bool, log=print) -> list[dict[str, Any]]:
-    from spot_pipelines.core.model import new_pipeline
+    from spot_pipelines.core.ml import new_pipeline
     from spot_pipelines.core.risk import FEATURES
 
     rng = np.random.default_rng(5)
