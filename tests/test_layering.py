@@ -20,7 +20,7 @@ SHARED = {
     "db": {"base", "engine", "upsert", "frames"},
     "resources": {"app_database", "credential_vault", "model_store", "redis"},
     "sensors": {"automation"},
-    "cli": {"keys", "db", "recommendations", "demo"},
+    "cli": {"keys", "db", "recommendations", "demo", "__main__"},
     "assets": set(),
 }
 CORE_FORBIDDEN = ("spot_pipelines.db", "spot_pipelines.system_log", "dagster", "sqlalchemy")
