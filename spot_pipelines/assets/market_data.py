@@ -24,8 +24,8 @@ from spot_pipelines.core.synthetic_prices import bundled_advisor
 from spot_pipelines.db import market_data as market
 from spot_pipelines.partitions import market_daily_partitions
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.resources.market_data import MarketDataAPIs
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, HOME_REGION
+from spot_pipelines.resources.market_data import MarketDataAPIs
 
 SPOT_PRICE_SCHEMA = dg.TableSchema(columns=[
     dg.TableColumn("day", "date", description="the partition (UTC day)"),

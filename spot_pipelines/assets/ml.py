@@ -11,11 +11,11 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.core.validation import parse_as_of
-from spot_pipelines.core.reporting import records
 from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.reporting import markdown_table, records
+from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.core.ml import (
     ModelArtifactError,
     QualityGate,
@@ -28,7 +28,6 @@ from spot_pipelines.core.ml import (
     train,
     training_frame,
 )
-from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.risk import FEATURES, window_end
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows

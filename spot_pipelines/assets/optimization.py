@@ -3,12 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.core.reporting import records
 from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig, recommend
-from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.core.reporting import markdown_table, records
 from spot_pipelines.db import accounts as account_rows
 from spot_pipelines.db import discovery as instance_rows
 from spot_pipelines.db import market_data as market_rows

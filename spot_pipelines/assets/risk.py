@@ -4,13 +4,12 @@ from datetime import timedelta
 
 import dagster as dg
 
-from spot_pipelines.core.validation import parse_as_of
-from spot_pipelines.core.reporting import records
 from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.core.reporting import markdown_table, records
 from spot_pipelines.core.risk import score_markets, window_end
+from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import risk as risk_rows

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.upsert import insert_ignoring_conflicts
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.accounts import account_names
+from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.optimization import fleet_savings
 
 

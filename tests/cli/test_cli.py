@@ -7,11 +7,11 @@ from moto.core.authorization import enable_iam_authentication
 from sqlalchemy import select
 
 from spot_pipelines.cli import main
-from spot_pipelines.core.keyring import Keyring
-from spot_pipelines.db.engine import session_factory
 from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.keyring import Keyring
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.engine import session_factory
 from tests.support.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"

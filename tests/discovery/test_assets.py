@@ -5,9 +5,9 @@ from moto import mock_aws
 from sqlalchemy import func, select
 
 from spot_pipelines.assets.discovery import discovered_instances
-from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.engine import session_factory
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault

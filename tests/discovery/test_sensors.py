@@ -1,9 +1,9 @@
 import dagster as dg
 from sqlalchemy import insert
 
-from spot_pipelines.db.engine import get_engine
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.engine import get_engine
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.sensors.discovery import account_onboarding_sensor, plan_onboarding

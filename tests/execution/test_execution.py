@@ -8,12 +8,12 @@ from botocore.stub import Stubber
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from spot_pipelines.assets.execution import execute_approved_recommendations
 from spot_pipelines.cli.recommendations import recommendations
 from spot_pipelines.core.execution import RecommendationView, execute
 from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.assets.execution import execute_approved_recommendations
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from tests.support.aws_fakes import ec2_error_response

@@ -8,9 +8,9 @@ import dagster as dg
 from sqlalchemy import select
 
 from spot_pipelines.assets.discovery import discovered_instances
-from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.engine import session_factory
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault

@@ -19,8 +19,8 @@ from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.interruptions import drain_queue, eventbridge_event
 from spot_pipelines.core.keyring import Keyring
-from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent, store_interruption_messages
 from spot_pipelines.resources.credential_vault import CredentialVault
 from tests.faults.helpers import add_keys_account, duplicates

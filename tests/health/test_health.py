@@ -9,14 +9,14 @@ import dagster as dg
 from sqlalchemy import create_engine, select, text
 
 from spot_pipelines.assets.health import ComponentHealthConfig, component_health
-from spot_pipelines.health_round import build_checks, refresh_component_health, run_health_round
 from spot_pipelines.core import health
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.health import CheckOutcome, HealthThresholds
 from spot_pipelines.db.engine import ensure_schema, session_factory
-from spot_pipelines.db.system_log import SystemLog
 from spot_pipelines.db.health import ComponentHealth, ComponentHealthState, latest_health
 from spot_pipelines.db.kubernetes import K8sWatcherHeartbeat
+from spot_pipelines.db.system_log import SystemLog
+from spot_pipelines.health_round import build_checks, refresh_component_health, run_health_round
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.redis import RedisResource

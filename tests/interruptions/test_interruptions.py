@@ -17,8 +17,8 @@ from spot_pipelines.core.interruptions import (
     parse_message,
 )
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.system_log import SystemLog
 from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent
+from spot_pipelines.db.system_log import SystemLog
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.sensors.interruptions import (

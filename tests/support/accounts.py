@@ -1,9 +1,9 @@
 """Accounts and instances seeded straight into the app database (interruptions, kubernetes, health, faults)."""
 
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.engine import session_factory
 
 # The current hour, whole: event times survive EventBridge's whole-second "time" field.
 NOW = utcnow().replace(minute=0, second=0, microsecond=0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import insert
 
-from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.market_data import InstanceTypeSpec, OnDemandPrice, SpotAdvisorEntry, SpotPrice
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.interruptions import SpotInterruptionEvent
+from spot_pipelines.db.market_data import InstanceTypeSpec, OnDemandPrice, SpotAdvisorEntry, SpotPrice
 from spot_pipelines.db.optimization import SpotRecommendation
 from tests.support.aws_fakes import KEYS_ACCOUNT_ID
 from tests.support.factories import END
