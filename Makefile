@@ -30,9 +30,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not postgres and not browser"
 
-## The whole suite 400 days in the future (tests/clock_shift.py: time-machine here, libfaketime in subprocesses).
+## The whole suite 400 days ahead (tests/clock_shift/: pytest and its Python subprocesses travel together).
 test-future: $(STAMP)
-	command -v faketime >/dev/null || (apt-get update -qq && apt-get install -y -qq faketime)
 	SPOT_PIPELINES_CLOCK_SHIFT_DAYS=$${SPOT_PIPELINES_CLOCK_SHIFT_DAYS:-400} $(MAKE) test
 
 ## The fault-injection and leak-scan suite alone (fuzzers at 3x: 3,000-6,000 examples each), ending with the reliability matrix.

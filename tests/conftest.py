@@ -16,6 +16,17 @@ from sqlalchemy import text
 # Dagster's RetryPolicy really sleeps in-process: keep the AWS retry delay short in tests.
 os.environ.setdefault("SPOT_PIPELINES_AWS_RETRY_DELAY", "0.01")
 
+# SPOT_PIPELINES_CLOCK_SHIFT_DAYS=400 (`make test-future`) runs the whole test world that far ahead: importing
+# clock_shift moves this process's clock before any test module reads it, and its folder on PYTHONPATH makes
+# every Python subprocess a test starts travel the same way (see tests/clock_shift/sitecustomize.py).
+try:
+    from tests.clock_shift import sitecustomize as clock_shift  # noqa: E402
+except ValueError as bad_shift:
+    raise pytest.UsageError(str(bad_shift)) from None
+if clock_shift.TRAVELLER is not None:
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [os.path.dirname(clock_shift.__file__), os.environ.get("PYTHONPATH")]))
+
 from spot_pipelines.db.engine import ensure_schema, get_engine  # noqa: E402
 
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")

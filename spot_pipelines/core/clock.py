@@ -1,7 +1,7 @@
 """The one wall clock of the package: every "now" and "today" reads it, so a test can move all of them at once.
 
 Durations and timeouts use `time.monotonic`/`perf_counter` directly: they are not wall-clock reads.
-Tests shift the world with SPOT_PIPELINES_CLOCK_SHIFT_DAYS (tests/clock_shift.py): that moves the process clock
+Tests shift the world with SPOT_PIPELINES_CLOCK_SHIFT_DAYS (tests/clock_shift/): that moves the process clock
 itself, so Dagster, moto and this module agree, and nothing here needs to know about it.
 """
 
