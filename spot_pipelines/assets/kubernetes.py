@@ -8,11 +8,12 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.kubernetes import build_inventory, list_all
+from spot_pipelines.core.redaction import redact_text
 from spot_pipelines.core.reporting import counts_by, markdown_table
 from spot_pipelines.db.kubernetes import write_heartbeat, write_k8s_inventory
+from spot_pipelines.db.system_log import write_system_log
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
-from spot_pipelines.system_log import redact_text, write_system_log
 
 COMPONENT = "k8s_node_inventory"
 NODE_COLUMNS = ["name", "capacity_type", "instance_type", "zone", "instance_id", "ready"]

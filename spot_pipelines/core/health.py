@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from sqlalchemy import Engine, column, func, inspect, select, table, text
 
 from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.redaction import redact_text
 from spot_pipelines.db.base import JSONType, UTCDateTime
 
 HEALTHY, DEGRADED, CRITICAL, NOT_CONFIGURED = "healthy", "degraded", "critical", "not_configured"
@@ -88,7 +89,6 @@ def worst(statuses: Sequence[str]) -> str:
 
 
 def _error_details(exc: BaseException) -> dict[str, Any]:
-    from spot_pipelines.system_log import redact_text
 
     return {"error": redact_text(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")[:500]}
 

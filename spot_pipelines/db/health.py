@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, Float, Index, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
+from spot_pipelines.db.system_log import write_system_log
 from spot_pipelines.db.upsert import insert_ignoring_conflicts
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")
@@ -53,7 +54,6 @@ def write_health_round(session: Session, results: Sequence[Any], *, round_id: st
     `system_logs` row for every status transition with the diagnostic context of that moment:
     the check's details, every other component's status, and `context` (host, trigger…)."""
     from spot_pipelines.core.health import transitions
-    from spot_pipelines.system_log import write_system_log
 
     session.add_all([ComponentHealth(round_id=round_id, checked_at=checked_at, component=r.component,
                                      status=r.status, latency_ms=r.latency_ms, details=_json(r.details))

@@ -11,6 +11,7 @@ from sqlalchemy import BigInteger, Connection, ForeignKey, Index, Integer, Strin
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.redaction import redact_text
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 from spot_pipelines.db.discovery import Instance
@@ -69,7 +70,6 @@ class DeadLetter(Base):
 
 def dead_letter_rows(rejected: Sequence[tuple[Any, str]], *, source: str, received_at: datetime) -> list[dict]:
     from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY
-    from spot_pipelines.system_log import redact_text
 
     return [{"received_at": received_at, "source": source, "reason": redact_text(reason[:2000]),
              "body": redact_text((message.body or "")[:MAX_DEAD_LETTER_BODY]), "message_id": message.message_id}

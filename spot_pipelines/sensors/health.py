@@ -13,9 +13,8 @@ from sqlalchemy import select
 
 from spot_pipelines.assets.health import component_health_job
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.db.system_log import SystemLog
+from spot_pipelines.db.system_log import SystemLog, write_system_log
 from spot_pipelines.resources.app_database import AppDatabase
-from spot_pipelines.system_log import write_system_log
 
 COMPONENT = "run_failure"
 MAX_ERROR_CHARS = 4000

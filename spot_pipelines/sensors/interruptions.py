@@ -16,10 +16,10 @@ from spot_pipelines.core.aws_errors import describe
 from spot_pipelines.core.clock import unix_now, utcnow
 from spot_pipelines.core.interruptions import DrainResult, RediscoveryPlan, drain_queue, event_digest, plan_rediscovery
 from spot_pipelines.db.interruptions import store_interruption_messages
+from spot_pipelines.db.system_log import write_system_log
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.interruptions import QUEUE_URL_ENV, SpotInterruptionQueue
-from spot_pipelines.system_log import write_system_log
 
 COMPONENT = "spot_interruption_sensor"
 

@@ -9,8 +9,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select, text
 
 from spot_pipelines import system_log
+from spot_pipelines.core import redaction
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.system_log import SystemLog
+from spot_pipelines.db.system_log import SystemLog, SystemLogHandler, record, system_log_row, write_system_log
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = ("IQoJb3JpZ2luX2VjEHYaCXVzLWVhc3QtMSJHMEUCIQDxTHxmbFz6yGj4JkLp2wDxb9yAaZq3TcVb7WnL8sQm0QIg"
@@ -38,29 +39,29 @@ def test_redact_removes_every_kind_of_secret(monkeypatch, encryption_key):
     monkeypatch.setenv("DB_PASSWORD", "hunter2-db-password")
     monkeypatch.setenv("GITHUB_TOKEN", "plain-env-token-value-123")
     for secret in planted(encryption_key):
-        out = system_log.redact_text(f"before {secret} after")
+        out = redaction.redact_text(f"before {secret} after")
         assert secret not in out, secret
         assert out.startswith("before ") and out.endswith(" after")
     # A rotated key list: each key is redacted on its own too.
     second = Fernet.generate_key().decode()
     monkeypatch.setenv("ENCRYPTION_KEY", f"{encryption_key},{second}")
-    assert second not in system_log.redact_text(f"rotating to {second}")
+    assert second not in redaction.redact_text(f"rotating to {second}")
     # Ordinary identifiers survive.
     ordinary = "run 1a2b3c4d-0000-4000-8000-abcdefabcdef i-0123456789abcdef0 3f786850e387550fdab836ed7e6dc881de23001b"
-    assert system_log.redact_text(ordinary) == ordinary
+    assert redaction.redact_text(ordinary) == ordinary
 
 
 def test_redact_structures_and_pairs():
     details = {"secret_access_key": "abc", "nested": [{"SessionToken": "xyz"}, AWS_SECRET], "count": 3,
                "url": "postgresql://app:pw123@db:5432/app", "note": 'aws_secret_access_key="q1w2e3"'}
-    out = system_log.redact(details)
+    out = redaction.redact(details)
     dumped = json.dumps(out)
     for value in ("abc", "xyz", AWS_SECRET, "pw123", "q1w2e3"):
         assert value not in dumped
     assert out["count"] == 3 and out["url"] == "postgresql://app:[REDACTED]@db:5432/app"
     jwt = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJl-_x"
     for line in (f"Authorization: Bearer {jwt}", f"token file said {jwt}", "Authorization: Bearer k8s-static-token-42"):
-        redacted = system_log.redact_text(line)
+        redacted = redaction.redact_text(line)
         assert jwt not in redacted and "k8s-static-token-42" not in redacted, redacted
 
 
@@ -99,11 +100,10 @@ def test_system_logs_rows_are_redacted(db_url, encryption_key, monkeypatch, stre
     buf = stream("json")
     monkeypatch.setenv("MY_API_SECRET", "plain-env-token-value-123")
     with session_factory(db_url)() as session, session.begin():
-        system_log.write_system_log(session, "health", "warning", f"redis key {AWS_SECRET}",
-                                    details={"env": "plain-env-token-value-123", "key": encryption_key},
-                                    run_id="run-1")
-    system_log.record(db_url, "discovery", logging.ERROR, f"failed with {SESSION_TOKEN}")
-    handler = system_log.SystemLogHandler(db_url)
+        write_system_log(session, "health", "warning", f"redis key {AWS_SECRET}",
+                         details={"env": "plain-env-token-value-123", "key": encryption_key}, run_id="run-1")
+    record(db_url, "discovery", logging.ERROR, f"failed with {SESSION_TOKEN}")
+    handler = SystemLogHandler(db_url)
     logger = logging.getLogger("spot_pipelines.k8s")
     logger.addHandler(handler)
     try:
@@ -122,4 +122,4 @@ def test_system_logs_rows_are_redacted(db_url, encryption_key, monkeypatch, stre
 
 def test_bad_level_is_rejected_with_the_field():
     with pytest.raises(ValueError, match="level"):
-        system_log.system_log_row("x", "LOUD", "m")
+        system_log_row("x", "LOUD", "m")
