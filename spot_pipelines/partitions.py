@@ -1,30 +1,34 @@
 """Partition definitions shared by assets, sensors and schedules."""
 
-import os
 from datetime import date, timedelta
 
 import dagster as dg
 
 from spot_pipelines.core.clock import utc_today
 from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.settings import settings
 
 # Dynamic partition names are global across code locations, hence the project prefix.
 AWS_ACCOUNTS_PARTITION = "spot_pipelines_aws_accounts"
 aws_accounts_partitions = dg.DynamicPartitionsDefinition(name=AWS_ACCOUNTS_PARTITION)
 
-START_DATE_ENV = "SPOT_PRICE_HISTORY_START"
 HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
 
 
-def market_data_start_date() -> str:
-    """`SPOT_PRICE_HISTORY_START` (YYYY-MM-DD), else 90 days back: what AWS still serves."""
-    configured = os.environ.get(START_DATE_ENV)
-    if configured:
-        try:
-            return date.fromisoformat(configured).isoformat()
-        except ValueError:
-            raise ValidationError(START_DATE_ENV, f"{configured!r} is not a YYYY-MM-DD date") from None
-    return (utc_today() - timedelta(days=HISTORY_DAYS)).isoformat()
+def market_daily_partitions_def(start: date) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC")
 
 
-market_daily_partitions = dg.DailyPartitionsDefinition(start_date=market_data_start_date(), timezone="UTC")
+# A fixed start (SPOT_PRICE_HISTORY_START, else the product's first day): the set never moves with the clock,
+# so old partitions keep their status; what AWS no longer serves is refused at run time (`check_fetchable`).
+market_daily_partitions = market_daily_partitions_def(settings().price_history_start)
+
+
+def check_fetchable(partition_keys: list[str], today: date | None = None) -> None:
+    """Refuse days older than DescribeSpotPriceHistory serves, naming the first such partition."""
+    oldest = (today or utc_today()) - timedelta(days=HISTORY_DAYS)
+    too_old = sorted(key for key in partition_keys if date.fromisoformat(key) < oldest)
+    if too_old:
+        raise ValidationError("partition", f"{too_old[0]} is older than the {HISTORY_DAYS} days AWS serves spot "
+                                           f"price history for (oldest fetchable: {oldest.isoformat()}); "
+                                           f"{len(too_old)} such day(s) asked for")

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 from datetime import datetime, timezone
 from typing import Any
 
 from spot_pipelines.core.redaction import redact, redact_text
+from spot_pipelines.settings import settings
 
 ROOT_LOGGER = "spot_pipelines"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -112,10 +112,9 @@ def configure(stream=None, *, force: bool = False) -> logging.Handler:
             root.removeHandler(_handler)
         handler = logging.StreamHandler(stream or sys.stdout)
         handler.addFilter(RedactionFilter())
-        fmt = os.environ.get("LOG_FORMAT", "json").strip().lower()
-        handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
-        level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
-        root.setLevel(level if level in LEVELS else "INFO")
+        current = settings()
+        handler.setFormatter(TextFormatter() if current.log_format == "text" else JsonFormatter())
+        root.setLevel(current.log_level if current.log_level in LEVELS else "INFO")
         root.addHandler(handler)
         _handler = handler
         return handler

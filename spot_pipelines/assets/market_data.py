@@ -22,7 +22,7 @@ from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.core.synthetic_prices import bundled_advisor
 from spot_pipelines.db import market_data as market
-from spot_pipelines.partitions import market_daily_partitions
+from spot_pipelines.partitions import check_fetchable, market_daily_partitions
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, HOME_REGION
 from spot_pipelines.resources.market_data import MarketDataAPIs
@@ -107,6 +107,10 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
 )
 def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, app_db: AppDatabase,
                        market_apis: MarketDataAPIs) -> dg.MaterializeResult:
+    try:
+        check_fetchable(context.partition_keys)
+    except ValidationError as exc:  # the day is gone from AWS: no retry can fetch it
+        raise dg.Failure(description=f"{exc}; nothing fetched or written", allow_retries=False) from None
     days = [date.fromisoformat(key) for key in context.partition_keys]
     regions, skipped = _regions(market_apis, config.regions)
     instance_types = None

@@ -1,12 +1,12 @@
 """SpotInterruptionQueue: the SQS queue EventBridge feeds with EC2 interruption and state-change events."""
 
-import os
 import re
 
 import boto3
 import dagster as dg
 
 from spot_pipelines.resources.credential_vault import aws_config
+from spot_pipelines.settings import settings
 
 QUEUE_URL_ENV = "SPOT_INTERRUPTION_QUEUE_URL"
 _QUEUE_REGION = re.compile(r"://sqs[.-]([a-z]{2}(?:-[a-z]+)+-\d)\.")
@@ -26,12 +26,11 @@ class SpotInterruptionQueue(dg.ConfigurableResource):
     rediscovery_min_interval_s: float = 600.0  # at most one interruption-triggered discovery per account
 
     def resolved_url(self) -> str | None:
-        return self.queue_url or os.environ.get(QUEUE_URL_ENV) or None
+        return self.queue_url or settings().interruption_queue_url
 
     def resolved_region(self, url: str) -> str:
         match = _QUEUE_REGION.search(url)
-        return self.region or (match.group(1) if match else None) or os.environ.get("AWS_DEFAULT_REGION") \
-            or os.environ.get("AWS_REGION") or "us-east-1"
+        return self.region or (match.group(1) if match else None) or settings().aws_region or "us-east-1"
 
     def client(self, url: str):
         return boto3.client("sqs", region_name=self.resolved_region(url), config=aws_config(max_attempts=5))

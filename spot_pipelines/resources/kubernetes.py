@@ -5,11 +5,9 @@
 "not configured" and callers report that instead of failing. Nothing connects at load time.
 """
 
-import os
-
 import dagster as dg
 
-IN_CLUSTER_ENV = "KUBERNETES_SERVICE_HOST"
+from spot_pipelines.settings import settings
 
 
 class KubernetesResource(dg.ConfigurableResource):
@@ -22,13 +20,13 @@ class KubernetesResource(dg.ConfigurableResource):
     page_size: int = 500
 
     def resolved_kubeconfig(self) -> str | None:
-        return self.kubeconfig or os.environ.get("KUBECONFIG") or None
+        return self.kubeconfig or settings().kubeconfig
 
     def mode(self) -> str | None:
         """`kubeconfig`, `in-cluster`, or None when no cluster is configured."""
         if self.resolved_kubeconfig():
             return "kubeconfig"
-        in_cluster = self.in_cluster if self.in_cluster is not None else bool(os.environ.get(IN_CLUSTER_ENV))
+        in_cluster = self.in_cluster if self.in_cluster is not None else settings().in_cluster
         return "in-cluster" if in_cluster else None
 
     def is_configured(self) -> bool:

@@ -1,8 +1,8 @@
 """RedisResource: the optional Redis (REDIS_URL); unset means "not configured", not an error."""
 
-import os
-
 import dagster as dg
+
+from spot_pipelines.settings import settings
 
 DEFAULT_QUEUE_KEYS = ("spot_pipelines:queue",)
 
@@ -15,10 +15,9 @@ class RedisResource(dg.ConfigurableResource):
     queue_keys: list[str] | None = None
 
     def resolved_url(self) -> str | None:
-        return self.url or os.environ.get("REDIS_URL") or None
+        return self.url or settings().redis_url
 
     def resolved_queue_keys(self) -> list[str]:
         if self.queue_keys is not None:
             return list(self.queue_keys)
-        env = os.environ.get("REDIS_QUEUE_KEYS")
-        return [k.strip() for k in env.split(",") if k.strip()] if env else list(DEFAULT_QUEUE_KEYS)
+        return list(settings().redis_queue_keys or DEFAULT_QUEUE_KEYS)
