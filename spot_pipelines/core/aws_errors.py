@@ -21,9 +21,6 @@ CREDENTIAL_ERRORS = frozenset({
 })
 # An opt-in region that is off, or an SCP/IAM policy that denies one region: skip that region.
 REGION_SKIP_ERRORS = frozenset({"OptInRequired", "UnauthorizedOperation", "AuthFailure"})
-THROTTLING_ERRORS = frozenset({
-    "RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException",
-})
 # The same request gets the same answer: credentials, permissions, a bad request. ExpiredToken is
 # here because botocore refreshes refreshable credentials before they expire: one that reaches us
 # could not be refreshed.

@@ -25,9 +25,8 @@ from spot_pipelines.core.aws_errors import describe
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.discovery import instance_row
 from spot_pipelines.core.errors import SpotPipelinesError
+from spot_pipelines.core.optimization import GROUP_TAGS
 
-MANAGED_TAGS = ("aws:autoscaling:groupName", "eks:nodegroup-name", "karpenter.sh/nodepool",
-                "karpenter.sh/provisioner-name")
 TAG_REPLACES = "spot-pipelines:replaces"
 TAG_RECOMMENDATION = "spot-pipelines:recommendation-id"
 
@@ -181,7 +180,7 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
     if before["InstanceType"] != rec.current_instance_type:
         return fail(f"instance {rec.instance_id} is now {before['InstanceType']}, not "
                     f"{rec.current_instance_type}: the recommendation is stale")
-    managed = {t["Key"]: t["Value"] for t in instance.get("Tags", []) if t["Key"] in MANAGED_TAGS}
+    managed = {t["Key"]: t["Value"] for t in instance.get("Tags", []) if t["Key"] in GROUP_TAGS}
     if managed:
         key, value = next(iter(managed.items()))
         return fail(f"instance {rec.instance_id} is managed by {key}={value}: replacing it behind the group's "

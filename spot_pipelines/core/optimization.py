@@ -23,8 +23,7 @@ Instances that cannot be priced are skipped with a reason, never priced at zero.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,7 +35,6 @@ HOURS_PER_MONTH = 730.0
 GROUP_TAGS = ("aws:autoscaling:groupName", "eks:nodegroup-name", "karpenter.sh/nodepool",
               "karpenter.sh/provisioner-name")
 SHAPE = ["region", "availability_zone_id", "product_description", "instance_type"]
-_CATEGORY = re.compile(r"^[a-z]+?(?=\d)")
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,6 @@ class RecommendResult:
     recommendations: pd.DataFrame
     skipped: pd.DataFrame            # account_id, instance_id, instance_type, reason
     unchanged: int = 0               # spot instances whose pool still qualifies
-    notes: dict = field(default_factory=dict)
 
 
 def family_category(family: pd.Series) -> pd.Series:

@@ -36,7 +36,6 @@ class Account(Base):
 
 
 PENDING, CONNECTED, ACTIVE, FAILED = "pending", "connected", "active", "failed"
-STATUSES = (PENDING, CONNECTED, ACTIVE, FAILED)
 
 
 def status_after_discovery(current: str, succeeded: bool) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Connection, ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy import Connection, ForeignKey, Index, Integer, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
@@ -70,10 +70,6 @@ def write_scan(session: Session, account_id: int, instances: list[dict], *,
         .execution_options(synchronize_session=False)
     )
     return WriteSummary(upserted=len(rows), newly_terminated=vanished.rowcount or 0)
-
-
-def count_for_account(session: Session, account_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Instance).where(Instance.account_id == account_id))
 
 
 def record_launched(session: Session, account_id: int, row: dict, *, seen_at: datetime) -> None:

@@ -15,8 +15,6 @@ from spot_pipelines.db.upsert import insert_ignoring_conflicts
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")
 
-HEALTH_STATUSES = ("healthy", "degraded", "critical", "not_configured")
-
 
 class ComponentHealth(Base):
     """One row per check per round."""

@@ -20,8 +20,6 @@ from spot_pipelines.db.upsert import insert_ignoring_conflicts
 
 _BIGID = BigInteger().with_variant(Integer, "sqlite")
 
-EVENT_TYPES = ("spot_interruption_warning", "rebalance_recommendation", "state_change")
-
 
 class SpotInterruptionEvent(Base):
     """One EventBridge event about an EC2 instance, recorded once per event id."""

@@ -20,7 +20,6 @@ from spot_pipelines.db.frames import read_frame
 PROPOSED, APPROVED, EXECUTING, EXECUTED, FAILED, REJECTED, SUPERSEDED = (
     "proposed", "approved", "executing", "executed", "failed", "rejected", "superseded")
 REC_STATUSES = (PROPOSED, APPROVED, EXECUTING, EXECUTED, FAILED, REJECTED, SUPERSEDED)
-ACTIONS = ("move_to_spot", "diversify", "stay_on_demand", "return_to_on_demand")
 
 _BigId = BigInteger().with_variant(Integer, "sqlite")
 
