@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from spot_pipelines.demo.ports import free_port
 
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 PG_URL_TEMPLATE = os.environ.get("BENCH_PG_URL_TEMPLATE", "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}")
@@ -130,12 +131,6 @@ def psycopg2_dsn(sqlalchemy_url: str) -> str:
 
 
 # ---------------------------------------------------------------- network and AWS emulator
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @contextlib.contextmanager
 def local_server(argv: list[str], probe_path: str, *, name: str, timeout_s: float = 60,

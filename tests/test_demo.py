@@ -19,15 +19,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from cryptography.fernet import Fernet
 
 from spot_pipelines.demo import run as demo_run
 from spot_pipelines.demo import workbench
 from spot_pipelines.demo.emulator import local_aws
 from spot_pipelines.demo.fleet import DEMO_ACCOUNTS
 from spot_pipelines.demo.interruptions import create_queue
+from spot_pipelines.demo.ports import free_port
 from tests.browser.processes import BIN, demo_env, run_demo, run_demo_until
-from tests.support.net import free_port
 
 SEEDED_INSTANCES = sum(g.count for a in DEMO_ACCOUNTS for g in a.groups)
 

@@ -7,7 +7,6 @@ region (or item) it belongs to.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -16,22 +15,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError
 
 from spot_pipelines.core.aws_errors import REGION_SKIP_ERRORS, describe, error_code, is_permanent
+from spot_pipelines.core.bundled_data import BUNDLED_ADVISOR, bundled_on_demand_rows
 from spot_pipelines.core.discovery import resolve_regions
 from spot_pipelines.core.errors import ValidationError
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-BUNDLED_ADVISOR = DATA_DIR / "spot-advisor-data.json"
-BUNDLED_ON_DEMAND = DATA_DIR / "on-demand-prices-us-east-1.csv"
 # Capture dates of the bundled snapshots (see data/PROVENANCE.md): their rows carry these as `as_of`.
 BUNDLED_ON_DEMAND_AS_OF = datetime(2026, 7, 20, tzinfo=timezone.utc)
-BUNDLED_ADVISOR_AS_OF = date(2025, 6, 28)
 
 ADVISOR_FEED_URL = "https://spot-bid-advisor.s3.amazonaws.com/spot-advisor-data.json"
 # The Price List API is served from a few regions only; us-east-1 answers for every region's prices.
@@ -327,11 +322,10 @@ def fetch_on_demand(pricing, regions: Sequence[str], as_of: datetime,
 
 def bundled_on_demand(reason: str) -> OnDemandFetch:
     """The bundled Price List snapshot (us-east-1 only), dated by its capture date."""
-    with open(BUNDLED_ON_DEMAND, newline="") as handle:
-        rows = [{"region": r["region"], "instance_type": r["instance_type"],
-                 "operating_system": r["operating_system"], "usd_per_hour": float(r["usd_per_hour"]),
-                 "source": "bundled_snapshot", "as_of": BUNDLED_ON_DEMAND_AS_OF}
-                for r in csv.DictReader(handle)]
+    rows = [{"region": r["region"], "instance_type": r["instance_type"],
+             "operating_system": r["operating_system"], "usd_per_hour": float(r["usd_per_hour"]),
+             "source": "bundled_snapshot", "as_of": BUNDLED_ON_DEMAND_AS_OF}
+            for r in bundled_on_demand_rows()]
     return OnDemandFetch(rows=rows, source="bundled_snapshot", fallback_reason=reason)
 
 

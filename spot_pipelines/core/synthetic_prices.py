@@ -12,20 +12,18 @@ Vectorized with numpy (a full all-region day, ~280,000 rows, in well under a sec
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+from spot_pipelines.core.bundled_data import bundled_advisor, bundled_on_demand_rows
+
 EPOCH = date(2017, 11, 1)  # day 0 of the model: AWS's smoothed spot pricing
 SECONDS_PER_DAY = 86_400
 DEFAULT_PRODUCTS = ("Linux/UNIX",)
@@ -86,13 +84,7 @@ def synthetic_zones(region: str) -> list[tuple[str, str]]:
 @cache
 def bundled_on_demand() -> dict[str, float]:
     """us-east-1 Linux on-demand USD/hour by instance type, from the bundled Price List snapshot."""
-    with open(DATA_DIR / "on-demand-prices-us-east-1.csv", newline="") as handle:
-        return {row["instance_type"]: float(row["usd_per_hour"]) for row in csv.DictReader(handle)}
-
-
-@cache
-def bundled_advisor() -> dict:
-    return json.loads((DATA_DIR / "spot-advisor-data.json").read_bytes())
+    return {row["instance_type"]: float(row["usd_per_hour"]) for row in bundled_on_demand_rows()}
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import urllib.request
 from collections.abc import Iterator
 
 from moto.server import ThreadedMotoServer
 
+from spot_pipelines.demo.ports import free_port
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.demo.workbench import EMULATOR_VARIABLES
 
@@ -19,17 +19,6 @@ SEED = 20251122
 # A fixed, known port, so another shell can find the emulator (`spot-pipelines demo env`); when it
 # is taken, a free one is used and recorded.
 EMULATOR_PORT = 5055
-
-
-def free_port(preferred: int = 0) -> int:
-    for port in (preferred, 0) if preferred else (0,):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 @contextlib.contextmanager

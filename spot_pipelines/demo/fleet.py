@@ -4,16 +4,12 @@ Spot Advisor feed."""
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 
+from spot_pipelines.core.bundled_data import bundled_advisor, bundled_on_demand_rows
 from spot_pipelines.core.market_data import architecture_of
-
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 # AWS's own documentation example credentials: the emulator accepts any.
 DEMO_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -139,9 +135,8 @@ CANDIDATE_SIZES = ("medium", "large", "xlarge", "2xlarge", "4xlarge")
 
 def demo_instance_types() -> list[str]:
     """The fleet's types plus the candidate pool, where the bundled data prices them in every demo region."""
-    advisor = json.loads((DATA_DIR / "spot-advisor-data.json").read_text())["spot_advisor"]
-    with (DATA_DIR / "on-demand-prices-us-east-1.csv").open() as handle:
-        on_demand = {row["instance_type"] for row in csv.DictReader(handle)}
+    advisor = bundled_advisor()["spot_advisor"]
+    on_demand = {row["instance_type"] for row in bundled_on_demand_rows()}
     pool = {f"{family}.{size}" for family in CANDIDATE_FAMILIES for size in CANDIDATE_SIZES}
     priced = {t for t in pool if t in on_demand and all(t in advisor[r]["Linux"] for r in demo_regions())}
     return sorted(priced | {g.instance_type for a in DEMO_ACCOUNTS for g in a.groups})

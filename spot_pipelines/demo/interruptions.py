@@ -10,9 +10,10 @@ from datetime import timedelta
 import boto3
 import numpy as np
 
+from spot_pipelines.core.bundled_data import bundled_advisor
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.interruptions import eventbridge_event
-from spot_pipelines.demo.fleet import DATA_DIR, DEMO_ACCOUNTS, session_in
+from spot_pipelines.demo.fleet import DEMO_ACCOUNTS, session_in
 
 QUEUE_NAME = "spot-pipelines-ec2-events"
 # Daily probability of a warning by Spot Advisor band (<5%, 5-10%, 10-15%, 15-20%, >20% a month),
@@ -28,7 +29,7 @@ def create_queue() -> str:
 
 def linux_bands() -> dict[tuple[str, str], int]:
     """(region, instance type) → the bundled Spot Advisor band for Linux."""
-    feed = json.loads((DATA_DIR / "spot-advisor-data.json").read_text())["spot_advisor"]
+    feed = bundled_advisor()["spot_advisor"]
     return {(region, itype): v["r"] for region, by_os in feed.items() for itype, v in by_os.get("Linux", {}).items()}
 
 

@@ -28,9 +28,16 @@ import dagster as dg
 from spot_pipelines.core.clock import utc_today
 from spot_pipelines.core.keyring import generate_key
 from spot_pipelines.demo import workbench
-from spot_pipelines.demo.emulator import EMULATOR_PORT, SEED, free_port, local_aws
-from spot_pipelines.demo.fleet import DEMO_ACCOUNTS, DEMO_SECRET_ACCESS_KEY, demo_instance_types, demo_regions, seed_fleet
+from spot_pipelines.demo.emulator import EMULATOR_PORT, SEED, local_aws
+from spot_pipelines.demo.fleet import (
+    DEMO_ACCOUNTS,
+    DEMO_SECRET_ACCESS_KEY,
+    demo_instance_types,
+    demo_regions,
+    seed_fleet,
+)
 from spot_pipelines.demo.interruptions import create_queue, send_past_warnings
+from spot_pipelines.demo.ports import free_port
 from spot_pipelines.settings import PROJECT_ROOT, dagster_home, database_url
 
 HISTORY_DAYS = 21  # the model needs its 14-day feature window plus a horizon and a holdout

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from tests.support.net import free_port
+from spot_pipelines.demo.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

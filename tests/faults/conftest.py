@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from spot_pipelines.demo.ports import free_port
 from tests.conftest import _admin
-from tests.support.net import free_port
 
 FAULTS_DIR = Path(__file__).resolve().parent
 _REPORT: list[dict] = []

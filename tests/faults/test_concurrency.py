@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
@@ -19,13 +18,13 @@ import pytest
 
 import spot_pipelines.assets.discovery as discovery_asset
 from spot_pipelines.db import market_data as market
+from spot_pipelines.demo.ports import free_port
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.settings import PROJECT_ROOT
-from tests.support.aws_fakes import seed_instances
 from tests.faults.helpers import add_keys_account, discover, duplicates, failure_text, stored_instances
 from tests.faults.test_db_restart import DAY1, _ingest, _price_keys, _stored_prices
+from tests.support.aws_fakes import seed_instances
 from tests.support.market_data import TYPES
-from tests.support.net import free_port
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
