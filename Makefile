@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test test-fast test-future bench validate clean reliability
+.PHONY: install demo lint test test-fast test-future bench validate clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +17,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo needs only the package and its [demo] extra (moto's server as the local AWS emulator).
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
+
 ## The end-to-end demo on embedded defaults: SQLite, local AWS emulator, bundled data, then the UI (PORT=3100: its port).
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/spot-pipelines demo $(if $(PORT),--port $(PORT))
+
+## ruff: the lint rules and the formatting (pyproject.toml [tool.ruff]).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## The whole test suite, on SQLite and on the local PostgreSQL.
 test: $(STAMP)
@@ -47,6 +60,8 @@ bench: $(STAMP)
 validate: $(STAMP)
 	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	env -u ENCRYPTION_KEY $(BIN)/dagster definitions validate -m spot_pipelines.definitions
+	env -u ENCRYPTION_KEY $(BIN)/dg check defs
+	env -u ENCRYPTION_KEY $(BIN)/dg list defs
 
 clean:
 	rm -rf $(VENV) .dagster_home bench-results.json artifacts

@@ -1,10 +1,23 @@
 """Dagster helpers shared by asset modules (an asset module never imports another): AWS errors as a
 run's Failure, the automation conditions of the derived assets, and a DataFrame's table schema."""
 
+from dataclasses import fields
+from typing import TypeVar
+
 import dagster as dg
 import pandas as pd
 
 from spot_pipelines.core.aws_errors import describe, is_permanent
+
+
+Core = TypeVar("Core")
+
+
+def core_config(core_cls: type[Core], config: dg.Config, **extra) -> Core:
+    """The core dataclass from the run config fields of the same name: the run config declares its defaults
+    as `= CoreDataclass.field`, so each default lives once, in core/."""
+    given = type(config).model_fields
+    return core_cls(**{f.name: getattr(config, f.name) for f in fields(core_cls) if f.name in given}, **extra)
 
 
 # The other half of AWS_RETRY_POLICY, for every AWS-calling asset.

@@ -2,8 +2,15 @@
 DAGSTER_PG_* is set, embedded SQLite under $DAGSTER_HOME otherwise.
 
 `dagster.yaml` cannot branch on the environment, so it names this class as `storage: custom`.
-Dagster has no public base for a custom storage; the imports below are the documented
-extension points behind `storage: custom`.
+Why the private imports below stay (checked against dagster 1.13):
+- `storage: postgres:` with `postgres_url: {env: DAGSTER_PG_URL}` cannot fall back: an `{env: ...}`
+  value whose variable is unset is a load error (dagster/_config/source.py `_ensure_env_variable`),
+  and StringSource has no default, so one yaml can never mean "SQLite when unset".
+- A DAGSTER_HOME-selected yaml, or two yaml variants picked by the Makefile/deploy, moves the choice
+  from DAGSTER_PG_* (the documented contract, ARCHITECTURE.md "Configuration") to whoever copies the
+  file, and every command that copies the one dagster.yaml (make, the demo, the tests) would pick wrong.
+- `storage: custom` needs a ConfigurableClass that is a DagsterStorage; neither is exported by
+  `dagster` (only `dagster._serdes` and `dagster._core.storage` define them).
 """
 
 from __future__ import annotations

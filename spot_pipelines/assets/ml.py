@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
+from spot_pipelines.asset_support import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table, records
@@ -41,12 +41,14 @@ BASELINE_VERSION = 0  # predictions from the advisor-band prior when no model ve
 
 
 class TrainModelConfig(dg.Config):
+    """Core TrainingConfig's tunables (defaults from it; `core_config` builds it), plus the data to train on."""
+
     training_days: int = 90
-    window_days: int = 14
-    horizon_days: int = 1
-    holdout_fraction: float = 0.25
-    min_observed_positives: int = 20
-    max_iter: int = 120
+    window_days: int = TrainingConfig.window_days
+    horizon_days: int = TrainingConfig.horizon_days
+    holdout_fraction: float = TrainingConfig.holdout_fraction
+    min_observed_positives: int = TrainingConfig.min_observed_positives
+    max_iter: int = TrainingConfig.max_iter
     as_of: str | None = None
 
 
@@ -84,9 +86,7 @@ def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConf
                        model_store: ModelStore) -> dg.MaterializeResult:
     end = window_end(parse_as_of(config.as_of))
     start = end - timedelta(days=config.training_days)
-    tc = TrainingConfig(window_days=config.window_days, horizon_days=config.horizon_days,
-                        holdout_fraction=config.holdout_fraction,
-                        min_observed_positives=config.min_observed_positives, max_iter=config.max_iter)
+    tc = core_config(TrainingConfig, config)
     with app_db.engine.connect() as conn:
         prices = market_rows.read_prices(conn, start.date(), end.date())
         on_demand = market_rows.read_on_demand(conn)

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
+from spot_pipelines.asset_support import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig, recommend
@@ -17,14 +17,16 @@ from spot_pipelines.resources.app_database import AppDatabase
 
 
 class RecommendationsConfig(dg.Config):
-    min_discount_pct: float = 20.0
-    max_p_interruption: float = 0.25
-    restart_cost_usd: float = 0.10
-    restart_cost_on_demand_hours: float = 2.0
-    diversify_min_pools: int = 3
-    same_az_only: bool = True
-    allowed_families: dict[str, list[str]] | None = None
-    allow_burstable: bool = False
+    """The tunable part of core RecommendConfig (defaults from it; `core_config` builds it)."""
+
+    min_discount_pct: float = RecommendConfig.min_discount_pct
+    max_p_interruption: float = RecommendConfig.max_p_interruption
+    restart_cost_usd: float = RecommendConfig.restart_cost_usd
+    restart_cost_on_demand_hours: float = RecommendConfig.restart_cost_on_demand_hours
+    diversify_min_pools: int = RecommendConfig.diversify_min_pools
+    same_az_only: bool = RecommendConfig.same_az_only
+    allowed_families: dict[str, list[str]] | None = RecommendConfig.allowed_families
+    allow_burstable: bool = RecommendConfig.allow_burstable
 
 
 def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
@@ -67,7 +69,7 @@ def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
 def spot_recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig,
                          app_db: AppDatabase) -> dg.MaterializeResult:
     try:
-        rc = RecommendConfig(**config.model_dump())
+        rc = core_config(RecommendConfig, config)
     except ValidationError as exc:
         raise dg.Failure(description=f"spot_recommendations config: {exc}", allow_retries=False) from None
     with app_db.engine.connect() as conn:

@@ -8,7 +8,7 @@ from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table, records
-from spot_pipelines.core.risk import score_markets, window_end
+from spot_pipelines.core.risk import WINDOW_DAYS, score_markets, window_end
 from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
@@ -20,7 +20,7 @@ PREVIEW = ["region", "availability_zone_id", "instance_type", "spot_price", "pri
 
 
 class RiskScoreConfig(dg.Config):
-    window_days: int = 14
+    window_days: int = WINDOW_DAYS
     as_of: str | None = None  # ISO timestamp; default: now
 
 

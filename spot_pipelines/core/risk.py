@@ -25,6 +25,7 @@ import pandas as pd
 from spot_pipelines.core.errors import ValidationError
 
 MARKET_KEY = ["region", "availability_zone_id", "instance_type", "product_description"]
+WINDOW_DAYS = 14  # default trailing window of the score
 FEATURES = [
     "price_to_on_demand",
     "volatility",
@@ -306,7 +307,7 @@ class ScoreResult:
 
 
 def score_markets(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.DataFrame,
-                  events: pd.DataFrame | None, *, as_of: datetime, window_days: int = 14) -> ScoreResult:
+                  events: pd.DataFrame | None, *, as_of: datetime, window_days: int = WINDOW_DAYS) -> ScoreResult:
     """Risk features and score of every market with history, as of the end of the day before `as_of`'s day
     when `as_of` is midnight, else of `as_of`'s day (the window is the `window_days` days ending there)."""
     if window_days < 2:
