@@ -1,5 +1,7 @@
 """The one Definitions object of the spot_pipelines code location."""
 
+import warnings
+
 import dagster as dg
 
 from spot_pipelines.assets.discovery import discovered_instances, discovery_job
@@ -29,10 +31,17 @@ from spot_pipelines.sensors.interruptions import spot_interruption_sensor
 from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
 from spot_pipelines.sensors.market_data import daily_market_data_schedule
 
+# Source links in the UI; no git remote is configured, so local file references only. The API is beta:
+# its warning would print on every load of the code location.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    assets = dg.with_source_code_references([
+        discovered_instances, *market_data_assets, component_health, spot_interruption_events,
+        k8s_node_inventory, interruption_risk_scores, interruption_model, interruption_predictions,
+        spot_recommendations])
+
 defs = dg.Definitions(
-    assets=[discovered_instances, *market_data_assets, component_health, spot_interruption_events,
-            k8s_node_inventory, interruption_risk_scores, interruption_model, interruption_predictions,
-            spot_recommendations],
+    assets=assets,
     asset_checks=[interruption_model_quality],
     jobs=[discovery_job, *market_data_jobs, component_health_job, k8s_inventory_job, spot_interruption_events_job,
           execute_approved_recommendations],

@@ -5,6 +5,7 @@ The one definitions-contract test: every domain's names, partitions, checks and 
 
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -89,3 +90,15 @@ def test_dagster_definitions_validate_with_no_secrets(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-m", "spot_pipelines.definitions"],
                          capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_asset_links_to_the_source_that_defines_it():
+    for spec in defs.resolve_all_asset_specs():
+        name = spec.key.to_user_string()
+        refs = spec.metadata.get("dagster/code_references")
+        assert refs is not None, f"{name} has no dagster/code_references"
+        (ref,) = refs.code_references
+        assert Path(ref.file_path).parent == PROJECT_ROOT / "spot_pipelines" / "assets", ref.file_path
+        # The reference is the decorator line: the next `def` is the asset's own function.
+        lines = Path(ref.file_path).read_text().splitlines()[ref.line_number - 1:]
+        assert next(line for line in lines if line.startswith("def ")).startswith(f"def {name}("), (name, ref)

@@ -56,7 +56,8 @@ def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
     group_name="optimization",
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
-    deps=["discovered_instances", "interruption_predictions", "on_demand_prices", "spot_advisor"],
+    deps=[dg.AssetKey("discovered_instances"), dg.AssetKey("interruption_predictions"),
+          dg.AssetKey("on_demand_prices"), dg.AssetKey("spot_advisor")],
     automation_condition=AFTER_NEW_DATA & upstream_present("discovered_instances", "interruption_predictions",
                                                            "on_demand_prices"),
     description=(

@@ -28,7 +28,8 @@ class RiskScoreConfig(dg.Config):
     group_name="optimization",
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
-    deps=["spot_price_history", "spot_advisor", "on_demand_prices", "spot_interruption_events"],
+    deps=[dg.AssetKey("spot_price_history"), dg.AssetKey("spot_advisor"), dg.AssetKey("on_demand_prices"),
+          dg.AssetKey("spot_interruption_events")],
     automation_condition=AFTER_NEW_DATA & upstream_present("spot_price_history", "on_demand_prices"),
     description=(
         "Interruption risk per spot market (region, AZ ID, instance type, product) over a trailing window: "
