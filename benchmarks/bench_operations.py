@@ -1,7 +1,7 @@
 """Operations (issue 5, Performance): the health round under a hanging dependency, and the
 interruption sensor draining a large queue in one tick.
 
-- health_round_one_hanging: the real `component_health` checks (`assets.health.build_checks`) on
+- health_round_one_hanging: the real `component_health` checks (`db.health.build_checks`) on
   a migrated SQLite app database, with Redis pointed at a listener that accepts connections and
   never answers. ours = the round's wall time (checks + writing the round); baseline = the sum
   of the seven per-check timeouts (what running the checks one after another could take).
@@ -88,9 +88,10 @@ def _silent_listener():
 
 
 def bench_health_round(quick: bool) -> list[dict[str, Any]]:
-    from spot_pipelines.assets.health import build_checks, run_health_round
     from spot_pipelines.core.health import HealthThresholds
     from spot_pipelines.db.engine import ensure_schema
+    from spot_pipelines.db.health import build_checks, run_health_round
+    from spot_pipelines.resources.redis import RedisResource
 
     timeout_s = 1.0
     rounds = 2 if quick else 5
@@ -100,7 +101,7 @@ def bench_health_round(quick: bool) -> list[dict[str, Any]]:
         samples, statuses = [], {}
         for _ in range(rounds):
             checks = build_checks(url, thresholds=HealthThresholds(), timeout_s=timeout_s,
-                                  redis_url=f"redis://127.0.0.1:{port}/0", redis_queue_keys=["q"],
+                                  redis=RedisResource(url=f"redis://127.0.0.1:{port}/0", queue_keys=["q"]),
                                   k8s_configured=False)
             started = time.perf_counter()
             result = run_health_round(url, checks, timeout_s=timeout_s, trigger="benchmark")

@@ -1,14 +1,19 @@
 """Dagster helpers shared by asset modules (an asset module never imports another): AWS errors as a
-run's Failure, the automation conditions of the derived assets, and a DataFrame's table schema."""
+run's Failure, the automation conditions of the derived assets, a DataFrame's table schema, and the health
+round that component_health and discovery both run."""
 
 from dataclasses import fields
+from datetime import datetime, timezone
 from typing import TypeVar
 
 import dagster as dg
 import pandas as pd
 
 from spot_pipelines.core.aws_errors import describe, is_permanent
-
+from spot_pipelines.core.health import HealthThresholds
+from spot_pipelines.db.health import HealthRound, build_checks, run_health_round
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
 
 Core = TypeVar("Core")
 
@@ -46,3 +51,32 @@ def upstream_present(*required: str) -> dg.AutomationCondition:
 
 def frame_schema(frame: pd.DataFrame) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
+
+
+RECOMMENDATIONS_KEY = dg.AssetKey("spot_recommendations")
+
+
+def latest_materialization_lookup(instance: dg.DagsterInstance | None, key: dg.AssetKey = RECOMMENDATIONS_KEY):
+    """A callable returning when `key` last materialized successfully (None: never), or None
+    without an instance."""
+    if instance is None:
+        return None
+
+    def lookup() -> datetime | None:
+        entry = instance.get_latest_materialization_event(key)
+        return datetime.fromtimestamp(entry.timestamp, timezone.utc) if entry is not None else None
+
+    return lookup
+
+
+def refresh_component_health(app_db_url: str, instance: dg.DagsterInstance | None = None, *,
+                             thresholds: HealthThresholds | None = None, timeout_s: float = 1.0,
+                             redis: RedisResource | None = None, kubernetes: KubernetesResource | None = None,
+                             run_id: str | None = None, trigger: str = "manual") -> HealthRound:
+    """One health round with the environment's configuration, outside the schedule (e.g. right
+    after a successful discovery)."""
+    kubernetes = kubernetes or KubernetesResource()
+    checks = build_checks(app_db_url, thresholds=thresholds or HealthThresholds(), timeout_s=timeout_s,
+                          redis=redis or RedisResource(), k8s_configured=kubernetes.is_configured(),
+                          latest_materialization=latest_materialization_lookup(instance))
+    return run_health_round(app_db_url, checks, timeout_s=timeout_s, run_id=run_id, trigger=trigger)

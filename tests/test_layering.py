@@ -6,6 +6,8 @@ domain or a declared shared module.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,8 +26,6 @@ SHARED = {
     "assets": set(),
 }
 CORE_FORBIDDEN = ("spot_pipelines.db", "spot_pipelines.system_log", "dagster", "sqlalchemy")
-# Known, to be fixed next: the one violation the layering had when this test was written.
-KNOWN_CORE_VIOLATIONS = {"health": "core/health SQL probes move to db/ (issue 11 item 2)"}
 
 
 def modules(layer: str) -> list[Path]:
@@ -48,14 +48,7 @@ def violates(names: set[str], prefix: str) -> list[str]:
     return sorted(n for n in names if n == prefix or n.startswith(prefix + "."))
 
 
-def core_params():
-    for path in modules("core"):
-        reason = KNOWN_CORE_VIOLATIONS.get(path.stem)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(path, id=path.stem, marks=marks)
-
-
-@pytest.mark.parametrize("path", core_params())
+@pytest.mark.parametrize("path", modules("core"), ids=lambda p: p.stem)
 def test_core_imports_neither_the_database_nor_dagster(path):
     names = imported(path)
     assert not [v for prefix in CORE_FORBIDDEN for v in violates(names, prefix)], path.name
@@ -99,7 +92,7 @@ def test_every_configurable_resource_lives_in_resources():
 def test_the_checks_see_what_they_check():
     """The AST checks above would pass on an empty tree: they read the modules that are there."""
     assert {p.stem for p in modules("assets")} >= {"discovery", "market_data", "execution"}
-    assert any(violates(imported(PACKAGE / "core" / "health.py"), "spot_pipelines.db"))
+    assert any(violates(imported(PACKAGE / "db" / "health.py"), "sqlalchemy"))
     assert "define_asset_job" in _calls_or_decorators(PACKAGE / "assets" / "discovery.py")
 
 
@@ -107,3 +100,10 @@ def test_the_checks_see_what_they_check():
 def test_every_module_is_named_after_a_domain_or_a_shared_module(layer):
     allowed = DOMAINS | SHARED[layer] | {"__init__"}
     assert [p.name for p in modules(layer) if p.stem not in allowed] == []
+
+
+def test_importing_core_risk_loads_no_sqlalchemy():
+    """What core/ imports at run time, not only what its own files name: no module on the way pulls it in."""
+    code = "import spot_pipelines.core.risk, sys; assert 'sqlalchemy' not in sys.modules, 'sqlalchemy loaded'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr

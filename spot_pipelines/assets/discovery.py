@@ -3,14 +3,13 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.asset_support import aws_failure
+from spot_pipelines.asset_support import aws_failure, refresh_component_health
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.discovery import scan_account
 from spot_pipelines.core.errors import SpotPipelinesError
 from spot_pipelines.core.reporting import counts_by, markdown_table
 from spot_pipelines.db import accounts
 from spot_pipelines.db.discovery import write_scan
-from spot_pipelines.health_round import refresh_component_health
 from spot_pipelines.partitions import aws_accounts_partitions
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault

@@ -1,15 +1,16 @@
 """component_health: seven concurrent checks (app DB, Redis, Kubernetes watcher, optimizer, price
 data, risk scores, ML model) written to the `component_health` table; status transitions go to
-`system_logs`. The round itself lives in `spot_pipelines.health_round` (discovery runs it too)."""
+`system_logs`. The probes and the round live in db/health.py; discovery refreshes health through asset_support."""
 
 from dataclasses import fields
 
 import dagster as dg
 from pydantic import Field
 
+from spot_pipelines.asset_support import latest_materialization_lookup
 from spot_pipelines.core import health
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.health_round import build_checks, run_health_round
+from spot_pipelines.db.health import build_checks, run_health_round
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.redis import RedisResource
@@ -74,9 +75,9 @@ def _summary(result: health.CheckResult) -> str:
 def component_health(context: dg.AssetExecutionContext, config: ComponentHealthConfig, app_db: AppDatabase,
                      redis: RedisResource, kubernetes: KubernetesResource) -> dg.MaterializeResult:
     url = app_db.resolved_url()
-    checks = build_checks(url, thresholds=config.thresholds(), timeout_s=config.timeout_s,
-                          redis_url=redis.resolved_url(), redis_queue_keys=redis.resolved_queue_keys(),
-                          k8s_configured=kubernetes.is_configured(), instance=context.instance)
+    checks = build_checks(url, thresholds=config.thresholds(), timeout_s=config.timeout_s, redis=redis,
+                          k8s_configured=kubernetes.is_configured(),
+                          latest_materialization=latest_materialization_lookup(context.instance))
     result = run_health_round(url, checks, timeout_s=config.timeout_s, run_id=context.run_id,
                               trigger=context.run.tags.get("dagster/schedule_name", "manual"))
     for change in result.transitions:

@@ -8,18 +8,25 @@ from datetime import timedelta
 import dagster as dg
 from sqlalchemy import create_engine, select, text
 
+from spot_pipelines.asset_support import refresh_component_health
 from spot_pipelines.assets.health import ComponentHealthConfig, component_health
 from spot_pipelines.core import health
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.health import CheckOutcome, HealthThresholds
+from spot_pipelines.db import health as db_health
 from spot_pipelines.db.engine import ensure_schema, session_factory
-from spot_pipelines.db.health import ComponentHealth, ComponentHealthState, latest_health
+from spot_pipelines.db.health import (
+    ComponentHealth,
+    ComponentHealthState,
+    build_checks,
+    latest_health,
+    run_health_round,
+)
 from spot_pipelines.db.kubernetes import K8sWatcherHeartbeat
 from spot_pipelines.db.system_log import SystemLog
-from spot_pipelines.health_round import build_checks, refresh_component_health, run_health_round
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
-from spot_pipelines.resources.redis import RedisResource
+from spot_pipelines.resources.redis import RedisResource, check_redis
 from spot_pipelines.sensors.health import component_health_schedule
 from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
 
@@ -104,41 +111,41 @@ def bare_engine(tmp_path, *ddl):
 
 def test_freshness_checks_are_defensive(tmp_path):
     engine = bare_engine(tmp_path, "CREATE TABLE spot_price_history (ts DATETIME)")
-    missing = health.check_table_freshness(engine, "interruption_risk_scores", "scored_at", 10, 20)
+    missing = db_health.check_table_freshness(engine, "interruption_risk_scores", "scored_at", 10, 20)
     assert missing.status == "not_configured" and "does not exist" in missing.details["reason"]
-    empty = health.check_table_freshness(engine, "spot_price_history", "ts", 10, 20, what="spot prices")
+    empty = db_health.check_table_freshness(engine, "spot_price_history", "ts", 10, 20, what="spot prices")
     assert empty.status == "degraded" and empty.details["reason"] == "no spot prices yet"
     for age, expected in ((5, "healthy"), (15, "degraded"), (25, "critical")):
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM spot_price_history"))
             conn.execute(text("INSERT INTO spot_price_history VALUES (:ts)"),
                          {"ts": (NOW - timedelta(seconds=age)).replace(tzinfo=None).isoformat(sep=" ")})
-        out = health.check_table_freshness(engine, "spot_price_history", "ts", 10, 20, now=lambda: NOW)
+        out = db_health.check_table_freshness(engine, "spot_price_history", "ts", 10, 20, now=lambda: NOW)
         assert out.status == expected and out.details["age_s"] == age
 
 
 def test_database_latency_thresholds(sqlite_url):
     engine = ensure_schema(sqlite_url)
-    assert health.check_database(engine, T).status == "healthy"
+    assert db_health.check_database(engine, T).status == "healthy"
     slow = HealthThresholds(db_latency_degraded_ms=0.0, db_latency_critical_ms=1e9)
-    assert health.check_database(engine, slow).status == "degraded"
+    assert db_health.check_database(engine, slow).status == "degraded"
 
 
 def test_redis_not_configured_reachable_and_unreachable():
-    assert health.check_redis(None, [], T).status == "not_configured"
+    assert check_redis(None, [], T).status == "not_configured"
     import redis
     client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
     client.delete("ops_test:queue")
     client.rpush("ops_test:queue", *range(5))
     try:
-        out = health.check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue", "ops_test:absent"], T)
+        out = check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue", "ops_test:absent"], T)
         assert out.status == "healthy" and out.details["queue_depth"] == 5
-        deep = health.check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue"],
+        deep = check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue"],
                                   HealthThresholds(redis_queue_depth_degraded=3))
         assert deep.status == "degraded"
     finally:
         client.delete("ops_test:queue")
-    down = health.check_redis("redis://127.0.0.1:1/0", [], T, timeout_s=0.5)
+    down = check_redis("redis://127.0.0.1:1/0", [], T, timeout_s=0.5)
     assert down.status == "critical" and "127.0.0.1:1" == down.details["server"] and "error" in down.details
 
 
@@ -152,7 +159,7 @@ def test_redis_that_hangs_is_timed_out_by_the_round():
     try:
         started = time.monotonic()
         [result] = health.run_checks(
-            {"redis": lambda: health.check_redis(f"redis://127.0.0.1:{port}/0", [], T, timeout_s=5)}, timeout_s=0.4)
+            {"redis": lambda: check_redis(f"redis://127.0.0.1:{port}/0", [], T, timeout_s=5)}, timeout_s=0.4)
         assert time.monotonic() - started < 0.9
         assert result.status == "critical" and result.details["error"] == "timed out after 0.4s"
     finally:
@@ -161,32 +168,32 @@ def test_redis_that_hangs_is_timed_out_by_the_round():
 
 def test_k8s_watcher_check(sqlite_url):
     engine = ensure_schema(sqlite_url)
-    assert health.check_k8s_watcher(engine, False, T).status == "not_configured"
-    assert health.check_k8s_watcher(engine, True, T).status == "degraded"
+    assert db_health.check_k8s_watcher(engine, False, T).status == "not_configured"
+    assert db_health.check_k8s_watcher(engine, True, T).status == "degraded"
     with session_factory(sqlite_url)() as session, session.begin():
         session.add(K8sWatcherHeartbeat(cluster="prod", heartbeat_at=NOW - timedelta(minutes=2), status="ok",
                                         node_count=3, pod_count=9, last_success_at=NOW - timedelta(minutes=2)))
-    assert health.check_k8s_watcher(engine, True, T, now=lambda: NOW).status == "healthy"
-    assert health.check_k8s_watcher(engine, True, T, now=lambda: NOW + timedelta(hours=2)).status == "critical"
+    assert db_health.check_k8s_watcher(engine, True, T, now=lambda: NOW).status == "healthy"
+    assert db_health.check_k8s_watcher(engine, True, T, now=lambda: NOW + timedelta(hours=2)).status == "critical"
     with session_factory(sqlite_url)() as session, session.begin():
         hb = session.get(K8sWatcherHeartbeat, "prod")
         hb.status, hb.error, hb.heartbeat_at = "error", "Kubernetes API returned 403 Forbidden", NOW
-    out = health.check_k8s_watcher(engine, True, T, now=lambda: NOW)
+    out = db_health.check_k8s_watcher(engine, True, T, now=lambda: NOW)
     assert out.status == "degraded" and "403" in out.details["error"]
 
 
 def test_optimizer_check(tmp_path):
     engine = bare_engine(tmp_path)
-    assert health.check_optimizer(engine, T, None).status == "not_configured"
-    never = health.check_optimizer(engine, T, lambda: None)
+    assert db_health.check_optimizer(engine, T, None).status == "not_configured"
+    never = db_health.check_optimizer(engine, T, lambda: None)
     assert never.status == "degraded" and "never been materialized" in never.details["reason"]
-    fresh = health.check_optimizer(engine, T, lambda: NOW - timedelta(hours=1), now=lambda: NOW)
+    fresh = db_health.check_optimizer(engine, T, lambda: NOW - timedelta(hours=1), now=lambda: NOW)
     assert fresh.status == "healthy" and "dagster" in fresh.details["source"]
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE spot_recommendations (generated_at DATETIME)"))
         conn.execute(text("INSERT INTO spot_recommendations VALUES (:t)"),
                      {"t": (NOW - timedelta(days=4)).replace(tzinfo=None).isoformat(sep=" ")})
-    stale = health.check_optimizer(engine, T, None, now=lambda: NOW)
+    stale = db_health.check_optimizer(engine, T, None, now=lambda: NOW)
     assert stale.status == "critical" and stale.details["source"] == "spot_recommendations.generated_at"
 
 
@@ -202,41 +209,40 @@ def add_model(engine, version, status, uri, sha, reason=None, trained=NOW - time
 
 
 def test_ml_model_check(tmp_path):
-    assert health.check_ml_model(bare_engine(tmp_path), T).status == "not_configured"
+    assert db_health.check_ml_model(bare_engine(tmp_path), T).status == "not_configured"
     engine = create_engine(f"sqlite:///{tmp_path / 'models.db'}")
     with engine.begin() as conn:
         conn.execute(text(MODEL_DDL))
-    assert health.check_ml_model(engine, T).details["reason"] == "no model has been trained yet"
+    assert db_health.check_ml_model(engine, T).details["reason"] == "no model has been trained yet"
     artifact = tmp_path / "v1.joblib"
     artifact.write_bytes(b"model-bytes")
     sha = hashlib.sha256(b"model-bytes").hexdigest()
     add_model(engine, 1, "blocked", artifact.as_uri(), sha, reason="AUC below baseline")
-    blocked = health.check_ml_model(engine, T, now=lambda: NOW)
+    blocked = db_health.check_ml_model(engine, T, now=lambda: NOW)
     assert blocked.status == "critical" and "blocked (AUC below baseline)" in blocked.details["reason"]
     add_model(engine, 2, "ready", artifact.as_uri(), sha)
-    assert health.check_ml_model(engine, T, now=lambda: NOW).status == "healthy"
+    assert db_health.check_ml_model(engine, T, now=lambda: NOW).status == "healthy"
     add_model(engine, 3, "blocked", artifact.as_uri(), sha)
-    newer_blocked = health.check_ml_model(engine, T, now=lambda: NOW)
+    newer_blocked = db_health.check_ml_model(engine, T, now=lambda: NOW)
     assert newer_blocked.status == "degraded" and "serving v2" in newer_blocked.details["reason"]
     def refuse(data, where, sha):
         raise ValueError(f"model artifact {where} is incompatible: trained with scikit-learn 0.1")
 
-    from spot_pipelines.health_round import model_loader
-    real = model_loader()
+    real = db_health.model_loader()
     if real is not None:  # the ML module's own vetting: these bytes are no joblib artifact
-        garbage = health.check_ml_model(engine, T, now=lambda: NOW, load=real)
+        garbage = db_health.check_ml_model(engine, T, now=lambda: NOW, load=real)
         assert garbage.status == "critical" and "cannot be loaded" in garbage.details["error"]
-    unloadable = health.check_ml_model(engine, T, now=lambda: NOW, load=refuse)
+    unloadable = db_health.check_ml_model(engine, T, now=lambda: NOW, load=refuse)
     assert unloadable.status == "critical" and "v2 cannot be loaded" in unloadable.details["reason"]
     assert "scikit-learn 0.1" in unloadable.details["error"]
-    proven = health.check_ml_model(engine, T, now=lambda: NOW, load=lambda *a: None)
+    proven = db_health.check_ml_model(engine, T, now=lambda: NOW, load=lambda *a: None)
     assert proven.details["loaded_sha256"] == sha and proven.details["load_proven"] == "this round"
-    again = health.check_ml_model(engine, T, now=lambda: NOW, load=refuse, loaded_sha256=sha)
+    again = db_health.check_ml_model(engine, T, now=lambda: NOW, load=refuse, loaded_sha256=sha)
     assert again.status == "degraded" and again.details["load_proven"].startswith("by an earlier round")
     artifact.write_bytes(b"tampered")
-    assert "sha256" in health.check_ml_model(engine, T, now=lambda: NOW).details["reason"]
+    assert "sha256" in db_health.check_ml_model(engine, T, now=lambda: NOW).details["reason"]
     artifact.unlink()
-    gone = health.check_ml_model(engine, T, now=lambda: NOW)
+    gone = db_health.check_ml_model(engine, T, now=lambda: NOW)
     assert gone.status == "critical" and "cannot be read" in gone.details["reason"]
 
 
@@ -290,7 +296,7 @@ def test_round_with_real_dependencies_and_one_hanging(sqlite_url, monkeypatch):
     server.listen(5)
     try:
         checks = build_checks(sqlite_url, thresholds=T, timeout_s=0.5,
-                              redis_url=f"redis://127.0.0.1:{server.getsockname()[1]}/0", redis_queue_keys=["q"],
+                              redis=RedisResource(url=f"redis://127.0.0.1:{server.getsockname()[1]}/0", queue_keys=["q"]),
                               k8s_configured=True)
         result = run_health_round(sqlite_url, checks, timeout_s=0.5)
     finally:
@@ -356,13 +362,13 @@ def test_schedule_tick_runs_the_job_and_writes_a_round(sqlite_url):
 
 def test_ml_load_state_lets_the_loader_import_be_skipped(tmp_path):
     engine = bare_engine(tmp_path)
-    assert health.ml_load_state(engine) == (None, None)  # no registry: nothing to load
+    assert db_health.ml_load_state(engine) == (None, None)  # no registry: nothing to load
     with engine.begin() as conn:
         conn.execute(text(MODEL_DDL))
         conn.execute(text("CREATE TABLE component_health (id INTEGER PRIMARY KEY, component TEXT, details JSON)"))
     add_model(engine, 1, "ready", "file:///nowhere", "abc")
-    assert health.ml_load_state(engine) == ("abc", None)
+    assert db_health.ml_load_state(engine) == ("abc", None)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO component_health (component, details) VALUES ('ml_model', :d)"),
                      {"d": '{"loaded_sha256": "abc"}'})
-    assert health.ml_load_state(engine) == ("abc", "abc")
+    assert db_health.ml_load_state(engine) == ("abc", "abc")

@@ -6,12 +6,11 @@ import boto3
 import dagster as dg
 from sqlalchemy import text
 
+from spot_pipelines.asset_support import refresh_component_health
 from spot_pipelines.core.interruptions import eventbridge_event
 from spot_pipelines.db.engine import get_engine
-from spot_pipelines.health_round import refresh_component_health
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.sensors.interruptions import SpotInterruptionQueue, spot_interruption_sensor
-
 from tests.support.accounts import NOW, add_account
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -4,15 +4,14 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
+from spot_pipelines.asset_support import refresh_component_health
 from spot_pipelines.assets.kubernetes import k8s_node_inventory
 from spot_pipelines.core.kubernetes import build_inventory, capacity_type, parse_provider_id
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.kubernetes import K8sNode, K8sPod, K8sWatcherHeartbeat
 from spot_pipelines.db.system_log import SystemLog
-from spot_pipelines.health_round import refresh_component_health
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
-
 from tests.support.accounts import add_account, add_instance
 from tests.support.k8s_fake import NODES, PODS, FakeKubeApi
 
