@@ -13,13 +13,16 @@ import json
 import socket
 import sqlite3
 import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from spot_pipelines.cli import main as cli_main
 from spot_pipelines.demo import run as demo_run
 from spot_pipelines.demo import workbench
 from spot_pipelines.demo.emulator import local_aws
@@ -65,6 +68,16 @@ def test_ui_port_taken_picks_another_and_says_which(monkeypatch, capsys):
     assert f"port {port} is taken; using {chosen}" in out
     assert f"Dagster UI on http://127.0.0.1:{chosen} " in out
     assert _FakeDagsterDev.launched[-1][-4:] == ["-p", str(chosen), "-m", "spot_pipelines.definitions"]
+
+
+def test_demo_without_moto_says_how_to_install_it(monkeypatch):
+    """moto is the [demo] extra: without it the command says, in one line, how to install it."""
+    monkeypatch.setitem(sys.modules, "moto", None)  # `import moto.server` now raises ImportError
+    monkeypatch.setitem(sys.modules, "moto.server", None)
+    monkeypatch.setattr(demo_run, "run_demo", lambda **_: pytest.fail("the demo ran without moto"))
+    result = CliRunner().invoke(cli_main, ["demo", "--no-ui"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["Error: the demo needs moto: pip install -e '.[demo]' (or run `make demo`)"]
 
 
 def test_ui_port_free_is_used_as_asked(monkeypatch, capsys):

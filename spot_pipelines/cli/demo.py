@@ -17,6 +17,11 @@ def demo(ctx: click.Context, no_ui: bool, port: int, quick: bool) -> None:
     """Run the whole platform locally: emulator, two accounts, every asset, then the UI."""
     if ctx.invoked_subcommand is not None:
         return
+    try:
+        import moto.server  # noqa: F401  (the local AWS emulator ships in the [demo] extra)
+    except ImportError:
+        raise click.ClickException(
+            "the demo needs moto: pip install -e '.[demo]' (or run `make demo`)") from None
     from spot_pipelines.demo.run import run_demo
 
     run_demo(ui=not no_ui, port=port, quick=quick)
