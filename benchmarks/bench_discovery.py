@@ -127,8 +127,8 @@ def _assumed_credentials(aws_account_id: str) -> dict[str, str]:
 # ---------------------------------------------------------------- ours
 
 def _add_account(db_url: str, name: str, aws_account_id: str, *, keys: bool, regions: list[str]) -> int:
-    from spot_pipelines.db.engine import session_factory
     from spot_pipelines.db.accounts import Account
+    from spot_pipelines.db.engine import session_factory
     from spot_pipelines.resources.credential_vault import CredentialVault
 
     vault = CredentialVault(encryption_key=os.environ["ENCRYPTION_KEY"])
@@ -146,11 +146,11 @@ def _add_account(db_url: str, name: str, aws_account_id: str, *, keys: bool, reg
 
 def discover_ours(db_url: str, account_id: int) -> dict[str, Any]:
     """What the discovered_instances asset does for one partition, minus Dagster: returns phase times."""
-    from spot_pipelines.core.discovery import scan_account
-    from spot_pipelines.db.engine import session_factory
-    from spot_pipelines.db.discovery import write_scan
     from spot_pipelines.core.clock import utcnow
+    from spot_pipelines.core.discovery import scan_account
     from spot_pipelines.db.accounts import Account
+    from spot_pipelines.db.discovery import write_scan
+    from spot_pipelines.db.engine import session_factory
     from spot_pipelines.resources.credential_vault import CredentialVault
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -188,6 +188,8 @@ def discover_baseline(dsn: str, account_id: int, regions: list[str]) -> dict[str
     import boto3
     import psycopg2
     from psycopg2.extras import Json
+
+    from spot_pipelines.core.clock import utcnow
 
     started = time.perf_counter()
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
@@ -236,9 +238,9 @@ def _truncate(db_url: str) -> None:
 
 
 def _bulk_write_alone(db_url: str, account_id: int, instances: list[dict], regions: list[str]) -> float:
-    from spot_pipelines.db.engine import session_factory
-    from spot_pipelines.db.discovery import write_scan
     from spot_pipelines.core.clock import utcnow
+    from spot_pipelines.db.discovery import write_scan
+    from spot_pipelines.db.engine import session_factory
 
     _truncate(db_url)
     started = time.perf_counter()
@@ -250,6 +252,8 @@ def _bulk_write_alone(db_url: str, account_id: int, instances: list[dict], regio
 def _rowwise_write_alone(dsn: str, db_url: str, account_id: int, instances: list[dict]) -> float:
     import psycopg2
     from psycopg2.extras import Json
+
+    from spot_pipelines.core.clock import utcnow
 
     _truncate(db_url)
     now = utcnow()

@@ -20,9 +20,9 @@ NEW_PER_TICK = 200  # accounts onboarded since the last tick
 def _seed(url: str) -> None:
     from sqlalchemy import insert
 
-    from spot_pipelines.db.engine import ensure_schema
     from spot_pipelines.core.clock import utcnow
     from spot_pipelines.db.accounts import Account
+    from spot_pipelines.db.engine import ensure_schema
 
     now = utcnow()
     rows = [{"name": f"acct-{i:05d}", "aws_account_id": f"{100000000000 + i}", "auth_method": "role",
@@ -35,8 +35,8 @@ def _seed(url: str) -> None:
 def _naive_tick(url: str, instance) -> int:
     from sqlalchemy import select
 
-    from spot_pipelines.db.engine import session_factory
     from spot_pipelines.db.accounts import Account
+    from spot_pipelines.db.engine import session_factory
     from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 
     requests = 0

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 
+
 class Account(Base):
     __tablename__ = "accounts"
 

@@ -163,9 +163,9 @@ def materialize_everything(instance: dg.DagsterInstance, history_days: int = HIS
         if partitions_def is None:
             unpartitioned.append(key)
         elif isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-            daily.append((key, partitions_def))
+            daily.append(key)
     end = (utc_today() - timedelta(days=1)).isoformat()
-    for key, partitions_def in sorted(daily, key=lambda kd: kd[0].to_user_string()):
+    for key in sorted(daily, key=lambda k: k.to_user_string()):
         start = (utc_today() - timedelta(days=history_days)).isoformat()
         if key == dg.AssetKey("spot_advisor"):
             start = end  # the feed is one trailing-month snapshot: one day is enough for a demo

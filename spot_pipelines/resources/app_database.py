@@ -28,7 +28,7 @@ class AppDatabase(dg.ConfigurableResource):
         return ensure_schema(self.resolved_url())
 
     def session(self) -> Session:
-        self.engine  # migrate first
+        ensure_schema(self.resolved_url())  # migrate first
         return session_factory(self.resolved_url())()
 
     @contextmanager

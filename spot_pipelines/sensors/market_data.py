@@ -6,6 +6,7 @@ import dagster as dg
 
 from spot_pipelines.assets.market_data import daily_market_data_job
 
+
 @dg.schedule(
     name="daily_market_data_schedule",
     cron_schedule="30 1 * * *",

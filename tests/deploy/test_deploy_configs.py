@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import tomllib
 import yaml
 from sqlalchemy.engine import make_url
 

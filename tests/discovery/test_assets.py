@@ -11,8 +11,14 @@ from spot_pipelines.db.engine import session_factory
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
-from tests.support.aws_fakes import (KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances,
-                             vault_clients_with)
+from tests.support.aws_fakes import (
+    KEYS_ACCOUNT_ID,
+    ROLE_ACCOUNT_ID,
+    fail_region,
+    role_session,
+    seed_instances,
+    vault_clients_with,
+)
 
 
 def add_account(url, vault, name, *, status="connected", role=True, regions=None):

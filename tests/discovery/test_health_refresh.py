@@ -8,8 +8,8 @@ import spot_pipelines.assets.discovery as discovery_assets
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.health import ComponentHealth
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.support.aws_fakes import role_session, seed_instances
 from tests.discovery.test_assets import add_account, discover
+from tests.support.aws_fakes import role_session, seed_instances
 
 
 @pytest.fixture

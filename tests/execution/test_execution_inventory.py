@@ -23,8 +23,8 @@ from spot_pipelines.db.market_data import InstanceTypeSpec, OnDemandPrice
 from spot_pipelines.demo.summary import savings_summary
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.support.aws_fakes import ec2_error_response
 from tests.execution.test_execution import REGION, audit, ec2_state, rec_rows, run_job, setup_fleet
+from tests.support.aws_fakes import ec2_error_response
 from tests.support.seed import add_instances, add_recommendation
 
 SAVED = 40.88  # add_recommendation's monthly_savings_usd

@@ -12,13 +12,12 @@ import boto3
 import botocore.credentials
 import botocore.retries.standard
 import pytest
-from sqlalchemy import select
 
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.support.aws_fakes import ROLE_ACCOUNT_ID, ec2_error_response, role_session, seed_instances
 from tests.faults.helpers import account_state, add_keys_account, discover, duplicates, failure_text, stored_instances
+from tests.support.aws_fakes import ROLE_ACCOUNT_ID, ec2_error_response, role_session, seed_instances
 
 # (code, HTTP status) of the injected errors: EC2's throttle and the 5xx family botocore retries.
 BURST = [("RequestLimitExceeded", 503), ("InternalError", 500), ("Unavailable", 503), ("RequestLimitExceeded", 503)]

@@ -18,8 +18,8 @@ from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.resources.app_database import AppDatabase
-from tests.support.aws_fakes import seed_instances
 from tests.faults.helpers import account_state, add_keys_account, discover, duplicates, failure_text, stored_instances
+from tests.support.aws_fakes import seed_instances
 from tests.support.market_data import REGIONS, TYPES, stubbed_apis
 
 TODAY = utc_today()

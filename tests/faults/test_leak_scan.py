@@ -30,8 +30,14 @@ from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.settings import PROJECT_ROOT
-from tests.support.aws_fakes import (KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, fail_region, role_session, seed_instances,
-                             vault_clients_with)
+from tests.support.aws_fakes import (
+    KEYS_ACCOUNT_ID,
+    ROLE_ACCOUNT_ID,
+    fail_region,
+    role_session,
+    seed_instances,
+    vault_clients_with,
+)
 
 CANARY = f"CANARY{uuid.uuid4().hex[:12]}"
 

@@ -25,8 +25,8 @@ from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.settings import PROJECT_ROOT
-from tests.support.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, role_session, seed_instances
 from tests.faults.helpers import discover
+from tests.support.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID, role_session, seed_instances
 from tests.support.market_data import REGIONS, TYPES, price_list_item, stubbed_apis
 
 POLICY = PROJECT_ROOT / "deploy" / "iam-policy.json"

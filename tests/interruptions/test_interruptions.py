@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
+from spot_pipelines.assets.interruptions import spot_interruption_events
 from spot_pipelines.core.interruptions import (
     Message,
     Rejected,
@@ -26,8 +27,6 @@ from spot_pipelines.sensors.interruptions import (
     spot_interruption_events_job,
     spot_interruption_sensor,
 )
-from spot_pipelines.assets.interruptions import spot_interruption_events
-
 from tests.support.accounts import NOW, add_account, add_instance
 
 T = NOW - timedelta(minutes=30)

@@ -9,7 +9,6 @@ from datetime import timedelta
 import boto3
 import dagster as dg
 import pandas as pd
-import pytest
 from botocore.stub import Stubber
 from sqlalchemy import select
 

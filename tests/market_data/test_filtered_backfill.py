@@ -14,8 +14,8 @@ from spot_pipelines.core import market_data as md
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine
-from tests.support.market_data import DAY, TYPES, stubbed_apis
 from tests.market_data.test_assets import _materialize, _stored_prices
+from tests.support.market_data import DAY, TYPES, stubbed_apis
 
 FULL = {"ops": {"spot_price_history": {"config": {"regions": ["us-east-1"]}}}}
 

@@ -18,8 +18,8 @@ from spot_pipelines.assets.market_data import spot_price_history
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
-from tests.support.market_data import DAY, REGIONS, TYPES, price_list_item, stubbed_apis
 from tests.market_data.test_assets import PRICE_CONFIG, _materialize, _stored_prices
+from tests.support.market_data import DAY, REGIONS, TYPES, price_list_item, stubbed_apis
 
 START, _ = md.day_window(DAY)
 
