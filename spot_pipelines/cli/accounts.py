@@ -14,17 +14,18 @@ from spot_pipelines.core.errors import SpotPipelinesError
 from spot_pipelines.core.validation import secret_access_key, shown
 from spot_pipelines.db import accounts as account_rows
 from spot_pipelines.db.accounts import Account
-from spot_pipelines.db.engine import session_factory
+from spot_pipelines.db.engine import ensure_schema
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 
 
-def _session_while_duplicates_block_upgrade(db: AppDatabase):
+def _transaction_while_duplicates_block_upgrade(db: AppDatabase):
     """`accounts list/remove` resolve the duplicates that block migration 0006, so they run without it."""
     try:
-        return db.session()
+        ensure_schema(db.resolved_url())
     except DuplicateAwsAccountsError:
-        return session_factory(db.resolved_url())()
+        pass
+    return db.transaction(migrate=False)
 
 
 @click.group(cls=Group)
@@ -56,7 +57,7 @@ def accounts_add(name: str, aws_account_id: str, role_arn: str | None, external_
     db = AppDatabase()
     vault = CredentialVault(encryption_key=encryption_key(db) if request.auth_method == "keys" else None)
     encrypted = vault.encrypt(secret_access_key(_read_secret())) if request.auth_method == "keys" else None
-    with db.session() as session, session.begin():
+    with db.transaction() as session:
         same_aws = account_rows.by_aws_account_id(session, request.aws_account_id)
         if same_aws is not None and same_aws.name != name:
             raise already_onboarded(same_aws.aws_account_id, same_aws.name, same_aws.id)
@@ -74,11 +75,11 @@ def accounts_add(name: str, aws_account_id: str, role_arn: str | None, external_
     try:
         caller = vault.validate(account)
     except SpotPipelinesError as exc:
-        with db.session() as session, session.begin():
+        with db.transaction() as session:
             row = account_rows.by_name(session, name)
             row.last_error = str(exc)
         raise SpotPipelinesError(f"{exc}; the account stays 'pending' (fix and re-run `accounts add`)") from None
-    with db.session() as session, session.begin():
+    with db.transaction() as session:
         row = account_rows.by_name(session, name)
         row.status = account_rows.CONNECTED
     click.echo(f"account {name!r} connected as {caller}; the onboarding sensor will discover it")
@@ -88,7 +89,7 @@ def accounts_add(name: str, aws_account_id: str, role_arn: str | None, external_
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def accounts_list(as_json: bool) -> None:
     """List accounts with their status (secrets are never shown)."""
-    with _session_while_duplicates_block_upgrade(AppDatabase()) as session:
+    with _transaction_while_duplicates_block_upgrade(AppDatabase()) as session:
         rows = [{
             "name": a.name, "aws_account_id": a.aws_account_id, "auth": a.auth_method,
             "status": a.status, "regions": ",".join(a.regions) if a.regions else "all enabled",
@@ -115,7 +116,7 @@ def accounts_list(as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def accounts_remove(name: str, yes: bool) -> None:
     """Remove an account, its stored secret and its discovered instances."""
-    with _session_while_duplicates_block_upgrade(AppDatabase()) as session, session.begin():
+    with _transaction_while_duplicates_block_upgrade(AppDatabase()) as session:
         account = account_rows.by_name(session, name)
         if account is None:
             raise SpotPipelinesError(f"no account named {shown(name)}")

@@ -39,7 +39,7 @@ def encryption_key(db: AppDatabase) -> str:
         raise ConfigError(f"{ENV_VAR} is not set in this shell, but {where} holds one: load it with "
                           f"`set -a; . {where}; set +a` (do not generate a new key: stored secrets would "
                           "become unreadable)")
-    with db.session() as session:
+    with db.transaction() as session:
         stored = session.scalar(select(func.count()).where(Account.encrypted_secret.is_not(None)))
     if stored:
         raise ConfigError(f"{ENV_VAR} is not set and {stored} stored secret(s) were encrypted under it: "
@@ -64,7 +64,7 @@ def keys_rotate() -> None:
     """Re-encrypt every stored secret under the first key of ENCRYPTION_KEY, in one transaction."""
     db = AppDatabase()
     keyring = Keyring(encryption_key(db))
-    with db.session() as session, session.begin():
+    with db.transaction() as session:
         rows = list(session.scalars(select(Account).where(Account.encrypted_secret.is_not(None))
                                     .with_for_update()))
         for account in rows:

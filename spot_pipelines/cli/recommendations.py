@@ -44,7 +44,7 @@ def recommendations() -> None:
 @click.option("--limit", default=50, show_default=True)
 def list_cmd(statuses: tuple[str, ...], limit: int) -> None:
     """Recommendations, biggest monthly savings first."""
-    with AppDatabase().session() as session:
+    with AppDatabase().transaction() as session:
         rows = opt.list_recommendations(session, statuses or (opt.PROPOSED, opt.APPROVED), limit=limit)
         if not rows:
             click.echo("no recommendations with that status (materialize spot_recommendations first)")
@@ -65,7 +65,7 @@ def list_cmd(statuses: tuple[str, ...], limit: int) -> None:
 @click.argument("rec_id", type=int)
 def show_cmd(rec_id: int) -> None:
     """One recommendation with its reason, candidates and audit trail."""
-    with AppDatabase().session() as session:
+    with AppDatabase().transaction() as session:
         rec = session.get(opt.SpotRecommendation, rec_id)
         if rec is None:
             raise SpotPipelinesError(f"unknown recommendation id {rec_id}")
@@ -87,7 +87,7 @@ def show_cmd(rec_id: int) -> None:
 @click.option("--by", help="Who approves (default: the current user).")
 def approve_cmd(ids: tuple[int, ...], by: str | None) -> None:
     """Approve proposed recommendations (all or nothing)."""
-    with AppDatabase().session() as session, session.begin():
+    with AppDatabase().transaction() as session:
         recs = opt.approve(session, ids, by=_operator(by))
         done = [r.id for r in recs]
     click.echo(f"approved {len(done)} recommendation(s): {', '.join(map(str, done))}. Run the "
@@ -99,7 +99,7 @@ def approve_cmd(ids: tuple[int, ...], by: str | None) -> None:
 @click.option("--by", help="Who rejects (default: the current user).")
 def reject_cmd(ids: tuple[int, ...], by: str | None) -> None:
     """Reject proposed or approved recommendations (all or nothing)."""
-    with AppDatabase().session() as session, session.begin():
+    with AppDatabase().transaction() as session:
         recs = opt.reject(session, ids, by=_operator(by))
         done = [r.id for r in recs]
     click.echo(f"rejected {len(done)} recommendation(s): {', '.join(map(str, done))}")

@@ -51,7 +51,7 @@ def plan_onboarding(connected: list[tuple[int, str]], min_pending_id: int | None
 )
 def account_onboarding_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SensorResult:
     cursor = int(context.cursor or 0)
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         connected = list(session.execute(
             select(Account.id, Account.name)
             .where(Account.status == accounts.CONNECTED, Account.id > cursor)
@@ -85,7 +85,7 @@ def account_onboarding_sensor(context: dg.SensorEvaluationContext, app_db: AppDa
 def nightly_rediscovery_schedule(context: dg.ScheduleEvaluationContext, app_db: AppDatabase):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         names = session.scalars(select(Account.name).where(Account.status != accounts.PENDING).order_by(Account.name))
         return [dg.RunRequest(run_key=f"rediscover-{name}-{day}", partition_key=name,
                               tags={"spot_pipelines/trigger": "nightly"})

@@ -131,7 +131,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, app_db: AppDat
         context.log.info(f"run {run.run_id} will be retried; unretried_failure_alert_sensor alerts if it is not")
         return
     message, details = failure_details(context.instance, run, context.failure_event.message or "run failed")
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         write_system_log(session, COMPONENT, "ERROR", message, details=details, run_id=run.run_id)
 
 
@@ -144,7 +144,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, app_db: AppDat
 )
 def unretried_failure_alert_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SkipReason:
     overdue = unretried_failures(context.instance, utcnow(), RETRY_GRACE)
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         alerted = set(session.scalars(select(SystemLog.run_id).where(
             SystemLog.component == COMPONENT, SystemLog.run_id.in_([r.run_id for r in overdue])))) if overdue else set()
         new = [run for run in overdue if run.run_id not in alerted]

@@ -75,7 +75,7 @@ def spot_interruption_sensor(context: dg.SensorEvaluationContext, app_db: AppDat
             f"{QUEUE_URL_ENV} is not set: no SQS queue of EC2 interruption events to read"))
 
     def store(messages):
-        with app_db.session() as session, session.begin():
+        with app_db.transaction() as session:
             return store_interruption_messages(session, messages, received_at=utcnow())
 
     result = drain_queue(interruption_queue.client(url), url, store,
@@ -96,7 +96,7 @@ def spot_interruption_sensor(context: dg.SensorEvaluationContext, app_db: AppDat
                    + (f", {len(plan.deferred)} deferred (interval)" if plan.deferred else ""))
         if result.error:
             message += f"; stopped by an SQS error: {result.error}"
-        with app_db.session() as session, session.begin():
+        with app_db.transaction() as session:
             write_system_log(session, COMPONENT, level, message, details=details)
         (context.log.error if result.error else context.log.info)(message)
 
