@@ -29,6 +29,9 @@ def check_fetchable(partition_keys: list[str], today: date | None = None) -> Non
     oldest = (today or utc_today()) - timedelta(days=HISTORY_DAYS)
     too_old = sorted(key for key in partition_keys if date.fromisoformat(key) < oldest)
     if too_old:
-        raise ValidationError("partition", f"{too_old[0]} is older than the {HISTORY_DAYS} days AWS serves spot "
-                                           f"price history for (oldest fetchable: {oldest.isoformat()}); "
-                                           f"{len(too_old)} such day(s) asked for")
+        raise ValidationError(
+            "partition",
+            f"{too_old[0]} is older than the {HISTORY_DAYS} days AWS serves spot "
+            f"price history for (oldest fetchable: {oldest.isoformat()}); "
+            f"{len(too_old)} such day(s) asked for",
+        )

@@ -47,10 +47,19 @@ class Settings:
         return cls(
             dagster_home=Path(get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home"),
             database_url=get("DATABASE_URL"),
-            aws_retry_delay_s=_parse(get("SPOT_PIPELINES_AWS_RETRY_DELAY") or "10", "SPOT_PIPELINES_AWS_RETRY_DELAY",
-                                     float, "is not a number of seconds"),
-            price_history_start=_parse(get("SPOT_PRICE_HISTORY_START"), "SPOT_PRICE_HISTORY_START",
-                                       date.fromisoformat, "is not a YYYY-MM-DD date") or DEFAULT_PRICE_HISTORY_START,
+            aws_retry_delay_s=_parse(
+                get("SPOT_PIPELINES_AWS_RETRY_DELAY") or "10",
+                "SPOT_PIPELINES_AWS_RETRY_DELAY",
+                float,
+                "is not a number of seconds",
+            ),
+            price_history_start=_parse(
+                get("SPOT_PRICE_HISTORY_START"),
+                "SPOT_PRICE_HISTORY_START",
+                date.fromisoformat,
+                "is not a YYYY-MM-DD date",
+            )
+            or DEFAULT_PRICE_HISTORY_START,
             interruption_queue_url=get("SPOT_INTERRUPTION_QUEUE_URL"),
             aws_region=get("AWS_DEFAULT_REGION") or get("AWS_REGION"),
             redis_url=get("REDIS_URL"),

@@ -18,8 +18,11 @@ from spot_pipelines.core.ml import TrainingConfig
 from spot_pipelines.core.optimization import RecommendConfig
 from spot_pipelines.core.risk import score_markets
 
-PAIRS = [(RecommendationsConfig, RecommendConfig), (TrainModelConfig, TrainingConfig),
-         (ComponentHealthConfig, HealthThresholds)]
+PAIRS = [
+    (RecommendationsConfig, RecommendConfig),
+    (TrainModelConfig, TrainingConfig),
+    (ComponentHealthConfig, HealthThresholds),
+]
 
 
 @pytest.mark.parametrize("run_config, core", PAIRS, ids=lambda c: c.__name__)
@@ -31,10 +34,14 @@ def test_run_config_defaults_are_the_core_defaults(run_config, core):
     assert core_config(core, defaults) == core()
 
 
-@pytest.mark.parametrize("run_config, core, changes", [
-    (RecommendationsConfig, RecommendConfig, {"min_discount_pct": 35.0, "allowed_families": {"m5": ["m6i"]}}),
-    (TrainModelConfig, TrainingConfig, {"window_days": 7, "max_iter": 10}),
-], ids=["recommend", "training"])
+@pytest.mark.parametrize(
+    "run_config, core, changes",
+    [
+        (RecommendationsConfig, RecommendConfig, {"min_discount_pct": 35.0, "allowed_families": {"m5": ["m6i"]}}),
+        (TrainModelConfig, TrainingConfig, {"window_days": 7, "max_iter": 10}),
+    ],
+    ids=["recommend", "training"],
+)
 def test_core_config_carries_every_set_field(run_config, core, changes):
     built = core_config(core, run_config(**changes))
     assert {n: getattr(built, n) for n in changes} == changes

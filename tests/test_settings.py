@@ -18,7 +18,7 @@ ENVIRON_ALLOWED = {
     "settings.py": "the one settings source",
     "core/redaction.py": "scans every variable's value to redact secrets from logs; not configuration",
     "instance_storage.py": "Dagster builds the instance storage from dagster.yaml before our code location "
-                           "loads; it takes the environment as a parameter to select SQLite or DAGSTER_PG_*",
+    "loads; it takes the environment as a parameter to select SQLite or DAGSTER_PG_*",
     "demo/": "the demo sets variables for the processes it starts (emulator endpoints, queue URL, DAGSTER_HOME)",
 }
 
@@ -44,10 +44,13 @@ def test_defaults_when_unset():
     assert current.in_cluster is False
 
 
-@pytest.mark.parametrize("name, value, problem", [
-    ("SPOT_PRICE_HISTORY_START", "01/06/2025", "is not a YYYY-MM-DD date"),
-    ("SPOT_PIPELINES_AWS_RETRY_DELAY", "soon", "is not a number of seconds"),
-])
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("SPOT_PRICE_HISTORY_START", "01/06/2025", "is not a YYYY-MM-DD date"),
+        ("SPOT_PIPELINES_AWS_RETRY_DELAY", "soon", "is not a number of seconds"),
+    ],
+)
 def test_a_bad_value_names_the_variable(name, value, problem):
     with pytest.raises(ValidationError) as caught:
         Settings.from_env({name: value})
@@ -64,8 +67,11 @@ def _reads_environment(path: Path) -> list[int]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
             lines.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module == "os" \
-                and {a.name for a in node.names} & {"environ", "getenv"}:
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and {a.name for a in node.names} & {"environ", "getenv"}
+        ):
             lines.append(node.lineno)
     return lines
 
@@ -74,8 +80,10 @@ def test_no_module_but_settings_reads_the_environment():
     offenders = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).as_posix()
-        if any(relative == allowed or (allowed.endswith("/") and relative.startswith(allowed))
-               for allowed in ENVIRON_ALLOWED):
+        if any(
+            relative == allowed or (allowed.endswith("/") and relative.startswith(allowed))
+            for allowed in ENVIRON_ALLOWED
+        ):
             continue
         if lines := _reads_environment(path):
             offenders[relative] = lines

@@ -33,8 +33,9 @@ FIRST_KEY_AT = (
 
 def _first_key_at(now, **env) -> str:
     environ = {k: v for k, v in os.environ.items() if k != "SPOT_PRICE_HISTORY_START"} | env
-    return subprocess.run([sys.executable, "-c", FIRST_KEY_AT, now.isoformat()], env=environ, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", FIRST_KEY_AT, now.isoformat()], env=environ, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_the_first_partition_does_not_move_with_the_clock():
@@ -62,14 +63,16 @@ def _stored_prices(url: str) -> list[dict]:
 def test_materializing_a_day_aws_no_longer_serves_fails_and_changes_nothing(prices, sqlite_url):
     resources = {"app_db": AppDatabase(url=sqlite_url), "market_apis": stubbed_apis()}
     config = {"ops": {"spot_price_history": {"config": {"regions": REGIONS}}}}
-    assert dg.materialize([spot_price_history], partition_key=DAY.isoformat(), run_config=config,
-                          resources=resources).success
+    assert dg.materialize(
+        [spot_price_history], partition_key=DAY.isoformat(), run_config=config, resources=resources
+    ).success
     before = _stored_prices(sqlite_url)
     assert before
 
     key = (utc_today() - timedelta(days=HISTORY_DAYS + 5)).isoformat()
-    result = dg.materialize([spot_price_history], partition_key=key, run_config=config, raise_on_error=False,
-                            resources=resources)
+    result = dg.materialize(
+        [spot_price_history], partition_key=key, run_config=config, raise_on_error=False, resources=resources
+    )
     assert not result.success
     message = result.failure_data_for_node("spot_price_history").error.message
     assert key in message and "nothing fetched or written" in message
