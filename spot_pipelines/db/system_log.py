@@ -18,8 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.redaction import redact, redact_text
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.engine import ensure_schema, session_factory
-from spot_pipelines.system_log import LEVELS, RedactionFilter, component_of, get_logger
+from spot_pipelines.system_log import LEVELS, get_logger
 
 
 class SystemLog(Base):
@@ -75,31 +74,3 @@ def write_system_log(session: Session, component: str, level: str | int, message
                                   extra={"details": row.details, "run_id": run_id})
     return row
 
-
-def record(db_url: str, component: str, level: str | int, message: str, *,
-           details: Mapping[str, Any] | None = None, run_id: str | None = None) -> None:
-    """`write_system_log` in its own transaction on the app database at `db_url`."""
-    ensure_schema(db_url)
-    with session_factory(db_url)() as session, session.begin():
-        write_system_log(session, component, level, message, details=details, run_id=run_id)
-
-
-class SystemLogHandler(logging.Handler):
-    """A logging handler that also stores records (WARNING and above by default) in `system_logs`."""
-
-    def __init__(self, db_url: str, level: int = logging.WARNING):
-        super().__init__(level)
-        self.db_url = db_url
-        self.addFilter(RedactionFilter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            details = getattr(record, "details", None)
-            if record.exc_text:
-                details = {**(details or {}), "exception": record.exc_text}
-            ensure_schema(self.db_url)
-            with session_factory(self.db_url)() as session, session.begin():
-                write_system_log(session, component_of(record), record.levelname, record.getMessage(),
-                                 details=details, run_id=getattr(record, "run_id", None), echo=False)
-        except Exception:
-            self.handleError(record)

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from spot_pipelines import system_log
 from spot_pipelines.core import redaction
 from spot_pipelines.db.engine import session_factory
-from spot_pipelines.db.system_log import SystemLog, SystemLogHandler, record, system_log_row, write_system_log
+from spot_pipelines.db.system_log import SystemLog, system_log_row, write_system_log
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = ("IQoJb3JpZ2luX2VjEHYaCXVzLWVhc3QtMSJHMEUCIQDxTHxmbFz6yGj4JkLp2wDxb9yAaZq3TcVb7WnL8sQm0QIg"
@@ -102,15 +102,9 @@ def test_system_logs_rows_are_redacted(db_url, encryption_key, monkeypatch, stre
     with session_factory(db_url)() as session, session.begin():
         write_system_log(session, "health", "warning", f"redis key {AWS_SECRET}",
                          details={"env": "plain-env-token-value-123", "key": encryption_key}, run_id="run-1")
-    record(db_url, "discovery", logging.ERROR, f"failed with {SESSION_TOKEN}")
-    handler = SystemLogHandler(db_url)
-    logger = logging.getLogger("spot_pipelines.k8s")
-    logger.addHandler(handler)
-    try:
-        logger.info("not stored")
-        logger.error("stored %s", encryption_key, extra={"details": {"n": 1}})
-    finally:
-        logger.removeHandler(handler)
+    with session_factory(db_url)() as session, session.begin():
+        write_system_log(session, "discovery", logging.ERROR, f"failed with {SESSION_TOKEN}")
+        write_system_log(session, "k8s", "error", f"stored {encryption_key}", details={"n": 1})
     with session_factory(db_url)() as session:
         rows = session.scalars(select(SystemLog).order_by(SystemLog.id)).all()
         raw = " ".join(str(r) for r in session.execute(text("SELECT * FROM system_logs")).all())
