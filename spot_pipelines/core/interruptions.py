@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -317,6 +317,55 @@ def split(messages: Iterable[Message]) -> ParsedBatch:
             seen.add(parsed.event_id)
             batch.events.append((message, parsed))
     return batch
+
+
+@dataclass
+class StorePlan:
+    """What to write for one batch: event rows, (message, reason) dead letters, and the counts."""
+
+    rows: list[dict[str, Any]]
+    rejected: list[tuple[Message, str]]
+    result: StoreResult
+
+
+def plan_store(batch: ParsedBatch, owners: Mapping[str, Sequence[tuple[int, str]]], existing: set[str],
+               instances: Mapping[tuple[int, str], tuple[str | None, str | None, str | None]], *,
+               received_at: datetime) -> StorePlan:
+    """Decide a parsed batch against what is stored: `owners` maps an AWS account id to its onboarded
+    (account id, name) pairs, `existing` the event ids already recorded, `instances` (account id,
+    instance id) to the discovered (AZ, AZ ID, type). An event of an account not onboarded is
+    dead-lettered; an event already recorded is a duplicate; each new one is enriched from the inventory."""
+    result = StoreResult(duplicates=batch.duplicates_in_batch)
+    rejected = list(batch.rejected)
+    known = []
+    for message, event in batch.events:
+        if event.aws_account_id in owners:
+            known.append(event)
+        else:
+            rejected.append((message, f"account: {event.aws_account_id} is not an onboarded account "
+                                      f"(event {event.event_id}, {event.event_type} for {event.instance_id})"))
+    new = [e for e in known if e.event_id not in existing]
+    result.duplicates += len(known) - len(new)
+    rows = []
+    for event in new:
+        accounts = owners[event.aws_account_id]
+        az, az_id, itype = next((instances[(a, event.instance_id)] for a, _ in accounts
+                                 if (a, event.instance_id) in instances), (None, None, None))
+        rows.append({
+            "event_id": event.event_id, "event_type": event.event_type, "event_time": event.event_time,
+            "received_at": received_at, "aws_account_id": event.aws_account_id, "account_id": accounts[0][0],
+            "region": event.region, "availability_zone": event.availability_zone or az,
+            "availability_zone_id": az_id, "instance_id": event.instance_id, "instance_type": itype,
+            "action_or_state": event.action_or_state, "detail": event.detail,
+        })
+        for _, name in accounts:
+            result.affected_accounts.setdefault(name, []).append(event.event_id)
+    result.recorded = len(rows)
+    result.dead_lettered = len(rejected)
+    for _, reason in rejected:
+        key = reason_kind(reason)
+        result.dead_letter_reasons[key] = result.dead_letter_reasons.get(key, 0) + 1
+    return StorePlan(rows, rejected, result)
 
 
 # ---------------------------------------------------------------------------------------------

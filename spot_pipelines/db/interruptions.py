@@ -11,6 +11,7 @@ from sqlalchemy import BigInteger, Connection, ForeignKey, Index, Integer, Strin
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY, StoreResult, plan_store, split
 from spot_pipelines.core.redaction import redact_text
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
@@ -67,48 +68,30 @@ class DeadLetter(Base):
 
 
 def dead_letter_rows(rejected: Sequence[tuple[Any, str]], *, source: str, received_at: datetime) -> list[dict]:
-    from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY
-
     return [{"received_at": received_at, "source": source, "reason": redact_text(reason[:2000]),
              "body": redact_text((message.body or "")[:MAX_DEAD_LETTER_BODY]), "message_id": message.message_id}
             for message, reason in rejected]
 
 
 def store_interruption_messages(session: Session, messages: Sequence[Any], *, received_at: datetime,
-                                source: str = "spot_interruption_queue"):
+                                source: str = "spot_interruption_queue") -> StoreResult:
     """Record one batch of SQS messages in the caller's transaction: each event once (by event id),
     enriched with the account and the discovered instance's AZ ID and type; everything else
-    dead-lettered with its reason. Returns a `StoreResult`."""
-    from spot_pipelines.core.interruptions import StoreResult, reason_kind, split
-
+    dead-lettered with its reason (the decisions: core.interruptions.plan_store)."""
     batch = split(messages)
-    result = StoreResult(duplicates=batch.duplicates_in_batch)
-    rejected = list(batch.rejected)
-
-    account_ids = sorted({e.aws_account_id for _, e in batch.events})
-    by_aws_id: dict[str, list[tuple[int, str]]] = {}
+    events = [e for _, e in batch.events]
+    owners: dict[str, list[tuple[int, str]]] = {}
+    account_ids = sorted({e.aws_account_id for e in events})
     if account_ids:
         for id_, name, aws_id in session.execute(
                 select(Account.id, Account.name, Account.aws_account_id)
                 .where(Account.aws_account_id.in_(account_ids)).order_by(Account.id)):
-            by_aws_id.setdefault(aws_id, []).append((id_, name))
-
-    known = []
-    for message, event in batch.events:
-        if event.aws_account_id in by_aws_id:
-            known.append(event)
-        else:
-            rejected.append((message, f"account: {event.aws_account_id} is not an onboarded account "
-                                      f"(event {event.event_id}, {event.event_type} for {event.instance_id})"))
-
-    ids = [e.event_id for e in known]
+            owners.setdefault(aws_id, []).append((id_, name))
+    ids = [e.event_id for e in events]
     existing = set(session.scalars(select(SpotInterruptionEvent.event_id)
                                    .where(SpotInterruptionEvent.event_id.in_(ids)))) if ids else set()
-    new = [e for e in known if e.event_id not in existing]
-    result.duplicates += len(known) - len(new)
-
     instances: dict[tuple[int, str], tuple[str | None, str | None, str | None]] = {}
-    instance_ids = sorted({e.instance_id for e in new})
+    instance_ids = sorted({e.instance_id for e in events if e.event_id not in existing})
     if instance_ids:
         for account_id, instance_id, az, az_id, itype in session.execute(
                 select(Instance.account_id, Instance.instance_id, Instance.availability_zone,
@@ -116,33 +99,13 @@ def store_interruption_messages(session: Session, messages: Sequence[Any], *, re
                 .where(Instance.instance_id.in_(instance_ids))):
             instances[(account_id, instance_id)] = (az, az_id, itype)
 
-    rows = []
-    for event in new:
-        owners = by_aws_id[event.aws_account_id]
-        account_id = owners[0][0]
-        az, az_id, itype = next((instances[(a, event.instance_id)] for a, _ in owners
-                                 if (a, event.instance_id) in instances), (None, None, None))
-        rows.append({
-            "event_id": event.event_id, "event_type": event.event_type, "event_time": event.event_time,
-            "received_at": received_at, "aws_account_id": event.aws_account_id, "account_id": account_id,
-            "region": event.region, "availability_zone": event.availability_zone or az,
-            "availability_zone_id": az_id, "instance_id": event.instance_id, "instance_type": itype,
-            "action_or_state": event.action_or_state, "detail": event.detail,
-        })
-        for _, name in owners:
-            result.affected_accounts.setdefault(name, []).append(event.event_id)
-    insert_ignoring_conflicts(session, SpotInterruptionEvent.__table__, rows, ["event_id"])
-    result.recorded = len(rows)
-
-    if rejected:
+    plan = plan_store(batch, owners, existing, instances, received_at=received_at)
+    insert_ignoring_conflicts(session, SpotInterruptionEvent.__table__, plan.rows, ["event_id"])
+    if plan.rejected:
         insert_ignoring_conflicts(session, DeadLetter.__table__,
-                                  dead_letter_rows(rejected, source=source, received_at=received_at),
+                                  dead_letter_rows(plan.rejected, source=source, received_at=received_at),
                                   ["source", "message_id"])
-        result.dead_lettered = len(rejected)
-        for _, reason in rejected:
-            key = reason_kind(reason)
-            result.dead_letter_reasons[key] = result.dead_letter_reasons.get(key, 0) + 1
-    return result
+    return plan.result
 
 
 def read_events(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:
