@@ -149,9 +149,9 @@ def _fill(sqs, queue_url: str, bodies: list[str]) -> None:
 
 def _seed_db(url: str) -> None:
     from spot_pipelines.core.clock import utcnow
-    from spot_pipelines.db.engine import ensure_schema, session_factory
     from spot_pipelines.db.accounts import Account
     from spot_pipelines.db.discovery import Instance
+    from spot_pipelines.db.engine import ensure_schema, session_factory
     from spot_pipelines.db.upsert import bulk_upsert
 
     ensure_schema(url)
