@@ -3,7 +3,7 @@ and a multi-day backfill's peak memory.
 
 Set-up: a fresh Postgres database migrated with `ensure_schema` (the real `spot_price_history`
 table: primary key (AZ ID, type, product, ts) plus two indexes), and one synthetic all-region
-Linux day from `core.synthetic_prices` (~275,000 rows: 33 regions × priced types × AZs, the
+Linux day from `demo.synthetic_prices` (~275,000 rows: 33 regions × priced types × AZs, the
 day-open rows included). The table is emptied before every timed load.
 
 - ours: `db.market_data.replace_spot_price_day` — column-wise CSV serialization, COPY into a temporary
@@ -103,9 +103,9 @@ def _peak_rss_mb() -> float:
 def backfill_child(url: str, days: int, budget_s: float) -> dict[str, Any]:
     """Generate and write `days` consecutive all-region days, one in memory at a time; stop early
     (and say so) when `budget_s` runs out, so a slow shared machine cannot sink the whole run."""
-    from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
     from spot_pipelines.db.engine import ensure_schema
     from spot_pipelines.db.market_data import replace_spot_price_day
+    from spot_pipelines.demo.synthetic_prices import default_markets, spot_history_day
 
     engine = ensure_schema(url)
     markets = default_markets()
@@ -134,9 +134,9 @@ def run(quick: bool = False) -> list[dict]:
     import pandas as pd
     from sqlalchemy import create_engine
 
-    from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
     from spot_pipelines.db.engine import ensure_schema
     from spot_pipelines.db.market_data import replace_spot_price_day, spot_price_csv
+    from spot_pipelines.demo.synthetic_prices import default_markets, spot_history_day
 
     repeat = 1 if quick else 2
     backfill_days = 5 if quick else 30

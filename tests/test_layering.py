@@ -18,7 +18,7 @@ DOMAINS = {"accounts", "discovery", "market_data", "risk", "ml", "optimization",
            "interruptions", "kubernetes", "system_log"}
 # Modules a layer shares between its domains (or, for resources/ and cli/, named after what they wrap).
 SHARED = {
-    "core": {"clock", "errors", "aws_errors", "keyring", "validation", "reporting", "redaction", "synthetic_prices", "bundled_data"},
+    "core": {"clock", "errors", "aws_errors", "keyring", "validation", "reporting", "redaction", "bundled_data"},
     "db": {"base", "engine", "upsert", "frames"},
     "resources": {"app_database", "credential_vault", "model_store", "redis"},
     "sensors": {"automation"},

@@ -17,10 +17,10 @@ from spot_pipelines.asset_support import aws_failure
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core import validation
 from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.bundled_data import bundled_advisor
 from spot_pipelines.core.clock import utc_today, utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.core.synthetic_prices import bundled_advisor
 from spot_pipelines.db import market_data as market
 from spot_pipelines.partitions import check_fetchable, market_daily_partitions
 from spot_pipelines.resources.app_database import AppDatabase

@@ -2,7 +2,7 @@
 
 moto returns one constant dummy price (0.00001, timestamped 2006) for every type. Within this
 process — `mock_aws()` or a `ThreadedMotoServer` started here — `emulate_spot_prices()` replaces
-that answer with `core.synthetic_prices`: the StartTime/EndTime window plus the last change
+that answer with `demo.synthetic_prices`: the StartTime/EndTime window plus the last change
 before it, ProductDescriptions, InstanceTypes and the availability-zone filter, pages of
 MaxResults with NextToken, and the emulated region's own AZ names and IDs. A moto server in
 another process is not affected.
@@ -25,7 +25,7 @@ from moto.core.responses import ActionResult
 from moto.ec2.responses.spot_instances import SpotInstances
 
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.core.synthetic_prices import DEFAULT_PRODUCTS, MEAN_CHANGES, MarketSet, aws_records, default_markets
+from spot_pipelines.demo.synthetic_prices import DEFAULT_PRODUCTS, MEAN_CHANGES, MarketSet, aws_records, default_markets
 
 # When a request names no instance types: a small, common set keeps the emulator quick.
 DEMO_INSTANCE_TYPES = (

@@ -198,7 +198,7 @@ def test_architecture_of(itype, arch):
 
 def test_ingesting_the_emulator_gives_exactly_the_generators_day(prices, ec2):
     """Generator → emulator (AWS-shaped window) → region_history round-trips to the stored form."""
-    from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
+    from spot_pipelines.demo.synthetic_prices import default_markets, spot_history_day
 
     client = ec2("eu-west-1")
     zones = [(z["ZoneName"], z["ZoneId"]) for z in client.describe_availability_zones()["AvailabilityZones"]]

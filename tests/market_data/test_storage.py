@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from spot_pipelines.core.synthetic_prices import default_markets, spot_history_day
 from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine, session_factory
+from spot_pipelines.demo.synthetic_prices import default_markets, spot_history_day
 from tests.support.market_data import DAY, DAY_START
 
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from spot_pipelines.core.synthetic_prices import (
+from spot_pipelines.demo.synthetic_prices import (
     aws_records,
     base_spot_price,
     default_markets,
