@@ -20,7 +20,7 @@ PREVIEW_COLUMNS = ["instance_id", "region", "availability_zone_id", "instance_ty
 def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
     """Store the failure on the account (status `failed`) and build the run's Failure."""
     failure = aws_failure(f"discovery of account {name!r} failed", exc)
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         account = accounts.by_name(session, name)
         if account is not None:
             accounts.record_discovery(session, account, succeeded=False, error=failure.description)
@@ -42,7 +42,7 @@ def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
 def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
                          vault: CredentialVault) -> dg.MaterializeResult:
     name = context.partition_key
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         account = accounts.by_name(session, name)
     if account is None:
         raise dg.Failure(
@@ -64,7 +64,7 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
         raise _fail(app_db, name, exc) from None
 
     failed = "; ".join(f"{region}: {cause}" for region, cause in sorted(scan.failed_regions.items()))
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         account = accounts.by_name(session, name)
         if account is None:
             raise dg.Failure(description=f"account {name!r} was removed during its discovery; nothing written",

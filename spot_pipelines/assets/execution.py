@@ -46,7 +46,7 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
                      vault: CredentialVault) -> dg.Output[dict]:
     if config.retire not in ("terminate", "stop"):
         raise dg.Failure(description=f"retire: must be 'terminate' or 'stop', got {config.retire!r}")
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         approved = execution_rows.approved_for_execution(session, config.recommendation_ids or None)
         if config.recommendation_ids:
             not_ready = sorted(set(config.recommendation_ids) - {r.id for r in approved})
@@ -69,7 +69,7 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
             if config.stop_on_failure:
                 break
     untouched = len(approved) - len(summary)
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         still_approved = len(execution_rows.approved_for_execution(session, [r.id for r in approved] or None)) if approved else 0
     metadata = {
         "dry_run": config.dry_run,
@@ -90,7 +90,7 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
 def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, *, dry_run: bool,
                  retire: str) -> Outcome:
     run_id = context.run_id
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         rec = session.get(opt.SpotRecommendation, rec_id, with_for_update=True)
         if rec is None or rec.status != opt.APPROVED:  # changed since the batch was read
             return Outcome(status=rec.status if rec else "missing", error=None)
@@ -107,7 +107,7 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
 
     def record(call) -> None:
         # Each call is committed as it completes: a crash still leaves what really happened.
-        with app_db.session() as s, s.begin():
+        with app_db.transaction() as s:
             execution_rows.record_call(s, rec_id, run_id, dry_run, call)
 
     if outcome is None:
@@ -117,16 +117,16 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
             outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
     if dry_run:
         if outcome.status == opt.FAILED:
-            with app_db.session() as session, session.begin():
+            with app_db.transaction() as session:
                 session.get(opt.SpotRecommendation, rec_id).error = f"dry-run: {outcome.error}"
         return outcome  # a dry run changes no status and no inventory
     try:
-        with app_db.session() as session, session.begin():
+        with app_db.transaction() as session:
             _finish(session, rec_id, outcome, retire)
     except Exception as exc:  # the EC2 calls are done: the row must say so, never claim a clean success
         outcome = Outcome(status=opt.FAILED, replacement_instance_id=outcome.replacement_instance_id,
                           calls=outcome.calls, error=_not_recorded(outcome, exc))
-        with app_db.session() as session, session.begin():  # if this fails too, the row stays `executing`
+        with app_db.transaction() as session:  # if this fails too, the row stays `executing`
             _finish(session, rec_id, outcome, retire)
     return outcome
 

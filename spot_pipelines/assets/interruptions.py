@@ -47,7 +47,7 @@ def spot_interruption_events(context: dg.AssetExecutionContext, app_db: AppDatab
     now = utcnow()
     day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
     t = SpotInterruptionEvent
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         total = session.scalar(select(func.count()).select_from(t)) or 0
         by_type_24h = dict(session.execute(select(t.event_type, func.count()).where(t.event_time >= day_ago)
                                            .group_by(t.event_type)).tuples().all())

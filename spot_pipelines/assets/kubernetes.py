@@ -68,7 +68,7 @@ def k8s_node_inventory(context: dg.AssetExecutionContext, app_db: AppDatabase,
                         timeout_s=kubernetes.request_timeout_s)
     except Exception as exc:
         cause, retryable = describe_k8s_error(exc)
-        with app_db.session() as session, session.begin():
+        with app_db.transaction() as session:
             write_heartbeat(session, cluster, at=utcnow(), ok=False, error=cause)
             write_system_log(session, COMPONENT, "ERROR", f"cluster {cluster!r}: {cause}", run_id=context.run_id,
                              details={"cluster": cluster, "mode": kubernetes.mode()})
@@ -76,7 +76,7 @@ def k8s_node_inventory(context: dg.AssetExecutionContext, app_db: AppDatabase,
 
     inventory = build_inventory(nodes, pods)
     observed_at = utcnow()
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         written = write_k8s_inventory(session, cluster, inventory.nodes, inventory.pods, observed_at=observed_at)
         write_heartbeat(session, cluster, at=observed_at, ok=True, node_count=len(inventory.nodes),
                         pod_count=len(inventory.pods))

@@ -115,7 +115,7 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
     regions, skipped = _regions(market_apis, config.regions)
     instance_types = None
     if not config.all_instance_types:
-        with app_db.session() as session:
+        with app_db.transaction() as session:
             catalog = market.catalog_instance_types(session) or sorted(bundled_advisor()["instance_types"])
             try:
                 families = md.types_of_families(config.instance_families, catalog)
@@ -252,9 +252,9 @@ def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesCo
             "the API returned no prices"]
         fetch = md.bundled_on_demand(reason=f"Price List API unusable: {'; '.join(causes)[:600]}")
         context.log.warning(f"on-demand prices from the bundled snapshot: {fetch.fallback_reason}")
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         changed = market.upsert_on_demand(session, fetch.rows)
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         summary = market.on_demand_summary(session)
     max_age = timedelta(days=config.max_age_days)
     oldest = summary["oldest_as_of"]
@@ -331,7 +331,7 @@ def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, a
     not_written: dict[str, str] = {}
     bad: list[dict] = []
     stored = 0
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         for day in days:
             rows = [{**row, "day": day} for row in feed.rows]
             written, reason = market.replace_advisor_day(session, day, rows, feed.source, feed.skipped_keys)
@@ -340,7 +340,7 @@ def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, a
                 not_written[day.isoformat()] = reason
         if len(not_written) < len(days):
             market.upsert_instance_types(session, feed.catalog)
-    with app_db.session() as session:
+    with app_db.transaction() as session:
         for day in days:
             summary = market.advisor_day_summary(session, day)
             stored += summary["rows"]

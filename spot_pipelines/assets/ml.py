@@ -87,7 +87,7 @@ def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConf
     end = window_end(parse_as_of(config.as_of))
     start = end - timedelta(days=config.training_days)
     tc = core_config(TrainingConfig, config)
-    with app_db.engine.connect() as conn:
+    with app_db.connection() as conn:
         prices = market_rows.read_prices(conn, start.date(), end.date())
         on_demand = market_rows.read_on_demand(conn)
         advisor = market_rows.read_advisor(conn, end.date() - timedelta(days=1))
@@ -97,7 +97,7 @@ def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConf
         model = train(frame, tc)
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_model: cannot train: {exc}", allow_retries=False) from None
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         version = ml_rows.next_model_version(session)
         data, sha = serialize(model, version)
         uri = model_store.write(model_store.artifact_name(version), data)
@@ -137,7 +137,7 @@ def _sklearn_version() -> str:
 def evaluate_latest(app_db: AppDatabase, model_store: ModelStore, gate: QualityGate = QualityGate()
                     ) -> tuple[bool, str, dict]:
     """Vet the newest registered version; promote it to ready or block it. Returns (passed, why, metadata)."""
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         entry = ml_rows.latest_model(session)
         if entry is None:
             return False, "no model version is registered", {}
@@ -191,11 +191,11 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
 )
 def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatabase,
                              model_store: ModelStore) -> dg.MaterializeResult:
-    with app_db.engine.connect() as conn:
+    with app_db.connection() as conn:
         scores = risk_rows.read_risk_scores(conn)
     fallbacks: list[str] = []
     payload = entry = None
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         for candidate in ml_rows.ready_models(session):
             try:
                 payload = deserialize(model_store.read(candidate.artifact_uri),
@@ -227,7 +227,7 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
         model_version=version, p_interruption=np.clip(p, 0, 1), horizon_hours=horizon,
         risk_score=scores["score"], spot_price=scores["spot_price"], on_demand_price=scores["on_demand_price"],
         predicted_at=predicted_at)
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         risk_rows.replace_rows(session, ml_rows.InterruptionPrediction, records(out))
     preview = out.sort_values("p_interruption", ascending=False).round(4)
     return dg.MaterializeResult(metadata={

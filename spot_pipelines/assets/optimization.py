@@ -73,7 +73,7 @@ def spot_recommendations(context: dg.AssetExecutionContext, config: Recommendati
         rc = core_config(RecommendConfig, config)
     except ValidationError as exc:
         raise dg.Failure(description=f"spot_recommendations config: {exc}", allow_retries=False) from None
-    with app_db.engine.connect() as conn:
+    with app_db.connection() as conn:
         instances = instance_rows.read_running_instances(conn)
         catalog = market_rows.read_catalog(conn)
         on_demand = market_rows.read_on_demand(conn)
@@ -85,9 +85,9 @@ def spot_recommendations(context: dg.AssetExecutionContext, config: Recommendati
     recs = result.recommendations
     generated_at = utcnow()
     rows = records(recs.assign(generation_id=context.run_id, status=opt.PROPOSED, generated_at=generated_at))
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         written = opt.write_recommendations(session, rows, generated_at=generated_at)
-    with app_db.engine.connect() as conn:
+    with app_db.connection() as conn:
         history = opt.savings_over_time(conn)
     actionable = recs[recs["action"] != "stay_on_demand"]
     return dg.MaterializeResult(metadata={

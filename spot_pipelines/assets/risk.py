@@ -43,7 +43,7 @@ def interruption_risk_scores(context: dg.AssetExecutionContext, config: RiskScor
     as_of = parse_as_of(config.as_of)
     end_day = window_end(as_of).date()
     start_day = end_day - timedelta(days=config.window_days)
-    with app_db.engine.connect() as conn:
+    with app_db.connection() as conn:
         prices = market_rows.read_prices(conn, start_day, end_day)
         on_demand = market_rows.read_on_demand(conn)
         advisor = market_rows.read_advisor(conn, as_of.date())
@@ -55,7 +55,7 @@ def interruption_risk_scores(context: dg.AssetExecutionContext, config: RiskScor
     scored_at = utcnow()
     scores = result.scores.assign(scored_at=scored_at)
     columns = {c.name for c in risk_rows.InterruptionRiskScore.__table__.columns}
-    with app_db.session() as session, session.begin():
+    with app_db.transaction() as session:
         risk_rows.replace_rows(session, risk_rows.InterruptionRiskScore, records(scores[[c for c in scores if c in columns]]))
     skipped_reasons = result.skipped["reason"].value_counts().to_dict() if len(result.skipped) else {}
     context.log.info(f"scored {len(scores)} markets over {result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}, "
