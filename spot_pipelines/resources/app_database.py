@@ -27,10 +27,6 @@ class AppDatabase(dg.ConfigurableResource):
     def engine(self) -> Engine:
         return ensure_schema(self.resolved_url())
 
-    def session(self) -> Session:
-        ensure_schema(self.resolved_url())  # migrate first
-        return session_factory(self.resolved_url())()
-
     @contextmanager
     def transaction(self, *, migrate: bool = True) -> Iterator[Session]:
         """`migrate=False` only for the CLI commands that must run while a migration is blocked."""
