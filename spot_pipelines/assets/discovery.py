@@ -42,20 +42,7 @@ def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
 def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
                          vault: CredentialVault) -> dg.MaterializeResult:
     name = context.partition_key
-    with app_db.transaction() as session:
-        account = accounts.by_name(session, name)
-    if account is None:
-        raise dg.Failure(
-            description=f"account {name!r} no longer exists (removed after this run was queued); nothing changed",
-            allow_retries=False,
-        )
-    if account.status == accounts.PENDING:
-        raise dg.Failure(
-            description=f"account {name!r} is still pending: its credentials were never validated "
-                        "(re-run `spot-pipelines accounts add`)",
-            allow_retries=False,
-        )
-
+    account = _discoverable_account(app_db, name)
     seen_at = utcnow()
     try:
         aws = vault.session_for(account)
@@ -90,7 +77,29 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
         refresh_component_health(app_db.resolved_url(), context.instance, trigger="discovery", run_id=context.run_id)
     except Exception as exc:  # a failing health round never fails discovery
         context.log.warning(f"component health refresh after discovery failed: {type(exc).__name__}")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=_discovery_metadata(scan, summary))
+
+
+def _discoverable_account(app_db: AppDatabase, name: str):
+    """The partition's account, refused (no retry) when it is gone or its credentials were never validated."""
+    with app_db.transaction() as session:
+        account = accounts.by_name(session, name)
+    if account is None:
+        raise dg.Failure(
+            description=f"account {name!r} no longer exists (removed after this run was queued); nothing changed",
+            allow_retries=False,
+        )
+    if account.status == accounts.PENDING:
+        raise dg.Failure(
+            description=f"account {name!r} is still pending: its credentials were never validated "
+                        "(re-run `spot-pipelines accounts add`)",
+            allow_retries=False,
+        )
+    return account
+
+
+def _discovery_metadata(scan, summary) -> dict:
+    return {
         "dagster/row_count": summary.upserted,
         "newly_terminated": summary.newly_terminated,
         "regions_scanned": len(scan.scanned_regions),
@@ -99,7 +108,7 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
         "skipped_regions": dg.MetadataValue.json(scan.skipped_regions),
         "api_calls": scan.api_calls,
         "preview": dg.MetadataValue.md(markdown_table(scan.instances, PREVIEW_COLUMNS)),
-    })
+    }
 
 
 discovery_job = dg.define_asset_job(

@@ -46,14 +46,7 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
                      vault: CredentialVault) -> dg.Output[dict]:
     if config.retire not in ("terminate", "stop"):
         raise dg.Failure(description=f"retire: must be 'terminate' or 'stop', got {config.retire!r}")
-    with app_db.transaction() as session:
-        approved = execution_rows.approved_for_execution(session, config.recommendation_ids or None)
-        if config.recommendation_ids:
-            not_ready = sorted(set(config.recommendation_ids) - {r.id for r in approved})
-            if not_ready:
-                raise dg.Failure(description=f"recommendation(s) {', '.join(map(str, not_ready))} are unknown or not "
-                                             "approved; approve them with `spot-pipelines recommendations approve`",
-                                 allow_retries=False)
+    approved = _approved(app_db, config.recommendation_ids)
     batch = approved[: config.max_recommendations]
     summary: list[dict] = []
     failures = 0
@@ -85,6 +78,18 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
                                      f"First error: {next(s['error'] for s in summary if s['status'] == opt.FAILED)}",
                          metadata=metadata, allow_retries=False)
     return dg.Output(value={"processed": len(summary)}, metadata=metadata)
+
+
+def _approved(app_db: AppDatabase, recommendation_ids: list[int]) -> list:
+    """The approved rows to execute; every id asked for by name must be one of them."""
+    with app_db.transaction() as session:
+        approved = execution_rows.approved_for_execution(session, recommendation_ids or None)
+    not_ready = sorted(set(recommendation_ids) - {r.id for r in approved})
+    if not_ready:
+        raise dg.Failure(description=f"recommendation(s) {', '.join(map(str, not_ready))} are unknown or not "
+                                     "approved; approve them with `spot-pipelines recommendations approve`",
+                         allow_retries=False)
+    return approved
 
 
 def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, *, dry_run: bool,

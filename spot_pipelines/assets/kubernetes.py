@@ -80,11 +80,14 @@ def k8s_node_inventory(context: dg.AssetExecutionContext, app_db: AppDatabase,
         written = write_k8s_inventory(session, cluster, inventory.nodes, inventory.pods, observed_at=observed_at)
         write_heartbeat(session, cluster, at=observed_at, ok=True, node_count=len(inventory.nodes),
                         pod_count=len(inventory.pods))
-    unknown = [n["name"] for n in inventory.nodes if n["capacity_type"] == "unknown"]
-    workloads = inventory.workloads_on_spot()
     context.log.info(f"cluster {cluster!r}: {len(inventory.nodes)} nodes ({len(inventory.spot_nodes)} spot), "
                      f"{len(inventory.spot_pods)} of {len(inventory.pods)} pods on spot")
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(metadata=_inventory_metadata(cluster, inventory, written))
+
+
+def _inventory_metadata(cluster: str, inventory, written: dict) -> dict:
+    unknown = [n["name"] for n in inventory.nodes if n["capacity_type"] == "unknown"]
+    return {
         "dagster/row_count": len(inventory.nodes),
         "cluster": cluster,
         "nodes_by_capacity_type": dg.MetadataValue.json(counts_by(inventory.nodes, "capacity_type")),
@@ -94,8 +97,8 @@ def k8s_node_inventory(context: dg.AssetExecutionContext, app_db: AppDatabase,
         "nodes_with_unknown_capacity_type": dg.MetadataValue.json(unknown[:50]),
         "nodes_removed": written["nodes_removed"],
         "nodes": dg.MetadataValue.md(markdown_table(inventory.nodes, NODE_COLUMNS)),
-        "workloads_on_spot": dg.MetadataValue.md(markdown_table(workloads, WORKLOAD_COLUMNS)),
-    })
+        "workloads_on_spot": dg.MetadataValue.md(markdown_table(inventory.workloads_on_spot(), WORKLOAD_COLUMNS)),
+    }
 
 
 k8s_inventory_job = dg.define_asset_job(

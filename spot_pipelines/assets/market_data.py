@@ -6,6 +6,7 @@ platform's own AWS identity, not with an onboarded account's.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import dagster as dg
@@ -113,60 +114,96 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
         raise dg.Failure(description=f"{exc}; nothing fetched or written", allow_retries=False) from None
     days = [date.fromisoformat(key) for key in context.partition_keys]
     regions, skipped = _regions(market_apis, config.regions)
-    instance_types = None
-    if not config.all_instance_types:
-        with app_db.transaction() as session:
-            catalog = market.catalog_instance_types(session) or sorted(bundled_advisor()["instance_types"])
-            try:
-                families = md.types_of_families(config.instance_families, catalog)
-            except ValidationError as exc:
-                raise dg.Failure(description=f"config {exc}; nothing fetched or written", allow_retries=False) from None
-            instance_types = sorted(set(market.inventory_instance_types(session)) | set(families))
-        if not instance_types:
-            raise dg.Failure(description="all_instance_types is false, but the discovered fleet is empty and "
-                                         "instance_families is empty: nothing to fetch",
-                             allow_retries=False)
-    engine = app_db.engine
-    rows_by_day: dict[str, int] = {}
-    failed: dict[str, str] = {}
-    transient = False
-    no_prices: dict[str, list[str]] = {}
-    api_calls = 0
-    preview: list[dict] = []
+    instance_types = None if config.all_instance_types else _fleet_instance_types(app_db, config.instance_families)
+    ingest = _ingest_spot_days(context, config, app_db.engine, market_apis, days, regions, instance_types)
+    skipped.update(ingest.skipped)
+    if ingest.failed:
+        # The healthy regions are stored; failed regions keep their earlier rows. Retried later.
+        raise dg.Failure(
+            description=f"spot prices failed for {len(ingest.failed)} region-day(s): "
+                        + "; ".join(f"{k}: {v}" for k, v in sorted(ingest.failed.items())),
+            metadata={"failed": dg.MetadataValue.json(ingest.failed),
+                      "rows_by_day": dg.MetadataValue.json(ingest.rows_by_day)},
+            allow_retries=ingest.transient and config.retry_failed_regions,
+        )
+    enabled = [r for r in regions if r not in skipped]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(ingest.rows_by_day.values()),
+            "dagster/column_schema": SPOT_PRICE_SCHEMA,
+            "rows_by_day": dg.MetadataValue.json(ingest.rows_by_day),
+            "regions": dg.MetadataValue.json(enabled),
+            "skipped_regions": dg.MetadataValue.json(skipped),
+            "no_prices_for": dg.MetadataValue.json(ingest.no_prices),
+            "instance_types": "all" if instance_types is None else len(instance_types),
+            "product_descriptions": dg.MetadataValue.json(config.product_descriptions),
+            "api_calls": ingest.api_calls,
+            "preview": dg.MetadataValue.md(markdown_table(ingest.preview, PRICE_PREVIEW_COLUMNS)),
+        },
+        check_results=_spot_price_checks(app_db.engine, days, enabled),
+    )
+
+
+def _fleet_instance_types(app_db: AppDatabase, instance_families: Sequence[str]) -> list[str]:
+    """The discovered fleet's instance types plus every type of the configured families."""
+    with app_db.transaction() as session:
+        catalog = market.catalog_instance_types(session) or sorted(bundled_advisor()["instance_types"])
+        try:
+            families = md.types_of_families(instance_families, catalog)
+        except ValidationError as exc:
+            raise dg.Failure(description=f"config {exc}; nothing fetched or written", allow_retries=False) from None
+        instance_types = sorted(set(market.inventory_instance_types(session)) | set(families))
+    if not instance_types:
+        raise dg.Failure(description="all_instance_types is false, but the discovered fleet is empty and "
+                                     "instance_families is empty: nothing to fetch",
+                         allow_retries=False)
+    return instance_types
+
+
+@dataclass
+class _SpotIngest:
+    """What fetching and storing the partition's days did, summed over the days."""
+    rows_by_day: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    no_prices: dict[str, list[str]] = field(default_factory=dict)
+    preview: list[dict] = field(default_factory=list)
+    transient: bool = False
+    api_calls: int = 0
+
+
+def _ingest_spot_days(context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, engine,
+                      market_apis: MarketDataAPIs, days: Sequence[date], regions: Sequence[str],
+                      instance_types: list[str] | None) -> _SpotIngest:
+    """Fetch and store each day in turn (one day's rows in memory at a time)."""
+    out = _SpotIngest()
     for day in days:
         fetch = md.fetch_spot_history(market_apis.ec2, regions, day, instance_types,
                                       config.product_descriptions, config.max_region_workers)
-        api_calls += fetch.api_calls
-        skipped.update(fetch.skipped_regions)
-        failed.update({f"{day} {r}": cause for r, cause in fetch.failed_regions.items()})
-        transient |= bool(set(fetch.failed_regions) - fetch.bad_data_regions)
+        out.api_calls += fetch.api_calls
+        out.skipped.update(fetch.skipped_regions)
+        out.failed.update({f"{day} {r}": cause for r, cause in fetch.failed_regions.items()})
+        out.transient |= bool(set(fetch.failed_regions) - fetch.bad_data_regions)
         for region, types in fetch.no_prices.items():
-            no_prices[region] = sorted(set(no_prices.get(region, [])) | set(types))
+            out.no_prices[region] = sorted(set(out.no_prices.get(region, [])) | set(types))
         # Exactly the slice fetched is replaced: the regions that answered × the types and products
         # asked for. A failed region keeps what it had, and so does a type that came back empty.
-        rows_by_day[day.isoformat()] = market.replace_spot_price_day(
+        out.rows_by_day[day.isoformat()] = market.replace_spot_price_day(
             engine, day, fetch.fetched_regions, fetch.rows, keep_types=fetch.no_prices,
             instance_types=instance_types, products=config.product_descriptions)
-        if not preview and len(fetch.rows):
-            preview = fetch.rows.head(20).to_dict("records")
-        context.log.info(f"{day}: {rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} regions, "
-                         f"{len(fetch.failed_regions)} failed, {len(fetch.skipped_regions)} skipped")
+        if not out.preview and len(fetch.rows):
+            out.preview = fetch.rows.head(20).to_dict("records")
+        context.log.info(f"{day}: {out.rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} "
+                         f"regions, {len(fetch.failed_regions)} failed, {len(fetch.skipped_regions)} skipped")
         del fetch
+    return out
 
-    if failed:
-        # The healthy regions are stored; failed regions keep their earlier rows. Retried later.
-        raise dg.Failure(
-            description=f"spot prices failed for {len(failed)} region-day(s): "
-                        + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())),
-            metadata={"failed": dg.MetadataValue.json(failed), "rows_by_day": dg.MetadataValue.json(rows_by_day)},
-            allow_retries=transient and config.retry_failed_regions,
-        )
 
-    enabled = [r for r in regions if r not in skipped]
+def _spot_price_checks(engine, days: Sequence[date], enabled: Sequence[str]) -> list[dg.AssetCheckResult]:
     stats = market.spot_price_stats(engine, days)
     missing = {d: sorted(set(enabled) - regions_present)
                for d, regions_present in _regions_by_day(engine, days).items() if set(enabled) - regions_present}
-    checks = [
+    return [
         dg.AssetCheckResult(check_name="prices_positive", passed=not stats.nonpositive,
                             metadata={"nonpositive_sample": dg.MetadataValue.md(markdown_table(
                                 stats.nonpositive, ["region", "availability_zone_id", "instance_type", "ts",
@@ -177,21 +214,6 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
         dg.AssetCheckResult(check_name="no_duplicate_prices", passed=stats.duplicates == 0,
                             metadata={"duplicate_keys": stats.duplicates}),
     ]
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": sum(rows_by_day.values()),
-            "dagster/column_schema": SPOT_PRICE_SCHEMA,
-            "rows_by_day": dg.MetadataValue.json(rows_by_day),
-            "regions": dg.MetadataValue.json(enabled),
-            "skipped_regions": dg.MetadataValue.json(skipped),
-            "no_prices_for": dg.MetadataValue.json(no_prices),
-            "instance_types": "all" if instance_types is None else len(instance_types),
-            "product_descriptions": dg.MetadataValue.json(config.product_descriptions),
-            "api_calls": api_calls,
-            "preview": dg.MetadataValue.md(markdown_table(preview, PRICE_PREVIEW_COLUMNS)),
-        },
-        check_results=checks,
-    )
 
 
 def _regions_by_day(engine, days: Sequence[date]) -> dict[str, set[str]]:
@@ -242,32 +264,12 @@ def _age_in_words(age_days: float | None, max_age_days: int, fetch: md.OnDemandF
 def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesConfig, app_db: AppDatabase,
                      market_apis: MarketDataAPIs) -> dg.MaterializeResult:
     regions, skipped = _regions(market_apis, config.regions)
-    try:
-        fetch = md.fetch_on_demand(market_apis.pricing(), regions, as_of=utcnow())
-    except (ClientError, BotoCoreError) as exc:  # e.g. no endpoint or credentials for the client
-        fetch = md.OnDemandFetch(failed_regions={r: describe(exc) for r in regions})
-    if not fetch.rows:
-        # One line per distinct cause (an endpoint may answer with a whole HTML page).
-        causes = sorted({" ".join(c.split())[:200] for c in fetch.failed_regions.values()}) or [
-            "the API returned no prices"]
-        fetch = md.bundled_on_demand(reason=f"Price List API unusable: {'; '.join(causes)[:600]}")
-        context.log.warning(f"on-demand prices from the bundled snapshot: {fetch.fallback_reason}")
+    fetch = _fetch_on_demand(context, market_apis, regions)
     with app_db.transaction() as session:
         changed = market.upsert_on_demand(session, fetch.rows)
     with app_db.transaction() as session:
         summary = market.on_demand_summary(session)
-    max_age = timedelta(days=config.max_age_days)
-    oldest = summary["oldest_as_of"]
-    age_days = None if oldest is None else round((utcnow() - oldest).total_seconds() / 86400, 1)
     covered = sorted({r["region"] for r in fetch.rows})
-    checks = [
-        dg.AssetCheckResult(check_name="prices_positive", passed=summary["nonpositive"] == 0,
-                            metadata={"nonpositive": summary["nonpositive"]}),
-        dg.AssetCheckResult(check_name="prices_recent", passed=oldest is not None and utcnow() - oldest <= max_age,
-                            severity=dg.AssetCheckSeverity.WARN,
-                            description=_age_in_words(age_days, config.max_age_days, fetch),
-                            metadata={"oldest_age_days": age_days, "max_age_days": config.max_age_days}),
-    ]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(fetch.rows),
@@ -283,8 +285,38 @@ def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesCo
             "preview": dg.MetadataValue.md(markdown_table(
                 fetch.rows, ["region", "instance_type", "usd_per_hour", "source", "as_of"])),
         },
-        check_results=checks,
+        check_results=_on_demand_checks(summary, config.max_age_days, fetch),
     )
+
+
+def _fetch_on_demand(context: dg.AssetExecutionContext, market_apis: MarketDataAPIs,
+                     regions: Sequence[str]) -> md.OnDemandFetch:
+    """The Price List API's prices, else the bundled snapshot with the API's causes as its reason."""
+    try:
+        fetch = md.fetch_on_demand(market_apis.pricing(), regions, as_of=utcnow())
+    except (ClientError, BotoCoreError) as exc:  # e.g. no endpoint or credentials for the client
+        fetch = md.OnDemandFetch(failed_regions={r: describe(exc) for r in regions})
+    if not fetch.rows:
+        # One line per distinct cause (an endpoint may answer with a whole HTML page).
+        causes = sorted({" ".join(c.split())[:200] for c in fetch.failed_regions.values()}) or [
+            "the API returned no prices"]
+        fetch = md.bundled_on_demand(reason=f"Price List API unusable: {'; '.join(causes)[:600]}")
+        context.log.warning(f"on-demand prices from the bundled snapshot: {fetch.fallback_reason}")
+    return fetch
+
+
+def _on_demand_checks(summary: dict, max_age_days: int, fetch: md.OnDemandFetch) -> list[dg.AssetCheckResult]:
+    oldest = summary["oldest_as_of"]
+    age_days = None if oldest is None else round((utcnow() - oldest).total_seconds() / 86400, 1)
+    return [
+        dg.AssetCheckResult(check_name="prices_positive", passed=summary["nonpositive"] == 0,
+                            metadata={"nonpositive": summary["nonpositive"]}),
+        dg.AssetCheckResult(check_name="prices_recent",
+                            passed=oldest is not None and utcnow() - oldest <= timedelta(days=max_age_days),
+                            severity=dg.AssetCheckSeverity.WARN,
+                            description=_age_in_words(age_days, max_age_days, fetch),
+                            metadata={"oldest_age_days": age_days, "max_age_days": max_age_days}),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,40 +345,14 @@ def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesCo
 def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, app_db: AppDatabase,
                  market_apis: MarketDataAPIs) -> dg.MaterializeResult:
     days = [date.fromisoformat(key) for key in context.partition_keys]
-    today = utc_today()
-    too_old = [d for d in days if (today - d).days > config.max_lag_days]
-    if too_old:
-        raise dg.Failure(
-            description=f"spot_advisor partition(s) {too_old[0]}…{too_old[-1]} are more than {config.max_lag_days} "
-                        f"days old: the feed only shows the current trailing month, so those days cannot be "
-                        f"reconstructed (raise max_lag_days to store today's feed under them anyway); nothing written",
-            allow_retries=False,
-        )
+    _refuse_unreconstructable_days(days, config.max_lag_days)
     feed = md.load_advisor(days[-1], market_apis.advisor_feed)
     if feed.fallback_reason:
         context.log.warning(f"spot advisor from the bundled snapshot: {feed.fallback_reason}")
     for problem in feed.problems[:50]:
         context.log.warning(f"spot advisor entry skipped: {problem}")
-    written_by_day: dict[str, int] = {}
-    not_written: dict[str, str] = {}
-    bad: list[dict] = []
-    stored = 0
-    with app_db.transaction() as session:
-        for day in days:
-            rows = [{**row, "day": day} for row in feed.rows]
-            written, reason = market.replace_advisor_day(session, day, rows, feed.source, feed.skipped_keys)
-            written_by_day[day.isoformat()] = written
-            if reason:
-                not_written[day.isoformat()] = reason
-        if len(not_written) < len(days):
-            market.upsert_instance_types(session, feed.catalog)
-    with app_db.transaction() as session:
-        for day in days:
-            summary = market.advisor_day_summary(session, day)
-            stored += summary["rows"]
-            bad += summary["out_of_range"]
-            if summary["rows"] == 0:
-                bad.append({"region": "(none)", "instance_type": f"no rows stored for {day}"})
+    written_by_day, not_written = _store_advisor_days(app_db, days, feed)
+    stored, bad = _stored_advisor_days(app_db, days)
     by_band: dict[str, int] = {}
     for row in feed.rows:
         by_band[str(row["interruption_band"])] = by_band.get(str(row["interruption_band"]), 0) + 1
@@ -370,6 +376,47 @@ def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, a
                 bad, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]))},
         )],
     )
+
+
+def _refuse_unreconstructable_days(days: Sequence[date], max_lag_days: int) -> None:
+    too_old = [d for d in days if (utc_today() - d).days > max_lag_days]
+    if too_old:
+        raise dg.Failure(
+            description=f"spot_advisor partition(s) {too_old[0]}…{too_old[-1]} are more than {max_lag_days} "
+                        f"days old: the feed only shows the current trailing month, so those days cannot be "
+                        f"reconstructed (raise max_lag_days to store today's feed under them anyway); nothing written",
+            allow_retries=False,
+        )
+
+
+def _store_advisor_days(app_db: AppDatabase, days: Sequence[date],
+                        feed: md.AdvisorFeed) -> tuple[dict[str, int], dict[str, str]]:
+    """The feed stored under each day in one transaction: rows written per day, and why a day was not."""
+    written_by_day: dict[str, int] = {}
+    not_written: dict[str, str] = {}
+    with app_db.transaction() as session:
+        for day in days:
+            rows = [{**row, "day": day} for row in feed.rows]
+            written, reason = market.replace_advisor_day(session, day, rows, feed.source, feed.skipped_keys)
+            written_by_day[day.isoformat()] = written
+            if reason:
+                not_written[day.isoformat()] = reason
+        if len(not_written) < len(days):
+            market.upsert_instance_types(session, feed.catalog)
+    return written_by_day, not_written
+
+
+def _stored_advisor_days(app_db: AppDatabase, days: Sequence[date]) -> tuple[int, list[dict]]:
+    """Rows stored over the days, and the out-of-range rows (or an empty day) the check reports."""
+    stored, bad = 0, []
+    with app_db.transaction() as session:
+        for day in days:
+            summary = market.advisor_day_summary(session, day)
+            stored += summary["rows"]
+            bad += summary["out_of_range"]
+            if summary["rows"] == 0:
+                bad.append({"region": "(none)", "instance_type": f"no rows stored for {day}"})
+    return stored, bad
 
 
 market_data_assets = [spot_price_history, on_demand_prices, spot_advisor]

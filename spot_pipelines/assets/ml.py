@@ -66,8 +66,8 @@ def _metrics_table(metrics: dict) -> str:
     group_name="optimization",
     kinds={"scikitlearn"},
     owners=["team:optimization"],
-    deps=["interruption_risk_scores", "spot_price_history", "spot_advisor", "on_demand_prices",
-          "spot_interruption_events"],
+    deps=[dg.AssetKey("interruption_risk_scores"), dg.AssetKey("spot_price_history"), dg.AssetKey("spot_advisor"),
+          dg.AssetKey("on_demand_prices"), dg.AssetKey("spot_interruption_events")],
     # Weekly; and while there is no model yet, after each new batch of risk scores (not a week after the first
     # deploy, and a failed first training waits for the next scores rather than retrying every tick).
     automation_condition=(dg.AutomationCondition.cron_tick_passed(RETRAIN_CRON)
@@ -97,6 +97,14 @@ def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConf
         model = train(frame, tc)
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_model: cannot train: {exc}", allow_retries=False) from None
+    version, uri = _register_candidate(app_db, model_store, model)
+    verdict_ok, verdict = QualityGate().verdict(model.metrics)
+    context.log.info(f"model v{version} ({model.label_source}): {verdict}")
+    return dg.MaterializeResult(metadata=_model_metadata(model, version, uri, verdict_ok))
+
+
+def _register_candidate(app_db: AppDatabase, model_store: ModelStore, model) -> tuple[int, str]:
+    """Store the artifact and its registry row (status candidate) under the next version; (version, uri)."""
     with app_db.transaction() as session:
         version = ml_rows.next_model_version(session)
         data, sha = serialize(model, version)
@@ -104,9 +112,11 @@ def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConf
         session.add(ml_rows.ModelRegistryEntry(version=version, trained_at=utcnow(), artifact_uri=uri,
                                            artifact_sha256=sha, sklearn_version=_sklearn_version(),
                                            status=ml_rows.CANDIDATE, **registry_fields(model)))
-    verdict_ok, verdict = QualityGate().verdict(model.metrics)
-    context.log.info(f"model v{version} ({model.label_source}): {verdict}")
-    return dg.MaterializeResult(metadata={
+    return version, uri
+
+
+def _model_metadata(model, version: int, uri: str, verdict_ok: bool) -> dict:
+    return {
         "dagster/row_count": model.n_train + model.n_holdout,
         "model_version": version,
         "label_source": model.label_source,
@@ -125,7 +135,7 @@ def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConf
         "holdout_positive_rate": model.metrics["holdout_positive_rate"],
         "features": dg.MetadataValue.json(model.features),
         "artifact": dg.MetadataValue.path(uri),
-    })
+    }
 
 
 def _sklearn_version() -> str:
@@ -182,7 +192,7 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
     group_name="optimization",
     kinds={"scikitlearn", "sql"},
     owners=["team:optimization"],
-    deps=["interruption_risk_scores", interruption_model],
+    deps=[dg.AssetKey("interruption_risk_scores"), dg.AssetKey("interruption_model")],
     automation_condition=AFTER_NEW_DATA & upstream_present("interruption_risk_scores")
     & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="P(interruption within the model's horizon) for every scored market, from the newest ready "
@@ -193,20 +203,7 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
                              model_store: ModelStore) -> dg.MaterializeResult:
     with app_db.connection() as conn:
         scores = risk_rows.read_risk_scores(conn)
-    fallbacks: list[str] = []
-    payload = entry = None
-    with app_db.transaction() as session:
-        for candidate in ml_rows.ready_models(session):
-            try:
-                payload = deserialize(model_store.read(candidate.artifact_uri),
-                                      where=f"v{candidate.version} ({candidate.artifact_uri})",
-                                      expected_sha256=candidate.artifact_sha256, expected_features=list(FEATURES))
-                entry = candidate
-                break
-            except ModelArtifactError as exc:
-                ml_rows.set_model_status(session, candidate.version, ml_rows.BLOCKED, str(exc))
-                fallbacks.append(str(exc))
-                context.log.warning(f"{exc}; version {candidate.version} blocked, trying the previous one")
+    payload, entry, fallbacks = _serving_model(context, app_db, model_store)
     if entry is None:
         # No model version is usable: the advisor band's implied rate (the baseline every model is judged
         # against) still prices the risk, recorded as model version 0 so nobody mistakes it for the model.
@@ -229,8 +226,29 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
         predicted_at=predicted_at)
     with app_db.transaction() as session:
         risk_rows.replace_rows(session, ml_rows.InterruptionPrediction, records(out))
+    return dg.MaterializeResult(metadata=_predictions_metadata(out, version, served_by, label_source, fallbacks))
+
+
+def _serving_model(context: dg.AssetExecutionContext, app_db: AppDatabase, model_store: ModelStore):
+    """The newest ready version that loads, as (payload, entry, why newer ones were blocked); entry None if none."""
+    fallbacks: list[str] = []
+    with app_db.transaction() as session:
+        for candidate in ml_rows.ready_models(session):
+            try:
+                payload = deserialize(model_store.read(candidate.artifact_uri),
+                                      where=f"v{candidate.version} ({candidate.artifact_uri})",
+                                      expected_sha256=candidate.artifact_sha256, expected_features=list(FEATURES))
+                return payload, candidate, fallbacks
+            except ModelArtifactError as exc:
+                ml_rows.set_model_status(session, candidate.version, ml_rows.BLOCKED, str(exc))
+                fallbacks.append(str(exc))
+                context.log.warning(f"{exc}; version {candidate.version} blocked, trying the previous one")
+    return None, None, fallbacks
+
+
+def _predictions_metadata(out, version: int, served_by: str, label_source: str, fallbacks: list[str]) -> dict:
     preview = out.sort_values("p_interruption", ascending=False).round(4)
-    return dg.MaterializeResult(metadata={
+    return {
         "dagster/row_count": len(out),
         "dagster/column_schema": frame_schema(out),
         "model_version": version,
@@ -240,4 +258,4 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
         "mean_p_interruption": float(out["p_interruption"].mean()) if len(out) else 0.0,
         "preview": dg.MetadataValue.md(markdown_table(records(preview), [
             "region", "availability_zone_id", "instance_type", "p_interruption", "risk_score", "spot_price"])),
-    })
+    }
