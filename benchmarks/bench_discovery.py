@@ -58,32 +58,73 @@ HOME_ACCOUNT = "123456789012"  # moto's default account: what the `testing` keys
 AMI = "ami-12c6146b"
 # The 17 regions AWS enables by default (no opt-in).
 REGIONS_17 = [
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
-    "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1",
-    "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "sa-east-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
 ]
 # 2,000 instances, skewed as real fleets are.
-FLEET_2000 = {"us-east-1": 1100, "us-west-2": 300, "eu-west-1": 150, "us-east-2": 100, "eu-central-1": 80,
-              "ap-southeast-1": 60, "ap-northeast-1": 50}
+FLEET_2000 = {
+    "us-east-1": 1100,
+    "us-west-2": 300,
+    "eu-west-1": 150,
+    "us-east-2": 100,
+    "eu-central-1": 80,
+    "ap-southeast-1": 60,
+    "ap-northeast-1": 50,
+}
 FLEET_2000.update({r: 16 for r in REGIONS_17 if r not in FLEET_2000})
 # A smaller fleet per account for the 1→50 accounts scaling (5,000 instances in all at 50).
 FLEET_SCALING = {"us-east-1": 50, "us-west-2": 25, "eu-west-1": 15, "ap-southeast-1": 10}  # 100
 INSTANCE_TYPES = ["m5.large", "c5.xlarge", "r5.large", "t3.medium", "m6i.xlarge", "c6g.large"]
 SEED_BATCH = 100
 
-INSTANCE_COLUMNS = ["account_id", "instance_id", "region", "availability_zone", "availability_zone_id",
-                    "instance_type", "lifecycle", "state", "platform", "architecture", "launch_time", "tags",
-                    "first_seen_at", "last_seen_at", "terminated_at"]
+INSTANCE_COLUMNS = [
+    "account_id",
+    "instance_id",
+    "region",
+    "availability_zone",
+    "availability_zone_id",
+    "instance_type",
+    "lifecycle",
+    "state",
+    "platform",
+    "architecture",
+    "launch_time",
+    "tags",
+    "first_seen_at",
+    "last_seen_at",
+    "terminated_at",
+]
 
 
 # ---------------------------------------------------------------- emulator set-up
 
+
 def _env(endpoint: str, encryption_key: str) -> None:
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS"):
         os.environ.pop(name, None)
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
-                      ENCRYPTION_KEY=encryption_key)
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        ENCRYPTION_KEY=encryption_key,
+    )
 
 
 def _role_arn(aws_account_id: str) -> str:
@@ -104,11 +145,20 @@ def _seed(fleet: dict[str, int], credentials: dict[str, str] | None = None) -> N
             left -= n
             batch_no += 1
             kwargs: dict[str, Any] = {
-                "ImageId": AMI, "MinCount": n, "MaxCount": n,
+                "ImageId": AMI,
+                "MinCount": n,
+                "MaxCount": n,
                 "InstanceType": INSTANCE_TYPES[batch_no % len(INSTANCE_TYPES)],
-                "TagSpecifications": [{"ResourceType": "instance", "Tags": [
-                    {"Key": "team", "Value": f"team-{batch_no % 7}"}, {"Key": "env", "Value": "prod"},
-                    {"Key": "Name", "Value": f"svc-{batch_no}"}]}],
+                "TagSpecifications": [
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [
+                            {"Key": "team", "Value": f"team-{batch_no % 7}"},
+                            {"Key": "env", "Value": "prod"},
+                            {"Key": "Name", "Value": f"svc-{batch_no}"},
+                        ],
+                    }
+                ],
             }
             if batch_no % 3 == 0:
                 kwargs["InstanceMarketOptions"] = {"MarketType": "spot"}
@@ -119,12 +169,17 @@ def _assumed_credentials(aws_account_id: str) -> dict[str, str]:
     import boto3
 
     creds = boto3.client("sts", region_name="us-east-1").assume_role(
-        RoleArn=_role_arn(aws_account_id), RoleSessionName="bench-seed")["Credentials"]
-    return {"aws_access_key_id": creds["AccessKeyId"], "aws_secret_access_key": creds["SecretAccessKey"],
-            "aws_session_token": creds["SessionToken"]}
+        RoleArn=_role_arn(aws_account_id), RoleSessionName="bench-seed"
+    )["Credentials"]
+    return {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
 
 
 # ---------------------------------------------------------------- ours
+
 
 def _add_account(db_url: str, name: str, aws_account_id: str, *, keys: bool, regions: list[str]) -> int:
     from spot_pipelines.db.accounts import Account
@@ -133,8 +188,13 @@ def _add_account(db_url: str, name: str, aws_account_id: str, *, keys: bool, reg
 
     vault = CredentialVault(encryption_key=os.environ["ENCRYPTION_KEY"])
     with session_factory(db_url)() as session, session.begin():
-        account = Account(name=name, aws_account_id=aws_account_id, regions=regions, status="connected",
-                          auth_method="keys" if keys else "role")
+        account = Account(
+            name=name,
+            aws_account_id=aws_account_id,
+            regions=regions,
+            status="connected",
+            auth_method="keys" if keys else "role",
+        )
         if keys:
             account.access_key_id, account.encrypted_secret = "testing", vault.encrypt("testing")
         else:
@@ -166,12 +226,17 @@ def discover_ours(db_url: str, account_id: int) -> dict[str, Any]:
     if scan.failed_regions:
         raise RuntimeError(f"discovery failed in {scan.failed_regions}")
     with make_session() as session, session.begin():
-        summary = write_scan(session, account.id, scan.instances, scanned_regions=scan.scanned_regions,
-                             seen_at=seen_at)
+        summary = write_scan(session, account.id, scan.instances, scanned_regions=scan.scanned_regions, seen_at=seen_at)
     done = time.perf_counter()
-    return {"seconds": done - started, "scan_s": scanned - started, "write_s": done - scanned,
-            "cpu_s": time.process_time() - cpu_started,  # this process, all threads
-            "rows": summary.upserted, "api_calls": scan.api_calls, "scan": scan}
+    return {
+        "seconds": done - started,
+        "scan_s": scanned - started,
+        "write_s": done - scanned,
+        "cpu_s": time.process_time() - cpu_started,  # this process, all threads
+        "rows": summary.upserted,
+        "api_calls": scan.api_calls,
+        "scan": scan,
+    }
 
 
 # ---------------------------------------------------------------- baseline
@@ -179,7 +244,9 @@ def discover_ours(db_url: str, account_id: int) -> dict[str, Any]:
 BASELINE_INSERT = (
     f"INSERT INTO instances ({', '.join(INSTANCE_COLUMNS)}) VALUES ({', '.join(['%s'] * len(INSTANCE_COLUMNS))}) "
     "ON CONFLICT (account_id, instance_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in INSTANCE_COLUMNS if c not in ("account_id", "instance_id", "first_seen_at"))
+    + ", ".join(
+        f"{c} = EXCLUDED.{c}" for c in INSTANCE_COLUMNS if c not in ("account_id", "instance_id", "first_seen_at")
+    )
 )
 
 
@@ -213,12 +280,26 @@ def discover_baseline(dsn: str, account_id: int, regions: list[str]) -> dict[str
                 for inst in instances:
                     az = inst.get("Placement", {}).get("AvailabilityZone")
                     state = inst.get("State", {}).get("Name", "unknown")
-                    cur.execute(BASELINE_INSERT, (
-                        account_id, inst["InstanceId"], region, az, zones.get(az), inst["InstanceType"],
-                        inst.get("InstanceLifecycle") or "on-demand", state,
-                        inst.get("PlatformDetails") or "Linux/UNIX", inst.get("Architecture"), inst.get("LaunchTime"),
-                        Json({t["Key"]: t.get("Value", "") for t in inst.get("Tags", [])}),
-                        now, now, now if state == "terminated" else None))
+                    cur.execute(
+                        BASELINE_INSERT,
+                        (
+                            account_id,
+                            inst["InstanceId"],
+                            region,
+                            az,
+                            zones.get(az),
+                            inst["InstanceType"],
+                            inst.get("InstanceLifecycle") or "on-demand",
+                            state,
+                            inst.get("PlatformDetails") or "Linux/UNIX",
+                            inst.get("Architecture"),
+                            inst.get("LaunchTime"),
+                            Json({t["Key"]: t.get("Value", "") for t in inst.get("Tags", [])}),
+                            now,
+                            now,
+                            now if state == "terminated" else None,
+                        ),
+                    )
                     rows += 1
         conn.commit()
     finally:
@@ -227,6 +308,7 @@ def discover_baseline(dsn: str, account_id: int, regions: list[str]) -> dict[str
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def _truncate(db_url: str) -> None:
     from sqlalchemy import text
@@ -262,10 +344,26 @@ def _rowwise_write_alone(dsn: str, db_url: str, account_id: int, instances: list
     try:
         with conn.cursor() as cur:
             for r in instances:
-                cur.execute(BASELINE_INSERT, (
-                    account_id, r["instance_id"], r["region"], r["availability_zone"], r["availability_zone_id"],
-                    r["instance_type"], r["lifecycle"], r["state"], r["platform"], r["architecture"],
-                    r["launch_time"], Json(r["tags"]), now, now, None))
+                cur.execute(
+                    BASELINE_INSERT,
+                    (
+                        account_id,
+                        r["instance_id"],
+                        r["region"],
+                        r["availability_zone"],
+                        r["availability_zone_id"],
+                        r["instance_type"],
+                        r["lifecycle"],
+                        r["state"],
+                        r["platform"],
+                        r["architecture"],
+                        r["launch_time"],
+                        Json(r["tags"]),
+                        now,
+                        now,
+                        None,
+                    ),
+                )
         conn.commit()
     finally:
         conn.close()
@@ -297,8 +395,9 @@ def _worker_ready() -> int:
     return os.getpid()
 
 
-def _scale(counts: list[int], fleet: dict[str, int], db_url: str, endpoint: str, workers: int,
-           log) -> dict[int, dict[str, float]]:
+def _scale(
+    counts: list[int], fleet: dict[str, int], db_url: str, endpoint: str, workers: int, log
+) -> dict[int, dict[str, float]]:
     """Time discovering the first N of max(counts) role-based accounts, for each N.
 
     One template account is seeded in moto; every account assumes its own role (live STS calls)
@@ -310,17 +409,22 @@ def _scale(counts: list[int], fleet: dict[str, int], db_url: str, endpoint: str,
     started = time.perf_counter()
     _seed(fleet, _assumed_credentials(template))
     # Like most real accounts, each lists the regions it uses (accounts.regions) instead of all 17.
-    account_ids = [_add_account(db_url, f"bench-role-{i:03d}", f"{int(template) + i:012d}", keys=False,
-                                regions=sorted(fleet)) for i in range(max(counts))]
+    account_ids = [
+        _add_account(db_url, f"bench-role-{i:03d}", f"{int(template) + i:012d}", keys=False, regions=sorted(fleet))
+        for i in range(max(counts))
+    ]
     _truncate(db_url)
     warm = discover_ours(db_url, account_ids[0])  # records the template account's answers
     if warm["rows"] != sum(fleet.values()):
         raise RuntimeError(f"scaling warm-up wrote {warm['rows']} rows, expected {sum(fleet.values())}")
-    log(f"scaling set-up: {max(counts)} role-based accounts of {sum(fleet.values())} instances "
-        f"in {time.perf_counter() - started:.1f} s")
+    log(
+        f"scaling set-up: {max(counts)} role-based accounts of {sum(fleet.values())} instances "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     out: dict[int, dict[str, float]] = {}
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(db_url, LATENCY_S)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(db_url, LATENCY_S)
+    ) as pool:
         for f in [pool.submit(_worker_ready) for _ in range(workers * 2)]:
             f.result()
         for n in counts:
@@ -332,13 +436,18 @@ def _scale(counts: list[int], fleet: dict[str, int], db_url: str, endpoint: str,
             expected = n * sum(fleet.values())
             if rows != expected:
                 raise RuntimeError(f"scaling N={n}: wrote {rows} rows, expected {expected}")
-            out[n] = {"wall_s": wall, "rows": rows, "per_account_s": statistics.mean(r[1] for r in results),
-                      "calls": results[0][2]}
+            out[n] = {
+                "wall_s": wall,
+                "rows": rows,
+                "per_account_s": statistics.mean(r[1] for r in results),
+                "calls": results[0][2],
+            }
             log(f"scaling: {n} account(s) in {wall:.2f} s (mean {out[n]['per_account_s']:.2f} s per account)")
     return out
 
 
 # ---------------------------------------------------------------- the benchmark
+
 
 def run(quick: bool = False, profile: bool = False, live: bool | None = None, log=print) -> list[dict[str, Any]]:
     """Rows for bench-results.json. `live` (default: not quick) adds one run of each side
@@ -351,8 +460,8 @@ def run(quick: bool = False, profile: bool = False, live: bool | None = None, lo
     scale = 0.25 if quick else 1.0
     fleet = {r: max(1, round(n * scale)) for r, n in FLEET_2000.items()}
     total = sum(fleet.values())
-    repeat = 2 if quick else 3          # ours
-    base_repeat = 1 if quick else 2     # the baseline (~3x slower)
+    repeat = 2 if quick else 3  # ours
+    base_repeat = 1 if quick else 2  # the baseline (~3x slower)
     scaling_counts = [1, 4, 10] if quick else [1, 10, 50]
     live = False if live is None else live  # ~40 s more; `python -m benchmarks.bench_discovery --live`
     latency = InjectedLatency(LATENCY_S).install()
@@ -413,31 +522,61 @@ def run(quick: bool = False, profile: bool = False, live: bool | None = None, lo
         base_s = statistics.median(r["seconds"] for r in base_runs)
         critical_s = (1 + slowest_pages) * LATENCY_S + write_s
         critical_az_s = critical_s + (LATENCY_S if az_lookup else 0.0)
-        log(f"replayed: ours {ours_s:.2f} s (scan {ours_scan_s:.2f} + write {ours_write_s:.2f}; {calls['ours']} calls); "
+        log(
+            f"replayed: ours {ours_s:.2f} s (scan {ours_scan_s:.2f} + write {ours_write_s:.2f}; {calls['ours']} calls); "
             f"baseline {base_s:.2f} s ({calls['baseline']} calls); bulk write alone {write_s:.3f} s, row by row "
             f"{rowwise_s:.3f} s; critical path {critical_s:.2f} s; ours CPU {ours_cpu_s:.2f} s; "
-            f"replay {replay_stats}")
+            f"replay {replay_stats}"
+        )
 
         fleet_note = f"{total} instances over 17 regions (largest {max(fleet.values())}), {lat_ms}/call"
         rows = [
-            result_row("discovery.one_account_vs_baseline", ours_s, base_s, "s",
-                       f"{fleet_note}, emulator answers replayed; ours = vault clients + scan_account + write_scan "
-                       f"({calls['ours']} calls), baseline = regions in sequence + one INSERT per row "
-                       f"({calls['baseline']} calls); medians of {repeat} and {base_repeat}; target >= 5x",
-                       target=">= 5x", ours_scan_s=round(ours_scan_s, 3), ours_write_s=round(ours_write_s, 3)),
-            result_row("discovery.one_account_vs_critical_path", ours_s, critical_s, "s",
-                       f"baseline column = critical path: (1 DescribeRegions + {slowest_pages} pages) x {lat_ms} "
-                       f"+ bulk write {write_s:.3f} s" + (f" ({critical_az_s:.2f} s counting the AZ-ID lookup "
-                       "moto's missing AvailabilityZoneId forces per region)" if az_lookup else "")
-                       + "; target ratio >= 0.5 (within 2x)", target=">= 0.5"),
-            result_row("discovery.ours_cpu_time", ours_cpu_s, ours_s, "s",
-                       "CPU seconds of ours (time.process_time, all threads of the process; the emulator and "
-                       "the replay front run in other processes) against its wall time in the same runs; "
-                       "ratio near 1 = CPU-bound (botocore XML parsing, 17 EC2 clients, write), not latency-bound",
-                       higher_is_better=True),
-            result_row(f"discovery.write_{total}_rows", write_s, rowwise_s, "s",
-                       f"write alone into Postgres: ours = write_scan (bulk upsert + vanished update), baseline = "
-                       f"one INSERT per cursor.execute and one commit; median of {repeat}"),
+            result_row(
+                "discovery.one_account_vs_baseline",
+                ours_s,
+                base_s,
+                "s",
+                f"{fleet_note}, emulator answers replayed; ours = vault clients + scan_account + write_scan "
+                f"({calls['ours']} calls), baseline = regions in sequence + one INSERT per row "
+                f"({calls['baseline']} calls); medians of {repeat} and {base_repeat}; target >= 5x",
+                target=">= 5x",
+                ours_scan_s=round(ours_scan_s, 3),
+                ours_write_s=round(ours_write_s, 3),
+            ),
+            result_row(
+                "discovery.one_account_vs_critical_path",
+                ours_s,
+                critical_s,
+                "s",
+                f"baseline column = critical path: (1 DescribeRegions + {slowest_pages} pages) x {lat_ms} "
+                f"+ bulk write {write_s:.3f} s"
+                + (
+                    f" ({critical_az_s:.2f} s counting the AZ-ID lookup "
+                    "moto's missing AvailabilityZoneId forces per region)"
+                    if az_lookup
+                    else ""
+                )
+                + "; target ratio >= 0.5 (within 2x)",
+                target=">= 0.5",
+            ),
+            result_row(
+                "discovery.ours_cpu_time",
+                ours_cpu_s,
+                ours_s,
+                "s",
+                "CPU seconds of ours (time.process_time, all threads of the process; the emulator and "
+                "the replay front run in other processes) against its wall time in the same runs; "
+                "ratio near 1 = CPU-bound (botocore XML parsing, 17 EC2 clients, write), not latency-bound",
+                higher_is_better=True,
+            ),
+            result_row(
+                f"discovery.write_{total}_rows",
+                write_s,
+                rowwise_s,
+                "s",
+                f"write alone into Postgres: ours = write_scan (bulk upsert + vanished update), baseline = "
+                f"one INSERT per cursor.execute and one commit; median of {repeat}",
+            ),
             result_row("discovery.seed_emulator", seed_s, None, "s", f"set-up: run_instances x {total} into moto"),
         ]
 
@@ -452,22 +591,35 @@ def run(quick: bool = False, profile: bool = False, live: bool | None = None, lo
             finally:
                 os.environ["AWS_ENDPOINT_URL"] = endpoint
             log(f"live moto: ours {live_ours:.2f} s, baseline {live_base:.2f} s")
-            rows.insert(2, result_row(
-                "discovery.one_account_vs_baseline_live_emulator", live_ours, live_base, "s",
-                f"{fleet_note}, straight against moto (its ~2 ms of Python per instance per DescribeInstances, "
-                "GIL-serialised, competes for this host's CPU); one run each"))
+            rows.insert(
+                2,
+                result_row(
+                    "discovery.one_account_vs_baseline_live_emulator",
+                    live_ours,
+                    live_base,
+                    "s",
+                    f"{fleet_note}, straight against moto (its ~2 ms of Python per instance per DescribeInstances, "
+                    "GIL-serialised, competes for this host's CPU); one run each",
+                ),
+            )
 
         scaling = _scale(scaling_counts, FLEET_SCALING, db_url, endpoint, workers=4, log=log)
         one = scaling[scaling_counts[0]]["wall_s"]
         per = sum(FLEET_SCALING.values())
         for n in scaling_counts:
             wall = scaling[n]["wall_s"]
-            rows.append(result_row(
-                f"discovery.scaling_{n}_accounts", wall, math.ceil(n / 4) * one, "s",
-                f"{n} role-based account(s) x {per} instances in {len(FLEET_SCALING)} configured regions, "
-                f"AssumeRole (live) + {scaling[n]['calls']} calls each (Describe*, replayed), 4 worker processes (the aws_api pool); baseline column = "
-                f"ceil(N/4) x T(1), i.e. perfect scaling; {n * per / wall:.0f} instances/s, "
-                f"{n / wall:.2f} accounts/s, mean {scaling[n]['per_account_s']:.2f} s per account"))
+            rows.append(
+                result_row(
+                    f"discovery.scaling_{n}_accounts",
+                    wall,
+                    math.ceil(n / 4) * one,
+                    "s",
+                    f"{n} role-based account(s) x {per} instances in {len(FLEET_SCALING)} configured regions, "
+                    f"AssumeRole (live) + {scaling[n]['calls']} calls each (Describe*, replayed), 4 worker processes (the aws_api pool); baseline column = "
+                    f"ceil(N/4) x T(1), i.e. perfect scaling; {n * per / wall:.0f} instances/s, "
+                    f"{n / wall:.2f} accounts/s, mean {scaling[n]['per_account_s']:.2f} s per account",
+                )
+            )
     return rows
 
 
@@ -475,8 +627,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile one of our runs (with latency)")
-    parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
-                        help="also run each side once straight against moto (emulator service time included)")
+    parser.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run each side once straight against moto (emulator service time included)",
+    )
     args = parser.parse_args()
     rows = run(quick=args.quick, profile=args.profile, live=args.live)
     print(json.dumps(rows, indent=2))

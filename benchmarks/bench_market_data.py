@@ -38,8 +38,9 @@ from benchmarks.common import fresh_postgres_db, median_time, psycopg2_dsn, resu
 from spot_pipelines.core.clock import utc_today
 
 DAY = utc_today() - timedelta(days=3)  # a recent, complete UTC day
-TABLE_COLUMNS = ("day, ts, region, availability_zone, availability_zone_id, instance_type, "
-                 "product_description, price, is_day_open")
+TABLE_COLUMNS = (
+    "day, ts, region, availability_zone, availability_zone_id, instance_type, product_description, price, is_day_open"
+)
 
 
 def _truncate(dsn: str) -> None:
@@ -70,9 +71,18 @@ def _raw_copy(dsn: str, path: str) -> None:
     """The floor: COPY of a prepared CSV straight into the table."""
     psql = shutil.which("psql")
     if psql:
-        done = subprocess.run([psql, dsn, "-v", "ON_ERROR_STOP=1", "-qc",
-                               f"\\copy spot_price_history ({TABLE_COLUMNS}) FROM '{path}' WITH (FORMAT csv)"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                psql,
+                dsn,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                f"\\copy spot_price_history ({TABLE_COLUMNS}) FROM '{path}' WITH (FORMAT csv)",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(done.stderr)
         return
@@ -125,9 +135,15 @@ def backfill_child(url: str, days: int, budget_s: float) -> dict[str, Any]:
         del frame
         if done == 1:
             rss_first_day = _peak_rss_mb()
-    return {"seconds": time.perf_counter() - start, "rows": rows, "days": done, "peak_rss_mb": _peak_rss_mb(),
-            "rss_after_setup_mb": rss_before, "rss_after_first_day_mb": rss_first_day,
-            "one_day_frame_mb": round(frame_mb, 1)}
+    return {
+        "seconds": time.perf_counter() - start,
+        "rows": rows,
+        "days": done,
+        "peak_rss_mb": _peak_rss_mb(),
+        "rss_after_setup_mb": rss_before,
+        "rss_after_first_day_mb": rss_first_day,
+        "one_day_frame_mb": round(frame_mb, 1),
+    }
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -155,8 +171,9 @@ def run(quick: bool = False) -> list[dict]:
         frame.to_csv(csv_path, header=False, index=False)
 
         ser_s, _ = median_time(lambda: spot_price_csv(frame), repeat)
-        ours_s, ours_samples = median_time(lambda: replace_spot_price_day(engine, DAY, regions, frame), repeat,
-                                           setup=lambda: _truncate(dsn))
+        ours_s, ours_samples = median_time(
+            lambda: replace_spot_price_day(engine, DAY, regions, frame), repeat, setup=lambda: _truncate(dsn)
+        )
         assert _count(dsn) == n
         floor_s, _ = median_time(lambda: _raw_copy(dsn, csv_path), repeat, setup=lambda: _truncate(dsn))
         assert _count(dsn) == n
@@ -164,40 +181,77 @@ def run(quick: bool = False) -> list[dict]:
         # to_sql with its defaults (one run: it is the slow one), through its own plain engine.
         _truncate(dsn)
         plain = create_engine(url)
-        plain_frame = frame.astype({c: object for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)})
+        plain_frame = frame.astype(
+            {c: object for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+        )
         to_sql_s, _ = timed(lambda: plain_frame.to_sql("spot_price_history", plain, if_exists="append", index=False))
         plain.dispose()
         assert _count(dsn) == n
 
-        rows_out.append(result_row(
-            "spot_price_history: one all-region day into Postgres vs DataFrame.to_sql", ours_s, to_sql_s, "s",
-            f"{n:,} rows; ours = serialize + COPY to staging + delete/insert in one transaction "
-            f"(median of {repeat}); to_sql defaults, 1 run", target=">= 5x"))
-        rows_out.append(result_row(
-            "spot_price_history: one all-region day, ours vs raw COPY of a prepared CSV (floor)", ours_s, floor_s, "s",
-            f"{n:,} rows; floor = psql \\copy of a ready file into the same indexed table; "
-            f"ratio < 1 means slower than the floor (target: ours <= 2.5x floor, ratio >= 0.4)",
-            target=">= 0.4 (within 2.5x)"))
-        rows_out.append(result_row(
-            "spot_price_history: CSV serialization share of ours", ser_s, ours_s, "s",
-            f"building the COPY payload for {n:,} rows; baseline column = our whole load, "
-            f"ratio = load/serialize"))
+        rows_out.append(
+            result_row(
+                "spot_price_history: one all-region day into Postgres vs DataFrame.to_sql",
+                ours_s,
+                to_sql_s,
+                "s",
+                f"{n:,} rows; ours = serialize + COPY to staging + delete/insert in one transaction "
+                f"(median of {repeat}); to_sql defaults, 1 run",
+                target=">= 5x",
+            )
+        )
+        rows_out.append(
+            result_row(
+                "spot_price_history: one all-region day, ours vs raw COPY of a prepared CSV (floor)",
+                ours_s,
+                floor_s,
+                "s",
+                f"{n:,} rows; floor = psql \\copy of a ready file into the same indexed table; "
+                f"ratio < 1 means slower than the floor (target: ours <= 2.5x floor, ratio >= 0.4)",
+                target=">= 0.4 (within 2.5x)",
+            )
+        )
+        rows_out.append(
+            result_row(
+                "spot_price_history: CSV serialization share of ours",
+                ser_s,
+                ours_s,
+                "s",
+                f"building the COPY payload for {n:,} rows; baseline column = our whole load, ratio = load/serialize",
+            )
+        )
         _truncate(dsn)
 
-        child = subprocess.run([sys.executable, "-m", "benchmarks.bench_market_data", "--backfill-child", url,
-                                str(backfill_days), str(backfill_budget_s)], capture_output=True, text=True, timeout=600)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_market_data",
+                "--backfill-child",
+                url,
+                str(backfill_days),
+                str(backfill_budget_s),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if child.returncode != 0:
             raise RuntimeError(child.stderr[-2000:])
         stats = json.loads(child.stdout.strip().splitlines()[-1])
         all_days_mb = stats["rss_after_setup_mb"] + stats["one_day_frame_mb"] * backfill_days
         cut = "" if stats["days"] == backfill_days else f" (time budget hit: {stats['days']} of {backfill_days} days)"
-        rows_out.append(result_row(
-            f"spot_price_history: {backfill_days}-day all-region backfill, peak RSS", stats["peak_rss_mb"],
-            round(all_days_mb, 1), "MiB",
-            f"{stats['rows']:,} rows, {stats['days']} days in {stats['seconds']:.1f} s{cut}, one day in memory at a time "
-            f"(peak after day 1: {stats['rss_after_first_day_mb']} MiB, i.e. no growth with more days; one day's frame "
-            f"{stats['one_day_frame_mb']} MiB, process after setup {stats['rss_after_setup_mb']} MiB); "
-            f"baseline = estimated RSS holding all {backfill_days} days (not run)"))
+        rows_out.append(
+            result_row(
+                f"spot_price_history: {backfill_days}-day all-region backfill, peak RSS",
+                stats["peak_rss_mb"],
+                round(all_days_mb, 1),
+                "MiB",
+                f"{stats['rows']:,} rows, {stats['days']} days in {stats['seconds']:.1f} s{cut}, one day in memory at a time "
+                f"(peak after day 1: {stats['rss_after_first_day_mb']} MiB, i.e. no growth with more days; one day's frame "
+                f"{stats['one_day_frame_mb']} MiB, process after setup {stats['rss_after_setup_mb']} MiB); "
+                f"baseline = estimated RSS holding all {backfill_days} days (not run)",
+            )
+        )
     return rows_out
 
 

@@ -25,9 +25,18 @@ def _seed(url: str) -> None:
     from spot_pipelines.db.engine import ensure_schema
 
     now = utcnow()
-    rows = [{"name": f"acct-{i:05d}", "aws_account_id": f"{100000000000 + i}", "auth_method": "role",
-             "role_arn": f"arn:aws:iam::{100000000000 + i}:role/R", "created_at": now, "updated_at": now,
-             "status": "connected" if i >= ACCOUNTS - NEW_PER_TICK else "active"} for i in range(ACCOUNTS)]
+    rows = [
+        {
+            "name": f"acct-{i:05d}",
+            "aws_account_id": f"{100000000000 + i}",
+            "auth_method": "role",
+            "role_arn": f"arn:aws:iam::{100000000000 + i}:role/R",
+            "created_at": now,
+            "updated_at": now,
+            "status": "connected" if i >= ACCOUNTS - NEW_PER_TICK else "active",
+        }
+        for i in range(ACCOUNTS)
+    ]
     with ensure_schema(url).begin() as conn:
         conn.execute(insert(Account), rows)
 
@@ -42,7 +51,9 @@ def _naive_tick(url: str, instance) -> int:
     requests = 0
     with session_factory(url)() as session:
         for account in session.scalars(select(Account)):
-            if account.status == "connected" and not instance.has_dynamic_partition(AWS_ACCOUNTS_PARTITION, account.name):
+            if account.status == "connected" and not instance.has_dynamic_partition(
+                AWS_ACCOUNTS_PARTITION, account.name
+            ):
                 requests += 1
     return requests
 
@@ -60,14 +71,24 @@ def _measure(url: str, backend: str) -> list[dict]:
     cursor = str(ACCOUNTS - NEW_PER_TICK)  # the previous tick saw every account before these
 
     def tick():
-        result = account_onboarding_sensor(dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"app_db": AppDatabase(url=url)}))
+        result = account_onboarding_sensor(
+            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"app_db": AppDatabase(url=url)})
+        )
         assert len(result.run_requests) == NEW_PER_TICK
+
     ours, _ = median_time(tick, repeat=5)
     baseline, _ = median_time(lambda: _naive_tick(url, instance), repeat=3)
-    return [result_row(f"onboarding sensor tick, {ACCOUNTS:,} accounts ({backend})", ours, baseline, "s",
-                       f"{NEW_PER_TICK} new connected accounts; baseline loads every row and checks "
-                       "each account's partition one call at a time", target="tick well under 1 s")]
+    return [
+        result_row(
+            f"onboarding sensor tick, {ACCOUNTS:,} accounts ({backend})",
+            ours,
+            baseline,
+            "s",
+            f"{NEW_PER_TICK} new connected accounts; baseline loads every row and checks "
+            "each account's partition one call at a time",
+            target="tick well under 1 s",
+        )
+    ]
 
 
 def run(quick: bool = False) -> list[dict]:

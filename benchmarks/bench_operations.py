@@ -68,12 +68,16 @@ def _moto_sqs_server():
     """moto's server (own process, real HTTP) with the SQS depth fixes above."""
     import sys
 
-    with local_server([sys.executable, "-c", _MOTO_SQS_FIX, "-H", "127.0.0.1", "-p", "{port}"],
-                      "/moto-api/data.json", name="moto server (SQS fixes)") as url:
+    with local_server(
+        [sys.executable, "-c", _MOTO_SQS_FIX, "-H", "127.0.0.1", "-p", "{port}"],
+        "/moto-api/data.json",
+        name="moto server (SQS fixes)",
+    ) as url:
         yield url
 
 
 # ---------------------------------------------------------------- health round
+
 
 @contextlib.contextmanager
 def _silent_listener():
@@ -100,23 +104,34 @@ def bench_health_round(quick: bool) -> list[dict[str, Any]]:
         ensure_schema(url)
         samples, statuses = [], {}
         for _ in range(rounds):
-            checks = build_checks(url, thresholds=HealthThresholds(), timeout_s=timeout_s,
-                                  redis=RedisResource(url=f"redis://127.0.0.1:{port}/0", queue_keys=["q"]),
-                                  k8s_configured=False)
+            checks = build_checks(
+                url,
+                thresholds=HealthThresholds(),
+                timeout_s=timeout_s,
+                redis=RedisResource(url=f"redis://127.0.0.1:{port}/0", queue_keys=["q"]),
+                k8s_configured=False,
+            )
             started = time.perf_counter()
             result = run_health_round(url, checks, timeout_s=timeout_s, trigger="benchmark")
             samples.append(time.perf_counter() - started)
             statuses = {r.component: r.status for r in result.results}
     assert statuses["redis"] == "critical", statuses
     worst = max(samples)
-    return [result_row(
-        "health_round_one_hanging", worst, timeout_s * len(statuses), "s",
-        f"7 checks, per-check timeout {timeout_s:g}s, Redis hangs (critical: timed out); "
-        f"worst of {rounds} rounds incl. writing the round (median {sorted(samples)[len(samples) // 2]:.3f}s); "
-        "baseline = sum of per-check timeouts")]
+    return [
+        result_row(
+            "health_round_one_hanging",
+            worst,
+            timeout_s * len(statuses),
+            "s",
+            f"7 checks, per-check timeout {timeout_s:g}s, Redis hangs (critical: timed out); "
+            f"worst of {rounds} rounds incl. writing the round (median {sorted(samples)[len(samples) // 2]:.3f}s); "
+            "baseline = sum of per-check timeouts",
+        )
+    ]
 
 
 # ---------------------------------------------------------------- interruption drain
+
 
 def _bodies(n: int) -> list[str]:
     from spot_pipelines.core.clock import utcnow
@@ -130,9 +145,19 @@ def _bodies(n: int) -> list[str]:
             bodies.append("{not json")
             continue
         j = i - 1 if i % 100 == 59 else i  # 1% duplicates of the previous event
-        bodies.append(json.dumps(eventbridge_event(
-            types[j % 3], event_id=f"evt-{j:08d}", account=ACCOUNT, region="us-east-1",
-            instance_id=f"i-{j % 2000:017x}", time_=t0 + timedelta(seconds=j), zone="us-east-1a")))
+        bodies.append(
+            json.dumps(
+                eventbridge_event(
+                    types[j % 3],
+                    event_id=f"evt-{j:08d}",
+                    account=ACCOUNT,
+                    region="us-east-1",
+                    instance_id=f"i-{j % 2000:017x}",
+                    time_=t0 + timedelta(seconds=j),
+                    zone="us-east-1a",
+                )
+            )
+        )
     return bodies
 
 
@@ -140,8 +165,10 @@ def _fill(sqs, queue_url: str, bodies: list[str]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     def send(start: int) -> None:
-        sqs.send_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(k), "MessageBody": b} for k, b in enumerate(bodies[start:start + 10])])
+        sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(k), "MessageBody": b} for k, b in enumerate(bodies[start : start + 10])],
+        )
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(send, range(0, len(bodies), 10)))
@@ -157,15 +184,37 @@ def _seed_db(url: str) -> None:
     ensure_schema(url)
     now = utcnow()
     with session_factory(url)() as session, session.begin():
-        account = Account(name="prod", aws_account_id=ACCOUNT, auth_method="role",
-                          role_arn=f"arn:aws:iam::{ACCOUNT}:role/spot", status="active")
+        account = Account(
+            name="prod",
+            aws_account_id=ACCOUNT,
+            auth_method="role",
+            role_arn=f"arn:aws:iam::{ACCOUNT}:role/spot",
+            status="active",
+        )
         session.add(account)
         session.flush()
-        bulk_upsert(session, Instance.__table__, [
-            {"account_id": account.id, "instance_id": f"i-{k:017x}", "region": "us-east-1",
-             "availability_zone": "us-east-1a", "availability_zone_id": "use1-az4", "instance_type": "m5.large",
-             "lifecycle": "spot", "state": "running", "platform": "Linux/UNIX", "tags": {}, "first_seen_at": now,
-             "last_seen_at": now} for k in range(2000)], key=("account_id", "instance_id"))
+        bulk_upsert(
+            session,
+            Instance.__table__,
+            [
+                {
+                    "account_id": account.id,
+                    "instance_id": f"i-{k:017x}",
+                    "region": "us-east-1",
+                    "availability_zone": "us-east-1a",
+                    "availability_zone_id": "use1-az4",
+                    "instance_type": "m5.large",
+                    "lifecycle": "spot",
+                    "state": "running",
+                    "platform": "Linux/UNIX",
+                    "tags": {},
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                }
+                for k in range(2000)
+            ],
+            key=("account_id", "instance_id"),
+        )
 
 
 def _naive_consumer(sqs, queue_url: str, db_url: str, limit: int) -> tuple[int, float]:
@@ -189,8 +238,9 @@ def _naive_consumer(sqs, queue_url: str, db_url: str, limit: int) -> tuple[int, 
             with conn.cursor() as cur:
                 try:
                     event = json.loads(m["Body"])
-                    cur.execute("INSERT INTO naive_events VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                                (event["id"], m["Body"]))
+                    cur.execute(
+                        "INSERT INTO naive_events VALUES (%s, %s) ON CONFLICT DO NOTHING", (event["id"], m["Body"])
+                    )
                 except ValueError:
                     pass
             conn.commit()
@@ -207,12 +257,26 @@ def bench_interruption_drain(quick: bool) -> list[dict[str, Any]]:
 
     n = 2_000 if quick else 10_000
     naive_sample = 200 if quick else 500
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION", "SPOT_INTERRUPTION_QUEUE_URL")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "SPOT_INTERRUPTION_QUEUE_URL",
+        )
+    }
     try:
         with _moto_sqs_server() as endpoint, fresh_postgres_db("bench_ops") as db_url:
-            os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+            os.environ.update(
+                {
+                    "AWS_ENDPOINT_URL": endpoint,
+                    "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                }
+            )
             from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
             from spot_pipelines.resources.app_database import AppDatabase
             from spot_pipelines.sensors.interruptions import SpotInterruptionQueue, spot_interruption_sensor
@@ -225,9 +289,13 @@ def bench_interruption_drain(quick: bool) -> list[dict[str, Any]]:
 
             instance = dg.DagsterInstance.ephemeral()
             instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
-            context = dg.build_sensor_context(instance=instance, resources={
-                "app_db": AppDatabase(url=db_url),
-                "interruption_queue": SpotInterruptionQueue(queue_url=queue_url, time_budget_s=55)})
+            context = dg.build_sensor_context(
+                instance=instance,
+                resources={
+                    "app_db": AppDatabase(url=db_url),
+                    "interruption_queue": SpotInterruptionQueue(queue_url=queue_url, time_budget_s=55),
+                },
+            )
             started = time.perf_counter()
             result = spot_interruption_sensor(context)
             tick_s = time.perf_counter() - started
@@ -247,15 +315,21 @@ def bench_interruption_drain(quick: bool) -> list[dict[str, Any]]:
             else:
                 os.environ[k] = v
     runs = len(result.run_requests or [])
-    notes = (f"{drained} of {n} queued events drained in one tick ({left} left), moto SQS server (depth fixes, see module) + Postgres; "
-             f"{runs} run requests; baseline = receive-1/insert/commit/delete-1 consumer on a "
-             f"{naive_sample}-message sample")
+    notes = (
+        f"{drained} of {n} queued events drained in one tick ({left} left), moto SQS server (depth fixes, see module) + Postgres; "
+        f"{runs} run requests; baseline = receive-1/insert/commit/delete-1 consumer on a "
+        f"{naive_sample}-message sample"
+    )
     return [
-        result_row("interruption_drain_events_per_s", ours_rate, naive_rate, "events/s", notes,
-                   higher_is_better=True),
-        result_row("interruption_drain_tick_s", tick_s, 60.0, "s",
-                   f"one sensor tick draining {drained} of {n} events vs the 60 s sensor tick budget "
-                   f"(the sensor stops itself at its 55 s time budget)"),
+        result_row("interruption_drain_events_per_s", ours_rate, naive_rate, "events/s", notes, higher_is_better=True),
+        result_row(
+            "interruption_drain_tick_s",
+            tick_s,
+            60.0,
+            "s",
+            f"one sensor tick draining {drained} of {n} events vs the 60 s sensor tick budget "
+            f"(the sensor stops itself at its 55 s time budget)",
+        ),
     ]
 
 

@@ -28,8 +28,17 @@ ROW_KEYS = ("name", "ours", "baseline", "ratio", "unit", "notes")
 
 # ---------------------------------------------------------------- result rows
 
-def result_row(name: str, ours: float | None, baseline: float | None, unit: str, notes: str = "",
-               *, higher_is_better: bool = False, **extra: Any) -> dict[str, Any]:
+
+def result_row(
+    name: str,
+    ours: float | None,
+    baseline: float | None,
+    unit: str,
+    notes: str = "",
+    *,
+    higher_is_better: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
     """One row of bench-results.json.
 
     `ratio` is always "how many times better ours is than the baseline": baseline/ours for
@@ -40,8 +49,14 @@ def result_row(name: str, ours: float | None, baseline: float | None, unit: str,
     if ours is not None and baseline is not None:
         num, den = (ours, baseline) if higher_is_better else (baseline, ours)
         ratio = round(num / den, 2) if den else None
-    row = {"name": name, "ours": _round(ours), "baseline": _round(baseline), "ratio": ratio,
-           "unit": unit, "notes": notes}
+    row = {
+        "name": name,
+        "ours": _round(ours),
+        "baseline": _round(baseline),
+        "ratio": ratio,
+        "unit": unit,
+        "notes": notes,
+    }
     row.update(extra)
     return row
 
@@ -53,6 +68,7 @@ def _round(value: float | None) -> float | None:
 
 
 # ---------------------------------------------------------------- timing and memory
+
 
 @contextlib.contextmanager
 def timer() -> Iterator[dict[str, float]]:
@@ -71,7 +87,9 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-def median_time(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> tuple[float, list[float]]:
+def median_time(
+    fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None
+) -> tuple[float, list[float]]:
     """Median wall time of `repeat` calls of fn (setup runs untimed before each call)."""
     samples = []
     for _ in range(max(1, repeat)):
@@ -88,6 +106,7 @@ def peak_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------- Postgres
+
 
 def _admin(sql: str) -> None:
     import psycopg2
@@ -125,21 +144,23 @@ def psycopg2_dsn(sqlalchemy_url: str) -> str:
     from sqlalchemy.engine import make_url
 
     url = make_url(sqlalchemy_url)
-    parts = {"host": url.host, "port": url.port, "user": url.username, "password": url.password,
-             "dbname": url.database}
+    parts = {"host": url.host, "port": url.port, "user": url.username, "password": url.password, "dbname": url.database}
     return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
 
 
 # ---------------------------------------------------------------- network and AWS emulator
 
+
 @contextlib.contextmanager
-def local_server(argv: list[str], probe_path: str, *, name: str, timeout_s: float = 60,
-                 cwd: str | None = None) -> Iterator[str]:
+def local_server(
+    argv: list[str], probe_path: str, *, name: str, timeout_s: float = 60, cwd: str | None = None
+) -> Iterator[str]:
     """Run `argv` (a server taking a port as `{port}`) on 127.0.0.1:<free port>; yield its URL once
     `probe_path` answers, and stop it on exit."""
     port = free_port()
-    proc = subprocess.Popen([a.format(port=port) for a in argv], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [a.format(port=port) for a in argv], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -167,8 +188,11 @@ def moto_server() -> Iterator[str]:
     A separate process keeps the emulator's CPU work out of the measured process's GIL, as a
     real API would be. Its state lives until the context exits.
     """
-    with local_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
-                      "/moto-api/data.json", name="moto server") as url:
+    with local_server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
+        "/moto-api/data.json",
+        name="moto server",
+    ) as url:
         yield url
 
 
@@ -210,6 +234,7 @@ class InjectedLatency:
 
 
 # ---------------------------------------------------------------- replaying front for the emulator
+
 
 def replay_proxy_main(port: int, upstream: str) -> None:
     """Serve 127.0.0.1:<port>: forward to `upstream` (moto), remembering Describe* responses.
@@ -272,8 +297,11 @@ def replay_proxy_main(port: int, upstream: str) -> None:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
-                answer = (resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in hop_by_hop],
-                          resp.read())
+                answer = (
+                    resp.status,
+                    [(k, v) for k, v in resp.getheaders() if k.lower() not in hop_by_hop],
+                    resp.read(),
+                )
             finally:
                 conn.close()
             with lock:
@@ -293,8 +321,13 @@ def replay_proxy_main(port: int, upstream: str) -> None:
 def replay_proxy(upstream: str) -> Iterator[str]:
     """`replay_proxy_main` in its own process; yields its URL (use it as AWS_ENDPOINT_URL)."""
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with local_server([sys.executable, "-m", "benchmarks.common", "replay-proxy", "{port}", upstream],
-                      "/__replay/stats", name="replay proxy", timeout_s=30, cwd=repo_root) as url:
+    with local_server(
+        [sys.executable, "-m", "benchmarks.common", "replay-proxy", "{port}", upstream],
+        "/__replay/stats",
+        name="replay proxy",
+        timeout_s=30,
+        cwd=repo_root,
+    ) as url:
         yield url
 
 
@@ -302,8 +335,11 @@ def replay_control(url: str, action: str = "stats") -> dict[str, int]:
     """`stats` or `clear` on a replay proxy."""
     import json
 
-    request = urllib.request.Request(f"{url}/__replay/{action}", method="POST" if action == "clear" else "GET",
-                                     data=b"" if action == "clear" else None)
+    request = urllib.request.Request(
+        f"{url}/__replay/{action}",
+        method="POST" if action == "clear" else "GET",
+        data=b"" if action == "clear" else None,
+    )
     return json.loads(urllib.request.urlopen(request, timeout=10).read())
 
 

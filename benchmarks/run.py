@@ -57,6 +57,7 @@ def discover(only: list[str] | None = None) -> list[str]:
 
 # ---------------------------------------------------------------- child side
 
+
 def _child(module: str, quick: bool, out_path: str) -> int:
     """Import one benchmark module, run it, write its rows (and peak RSS) as JSON to out_path."""
     from benchmarks.common import peak_rss_mb
@@ -68,8 +69,9 @@ def _child(module: str, quick: bool, out_path: str) -> int:
         rows = mod.run(quick=quick)
         payload.update(status="ok", rows=[_normalise(r) for r in rows])
     except BaseException as exc:  # noqa: BLE001 - report anything, including SystemExit
-        payload.update(status="failed", rows=[], error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc(limit=20))
+        payload.update(
+            status="failed", rows=[], error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=20)
+        )
     payload["seconds"] = round(time.perf_counter() - started, 2)
     payload["peak_rss_mb"] = peak_rss_mb()
     Path(out_path).write_text(json.dumps(payload, default=str))
@@ -81,14 +83,19 @@ def _normalise(row: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"a benchmark row must be a dict with at least a name, got {row!r}")
     out = {key: row.get(key) for key in ROW_KEYS}
     out["notes"] = out["notes"] or ""
-    if out["ratio"] is None and isinstance(out["ours"], (int, float)) and isinstance(out["baseline"], (int, float)) \
-            and out["ours"]:
+    if (
+        out["ratio"] is None
+        and isinstance(out["ours"], (int, float))
+        and isinstance(out["baseline"], (int, float))
+        and out["ours"]
+    ):
         out["ratio"] = round(out["baseline"] / out["ours"], 2)
     out.update({k: v for k, v in row.items() if k not in ROW_KEYS})
     return out
 
 
 # ---------------------------------------------------------------- parent side
+
 
 def run_module(module: str, quick: bool, timeout: float) -> dict[str, Any]:
     """Run one module in a fresh interpreter (own process group); never raises."""
@@ -100,8 +107,7 @@ def run_module(module: str, quick: bool, timeout: float) -> dict[str, Any]:
             cmd.append("--quick")
         started = time.perf_counter()
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 proc.wait(timeout=timeout)
                 timed_out = False
@@ -116,10 +122,21 @@ def run_module(module: str, quick: bool, timeout: float) -> dict[str, Any]:
                 result["output_tail"] = output_tail
             result["wall_seconds"] = elapsed
             return result
-        error = (f"timed out after {timeout:.0f} s" if timed_out
-                 else f"exited with status {proc.returncode} without writing results")
-        return {"module": module, "status": "failed", "rows": [], "error": error,
-                "seconds": elapsed, "wall_seconds": elapsed, "peak_rss_mb": None, "output_tail": output_tail}
+        error = (
+            f"timed out after {timeout:.0f} s"
+            if timed_out
+            else f"exited with status {proc.returncode} without writing results"
+        )
+        return {
+            "module": module,
+            "status": "failed",
+            "rows": [],
+            "error": error,
+            "seconds": elapsed,
+            "wall_seconds": elapsed,
+            "peak_rss_mb": None,
+            "output_tail": output_tail,
+        }
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -158,13 +175,19 @@ def format_table(modules: list[dict[str, Any]]) -> str:
     for mod in modules:
         for row in mod["rows"]:
             ratio = row.get("ratio")
-            lines.append((row["name"], _fmt(row.get("ours")), _fmt(row.get("baseline")),
-                          f"{ratio:.2f}x" if isinstance(ratio, (int, float)) else "-",
-                          row.get("unit") or "", row.get("notes") or ""))
+            lines.append(
+                (
+                    row["name"],
+                    _fmt(row.get("ours")),
+                    _fmt(row.get("baseline")),
+                    f"{ratio:.2f}x" if isinstance(ratio, (int, float)) else "-",
+                    row.get("unit") or "",
+                    row.get("notes") or "",
+                )
+            )
         if mod["status"] != "ok":
             lines.append((f"{mod['module']} FAILED", "-", "-", "-", "", mod.get("error", "")))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
-              for i, h in enumerate(header)]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     widths[-1] = len(header[-1])  # notes: no padding, let it run
     fmt = "  ".join(f"{{:<{w}}}" if i in (0, 4, 5) else f"{{:>{w}}}" for i, w in enumerate(widths))
     out = [fmt.format(*header), "  ".join("-" * w for w in widths)]
@@ -175,13 +198,25 @@ def format_table(modules: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (smoke run)")
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help="run only this module (e.g. discovery or bench_discovery); repeatable, comma-separated")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this module (e.g. discovery or bench_discovery); repeatable, comma-separated",
+    )
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="results file (default: bench-results.json)")
-    parser.add_argument("--module-timeout", type=float, default=DEFAULT_MODULE_TIMEOUT_S,
-                        help="seconds one module may run before it is stopped and reported failed")
-    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S,
-                        help="seconds for the whole run; modules not started within it are reported skipped")
+    parser.add_argument(
+        "--module-timeout",
+        type=float,
+        default=DEFAULT_MODULE_TIMEOUT_S,
+        help="seconds one module may run before it is stopped and reported failed",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help="seconds for the whole run; modules not started within it are reported skipped",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmark modules and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-output", help=argparse.SUPPRESS)
@@ -204,20 +239,34 @@ def main(argv: list[str] | None = None) -> int:
     for module in modules:
         remaining = args.budget - (time.perf_counter() - started)
         if remaining < 15:
-            results.append({"module": module, "status": "skipped", "rows": [], "seconds": 0,
-                            "peak_rss_mb": None, "error": f"not started: the {args.budget:.0f} s budget was used up"})
+            results.append(
+                {
+                    "module": module,
+                    "status": "skipped",
+                    "rows": [],
+                    "seconds": 0,
+                    "peak_rss_mb": None,
+                    "error": f"not started: the {args.budget:.0f} s budget was used up",
+                }
+            )
             print(f"[bench] {module}: skipped (budget used up)", file=sys.stderr, flush=True)
             continue
         # Keep a share of the budget for the modules after this one, so one slow module
         # cannot starve the rest.
         left_after = len(modules) - len(results) - 1
-        timeout = min(args.module_timeout, max(remaining - RESERVE_PER_MODULE_S * left_after, remaining / (left_after + 1)))
+        timeout = min(
+            args.module_timeout, max(remaining - RESERVE_PER_MODULE_S * left_after, remaining / (left_after + 1))
+        )
         print(f"[bench] {module} (time limit {timeout:.0f} s) ...", file=sys.stderr, flush=True)
         result = run_module(module, args.quick, timeout)
         results.append(result)
         status = result["status"] if result["status"] == "ok" else f"{result['status']}: {result.get('error')}"
-        print(f"[bench] {module}: {status} in {result.get('wall_seconds', result['seconds'])} s, "
-              f"peak RSS {result.get('peak_rss_mb')} MiB", file=sys.stderr, flush=True)
+        print(
+            f"[bench] {module}: {status} in {result.get('wall_seconds', result['seconds'])} s, "
+            f"peak RSS {result.get('peak_rss_mb')} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
         if result["status"] != "ok" and result.get("output_tail"):
             print(result["output_tail"], file=sys.stderr, flush=True)
 
@@ -229,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "host": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         # The flat list of rows: name, ours, baseline, ratio, unit, notes (+ module).
         "results": [{**row, "module": r["module"]} for r in results for row in r["rows"]],
-        "modules": [{k: r.get(k) for k in ("module", "status", "seconds", "peak_rss_mb", "error")}
-                    for r in results],
+        "modules": [{k: r.get(k) for k in ("module", "status", "seconds", "peak_rss_mb", "error")} for r in results],
     }
     Path(args.output).write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(format_table(results))
@@ -238,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"{r['module']:<25} {r['status']:<8} {_fmt(r.get('seconds')):>8}  {_fmt(r.get('peak_rss_mb')):>14}")
     failed = [r["module"] for r in results if r["status"] != "ok"]
-    print(f"\n{len(results) - len(failed)}/{len(results)} modules ok in {total} s; results in {args.output}"
-          + (f"; not ok: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} modules ok in {total} s; results in {args.output}"
+        + (f"; not ok: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -45,8 +45,11 @@ def upstream_present(*required: str) -> dg.AutomationCondition:
     """Each required upstream has at least one materialization (or gets one in this same run): scoring with
     no price history, or recommending for a fleet never discovered, would only write an empty generation."""
     present = ~dg.AutomationCondition.missing() | dg.AutomationCondition.will_be_requested()
-    return dg.AutomationCondition.all_deps_match(present).allow(
-        dg.AssetSelection.assets(*required)).with_label(f"{', '.join(required)} materialized")
+    return (
+        dg.AutomationCondition.all_deps_match(present)
+        .allow(dg.AssetSelection.assets(*required))
+        .with_label(f"{', '.join(required)} materialized")
+    )
 
 
 def frame_schema(frame: pd.DataFrame) -> dg.TableSchema:
@@ -69,14 +72,26 @@ def latest_materialization_lookup(instance: dg.DagsterInstance | None, key: dg.A
     return lookup
 
 
-def refresh_component_health(app_db_url: str, instance: dg.DagsterInstance | None = None, *,
-                             thresholds: HealthThresholds | None = None, timeout_s: float = 1.0,
-                             redis: RedisResource | None = None, kubernetes: KubernetesResource | None = None,
-                             run_id: str | None = None, trigger: str = "manual") -> HealthRound:
+def refresh_component_health(
+    app_db_url: str,
+    instance: dg.DagsterInstance | None = None,
+    *,
+    thresholds: HealthThresholds | None = None,
+    timeout_s: float = 1.0,
+    redis: RedisResource | None = None,
+    kubernetes: KubernetesResource | None = None,
+    run_id: str | None = None,
+    trigger: str = "manual",
+) -> HealthRound:
     """One health round with the environment's configuration, outside the schedule (e.g. right
     after a successful discovery)."""
     kubernetes = kubernetes or KubernetesResource()
-    checks = build_checks(app_db_url, thresholds=thresholds or HealthThresholds(), timeout_s=timeout_s,
-                          redis=redis or RedisResource(), k8s_configured=kubernetes.is_configured(),
-                          latest_materialization=latest_materialization_lookup(instance))
+    checks = build_checks(
+        app_db_url,
+        thresholds=thresholds or HealthThresholds(),
+        timeout_s=timeout_s,
+        redis=redis or RedisResource(),
+        k8s_configured=kubernetes.is_configured(),
+        latest_materialization=latest_materialization_lookup(instance),
+    )
     return run_health_round(app_db_url, checks, timeout_s=timeout_s, run_id=run_id, trigger=trigger)

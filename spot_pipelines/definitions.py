@@ -35,20 +35,44 @@ from spot_pipelines.sensors.market_data import daily_market_data_schedule
 # its warning would print on every load of the code location.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
-    assets = dg.with_source_code_references([
-        discovered_instances, *market_data_assets, component_health, spot_interruption_events,
-        k8s_node_inventory, interruption_risk_scores, interruption_model, interruption_predictions,
-        spot_recommendations])
+    assets = dg.with_source_code_references(
+        [
+            discovered_instances,
+            *market_data_assets,
+            component_health,
+            spot_interruption_events,
+            k8s_node_inventory,
+            interruption_risk_scores,
+            interruption_model,
+            interruption_predictions,
+            spot_recommendations,
+        ]
+    )
 
 defs = dg.Definitions(
     assets=assets,
     asset_checks=[interruption_model_quality],
-    jobs=[discovery_job, *market_data_jobs, component_health_job, k8s_inventory_job, spot_interruption_events_job,
-          execute_approved_recommendations],
-    sensors=[account_onboarding_sensor, spot_interruption_sensor, run_failure_alert_sensor,
-             unretried_failure_alert_sensor, spot_pipelines_automation_sensor],
-    schedules=[nightly_rediscovery_schedule, daily_market_data_schedule, component_health_schedule,
-               k8s_inventory_schedule],
+    jobs=[
+        discovery_job,
+        *market_data_jobs,
+        component_health_job,
+        k8s_inventory_job,
+        spot_interruption_events_job,
+        execute_approved_recommendations,
+    ],
+    sensors=[
+        account_onboarding_sensor,
+        spot_interruption_sensor,
+        run_failure_alert_sensor,
+        unretried_failure_alert_sensor,
+        spot_pipelines_automation_sensor,
+    ],
+    schedules=[
+        nightly_rediscovery_schedule,
+        daily_market_data_schedule,
+        component_health_schedule,
+        k8s_inventory_schedule,
+    ],
     resources={
         "app_db": AppDatabase(),
         "interruption_queue": SpotInterruptionQueue(),

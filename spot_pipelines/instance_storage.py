@@ -43,7 +43,7 @@ def dagster_pg_url(environ: os._Environ[str] | dict[str, str] = os.environ) -> s
     # SQLAlchemy 2.1 no longer defaults a driver for dagster-postgres: name psycopg2.
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
+            return "postgresql+psycopg2://" + url[len(prefix) :]
     return url
 
 

@@ -50,7 +50,7 @@ class RedactionFilter(logging.Filter):
 
 def component_of(record: logging.LogRecord) -> str:
     name = record.name
-    return name[len(ROOT_LOGGER) + 1:] if name.startswith(ROOT_LOGGER + ".") else name
+    return name[len(ROOT_LOGGER) + 1 :] if name.startswith(ROOT_LOGGER + ".") else name
 
 
 class JsonFormatter(logging.Formatter):
@@ -89,8 +89,15 @@ _handler: logging.Handler | None = None
 
 # Third-party loggers that write wire contents at DEBUG: botocore logs request headers (the
 # session token) and response bodies (AssumeRole's temporary secret key); urllib3 logs URLs.
-WIRE_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth", "botocore.hooks",
-                "botocore.retryhandler", "botocore.httpsession", "urllib3.connectionpool")
+WIRE_LOGGERS = (
+    "botocore.endpoint",
+    "botocore.parsers",
+    "botocore.auth",
+    "botocore.hooks",
+    "botocore.retryhandler",
+    "botocore.httpsession",
+    "urllib3.connectionpool",
+)
 
 
 def protect_wire_loggers() -> None:

@@ -25,14 +25,23 @@ except ValueError as bad_shift:
     raise pytest.UsageError(str(bad_shift)) from None
 if clock_shift.TRAVELLER is not None:
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [os.path.dirname(clock_shift.__file__), os.environ.get("PYTHONPATH")]))
+        filter(None, [os.path.dirname(clock_shift.__file__), os.environ.get("PYTHONPATH")])
+    )
 
 from spot_pipelines.db.engine import ensure_schema, get_engine  # noqa: E402
 
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 PG_URL_TEMPLATE = os.environ.get("TEST_PG_URL_TEMPLATE", "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}")
-ISOLATED_ENV = ("DATABASE_URL", "ENCRYPTION_KEY", "AWS_ENDPOINT_URL", "DAGSTER_PG_URL", "DAGSTER_PG_HOST",
-                "AWS_PROFILE", "KUBECONFIG", "REDIS_URL")
+ISOLATED_ENV = (
+    "DATABASE_URL",
+    "ENCRYPTION_KEY",
+    "AWS_ENDPOINT_URL",
+    "DAGSTER_PG_URL",
+    "DAGSTER_PG_HOST",
+    "AWS_PROFILE",
+    "KUBECONFIG",
+    "REDIS_URL",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +92,12 @@ def pg_url(pg_database) -> str:
     """The session's Postgres app database, migrated and emptied for this test."""
     engine = ensure_schema(pg_database)
     with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+            )
+        ]
         if tables:
             conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
     return pg_database

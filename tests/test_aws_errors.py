@@ -33,25 +33,56 @@ def client_error(code: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": "injected"}}, "DescribeInstances")
 
 
-@pytest.mark.parametrize("exc", [
-    NoCredentialsError(), PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
-    ParamValidationError(report="Invalid type for parameter MaxResults"),
-    *(client_error(code) for code in ("AuthFailure", "AccessDenied", "UnauthorizedOperation", "InvalidClientTokenId",
-                                      "ExpiredToken", "ValidationError", "InvalidParameterValue")),
-    CredentialError("account 'prod': no access key stored"), ConfigError("ENCRYPTION_KEY is not set"),
-    ValidationError("DescribeAvailabilityZones.AvailabilityZones[].ZoneId", "no AZ ID for eu-west-1a"),
-], ids=type)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        NoCredentialsError(),
+        PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
+        ParamValidationError(report="Invalid type for parameter MaxResults"),
+        *(
+            client_error(code)
+            for code in (
+                "AuthFailure",
+                "AccessDenied",
+                "UnauthorizedOperation",
+                "InvalidClientTokenId",
+                "ExpiredToken",
+                "ValidationError",
+                "InvalidParameterValue",
+            )
+        ),
+        CredentialError("account 'prod': no access key stored"),
+        ConfigError("ENCRYPTION_KEY is not set"),
+        ValidationError("DescribeAvailabilityZones.AvailabilityZones[].ZoneId", "no AZ ID for eu-west-1a"),
+    ],
+    ids=type,
+)
 def test_what_a_retry_cannot_fix_is_permanent(exc):
     assert is_permanent(exc)
     assert not aws_failure("listing regions", exc).allow_retries
 
 
-@pytest.mark.parametrize("exc", [
-    *(client_error(code) for code in ("RequestLimitExceeded", "Throttling", "ThrottlingException",
-                                      "InternalError", "ServiceUnavailable", "Unavailable")),
-    EndpointConnectionError(endpoint_url=URL), ConnectTimeoutError(endpoint_url=URL),
-    ReadTimeoutError(endpoint_url=URL), OSError("connection reset"),
-], ids=type)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        *(
+            client_error(code)
+            for code in (
+                "RequestLimitExceeded",
+                "Throttling",
+                "ThrottlingException",
+                "InternalError",
+                "ServiceUnavailable",
+                "Unavailable",
+            )
+        ),
+        EndpointConnectionError(endpoint_url=URL),
+        ConnectTimeoutError(endpoint_url=URL),
+        ReadTimeoutError(endpoint_url=URL),
+        OSError("connection reset"),
+    ],
+    ids=type,
+)
 def test_throttling_5xx_and_network_errors_keep_the_retry_policy(exc):
     assert not is_permanent(exc)
     assert aws_failure("listing regions", exc).allow_retries
@@ -85,15 +116,20 @@ def test_spot_price_history_without_platform_credentials_fails_in_one_attempt(sq
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
 
-    result = dg.materialize([spot_price_history], partition_key=_yesterday(), raise_on_error=False,
-                            resources={"app_db": AppDatabase(url=sqlite_url), "market_apis": MarketDataAPIs()})
+    result = dg.materialize(
+        [spot_price_history],
+        partition_key=_yesterday(),
+        raise_on_error=False,
+        resources={"app_db": AppDatabase(url=sqlite_url), "market_apis": MarketDataAPIs()},
+    )
 
     assert not result.success
     assert _attempts(result) == 1
     assert not _steps(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
     [failure] = _steps(result, dg.DagsterEventType.STEP_FAILURE)
     assert failure.step_failure_data.user_failure_data.description == (
-        "could not list the platform's enabled regions: " + describe(NoCredentialsError()))
+        "could not list the platform's enabled regions: " + describe(NoCredentialsError())
+    )
 
 
 def test_throttled_region_listing_is_retried_by_the_policy(aws, sqlite_url):
@@ -104,13 +140,17 @@ def test_throttled_region_listing_is_retried_by_the_policy(aws, sqlite_url):
         client.meta.events.register("before-send.ec2", throttle)
         return client
 
-    result = dg.materialize([spot_price_history], partition_key=_yesterday(), raise_on_error=False,
-                            resources={"app_db": AppDatabase(url=sqlite_url),
-                                       "market_apis": stubbed_apis(ec2_for=ec2_for)})
+    result = dg.materialize(
+        [spot_price_history],
+        partition_key=_yesterday(),
+        raise_on_error=False,
+        resources={"app_db": AppDatabase(url=sqlite_url), "market_apis": stubbed_apis(ec2_for=ec2_for)},
+    )
 
     assert not result.success
     assert len(_steps(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == AWS_RETRY_POLICY.max_retries
     assert _attempts(result) == AWS_RETRY_POLICY.max_retries + 1
     failure = result.failure_data_for_node("spot_price_history")
     assert failure.user_failure_data.description == (
-        "could not list the platform's enabled regions: RequestLimitExceeded on DescribeRegions: injected")
+        "could not list the platform's enabled regions: RequestLimitExceeded on DescribeRegions: injected"
+    )

@@ -35,15 +35,19 @@ def wall_clock_reads(source: str) -> list[str]:
                 what = f".{node.func.attr}()"
             elif node.func.attr in TIME_READS and isinstance(owner, ast.Name) and owner.id == "time" and not node.args:
                 what = f"time.{node.func.attr}()"
-        if isinstance(node, ast.Call) and any(isinstance(a, ast.Constant) and a.value in ("now", "today")
-                                              for a in node.args):
+        if isinstance(node, ast.Call) and any(
+            isinstance(a, ast.Constant) and a.value in ("now", "today") for a in node.args
+        ):
             what = "a 'now'/'today' literal (pd.Timestamp, np.datetime64)"
         if isinstance(node, ast.ImportFrom) and node.module == "time" and any(a.name in TIME_READS for a in node.names):
             what = "from time import a wall-clock function"
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in CLOCK_NAMES:
             what = f"a second clock: def {node.name}"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(
-                c in node.value.upper() for c in DB_CLOCKS):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and any(c in node.value.upper() for c in DB_CLOCKS)
+        ):
             what = "the database's clock in SQL"
         if what:
             found.append(f"{node.lineno}: {what}")
@@ -73,11 +77,15 @@ f = text("SELECT CURRENT_TIMESTAMP")
 
 
 def test_only_core_clock_reads_the_wall_clock():
-    offenders = [f"{path.relative_to(PACKAGE.parent)}:{hit}"
-                 for path in sorted(PACKAGE.rglob("*.py")) if path != CLOCK
-                 for hit in wall_clock_reads(path.read_text())]
-    assert offenders == [], ("read the time through spot_pipelines.core.clock (utcnow, utc_today, unix_now): "
-                             + "; ".join(offenders))
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{hit}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != CLOCK
+        for hit in wall_clock_reads(path.read_text())
+    ]
+    assert offenders == [], (
+        "read the time through spot_pipelines.core.clock (utcnow, utc_today, unix_now): " + "; ".join(offenders)
+    )
 
 
 CHILD = """
@@ -109,8 +117,10 @@ def test_the_shift_moves_our_clock_dagster_and_time_together_in_a_subprocess():
         assert now.utcoffset() == timedelta(0) and world["today"] == now.date().isoformat()
         assert abs(world["unix"] - now.timestamp()) < 5 and abs(world["time"] - now.timestamp()) < 5
         # Dagster's partition set ends yesterday in the same world (minutes around midnight aside).
-        assert date.fromisoformat(world["last_partition"]) in (now.date() - timedelta(days=1),
-                                                               now.date() - timedelta(days=2))
+        assert date.fromisoformat(world["last_partition"]) in (
+            now.date() - timedelta(days=1),
+            now.date() - timedelta(days=2),
+        )
 
 
 def test_this_process_and_dagster_agree_on_today():

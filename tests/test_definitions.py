@@ -14,9 +14,19 @@ from spot_pipelines.definitions import defs
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION, market_daily_partitions
 from spot_pipelines.settings import PROJECT_ROOT
 
-ASSETS = {"discovered_instances", "spot_price_history", "on_demand_prices", "spot_advisor",
-          "interruption_risk_scores", "interruption_model", "interruption_predictions", "spot_recommendations",
-          "component_health", "spot_interruption_events", "k8s_node_inventory"}
+ASSETS = {
+    "discovered_instances",
+    "spot_price_history",
+    "on_demand_prices",
+    "spot_advisor",
+    "interruption_risk_scores",
+    "interruption_model",
+    "interruption_predictions",
+    "spot_recommendations",
+    "component_health",
+    "spot_interruption_events",
+    "k8s_node_inventory",
+}
 SENSORS = {"account_onboarding_sensor", "spot_interruption_sensor"}
 SCHEDULES = {"component_health_schedule", "daily_market_data_schedule", "nightly_rediscovery_schedule"}
 JOBS = {"execute_approved_recommendations"}
@@ -53,9 +63,14 @@ def test_definitions_hold_the_market_data_contract():
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
         assert node.freshness_policy is not None
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert {("spot_price_history", "prices_positive"), ("spot_price_history", "all_enabled_regions_present"),
-            ("spot_price_history", "no_duplicate_prices"), ("on_demand_prices", "prices_positive"),
-            ("on_demand_prices", "prices_recent"), ("spot_advisor", "bands_in_range")} <= checks
+    assert {
+        ("spot_price_history", "prices_positive"),
+        ("spot_price_history", "all_enabled_regions_present"),
+        ("spot_price_history", "no_duplicate_prices"),
+        ("on_demand_prices", "prices_positive"),
+        ("on_demand_prices", "prices_recent"),
+        ("spot_advisor", "bands_in_range"),
+    } <= checks
 
 
 def test_definitions_carry_the_operations_names():
@@ -75,7 +90,11 @@ def test_optimization_assets_check_job_and_resource_are_registered_with_automati
         node = graph.get(dg.AssetKey(key))
         assert node.automation_condition is not None, key
     assert {p.to_user_string() for p in graph.get(dg.AssetKey("interruption_risk_scores")).parent_keys} >= {
-        "spot_price_history", "spot_advisor", "spot_interruption_events", "on_demand_prices"}
+        "spot_price_history",
+        "spot_advisor",
+        "spot_interruption_events",
+        "on_demand_prices",
+    }
     assert dg.AssetKey("discovered_instances") in graph.get(dg.AssetKey("spot_recommendations")).parent_keys
     [check] = [c for c in defs.resolve_asset_graph().asset_check_keys if c.name == "interruption_model_quality"]
     spec = graph.get_check_spec(check)
@@ -87,8 +106,14 @@ def test_optimization_assets_check_job_and_resource_are_registered_with_automati
 def test_dagster_definitions_validate_with_no_secrets(tmp_path):
     (tmp_path / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     env = {"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path), "HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-m", "spot_pipelines.definitions"],
-                         capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "spot_pipelines.definitions"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -100,5 +125,5 @@ def test_every_asset_links_to_the_source_that_defines_it():
         (ref,) = refs.code_references
         assert Path(ref.file_path).parent == PROJECT_ROOT / "spot_pipelines" / "assets", ref.file_path
         # The reference is the decorator line: the next `def` is the asset's own function.
-        lines = Path(ref.file_path).read_text().splitlines()[ref.line_number - 1:]
+        lines = Path(ref.file_path).read_text().splitlines()[ref.line_number - 1 :]
         assert next(line for line in lines if line.startswith("def ")).startswith(f"def {name}("), (name, ref)

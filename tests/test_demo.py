@@ -77,7 +77,9 @@ def test_demo_without_moto_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(demo_run, "run_demo", lambda **_: pytest.fail("the demo ran without moto"))
     result = CliRunner().invoke(cli_main, ["demo", "--no-ui"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["Error: the demo needs moto: pip install -e '.[demo]' (or run `make demo`)"]
+    assert result.output.strip().splitlines() == [
+        "Error: the demo needs moto: pip install -e '.[demo]' (or run `make demo`)"
+    ]
 
 
 def test_ui_port_free_is_used_as_asked(monkeypatch, capsys):
@@ -172,13 +174,15 @@ def test_demo_recommends_every_action_and_prices_every_instance(interrupted_then
         recs = db.execute(
             "SELECT action, current_instance_type, availability_zone_id, target_instance_type,"
             " target_availability_zone_id FROM spot_recommendations"
-            " WHERE generated_at = (SELECT max(generated_at) FROM spot_recommendations)").fetchall()
+            " WHERE generated_at = (SELECT max(generated_at) FROM spot_recommendations)"
+        ).fetchall()
     assert {r[0] for r in recs} == {"move_to_spot", "diversify", "stay_on_demand", "return_to_on_demand"}
     # Identical instances (same type and AZ) moving to spot never pile into one pool.
     moves = Counter(r[1:] for r in recs if r[0] in ("move_to_spot", "diversify"))
     assert max(moves.values()) == 1, moves
 
     with dg.DagsterInstance.get() as instance:
+
         def metadata(asset: str) -> dict:
             event = instance.get_latest_materialization_event(dg.AssetKey(asset))
             return {k: v.value for k, v in event.asset_materialization.metadata.items()}
@@ -213,8 +217,12 @@ print(json.dumps({"caller": boto3.client("sts").get_caller_identity()["Arn"],
             printed = subprocess.run(demo_env_cmd, env=env, capture_output=True, text=True)
             assert printed.returncode == 0, printed.stderr
             printed = printed.stdout
-            shell = subprocess.run(["bash", "-c", f'eval "$({demo_env_cmd[0]} demo env)" && "$0" -c "$1"',
-                                    str(BIN / "python"), probe], env=env, capture_output=True, text=True)
+            shell = subprocess.run(
+                ["bash", "-c", f'eval "$({demo_env_cmd[0]} demo env)" && "$0" -c "$1"', str(BIN / "python"), probe],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
     assert shell.returncode == 0, shell.stderr
     seen = json.loads(shell.stdout)
     assert f"export AWS_ENDPOINT_URL={endpoint}" in printed

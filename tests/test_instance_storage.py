@@ -84,8 +84,15 @@ def test_run_written_to_embedded_sqlite_is_read_back_by_a_second_instance():
         ({}, None),
         ({"DAGSTER_PG_URL": "postgresql://u:p@db:5432/dagster"}, "postgresql+psycopg2://u:p@db:5432/dagster"),
         ({"DAGSTER_PG_URL": "postgresql+psycopg2://u@db/d"}, "postgresql+psycopg2://u@db/d"),
-        ({"DAGSTER_PG_HOST": "db", "DAGSTER_PG_USER": "dag ster", "DAGSTER_PG_PASSWORD": "p@ss/word",
-          "DAGSTER_PG_DB": "runs"}, "postgresql+psycopg2://dag%20ster:p%40ss%2Fword@db:5432/runs"),
+        (
+            {
+                "DAGSTER_PG_HOST": "db",
+                "DAGSTER_PG_USER": "dag ster",
+                "DAGSTER_PG_PASSWORD": "p@ss/word",
+                "DAGSTER_PG_DB": "runs",
+            },
+            "postgresql+psycopg2://dag%20ster:p%40ss%2Fword@db:5432/runs",
+        ),
         ({"DAGSTER_PG_HOST": "db"}, "postgresql+psycopg2://postgres@db:5432/dagster"),
     ],
 )

@@ -14,8 +14,19 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "spot_pipelines"
 LAYERS = ("assets", "sensors", "resources", "core", "db", "cli")
-DOMAINS = {"accounts", "discovery", "market_data", "risk", "ml", "optimization", "execution", "health",
-           "interruptions", "kubernetes", "system_log"}
+DOMAINS = {
+    "accounts",
+    "discovery",
+    "market_data",
+    "risk",
+    "ml",
+    "optimization",
+    "execution",
+    "health",
+    "interruptions",
+    "kubernetes",
+    "system_log",
+}
 # Modules a layer shares between its domains (or, for resources/ and cli/, named after what they wrap).
 SHARED = {
     "core": {"clock", "errors", "aws_errors", "keyring", "validation", "reporting", "redaction", "bundled_data"},
@@ -82,8 +93,9 @@ def test_every_configurable_resource_lives_in_resources():
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ClassDef) and any(
-                    (b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")) == "ConfigurableResource"
-                    for b in node.bases):
+                (b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")) == "ConfigurableResource"
+                for b in node.bases
+            ):
                 if path.parent.name != "resources":
                     outside.append(f"{path.relative_to(PACKAGE)}:{node.name}")
     assert outside == []

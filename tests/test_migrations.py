@@ -50,25 +50,36 @@ def seed_at_0005(url: str, accounts: list[tuple[str, str]]) -> dict:
     now = utcnow()
     with get_engine(url).begin() as conn:
         for name, aws_id in accounts:
-            account_id = conn.execute(text(
-                "INSERT INTO accounts (name, aws_account_id, auth_method, status, created_at, updated_at) "
-                "VALUES (:n, :a, 'role', 'active', :t, :t) RETURNING id"), {"n": name, "a": aws_id, "t": now}).scalar()
-            conn.execute(text(
-                "INSERT INTO instances (account_id, instance_id, region, instance_type, lifecycle, state, platform, "
-                "tags, first_seen_at, last_seen_at) VALUES (:id, :i, 'eu-west-1', 'm5.large', 'on-demand', "
-                "'running', 'Linux/UNIX', '{}', :t, :t)"), {"id": account_id, "i": f"i-{name}", "t": now})
+            account_id = conn.execute(
+                text(
+                    "INSERT INTO accounts (name, aws_account_id, auth_method, status, created_at, updated_at) "
+                    "VALUES (:n, :a, 'role', 'active', :t, :t) RETURNING id"
+                ),
+                {"n": name, "a": aws_id, "t": now},
+            ).scalar()
+            conn.execute(
+                text(
+                    "INSERT INTO instances (account_id, instance_id, region, instance_type, lifecycle, state, platform, "
+                    "tags, first_seen_at, last_seen_at) VALUES (:id, :i, 'eu-west-1', 'm5.large', 'on-demand', "
+                    "'running', 'Linux/UNIX', '{}', :t, :t)"
+                ),
+                {"id": account_id, "i": f"i-{name}", "t": now},
+            )
     return stored(url)
 
 
 def stored(url: str) -> dict:
     with get_engine(url).connect() as conn:
-        return {"accounts": conn.execute(text("SELECT * FROM accounts ORDER BY id")).all(),
-                "instances": conn.execute(text("SELECT * FROM instances ORDER BY instance_id")).all()}
+        return {
+            "accounts": conn.execute(text("SELECT * FROM accounts ORDER BY id")).all(),
+            "instances": conn.execute(text("SELECT * FROM instances ORDER BY instance_id")).all(),
+        }
 
 
 def test_0006_refuses_existing_duplicates_naming_them_and_changes_nothing(fresh_url, monkeypatch):
-    before = seed_at_0005(fresh_url, [("payments", "111122223333"), ("payments-old", "111122223333"),
-                                      ("analytics", "123456789012")])
+    before = seed_at_0005(
+        fresh_url, [("payments", "111122223333"), ("payments-old", "111122223333"), ("analytics", "123456789012")]
+    )
     with pytest.raises(DuplicateAwsAccountsError) as refused:
         upgrade(fresh_url)
     message = str(refused.value)
@@ -93,6 +104,11 @@ def test_0006_without_duplicates_keeps_every_row_and_enforces_one_row_per_aws_ac
     upgrade(fresh_url)
     assert current_revisions(get_engine(fresh_url)) == head_revisions() and stored(fresh_url) == before
     with pytest.raises(IntegrityError), get_engine(fresh_url).begin() as conn:
-        conn.execute(text("INSERT INTO accounts (name, aws_account_id, auth_method, status, created_at, updated_at) "
-                          "VALUES ('payments-2', '111122223333', 'role', 'pending', :t, :t)"), {"t": utcnow()})
+        conn.execute(
+            text(
+                "INSERT INTO accounts (name, aws_account_id, auth_method, status, created_at, updated_at) "
+                "VALUES ('payments-2', '111122223333', 'role', 'pending', :t, :t)"
+            ),
+            {"t": utcnow()},
+        )
     assert stored(fresh_url) == before

@@ -42,7 +42,7 @@ def readme_commands(text: str) -> list[list[str]]:
                 words = words[1:]
             for separator in ("|", "<", ">", "&&", ";"):
                 if separator in words:
-                    words = words[:words.index(separator)]
+                    words = words[: words.index(separator)]
             if words and Path(words[0]).name in TOOLS:
                 commands.append([Path(words[0]).name, *words[1:]])
     return commands
@@ -62,8 +62,9 @@ def words_before_options(command: list[str]) -> tuple[str, ...]:
 def help_text(words: tuple[str, ...]) -> tuple[bool, str]:
     """(ok, the help) of the subcommand `words` name; click reads the path and, for --help,
     ignores positional arguments after it. (False, the error) for an unknown subcommand."""
-    result = subprocess.run([str(BIN / words[0]), *words[1:], "--help"], capture_output=True, text=True, cwd=REPO,
-                            timeout=180)
+    result = subprocess.run(
+        [str(BIN / words[0]), *words[1:], "--help"], capture_output=True, text=True, cwd=REPO, timeout=180
+    )
     if result.returncode != 0:
         return False, (result.stderr.strip().splitlines() or ["no output"])[-1]
     return True, result.stdout
@@ -90,7 +91,7 @@ def problems(command: list[str]) -> list[str]:
     where = " ".join((command[0], *path[1:]))
     if "COMMAND" in next(line for line in usage.splitlines() if line.startswith("Usage: ")):
         return [f"`{where}` needs a subcommand"]
-    words = command[len(path):]
+    words = command[len(path) :]
     found = []
     for i, word in enumerate(words):
         option = word.split("=", 1)[0]
@@ -102,24 +103,29 @@ def problems(command: list[str]) -> list[str]:
 
 
 def test_the_parser_finds_continued_commands_and_skips_comments_and_exports():
-    text = ("```bash\nexport X=$(dagster --nope)\n# dagster --also-nope\n"
-            ".venv/bin/dagster job execute -m m \\\n    -c a.yaml  # trailing\n"
-            "DAGSTER_HOME=/x dg list defs\nls\n```\n")
-    assert readme_commands(text) == [["dagster", "job", "execute", "-m", "m", "-c", "a.yaml"],
-                                     ["dg", "list", "defs"]]
+    text = (
+        "```bash\nexport X=$(dagster --nope)\n# dagster --also-nope\n"
+        ".venv/bin/dagster job execute -m m \\\n    -c a.yaml  # trailing\n"
+        "DAGSTER_HOME=/x dg list defs\nls\n```\n"
+    )
+    assert readme_commands(text) == [["dagster", "job", "execute", "-m", "m", "-c", "a.yaml"], ["dg", "list", "defs"]]
 
 
 def test_a_made_up_option_subcommand_or_file_is_caught():
     assert problems(["dagster", "job", "execute", "-j", "x", "--config-json", "{}"]) == [
-        "`dagster job execute` has no option --config-json"]
+        "`dagster job execute` has no option --config-json"
+    ]
     assert problems(["spot-pipelines", "accounts", "frobnicate"]) == [
-        "`spot-pipelines accounts frobnicate`: Error: No such command 'frobnicate'."]
+        "`spot-pipelines accounts frobnicate`: Error: No such command 'frobnicate'."
+    ]
     assert problems(["spot-pipelines", "accounts"]) == ["`spot-pipelines accounts` needs a subcommand"]
     # A positional argument is not a subcommand; the options after it are still checked.
-    assert problems(["spot-pipelines", "accounts", "add", "payments-prod", "--aws-account-id", "1",
-                     "--role"]) == ["`spot-pipelines accounts add` has no option --role"]
+    assert problems(["spot-pipelines", "accounts", "add", "payments-prod", "--aws-account-id", "1", "--role"]) == [
+        "`spot-pipelines accounts add` has no option --role"
+    ]
     assert problems(["dagster", "job", "execute", "-c", "examples/missing.yaml"]) == [
-        "`dagster job execute -c examples/missing.yaml`: no such file in the repository"]
+        "`dagster job execute -c examples/missing.yaml`: no such file in the repository"
+    ]
 
 
 COMMANDS = readme_commands((REPO / "README.md").read_text())

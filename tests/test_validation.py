@@ -6,28 +6,43 @@ from spot_pipelines.core.errors import ValidationError
 
 
 def role(**overrides):
-    args = dict(name="prod", aws_account_id="111122223333", role_arn="arn:aws:iam::111122223333:role/SpotPipelines",
-                external_id="ext-123", access_key_id=None, regions=None)
+    args = dict(
+        name="prod",
+        aws_account_id="111122223333",
+        role_arn="arn:aws:iam::111122223333:role/SpotPipelines",
+        external_id="ext-123",
+        access_key_id=None,
+        regions=None,
+    )
     return build_request(**{**args, **overrides})
 
 
 def test_valid_role_and_key_requests():
     assert role().auth_method == "role"
-    keys = build_request("dev", "123456789012", role_arn=None, external_id=None,
-                         access_key_id="AKIAIOSFODNN7EXAMPLE", regions=["eu-west-1", " us-east-1", "eu-west-1"])
+    keys = build_request(
+        "dev",
+        "123456789012",
+        role_arn=None,
+        external_id=None,
+        access_key_id="AKIAIOSFODNN7EXAMPLE",
+        regions=["eu-west-1", " us-east-1", "eu-west-1"],
+    )
     assert keys.auth_method == "keys" and keys.regions == ["eu-west-1", "us-east-1"]
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"role_arn": "arn:aws:iam::111122223333:user/bob"}, "role_arn"),
-    ({"role_arn": "not-an-arn"}, "role_arn"),
-    ({"role_arn": "arn:aws:iam::999999999999:role/X"}, "role_arn"),
-    ({"aws_account_id": "1234"}, "aws_account_id"),
-    ({"name": "Prod Account"}, "name"),
-    ({"regions": ["eu-west-1", "mars-1"]}, "regions"),
-    ({"access_key_id": "AKIAIOSFODNN7EXAMPLE"}, "auth"),
-    ({"role_arn": None}, "auth"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"role_arn": "arn:aws:iam::111122223333:user/bob"}, "role_arn"),
+        ({"role_arn": "not-an-arn"}, "role_arn"),
+        ({"role_arn": "arn:aws:iam::999999999999:role/X"}, "role_arn"),
+        ({"aws_account_id": "1234"}, "aws_account_id"),
+        ({"name": "Prod Account"}, "name"),
+        ({"regions": ["eu-west-1", "mars-1"]}, "regions"),
+        ({"access_key_id": "AKIAIOSFODNN7EXAMPLE"}, "auth"),
+        ({"role_arn": None}, "auth"),
+    ],
+)
 def test_bad_input_names_the_field(overrides, field):
     with pytest.raises(ValidationError) as err:
         role(**overrides)
@@ -45,8 +60,9 @@ def test_regions_of_every_partition_are_accepted(region):
     assert role(regions=[region]).regions == [region]
 
 
-@pytest.mark.parametrize("region, hint", [("us-east-9", "did you mean us-east-2, us-east-1"),
-                                          ("xx-fake-9", "e.g. eu-west-1")])
+@pytest.mark.parametrize(
+    "region, hint", [("us-east-9", "did you mean us-east-2, us-east-1"), ("xx-fake-9", "e.g. eu-west-1")]
+)
 def test_a_region_botocore_does_not_know_is_refused(region, hint):
     with pytest.raises(ValidationError) as err:
         role(regions=["eu-west-1", region])
@@ -67,10 +83,17 @@ def test_shown_cuts_long_values_and_says_how_long_they_were():
 BLOB = "A" * 10_000
 
 
-@pytest.mark.parametrize("overrides", [
-    {"name": BLOB}, {"aws_account_id": BLOB}, {"role_arn": BLOB}, {"external_id": BLOB}, {"regions": [BLOB]},
-    {"role_arn": None, "external_id": None, "access_key_id": BLOB},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"name": BLOB},
+        {"aws_account_id": BLOB},
+        {"role_arn": BLOB},
+        {"external_id": BLOB},
+        {"regions": [BLOB]},
+        {"role_arn": None, "external_id": None, "access_key_id": BLOB},
+    ],
+)
 def test_every_message_echoes_a_huge_value_in_under_80_characters_of_it(overrides):
     with pytest.raises(ValidationError) as err:
         role(**overrides)

@@ -39,8 +39,9 @@ def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
         "(account, instance id), with AZ IDs. Vanished instances are marked terminated, never deleted."
     ),
 )
-def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
-                         vault: CredentialVault) -> dg.MaterializeResult:
+def discovered_instances(
+    context: dg.AssetExecutionContext, app_db: AppDatabase, vault: CredentialVault
+) -> dg.MaterializeResult:
     name = context.partition_key
     account = _discoverable_account(app_db, name)
     seen_at = utcnow()
@@ -54,12 +55,14 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
     with app_db.transaction() as session:
         account = accounts.by_name(session, name)
         if account is None:
-            raise dg.Failure(description=f"account {name!r} was removed during its discovery; nothing written",
-                             allow_retries=False)
-        summary = write_scan(session, account.id, scan.instances,
-                             scanned_regions=scan.scanned_regions, seen_at=seen_at)
+            raise dg.Failure(
+                description=f"account {name!r} was removed during its discovery; nothing written", allow_retries=False
+            )
+        summary = write_scan(session, account.id, scan.instances, scanned_regions=scan.scanned_regions, seen_at=seen_at)
         accounts.record_discovery(
-            session, account, succeeded=not scan.failed_regions,
+            session,
+            account,
+            succeeded=not scan.failed_regions,
             error=f"discovery of account {name!r} failed in {len(scan.failed_regions)} region(s): {failed}",
         )
     if scan.failed_regions:
@@ -71,8 +74,10 @@ def discovered_instances(context: dg.AssetExecutionContext, app_db: AppDatabase,
             allow_retries=bool(scan.retryable_regions),
         )
 
-    context.log.info(f"account {name!r}: {summary.upserted} instances in {len(scan.scanned_regions)} regions, "
-                     f"{summary.newly_terminated} newly terminated, {len(scan.skipped_regions)} regions skipped")
+    context.log.info(
+        f"account {name!r}: {summary.upserted} instances in {len(scan.scanned_regions)} regions, "
+        f"{summary.newly_terminated} newly terminated, {len(scan.skipped_regions)} regions skipped"
+    )
     try:  # operators see fresh health data now, not at the next schedule tick
         refresh_component_health(app_db.resolved_url(), context.instance, trigger="discovery", run_id=context.run_id)
     except Exception as exc:  # a failing health round never fails discovery
@@ -92,7 +97,7 @@ def _discoverable_account(app_db: AppDatabase, name: str):
     if account.status == accounts.PENDING:
         raise dg.Failure(
             description=f"account {name!r} is still pending: its credentials were never validated "
-                        "(re-run `spot-pipelines accounts add`)",
+            "(re-run `spot-pipelines accounts add`)",
             allow_retries=False,
         )
     return account
@@ -112,6 +117,8 @@ def _discovery_metadata(scan, summary) -> dict:
 
 
 discovery_job = dg.define_asset_job(
-    "discover_accounts", selection=[discovered_instances], partitions_def=aws_accounts_partitions,
+    "discover_accounts",
+    selection=[discovered_instances],
+    partitions_def=aws_accounts_partitions,
     description="Discover the EC2 fleet of one account (one partition per account).",
 )

@@ -24,17 +24,24 @@ from spot_pipelines.resources.credential_vault import CredentialVault
 class ExecuteConfig(dg.Config):
     dry_run: bool = True
     recommendation_ids: list[int] = []
-    retire: str = "terminate"        # or "stop": keep the old instance's volumes around
+    retire: str = "terminate"  # or "stop": keep the old instance's volumes around
     stop_on_failure: bool = True
     max_recommendations: int = 50
 
 
 def _view(rec: opt.SpotRecommendation, account: Account) -> RecommendationView:
     return RecommendationView(
-        id=rec.id, account_name=account.name, instance_id=rec.instance_id, region=rec.region,
-        current_instance_type=rec.current_instance_type, current_lifecycle=rec.current_lifecycle,
-        action=rec.action, target_instance_type=rec.target_instance_type,
-        target_availability_zone_id=rec.target_availability_zone_id, target_market=rec.target_market)
+        id=rec.id,
+        account_name=account.name,
+        instance_id=rec.instance_id,
+        region=rec.region,
+        current_instance_type=rec.current_instance_type,
+        current_lifecycle=rec.current_lifecycle,
+        action=rec.action,
+        target_instance_type=rec.target_instance_type,
+        target_availability_zone_id=rec.target_availability_zone_id,
+        target_market=rec.target_market,
+    )
 
 
 @dg.op(
@@ -42,8 +49,9 @@ def _view(rec: opt.SpotRecommendation, account: Account) -> RecommendationView:
     tags={"kind": "aws"},
     pool="aws_api",
 )
-def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_db: AppDatabase,
-                     vault: CredentialVault) -> dg.Output[dict]:
+def execute_approved(
+    context: dg.OpExecutionContext, config: ExecuteConfig, app_db: AppDatabase, vault: CredentialVault
+) -> dg.Output[dict]:
     if config.retire not in ("terminate", "stop"):
         raise dg.Failure(description=f"retire: must be 'terminate' or 'stop', got {config.retire!r}")
     approved = _approved(app_db, config.recommendation_ids)
@@ -52,10 +60,18 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
     failures = 0
     for rec in batch:
         outcome = _execute_one(context, app_db, vault, rec.id, dry_run=config.dry_run, retire=config.retire)
-        summary.append({"id": rec.id, "instance_id": rec.instance_id, "action": rec.action,
-                        "target": rec.target_instance_type, "status": outcome.status,
-                        "replacement": outcome.replacement_instance_id, "error": outcome.error,
-                        "calls": len(outcome.calls)})
+        summary.append(
+            {
+                "id": rec.id,
+                "instance_id": rec.instance_id,
+                "action": rec.action,
+                "target": rec.target_instance_type,
+                "status": outcome.status,
+                "replacement": outcome.replacement_instance_id,
+                "error": outcome.error,
+                "calls": len(outcome.calls),
+            }
+        )
         if outcome.status == opt.FAILED:
             failures += 1
             context.log.error(f"recommendation {rec.id}: {outcome.error}")
@@ -63,20 +79,28 @@ def execute_approved(context: dg.OpExecutionContext, config: ExecuteConfig, app_
                 break
     untouched = len(approved) - len(summary)
     with app_db.transaction() as session:
-        still_approved = len(execution_rows.approved_for_execution(session, [r.id for r in approved] or None)) if approved else 0
+        still_approved = (
+            len(execution_rows.approved_for_execution(session, [r.id for r in approved] or None)) if approved else 0
+        )
     metadata = {
         "dry_run": config.dry_run,
         "approved": len(approved),
         "processed": len(summary),
         "failed": failures,
         "left_approved": still_approved,
-        "results": dg.MetadataValue.md(markdown_table(summary, ["id", "instance_id", "action", "target", "status",
-                                                                "replacement", "calls", "error"])),
+        "results": dg.MetadataValue.md(
+            markdown_table(
+                summary, ["id", "instance_id", "action", "target", "status", "replacement", "calls", "error"]
+            )
+        ),
     }
     if failures:
-        raise dg.Failure(description=f"{failures} recommendation(s) failed; {untouched} left approved and untouched. "
-                                     f"First error: {next(s['error'] for s in summary if s['status'] == opt.FAILED)}",
-                         metadata=metadata, allow_retries=False)
+        raise dg.Failure(
+            description=f"{failures} recommendation(s) failed; {untouched} left approved and untouched. "
+            f"First error: {next(s['error'] for s in summary if s['status'] == opt.FAILED)}",
+            metadata=metadata,
+            allow_retries=False,
+        )
     return dg.Output(value={"processed": len(summary)}, metadata=metadata)
 
 
@@ -86,14 +110,17 @@ def _approved(app_db: AppDatabase, recommendation_ids: list[int]) -> list:
         approved = execution_rows.approved_for_execution(session, recommendation_ids or None)
     not_ready = sorted(set(recommendation_ids) - {r.id for r in approved})
     if not_ready:
-        raise dg.Failure(description=f"recommendation(s) {', '.join(map(str, not_ready))} are unknown or not "
-                                     "approved; approve them with `spot-pipelines recommendations approve`",
-                         allow_retries=False)
+        raise dg.Failure(
+            description=f"recommendation(s) {', '.join(map(str, not_ready))} are unknown or not "
+            "approved; approve them with `spot-pipelines recommendations approve`",
+            allow_retries=False,
+        )
     return approved
 
 
-def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, *, dry_run: bool,
-                 retire: str) -> Outcome:
+def _execute_one(
+    context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, *, dry_run: bool, retire: str
+) -> Outcome:
     run_id = context.run_id
     with app_db.transaction() as session:
         rec = session.get(opt.SpotRecommendation, rec_id, with_for_update=True)
@@ -129,8 +156,12 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
         with app_db.transaction() as session:
             _finish(session, rec_id, outcome, retire)
     except Exception as exc:  # the EC2 calls are done: the row must say so, never claim a clean success
-        outcome = Outcome(status=opt.FAILED, replacement_instance_id=outcome.replacement_instance_id,
-                          calls=outcome.calls, error=_not_recorded(outcome, exc))
+        outcome = Outcome(
+            status=opt.FAILED,
+            replacement_instance_id=outcome.replacement_instance_id,
+            calls=outcome.calls,
+            error=_not_recorded(outcome, exc),
+        )
         with app_db.transaction() as session:  # if this fails too, the row stays `executing`
             _finish(session, rec_id, outcome, retire)
     return outcome
@@ -155,16 +186,20 @@ def _not_recorded(outcome: Outcome, exc: Exception) -> str:
     # The driver's own message, first line only: SQLAlchemy's text adds the SQL and its parameters.
     text = str(getattr(exc, "orig", None) or exc)
     cause = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-    done = (f"EC2 outcome: {outcome.status}" + (f", replacement {outcome.replacement_instance_id} launched"
-                                                if outcome.replacement_instance_id else "")
-            + (f" ({outcome.error})" if outcome.error else ""))
-    return (f"{done}; but recording it in the database failed ({cause}): the inventory is stale until the next "
-            "discovery of the account; see recommendation_actions for every call made")
+    done = (
+        f"EC2 outcome: {outcome.status}"
+        + (f", replacement {outcome.replacement_instance_id} launched" if outcome.replacement_instance_id else "")
+        + (f" ({outcome.error})" if outcome.error else "")
+    )
+    return (
+        f"{done}; but recording it in the database failed ({cause}): the inventory is stale until the next "
+        "discovery of the account; see recommendation_actions for every call made"
+    )
 
 
 @dg.job(
     description="Execute operator-approved spot recommendations (dry-run unless config dry_run: false), with an "
-                "audit row per EC2 call in recommendation_actions.",
+    "audit row per EC2 call in recommendation_actions.",
     tags={"team": "optimization"},
 )
 def execute_approved_recommendations():

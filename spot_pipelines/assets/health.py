@@ -22,7 +22,9 @@ _DEFAULTS = health.HealthThresholds()
 class ComponentHealthConfig(dg.Config):
     """Per-check timeout and the thresholds where `degraded` / `critical` begin."""
 
-    timeout_s: float = Field(default=1.0, gt=0, description="per-check timeout; the round takes about this long at most")
+    timeout_s: float = Field(
+        default=1.0, gt=0, description="per-check timeout; the round takes about this long at most"
+    )
     db_latency_degraded_ms: float = _DEFAULTS.db_latency_degraded_ms
     db_latency_critical_ms: float = _DEFAULTS.db_latency_critical_ms
     redis_latency_degraded_ms: float = _DEFAULTS.redis_latency_degraded_ms
@@ -64,26 +66,48 @@ def _summary(result: health.CheckResult) -> str:
     group_name="operations",
     kinds={"sql"},
     owners=["team:platform"],
-    check_specs=[dg.AssetCheckSpec("no_critical_components", asset="component_health",
-                                   description="No component is critical in the latest round.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_critical_components",
+            asset="component_health",
+            description="No component is critical in the latest round.",
+        )
+    ],
     description=(
         "One round of seven concurrent health checks (app database latency, Redis reachability and queue depth, "
         "Kubernetes watcher heartbeat, optimizer last successful run, price data freshness, risk scores age, "
         "ML model availability), one row per check in `component_health`; transitions go to `system_logs`."
     ),
 )
-def component_health(context: dg.AssetExecutionContext, config: ComponentHealthConfig, app_db: AppDatabase,
-                     redis: RedisResource, kubernetes: KubernetesResource) -> dg.MaterializeResult:
+def component_health(
+    context: dg.AssetExecutionContext,
+    config: ComponentHealthConfig,
+    app_db: AppDatabase,
+    redis: RedisResource,
+    kubernetes: KubernetesResource,
+) -> dg.MaterializeResult:
     url = app_db.resolved_url()
-    checks = build_checks(url, thresholds=config.thresholds(), timeout_s=config.timeout_s, redis=redis,
-                          k8s_configured=kubernetes.is_configured(),
-                          latest_materialization=latest_materialization_lookup(context.instance))
-    result = run_health_round(url, checks, timeout_s=config.timeout_s, run_id=context.run_id,
-                              trigger=context.run.tags.get("dagster/schedule_name", "manual"))
+    checks = build_checks(
+        url,
+        thresholds=config.thresholds(),
+        timeout_s=config.timeout_s,
+        redis=redis,
+        k8s_configured=kubernetes.is_configured(),
+        latest_materialization=latest_materialization_lookup(context.instance),
+    )
+    result = run_health_round(
+        url,
+        checks,
+        timeout_s=config.timeout_s,
+        run_id=context.run_id,
+        trigger=context.run.tags.get("dagster/schedule_name", "manual"),
+    )
     for change in result.transitions:
         (context.log.warning if change.level != "INFO" else context.log.info)(change.message)
-    rows = [{"component": r.component, "status": r.status, "latency_ms": r.latency_ms, "summary": _summary(r)}
-            for r in result.results]
+    rows = [
+        {"component": r.component, "status": r.status, "latency_ms": r.latency_ms, "summary": _summary(r)}
+        for r in result.results
+    ]
     critical = [r.component for r in result.results if r.status == health.CRITICAL]
     return dg.MaterializeResult(
         metadata={
@@ -92,17 +116,24 @@ def component_health(context: dg.AssetExecutionContext, config: ComponentHealthC
             "statuses": dg.MetadataValue.json({r.component: r.status for r in result.results}),
             "round_seconds": round(result.seconds, 3),
             "transitions": len(result.transitions),
-            "not_configured": dg.MetadataValue.json([r.component for r in result.results
-                                                     if r.status == health.NOT_CONFIGURED]),
+            "not_configured": dg.MetadataValue.json(
+                [r.component for r in result.results if r.status == health.NOT_CONFIGURED]
+            ),
             "preview": dg.MetadataValue.md(markdown_table(rows, PREVIEW_COLUMNS)),
         },
-        check_results=[dg.AssetCheckResult(
-            check_name="no_critical_components", passed=not critical, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"critical": dg.MetadataValue.json(critical)})],
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_critical_components",
+                passed=not critical,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"critical": dg.MetadataValue.json(critical)},
+            )
+        ],
     )
 
 
 component_health_job = dg.define_asset_job(
-    "component_health_job", selection=[component_health],
+    "component_health_job",
+    selection=[component_health],
     description="One round of the seven component health checks.",
 )

@@ -11,24 +11,35 @@ from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent
 from spot_pipelines.resources.app_database import AppDatabase
 
-COLUMN_SCHEMA = dg.TableSchema(columns=[
-    dg.TableColumn("event_id", "string", description="EventBridge event id (primary key)"),
-    dg.TableColumn("event_type", "string",
-                   description="spot_interruption_warning | rebalance_recommendation | state_change"),
-    dg.TableColumn("event_time", "timestamp", description="when AWS emitted the event (UTC)"),
-    dg.TableColumn("received_at", "timestamp", description="when the sensor stored it (UTC)"),
-    dg.TableColumn("aws_account_id", "string"),
-    dg.TableColumn("account_id", "int", description="accounts.id (null once the account is removed)"),
-    dg.TableColumn("region", "string"),
-    dg.TableColumn("availability_zone", "string", description="from the event's ARN or the discovered instance"),
-    dg.TableColumn("availability_zone_id", "string", description="from the discovered instance, when known"),
-    dg.TableColumn("instance_id", "string"),
-    dg.TableColumn("instance_type", "string", description="from the discovered instance, when known"),
-    dg.TableColumn("action_or_state", "string", description="instance-action (warnings) or state (state changes)"),
-    dg.TableColumn("detail", "json", description="the event's detail object"),
-])
-PREVIEW_COLUMNS = ["event_time", "event_type", "aws_account_id", "region", "availability_zone_id",
-                   "instance_id", "instance_type", "action_or_state"]
+COLUMN_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("event_id", "string", description="EventBridge event id (primary key)"),
+        dg.TableColumn(
+            "event_type", "string", description="spot_interruption_warning | rebalance_recommendation | state_change"
+        ),
+        dg.TableColumn("event_time", "timestamp", description="when AWS emitted the event (UTC)"),
+        dg.TableColumn("received_at", "timestamp", description="when the sensor stored it (UTC)"),
+        dg.TableColumn("aws_account_id", "string"),
+        dg.TableColumn("account_id", "int", description="accounts.id (null once the account is removed)"),
+        dg.TableColumn("region", "string"),
+        dg.TableColumn("availability_zone", "string", description="from the event's ARN or the discovered instance"),
+        dg.TableColumn("availability_zone_id", "string", description="from the discovered instance, when known"),
+        dg.TableColumn("instance_id", "string"),
+        dg.TableColumn("instance_type", "string", description="from the discovered instance, when known"),
+        dg.TableColumn("action_or_state", "string", description="instance-action (warnings) or state (state changes)"),
+        dg.TableColumn("detail", "json", description="the event's detail object"),
+    ]
+)
+PREVIEW_COLUMNS = [
+    "event_time",
+    "event_type",
+    "aws_account_id",
+    "region",
+    "availability_zone_id",
+    "instance_id",
+    "instance_type",
+    "action_or_state",
+]
 
 
 @dg.asset(
@@ -49,38 +60,54 @@ def spot_interruption_events(context: dg.AssetExecutionContext, app_db: AppDatab
     t = SpotInterruptionEvent
     with app_db.transaction() as session:
         total = session.scalar(select(func.count()).select_from(t)) or 0
-        by_type_24h = dict(session.execute(select(t.event_type, func.count()).where(t.event_time >= day_ago)
-                                           .group_by(t.event_type)).tuples().all())
-        by_type_7d = dict(session.execute(select(t.event_type, func.count()).where(t.event_time >= week_ago)
-                                          .group_by(t.event_type)).tuples().all())
+        by_type_24h = dict(
+            session.execute(select(t.event_type, func.count()).where(t.event_time >= day_ago).group_by(t.event_type))
+            .tuples()
+            .all()
+        )
+        by_type_7d = dict(
+            session.execute(select(t.event_type, func.count()).where(t.event_time >= week_ago).group_by(t.event_type))
+            .tuples()
+            .all()
+        )
         warnings_by_pool = session.execute(
             select(t.instance_type, t.availability_zone_id, func.count())
             .where(t.event_type == "spot_interruption_warning", t.event_time >= week_ago)
-            .group_by(t.instance_type, t.availability_zone_id).order_by(func.count().desc()).limit(20)).all()
+            .group_by(t.instance_type, t.availability_zone_id)
+            .order_by(func.count().desc())
+            .limit(20)
+        ).all()
         unenriched = session.scalar(select(func.count()).select_from(t).where(t.availability_zone_id.is_(None))) or 0
-        dead_24h = session.scalar(select(func.count()).select_from(DeadLetter)
-                                  .where(DeadLetter.received_at >= day_ago)) or 0
+        dead_24h = (
+            session.scalar(select(func.count()).select_from(DeadLetter).where(DeadLetter.received_at >= day_ago)) or 0
+        )
         latest = session.scalars(select(t).order_by(t.event_time.desc()).limit(20)).all()
         last_received = session.scalar(select(func.max(t.received_at)))
     preview = [{c: getattr(e, c) for c in PREVIEW_COLUMNS} for e in latest]
-    pools = [{"instance_type": it or "?", "availability_zone_id": az or "?", "warnings_7d": n}
-             for it, az, n in warnings_by_pool]
+    pools = [
+        {"instance_type": it or "?", "availability_zone_id": az or "?", "warnings_7d": n}
+        for it, az, n in warnings_by_pool
+    ]
     context.log.info(f"{total} interruption events recorded; {sum(by_type_24h.values())} in the last 24 h")
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": total,
-        "dagster/column_schema": COLUMN_SCHEMA,
-        "events_24h_by_type": dg.MetadataValue.json(by_type_24h),
-        "events_7d_by_type": dg.MetadataValue.json(by_type_7d),
-        "warnings_7d_by_pool": dg.MetadataValue.md(markdown_table(pools, ["instance_type", "availability_zone_id",
-                                                                          "warnings_7d"])),
-        "events_without_az_id": unenriched,
-        "dead_letters_24h": dead_24h,
-        "last_received_at": last_received.isoformat() if last_received else "never",
-        "preview": dg.MetadataValue.md(markdown_table(preview, PREVIEW_COLUMNS)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "dagster/column_schema": COLUMN_SCHEMA,
+            "events_24h_by_type": dg.MetadataValue.json(by_type_24h),
+            "events_7d_by_type": dg.MetadataValue.json(by_type_7d),
+            "warnings_7d_by_pool": dg.MetadataValue.md(
+                markdown_table(pools, ["instance_type", "availability_zone_id", "warnings_7d"])
+            ),
+            "events_without_az_id": unenriched,
+            "dead_letters_24h": dead_24h,
+            "last_received_at": last_received.isoformat() if last_received else "never",
+            "preview": dg.MetadataValue.md(markdown_table(preview, PREVIEW_COLUMNS)),
+        }
+    )
 
 
 spot_interruption_events_job = dg.define_asset_job(
-    "refresh_spot_interruption_events", selection=[spot_interruption_events],
+    "refresh_spot_interruption_events",
+    selection=[spot_interruption_events],
     description="Re-summarise the recorded spot interruption events (requested when new ones arrive).",
 )

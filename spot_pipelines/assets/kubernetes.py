@@ -18,8 +18,10 @@ from spot_pipelines.resources.kubernetes import KubernetesResource
 COMPONENT = "k8s_node_inventory"
 NODE_COLUMNS = ["name", "capacity_type", "instance_type", "zone", "instance_id", "ready"]
 WORKLOAD_COLUMNS = ["namespace", "owner_kind", "owner_name", "spot_pods"]
-_HINTS = {401: "the credentials in the kubeconfig were rejected (expired token?)",
-          403: "the identity may not list nodes/pods cluster-wide (needs a ClusterRole with get/list on nodes, pods)"}
+_HINTS = {
+    401: "the credentials in the kubeconfig were rejected (expired token?)",
+    403: "the identity may not list nodes/pods cluster-wide (needs a ClusterRole with get/list on nodes, pods)",
+}
 
 
 def describe_k8s_error(exc: BaseException) -> tuple[str, bool]:
@@ -33,8 +35,11 @@ def describe_k8s_error(exc: BaseException) -> tuple[str, bool]:
         except (TypeError, ValueError):
             message = ""
         hint = _HINTS.get(exc.status, "")
-        cause = f"Kubernetes API returned {exc.status} {reason}" + (f": {message}" if message else "") \
+        cause = (
+            f"Kubernetes API returned {exc.status} {reason}"
+            + (f": {message}" if message else "")
             + (f" ({hint})" if hint else "")
+        )
         return redact_text(cause), exc.status not in (401, 403)
     if isinstance(exc, Urllib3Error | TimeoutError | OSError):
         return redact_text(f"Kubernetes API unreachable or timed out ({type(exc).__name__}: {exc})")[:500], True
@@ -54,34 +59,46 @@ def describe_k8s_error(exc: BaseException) -> tuple[str, bool]:
         "poll (k8s_inventory_schedule) is the retry, and the heartbeat shows the failure meanwhile."
     ),
 )
-def k8s_node_inventory(context: dg.AssetExecutionContext, app_db: AppDatabase,
-                       kubernetes: KubernetesResource) -> dg.MaterializeResult:
+def k8s_node_inventory(
+    context: dg.AssetExecutionContext, app_db: AppDatabase, kubernetes: KubernetesResource
+) -> dg.MaterializeResult:
     if not kubernetes.is_configured():
         context.log.info(kubernetes.not_configured_reason())
-        return dg.MaterializeResult(metadata={"status": "not configured", "reason": kubernetes.not_configured_reason(),
-                                              "dagster/row_count": 0})
+        return dg.MaterializeResult(
+            metadata={"status": "not configured", "reason": kubernetes.not_configured_reason(), "dagster/row_count": 0}
+        )
     cluster = kubernetes.resolved_cluster_name()
     try:
         api = kubernetes.core_v1()
         nodes = list_all(api.list_node, page_size=kubernetes.page_size, timeout_s=kubernetes.request_timeout_s)
-        pods = list_all(api.list_pod_for_all_namespaces, page_size=kubernetes.page_size,
-                        timeout_s=kubernetes.request_timeout_s)
+        pods = list_all(
+            api.list_pod_for_all_namespaces, page_size=kubernetes.page_size, timeout_s=kubernetes.request_timeout_s
+        )
     except Exception as exc:
         cause, retryable = describe_k8s_error(exc)
         with app_db.transaction() as session:
             write_heartbeat(session, cluster, at=utcnow(), ok=False, error=cause)
-            write_system_log(session, COMPONENT, "ERROR", f"cluster {cluster!r}: {cause}", run_id=context.run_id,
-                             details={"cluster": cluster, "mode": kubernetes.mode()})
+            write_system_log(
+                session,
+                COMPONENT,
+                "ERROR",
+                f"cluster {cluster!r}: {cause}",
+                run_id=context.run_id,
+                details={"cluster": cluster, "mode": kubernetes.mode()},
+            )
         raise dg.Failure(description=f"cluster {cluster!r}: {cause}", allow_retries=retryable) from None
 
     inventory = build_inventory(nodes, pods)
     observed_at = utcnow()
     with app_db.transaction() as session:
         written = write_k8s_inventory(session, cluster, inventory.nodes, inventory.pods, observed_at=observed_at)
-        write_heartbeat(session, cluster, at=observed_at, ok=True, node_count=len(inventory.nodes),
-                        pod_count=len(inventory.pods))
-    context.log.info(f"cluster {cluster!r}: {len(inventory.nodes)} nodes ({len(inventory.spot_nodes)} spot), "
-                     f"{len(inventory.spot_pods)} of {len(inventory.pods)} pods on spot")
+        write_heartbeat(
+            session, cluster, at=observed_at, ok=True, node_count=len(inventory.nodes), pod_count=len(inventory.pods)
+        )
+    context.log.info(
+        f"cluster {cluster!r}: {len(inventory.nodes)} nodes ({len(inventory.spot_nodes)} spot), "
+        f"{len(inventory.spot_pods)} of {len(inventory.pods)} pods on spot"
+    )
     return dg.MaterializeResult(metadata=_inventory_metadata(cluster, inventory, written))
 
 
@@ -102,6 +119,7 @@ def _inventory_metadata(cluster: str, inventory, written: dict) -> dict:
 
 
 k8s_inventory_job = dg.define_asset_job(
-    "k8s_inventory_job", selection=[k8s_node_inventory],
+    "k8s_inventory_job",
+    selection=[k8s_node_inventory],
     description="Poll the Kubernetes cluster's nodes and pods (the watcher heartbeat).",
 )

@@ -28,33 +28,49 @@ from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, HOME_REGION
 from spot_pipelines.resources.market_data import MarketDataAPIs
 
-SPOT_PRICE_SCHEMA = dg.TableSchema(columns=[
-    dg.TableColumn("day", "date", description="the partition (UTC day)"),
-    dg.TableColumn("ts", "timestamptz", description="time of the price change; 00:00 UTC for the day-open row"),
-    dg.TableColumn("region", "text"),
-    dg.TableColumn("availability_zone", "text", description="AZ name (differs per account)"),
-    dg.TableColumn("availability_zone_id", "text", description="AZ ID, the cross-account join key"),
-    dg.TableColumn("instance_type", "text"),
-    dg.TableColumn("product_description", "text", description="e.g. Linux/UNIX"),
-    dg.TableColumn("price", "float", description="USD per hour"),
-    dg.TableColumn("is_day_open", "bool", description="the price in force at 00:00 UTC, carried from before the day"),
-])
-PRICE_PREVIEW_COLUMNS = ["ts", "region", "availability_zone_id", "instance_type", "product_description",
-                         "price", "is_day_open"]
+SPOT_PRICE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("day", "date", description="the partition (UTC day)"),
+        dg.TableColumn("ts", "timestamptz", description="time of the price change; 00:00 UTC for the day-open row"),
+        dg.TableColumn("region", "text"),
+        dg.TableColumn("availability_zone", "text", description="AZ name (differs per account)"),
+        dg.TableColumn("availability_zone_id", "text", description="AZ ID, the cross-account join key"),
+        dg.TableColumn("instance_type", "text"),
+        dg.TableColumn("product_description", "text", description="e.g. Linux/UNIX"),
+        dg.TableColumn("price", "float", description="USD per hour"),
+        dg.TableColumn(
+            "is_day_open", "bool", description="the price in force at 00:00 UTC, carried from before the day"
+        ),
+    ]
+)
+PRICE_PREVIEW_COLUMNS = [
+    "ts",
+    "region",
+    "availability_zone_id",
+    "instance_type",
+    "product_description",
+    "price",
+    "is_day_open",
+]
 
 
 class SpotPriceHistoryConfig(dg.Config):
     regions: list[str] | None = Field(
-        default=None, description="Regions to read (each must be enabled); unset: every enabled region.")
-    product_descriptions: list[str] = Field(default=list(md.DEFAULT_PRODUCTS),
-                                            description="ProductDescriptions filter, e.g. Linux/UNIX.")
+        default=None, description="Regions to read (each must be enabled); unset: every enabled region."
+    )
+    product_descriptions: list[str] = Field(
+        default=list(md.DEFAULT_PRODUCTS), description="ProductDescriptions filter, e.g. Linux/UNIX."
+    )
     all_instance_types: bool = Field(
-        default=True, description="Every instance type; false: the discovered fleet's types plus instance_families.")
+        default=True, description="Every instance type; false: the discovered fleet's types plus instance_families."
+    )
     instance_families: list[str] = Field(default=[], description="Families added to the fleet's types, e.g. m7g.")
     max_region_workers: int = Field(default=md.MAX_REGION_WORKERS, description="Regions fetched at once.")
     retry_failed_regions: bool = Field(
-        default=True, description="Let the retry policy re-run when a region failed on AWS errors (throttling "
-                                  "after botocore's retries); false: fail at once. Bad data never retries.")
+        default=True,
+        description="Let the retry policy re-run when a region failed on AWS errors (throttling "
+        "after botocore's retries); false: fail at once. Bad data never retries.",
+    )
 
 
 class OnDemandPricesConfig(dg.Config):
@@ -64,8 +80,10 @@ class OnDemandPricesConfig(dg.Config):
 
 class SpotAdvisorConfig(dg.Config):
     max_lag_days: int = Field(
-        default=3, description="The feed shows only the current trailing month: a partition older than "
-                               "this many days cannot be reconstructed from it and is refused.")
+        default=3,
+        description="The feed shows only the current trailing month: a partition older than "
+        "this many days cannot be reconstructed from it and is refused.",
+    )
 
 
 def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
@@ -81,6 +99,7 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
 # spot_price_history
 # ---------------------------------------------------------------------------------------------
 
+
 @dg.asset(
     partitions_def=market_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -89,15 +108,26 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
     owners=["team:platform"],
     pool="aws_api",
     retry_policy=AWS_RETRY_POLICY,
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50),
-                                                    warn_window=timedelta(hours=28)),
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50), warn_window=timedelta(hours=28)),
     check_specs=[
-        dg.AssetCheckSpec("prices_positive", asset="spot_price_history", blocking=True,
-                          description="No stored price of the partition is zero or negative."),
-        dg.AssetCheckSpec("all_enabled_regions_present", asset="spot_price_history", blocking=True,
-                          description="Every enabled region has prices for every day of the partition."),
-        dg.AssetCheckSpec("no_duplicate_prices", asset="spot_price_history", blocking=True,
-                          description="One price per (AZ ID, instance type, product, timestamp)."),
+        dg.AssetCheckSpec(
+            "prices_positive",
+            asset="spot_price_history",
+            blocking=True,
+            description="No stored price of the partition is zero or negative.",
+        ),
+        dg.AssetCheckSpec(
+            "all_enabled_regions_present",
+            asset="spot_price_history",
+            blocking=True,
+            description="Every enabled region has prices for every day of the partition.",
+        ),
+        dg.AssetCheckSpec(
+            "no_duplicate_prices",
+            asset="spot_price_history",
+            blocking=True,
+            description="One price per (AZ ID, instance type, product, timestamp).",
+        ),
     ],
     description=(
         "Spot price changes per (AZ ID, instance type, product) for one UTC day, every enabled region. "
@@ -106,8 +136,9 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
         "a range runs as one run."
     ),
 )
-def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, app_db: AppDatabase,
-                       market_apis: MarketDataAPIs) -> dg.MaterializeResult:
+def spot_price_history(
+    context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, app_db: AppDatabase, market_apis: MarketDataAPIs
+) -> dg.MaterializeResult:
     try:
         check_fetchable(context.partition_keys)
     except ValidationError as exc:  # the day is gone from AWS: no retry can fetch it
@@ -121,9 +152,11 @@ def spot_price_history(context: dg.AssetExecutionContext, config: SpotPriceHisto
         # The healthy regions are stored; failed regions keep their earlier rows. Retried later.
         raise dg.Failure(
             description=f"spot prices failed for {len(ingest.failed)} region-day(s): "
-                        + "; ".join(f"{k}: {v}" for k, v in sorted(ingest.failed.items())),
-            metadata={"failed": dg.MetadataValue.json(ingest.failed),
-                      "rows_by_day": dg.MetadataValue.json(ingest.rows_by_day)},
+            + "; ".join(f"{k}: {v}" for k, v in sorted(ingest.failed.items())),
+            metadata={
+                "failed": dg.MetadataValue.json(ingest.failed),
+                "rows_by_day": dg.MetadataValue.json(ingest.rows_by_day),
+            },
             allow_retries=ingest.transient and config.retry_failed_regions,
         )
     enabled = [r for r in regions if r not in skipped]
@@ -154,15 +187,18 @@ def _fleet_instance_types(app_db: AppDatabase, instance_families: Sequence[str])
             raise dg.Failure(description=f"config {exc}; nothing fetched or written", allow_retries=False) from None
         instance_types = sorted(set(market.inventory_instance_types(session)) | set(families))
     if not instance_types:
-        raise dg.Failure(description="all_instance_types is false, but the discovered fleet is empty and "
-                                     "instance_families is empty: nothing to fetch",
-                         allow_retries=False)
+        raise dg.Failure(
+            description="all_instance_types is false, but the discovered fleet is empty and "
+            "instance_families is empty: nothing to fetch",
+            allow_retries=False,
+        )
     return instance_types
 
 
 @dataclass
 class _SpotIngest:
     """What fetching and storing the partition's days did, summed over the days."""
+
     rows_by_day: dict[str, int] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -172,14 +208,21 @@ class _SpotIngest:
     api_calls: int = 0
 
 
-def _ingest_spot_days(context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, engine,
-                      market_apis: MarketDataAPIs, days: Sequence[date], regions: Sequence[str],
-                      instance_types: list[str] | None) -> _SpotIngest:
+def _ingest_spot_days(
+    context: dg.AssetExecutionContext,
+    config: SpotPriceHistoryConfig,
+    engine,
+    market_apis: MarketDataAPIs,
+    days: Sequence[date],
+    regions: Sequence[str],
+    instance_types: list[str] | None,
+) -> _SpotIngest:
     """Fetch and store each day in turn (one day's rows in memory at a time)."""
     out = _SpotIngest()
     for day in days:
-        fetch = md.fetch_spot_history(market_apis.ec2, regions, day, instance_types,
-                                      config.product_descriptions, config.max_region_workers)
+        fetch = md.fetch_spot_history(
+            market_apis.ec2, regions, day, instance_types, config.product_descriptions, config.max_region_workers
+        )
         out.api_calls += fetch.api_calls
         out.skipped.update(fetch.skipped_regions)
         out.failed.update({f"{day} {r}": cause for r, cause in fetch.failed_regions.items()})
@@ -189,30 +232,53 @@ def _ingest_spot_days(context: dg.AssetExecutionContext, config: SpotPriceHistor
         # Exactly the slice fetched is replaced: the regions that answered × the types and products
         # asked for. A failed region keeps what it had, and so does a type that came back empty.
         out.rows_by_day[day.isoformat()] = market.replace_spot_price_day(
-            engine, day, fetch.fetched_regions, fetch.rows, keep_types=fetch.no_prices,
-            instance_types=instance_types, products=config.product_descriptions)
+            engine,
+            day,
+            fetch.fetched_regions,
+            fetch.rows,
+            keep_types=fetch.no_prices,
+            instance_types=instance_types,
+            products=config.product_descriptions,
+        )
         if not out.preview and len(fetch.rows):
             out.preview = fetch.rows.head(20).to_dict("records")
-        context.log.info(f"{day}: {out.rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} "
-                         f"regions, {len(fetch.failed_regions)} failed, {len(fetch.skipped_regions)} skipped")
+        context.log.info(
+            f"{day}: {out.rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} "
+            f"regions, {len(fetch.failed_regions)} failed, {len(fetch.skipped_regions)} skipped"
+        )
         del fetch
     return out
 
 
 def _spot_price_checks(engine, days: Sequence[date], enabled: Sequence[str]) -> list[dg.AssetCheckResult]:
     stats = market.spot_price_stats(engine, days)
-    missing = {d: sorted(set(enabled) - regions_present)
-               for d, regions_present in _regions_by_day(engine, days).items() if set(enabled) - regions_present}
+    missing = {
+        d: sorted(set(enabled) - regions_present)
+        for d, regions_present in _regions_by_day(engine, days).items()
+        if set(enabled) - regions_present
+    }
     return [
-        dg.AssetCheckResult(check_name="prices_positive", passed=not stats.nonpositive,
-                            metadata={"nonpositive_sample": dg.MetadataValue.md(markdown_table(
-                                stats.nonpositive, ["region", "availability_zone_id", "instance_type", "ts",
-                                                    "price"]))}),
-        dg.AssetCheckResult(check_name="all_enabled_regions_present", passed=not missing,
-                            metadata={"enabled_regions": len(enabled),
-                                      "missing_by_day": dg.MetadataValue.json(missing)}),
-        dg.AssetCheckResult(check_name="no_duplicate_prices", passed=stats.duplicates == 0,
-                            metadata={"duplicate_keys": stats.duplicates}),
+        dg.AssetCheckResult(
+            check_name="prices_positive",
+            passed=not stats.nonpositive,
+            metadata={
+                "nonpositive_sample": dg.MetadataValue.md(
+                    markdown_table(
+                        stats.nonpositive, ["region", "availability_zone_id", "instance_type", "ts", "price"]
+                    )
+                )
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="all_enabled_regions_present",
+            passed=not missing,
+            metadata={"enabled_regions": len(enabled), "missing_by_day": dg.MetadataValue.json(missing)},
+        ),
+        dg.AssetCheckResult(
+            check_name="no_duplicate_prices",
+            passed=stats.duplicates == 0,
+            metadata={"duplicate_keys": stats.duplicates},
+        ),
     ]
 
 
@@ -228,6 +294,7 @@ def _regions_by_day(engine, days: Sequence[date]) -> dict[str, set[str]]:
 # ---------------------------------------------------------------------------------------------
 # on_demand_prices
 # ---------------------------------------------------------------------------------------------
+
 
 def _age_in_words(age_days: float | None, max_age_days: int, fetch: md.OnDemandFetch) -> str:
     """The prices_recent result for a person: how old, and why (the bundled snapshot's reason)."""
@@ -249,11 +316,18 @@ def _age_in_words(age_days: float | None, max_age_days: int, fetch: md.OnDemandF
     retry_policy=AWS_RETRY_POLICY,
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=2)),
     check_specs=[
-        dg.AssetCheckSpec("prices_positive", asset="on_demand_prices", blocking=True,
-                          description="No stored on-demand price is zero or negative."),
-        dg.AssetCheckSpec("prices_recent", asset="on_demand_prices", blocking=False,
-                          description="The oldest stored price is younger than max_age_days "
-                                      "(the bundled snapshot is not)."),
+        dg.AssetCheckSpec(
+            "prices_positive",
+            asset="on_demand_prices",
+            blocking=True,
+            description="No stored on-demand price is zero or negative.",
+        ),
+        dg.AssetCheckSpec(
+            "prices_recent",
+            asset="on_demand_prices",
+            blocking=False,
+            description="The oldest stored price is younger than max_age_days (the bundled snapshot is not).",
+        ),
     ],
     description=(
         "Linux shared-tenancy on-demand USD/hour per (region, instance type) from the Price List API "
@@ -261,8 +335,9 @@ def _age_in_words(age_days: float | None, max_age_days: int, fetch: md.OnDemandF
         "(us-east-1, dated by its capture) is used and the metadata says so; it never overwrites newer prices."
     ),
 )
-def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesConfig, app_db: AppDatabase,
-                     market_apis: MarketDataAPIs) -> dg.MaterializeResult:
+def on_demand_prices(
+    context: dg.AssetExecutionContext, config: OnDemandPricesConfig, app_db: AppDatabase, market_apis: MarketDataAPIs
+) -> dg.MaterializeResult:
     regions, skipped = _regions(market_apis, config.regions)
     fetch = _fetch_on_demand(context, market_apis, regions)
     with app_db.transaction() as session:
@@ -282,15 +357,17 @@ def on_demand_prices(context: dg.AssetExecutionContext, config: OnDemandPricesCo
             "skipped_regions": dg.MetadataValue.json(skipped),
             "skipped_items": dg.MetadataValue.json(fetch.problems[:200]),
             "api_calls": fetch.api_calls,
-            "preview": dg.MetadataValue.md(markdown_table(
-                fetch.rows, ["region", "instance_type", "usd_per_hour", "source", "as_of"])),
+            "preview": dg.MetadataValue.md(
+                markdown_table(fetch.rows, ["region", "instance_type", "usd_per_hour", "source", "as_of"])
+            ),
         },
         check_results=_on_demand_checks(summary, config.max_age_days, fetch),
     )
 
 
-def _fetch_on_demand(context: dg.AssetExecutionContext, market_apis: MarketDataAPIs,
-                     regions: Sequence[str]) -> md.OnDemandFetch:
+def _fetch_on_demand(
+    context: dg.AssetExecutionContext, market_apis: MarketDataAPIs, regions: Sequence[str]
+) -> md.OnDemandFetch:
     """The Price List API's prices, else the bundled snapshot with the API's causes as its reason."""
     try:
         fetch = md.fetch_on_demand(market_apis.pricing(), regions, as_of=utcnow())
@@ -299,7 +376,8 @@ def _fetch_on_demand(context: dg.AssetExecutionContext, market_apis: MarketDataA
     if not fetch.rows:
         # One line per distinct cause (an endpoint may answer with a whole HTML page).
         causes = sorted({" ".join(c.split())[:200] for c in fetch.failed_regions.values()}) or [
-            "the API returned no prices"]
+            "the API returned no prices"
+        ]
         fetch = md.bundled_on_demand(reason=f"Price List API unusable: {'; '.join(causes)[:600]}")
         context.log.warning(f"on-demand prices from the bundled snapshot: {fetch.fallback_reason}")
     return fetch
@@ -309,19 +387,25 @@ def _on_demand_checks(summary: dict, max_age_days: int, fetch: md.OnDemandFetch)
     oldest = summary["oldest_as_of"]
     age_days = None if oldest is None else round((utcnow() - oldest).total_seconds() / 86400, 1)
     return [
-        dg.AssetCheckResult(check_name="prices_positive", passed=summary["nonpositive"] == 0,
-                            metadata={"nonpositive": summary["nonpositive"]}),
-        dg.AssetCheckResult(check_name="prices_recent",
-                            passed=oldest is not None and utcnow() - oldest <= timedelta(days=max_age_days),
-                            severity=dg.AssetCheckSeverity.WARN,
-                            description=_age_in_words(age_days, max_age_days, fetch),
-                            metadata={"oldest_age_days": age_days, "max_age_days": max_age_days}),
+        dg.AssetCheckResult(
+            check_name="prices_positive",
+            passed=summary["nonpositive"] == 0,
+            metadata={"nonpositive": summary["nonpositive"]},
+        ),
+        dg.AssetCheckResult(
+            check_name="prices_recent",
+            passed=oldest is not None and utcnow() - oldest <= timedelta(days=max_age_days),
+            severity=dg.AssetCheckSeverity.WARN,
+            description=_age_in_words(age_days, max_age_days, fetch),
+            metadata={"oldest_age_days": age_days, "max_age_days": max_age_days},
+        ),
     ]
 
 
 # ---------------------------------------------------------------------------------------------
 # spot_advisor
 # ---------------------------------------------------------------------------------------------
+
 
 @dg.asset(
     partitions_def=market_daily_partitions,
@@ -330,11 +414,14 @@ def _on_demand_checks(summary: dict, max_age_days: int, fetch: md.OnDemandFetch)
     kinds={"aws", "sql"},
     owners=["team:platform"],
     retry_policy=AWS_RETRY_POLICY,
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50),
-                                                    warn_window=timedelta(hours=28)),
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50), warn_window=timedelta(hours=28)),
     check_specs=[
-        dg.AssetCheckSpec("bands_in_range", asset="spot_advisor", blocking=True,
-                          description="Interruption bands are 0..4 and savings 0..100 % for the day."),
+        dg.AssetCheckSpec(
+            "bands_in_range",
+            asset="spot_advisor",
+            blocking=True,
+            description="Interruption bands are 0..4 and savings 0..100 % for the day.",
+        ),
     ],
     description=(
         "The Spot Instance Advisor (interruption-frequency band and savings vs on-demand per region, OS and type), "
@@ -342,8 +429,9 @@ def _on_demand_checks(summary: dict, max_age_days: int, fetch: md.OnDemandFetch)
         "snapshot (said in the metadata) when the feed is unreachable or unusable."
     ),
 )
-def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, app_db: AppDatabase,
-                 market_apis: MarketDataAPIs) -> dg.MaterializeResult:
+def spot_advisor(
+    context: dg.AssetExecutionContext, config: SpotAdvisorConfig, app_db: AppDatabase, market_apis: MarketDataAPIs
+) -> dg.MaterializeResult:
     days = [date.fromisoformat(key) for key in context.partition_keys]
     _refuse_unreconstructable_days(days, config.max_lag_days)
     feed = md.load_advisor(days[-1], market_apis.advisor_feed)
@@ -367,14 +455,26 @@ def spot_advisor(context: dg.AssetExecutionContext, config: SpotAdvisorConfig, a
             "rows_by_band": dg.MetadataValue.json(dict(sorted(by_band.items()))),
             "skipped_entries": dg.MetadataValue.json(feed.problems[:200]),
             "catalog_types": len(feed.catalog),
-            "preview": dg.MetadataValue.md(markdown_table(
-                feed.rows, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"])),
+            "preview": dg.MetadataValue.md(
+                markdown_table(
+                    feed.rows, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]
+                )
+            ),
         },
-        check_results=[dg.AssetCheckResult(
-            check_name="bands_in_range", passed=not bad,
-            metadata={"stored_rows": stored, "out_of_range_sample": dg.MetadataValue.md(markdown_table(
-                bad, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]))},
-        )],
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="bands_in_range",
+                passed=not bad,
+                metadata={
+                    "stored_rows": stored,
+                    "out_of_range_sample": dg.MetadataValue.md(
+                        markdown_table(
+                            bad, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]
+                        )
+                    ),
+                },
+            )
+        ],
     )
 
 
@@ -383,14 +483,15 @@ def _refuse_unreconstructable_days(days: Sequence[date], max_lag_days: int) -> N
     if too_old:
         raise dg.Failure(
             description=f"spot_advisor partition(s) {too_old[0]}…{too_old[-1]} are more than {max_lag_days} "
-                        f"days old: the feed only shows the current trailing month, so those days cannot be "
-                        f"reconstructed (raise max_lag_days to store today's feed under them anyway); nothing written",
+            f"days old: the feed only shows the current trailing month, so those days cannot be "
+            f"reconstructed (raise max_lag_days to store today's feed under them anyway); nothing written",
             allow_retries=False,
         )
 
 
-def _store_advisor_days(app_db: AppDatabase, days: Sequence[date],
-                        feed: md.AdvisorFeed) -> tuple[dict[str, int], dict[str, str]]:
+def _store_advisor_days(
+    app_db: AppDatabase, days: Sequence[date], feed: md.AdvisorFeed
+) -> tuple[dict[str, int], dict[str, str]]:
     """The feed stored under each day in one transaction: rows written per day, and why a day was not."""
     written_by_day: dict[str, int] = {}
     not_written: dict[str, str] = {}
@@ -422,12 +523,15 @@ def _stored_advisor_days(app_db: AppDatabase, days: Sequence[date]) -> tuple[int
 market_data_assets = [spot_price_history, on_demand_prices, spot_advisor]
 
 spot_price_history_job = dg.define_asset_job(
-    "spot_price_history_job", selection=[spot_price_history], partitions_def=market_daily_partitions,
+    "spot_price_history_job",
+    selection=[spot_price_history],
+    partitions_def=market_daily_partitions,
     description="Spot price history by daily partition; backfill a range with "
-                "`dagster job backfill -j spot_price_history_job --from A --to B` (runs need the daemon).",
+    "`dagster job backfill -j spot_price_history_job --from A --to B` (runs need the daemon).",
 )
 daily_market_data_job = dg.define_asset_job(
-    "daily_market_data", selection=[spot_price_history, spot_advisor, on_demand_prices],
+    "daily_market_data",
+    selection=[spot_price_history, spot_advisor, on_demand_prices],
     partitions_def=market_daily_partitions,
     description="One day of spot price history and the Spot Advisor snapshot, and on-demand prices.",
 )

@@ -14,8 +14,6 @@ import numpy as np
 from spot_pipelines.asset_support import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.reporting import markdown_table, records
-from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.core.ml import (
     ModelArtifactError,
     QualityGate,
@@ -28,7 +26,9 @@ from spot_pipelines.core.ml import (
     train,
     training_frame,
 )
+from spot_pipelines.core.reporting import markdown_table, records
 from spot_pipelines.core.risk import FEATURES, window_end
+from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import ml as ml_rows
@@ -56,9 +56,15 @@ def _metrics_table(metrics: dict) -> str:
     rows = []
     for name in ("model", "baseline"):
         m = metrics[name]
-        rows.append({"": "model" if name == "model" else "advisor band only (baseline)",
-                     "Brier": f"{m['brier']:.5f}", "ROC AUC": "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
-                     "log loss": f"{m['log_loss']:.4f}", "mean p": f"{m['mean_prediction']:.4f}"})
+        rows.append(
+            {
+                "": "model" if name == "model" else "advisor band only (baseline)",
+                "Brier": f"{m['brier']:.5f}",
+                "ROC AUC": "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
+                "log loss": f"{m['log_loss']:.4f}",
+                "mean p": f"{m['mean_prediction']:.4f}",
+            }
+        )
     return markdown_table(rows, ["", "Brier", "ROC AUC", "log loss", "mean p"])
 
 
@@ -66,14 +72,24 @@ def _metrics_table(metrics: dict) -> str:
     group_name="optimization",
     kinds={"scikitlearn"},
     owners=["team:optimization"],
-    deps=[dg.AssetKey("interruption_risk_scores"), dg.AssetKey("spot_price_history"), dg.AssetKey("spot_advisor"),
-          dg.AssetKey("on_demand_prices"), dg.AssetKey("spot_interruption_events")],
+    deps=[
+        dg.AssetKey("interruption_risk_scores"),
+        dg.AssetKey("spot_price_history"),
+        dg.AssetKey("spot_advisor"),
+        dg.AssetKey("on_demand_prices"),
+        dg.AssetKey("spot_interruption_events"),
+    ],
     # Weekly; and while there is no model yet, after each new batch of risk scores (not a week after the first
     # deploy, and a failed first training waits for the next scores rather than retrying every tick).
-    automation_condition=(dg.AutomationCondition.cron_tick_passed(RETRAIN_CRON)
-                          | (dg.AutomationCondition.missing() & dg.AutomationCondition.any_deps_updated().allow(
-                              dg.AssetSelection.assets("interruption_risk_scores")))).since_last_handled()
-    & upstream_present("interruption_risk_scores") & ~dg.AutomationCondition.any_deps_in_progress()
+    automation_condition=(
+        dg.AutomationCondition.cron_tick_passed(RETRAIN_CRON)
+        | (
+            dg.AutomationCondition.missing()
+            & dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets("interruption_risk_scores"))
+        )
+    ).since_last_handled()
+    & upstream_present("interruption_risk_scores")
+    & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress(),
     description=(
         "A calibrated gradient-boosting Pipeline predicting P(spot interruption warning within the horizon) "
@@ -82,8 +98,9 @@ def _metrics_table(metrics: dict) -> str:
         "Registers a versioned joblib artifact as a candidate; the blocking check promotes or blocks it."
     ),
 )
-def interruption_model(context: dg.AssetExecutionContext, config: TrainModelConfig, app_db: AppDatabase,
-                       model_store: ModelStore) -> dg.MaterializeResult:
+def interruption_model(
+    context: dg.AssetExecutionContext, config: TrainModelConfig, app_db: AppDatabase, model_store: ModelStore
+) -> dg.MaterializeResult:
     end = window_end(parse_as_of(config.as_of))
     start = end - timedelta(days=config.training_days)
     tc = core_config(TrainingConfig, config)
@@ -109,9 +126,17 @@ def _register_candidate(app_db: AppDatabase, model_store: ModelStore, model) -> 
         version = ml_rows.next_model_version(session)
         data, sha = serialize(model, version)
         uri = model_store.write(model_store.artifact_name(version), data)
-        session.add(ml_rows.ModelRegistryEntry(version=version, trained_at=utcnow(), artifact_uri=uri,
-                                           artifact_sha256=sha, sklearn_version=_sklearn_version(),
-                                           status=ml_rows.CANDIDATE, **registry_fields(model)))
+        session.add(
+            ml_rows.ModelRegistryEntry(
+                version=version,
+                trained_at=utcnow(),
+                artifact_uri=uri,
+                artifact_sha256=sha,
+                sklearn_version=_sklearn_version(),
+                status=ml_rows.CANDIDATE,
+                **registry_fields(model),
+            )
+        )
     return version, uri
 
 
@@ -126,7 +151,8 @@ def _model_metadata(model, version: int, uri: str, verdict_ok: bool) -> dict:
         "baseline_brier": model.metrics["baseline"]["brier"],
         "roc_auc": model.metrics["model"]["roc_auc"] if model.metrics["model"]["roc_auc"] is not None else float("nan"),
         "baseline_roc_auc": model.metrics["baseline"]["roc_auc"]
-        if model.metrics["baseline"]["roc_auc"] is not None else float("nan"),
+        if model.metrics["baseline"]["roc_auc"] is not None
+        else float("nan"),
         "beats_or_ties_baseline": verdict_ok,
         "n_train": model.n_train,
         "n_holdout": model.n_holdout,
@@ -144,8 +170,9 @@ def _sklearn_version() -> str:
     return sklearn.__version__
 
 
-def evaluate_latest(app_db: AppDatabase, model_store: ModelStore, gate: QualityGate = QualityGate()
-                    ) -> tuple[bool, str, dict]:
+def evaluate_latest(
+    app_db: AppDatabase, model_store: ModelStore, gate: QualityGate = QualityGate()
+) -> tuple[bool, str, dict]:
     """Vet the newest registered version; promote it to ready or block it. Returns (passed, why, metadata)."""
     with app_db.transaction() as session:
         entry = ml_rows.latest_model(session)
@@ -153,18 +180,27 @@ def evaluate_latest(app_db: AppDatabase, model_store: ModelStore, gate: QualityG
             return False, "no model version is registered", {}
         meta = {"model_version": entry.version, "label_source": entry.label_source}
         try:
-            payload = deserialize(model_store.read(entry.artifact_uri), where=f"v{entry.version} ({entry.artifact_uri})",
-                                  expected_sha256=entry.artifact_sha256, expected_features=list(FEATURES))
+            payload = deserialize(
+                model_store.read(entry.artifact_uri),
+                where=f"v{entry.version} ({entry.artifact_uri})",
+                expected_sha256=entry.artifact_sha256,
+                expected_features=list(FEATURES),
+            )
             predict(payload, _smoke_frame())
             passed, why = gate.verdict(entry.metrics)
         except ModelArtifactError as exc:
             passed, why = False, str(exc)
-        ml_rows.set_model_status(session, entry.version, ml_rows.READY if passed else ml_rows.BLOCKED, None if passed else why)
+        ml_rows.set_model_status(
+            session, entry.version, ml_rows.READY if passed else ml_rows.BLOCKED, None if passed else why
+        )
         serving = ml_rows.ready_models(session)
         meta["serving_version"] = serving[0].version if serving else -1
         if not passed:
-            why += ("; predictions keep using v" + str(serving[0].version)) if serving else \
-                "; no earlier ready version exists: predictions use the advisor-band prior (model version 0)"
+            why += (
+                ("; predictions keep using v" + str(serving[0].version))
+                if serving
+                else "; no earlier ready version exists: predictions use the advisor-band prior (model version 0)"
+            )
         meta["metrics"] = dg.MetadataValue.json(entry.metrics)
         return passed, why, meta
 
@@ -179,13 +215,14 @@ def _smoke_frame():
     asset=interruption_model,
     blocking=True,
     description="The newest model loads, predicts, and is not worse than the advisor-band baseline "
-                "(Brier, ROC AUC on the time-based holdout). Fails otherwise; that version is blocked and "
-                "the previous ready version keeps serving predictions.",
+    "(Brier, ROC AUC on the time-based holdout). Fails otherwise; that version is blocked and "
+    "the previous ready version keeps serving predictions.",
 )
 def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> dg.AssetCheckResult:
     passed, why, meta = evaluate_latest(app_db, model_store)
-    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=why,
-                               metadata={k: v for k, v in meta.items()})
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=why, metadata={k: v for k, v in meta.items()}
+    )
 
 
 @dg.asset(
@@ -193,22 +230,27 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
     kinds={"scikitlearn", "sql"},
     owners=["team:optimization"],
     deps=[dg.AssetKey("interruption_risk_scores"), dg.AssetKey("interruption_model")],
-    automation_condition=AFTER_NEW_DATA & upstream_present("interruption_risk_scores")
+    automation_condition=AFTER_NEW_DATA
+    & upstream_present("interruption_risk_scores")
     & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description="P(interruption within the model's horizon) for every scored market, from the newest ready "
-                "model version that loads (else the advisor-band prior, recorded as version 0); the version is "
-                "recorded on every row.",
+    "model version that loads (else the advisor-band prior, recorded as version 0); the version is "
+    "recorded on every row.",
 )
-def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatabase,
-                             model_store: ModelStore) -> dg.MaterializeResult:
+def interruption_predictions(
+    context: dg.AssetExecutionContext, app_db: AppDatabase, model_store: ModelStore
+) -> dg.MaterializeResult:
     with app_db.connection() as conn:
         scores = risk_rows.read_risk_scores(conn)
     payload, entry, fallbacks = _serving_model(context, app_db, model_store)
     if entry is None:
         # No model version is usable: the advisor band's implied rate (the baseline every model is judged
         # against) still prices the risk, recorded as model version 0 so nobody mistakes it for the model.
-        served_by = "advisor-band prior (no ready model version loads: " + (
-            "; ".join(fallbacks) if fallbacks else "none has passed interruption_model_quality yet") + ")"
+        served_by = (
+            "advisor-band prior (no ready model version loads: "
+            + ("; ".join(fallbacks) if fallbacks else "none has passed interruption_model_quality yet")
+            + ")"
+        )
         context.log.warning(f"interruption_predictions: serving the {served_by}")
         version, horizon, label_source = BASELINE_VERSION, 24, "advisor_band_prior"
         p = band_probability(scores["advisor_band"].to_numpy(np.float64), horizon_days=1)
@@ -221,9 +263,14 @@ def interruption_predictions(context: dg.AssetExecutionContext, app_db: AppDatab
             raise dg.Failure(description=f"interruption_predictions: {exc}", allow_retries=False) from None
     predicted_at = utcnow()
     out = scores[list(risk_rows.MARKET_KEY)].assign(
-        model_version=version, p_interruption=np.clip(p, 0, 1), horizon_hours=horizon,
-        risk_score=scores["score"], spot_price=scores["spot_price"], on_demand_price=scores["on_demand_price"],
-        predicted_at=predicted_at)
+        model_version=version,
+        p_interruption=np.clip(p, 0, 1),
+        horizon_hours=horizon,
+        risk_score=scores["score"],
+        spot_price=scores["spot_price"],
+        on_demand_price=scores["on_demand_price"],
+        predicted_at=predicted_at,
+    )
     with app_db.transaction() as session:
         risk_rows.replace_rows(session, ml_rows.InterruptionPrediction, records(out))
     return dg.MaterializeResult(metadata=_predictions_metadata(out, version, served_by, label_source, fallbacks))
@@ -235,9 +282,12 @@ def _serving_model(context: dg.AssetExecutionContext, app_db: AppDatabase, model
     with app_db.transaction() as session:
         for candidate in ml_rows.ready_models(session):
             try:
-                payload = deserialize(model_store.read(candidate.artifact_uri),
-                                      where=f"v{candidate.version} ({candidate.artifact_uri})",
-                                      expected_sha256=candidate.artifact_sha256, expected_features=list(FEATURES))
+                payload = deserialize(
+                    model_store.read(candidate.artifact_uri),
+                    where=f"v{candidate.version} ({candidate.artifact_uri})",
+                    expected_sha256=candidate.artifact_sha256,
+                    expected_features=list(FEATURES),
+                )
                 return payload, candidate, fallbacks
             except ModelArtifactError as exc:
                 ml_rows.set_model_status(session, candidate.version, ml_rows.BLOCKED, str(exc))
@@ -256,6 +306,10 @@ def _predictions_metadata(out, version: int, served_by: str, label_source: str, 
         "label_source": label_source,
         "fell_back_from": dg.MetadataValue.json(fallbacks),
         "mean_p_interruption": float(out["p_interruption"].mean()) if len(out) else 0.0,
-        "preview": dg.MetadataValue.md(markdown_table(records(preview), [
-            "region", "availability_zone_id", "instance_type", "p_interruption", "risk_score", "spot_price"])),
+        "preview": dg.MetadataValue.md(
+            markdown_table(
+                records(preview),
+                ["region", "availability_zone_id", "instance_type", "p_interruption", "risk_score", "spot_price"],
+            )
+        ),
     }

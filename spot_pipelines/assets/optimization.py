@@ -33,33 +33,59 @@ def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
     actionable = recs[recs["action"] != "stay_on_demand"]
     if recs.empty:
         return "_no running instances to recommend for_"
-    by_account = (actionable.assign(account=actionable["account_id"].map(names).fillna(actionable["account_id"]
-                                                                                       .astype(str)))
-                  .groupby("account").agg(recommendations=("instance_id", "size"),
-                                          monthly_savings_usd=("monthly_savings_usd", "sum"))
-                  .sort_values("monthly_savings_usd", ascending=False).round(2).reset_index())
-    by_action = recs.groupby("action").agg(instances=("instance_id", "size"),
-                                           monthly_savings_usd=("monthly_savings_usd", "sum")).round(2).reset_index()
+    by_account = (
+        actionable.assign(account=actionable["account_id"].map(names).fillna(actionable["account_id"].astype(str)))
+        .groupby("account")
+        .agg(recommendations=("instance_id", "size"), monthly_savings_usd=("monthly_savings_usd", "sum"))
+        .sort_values("monthly_savings_usd", ascending=False)
+        .round(2)
+        .reset_index()
+    )
+    by_action = (
+        recs.groupby("action")
+        .agg(instances=("instance_id", "size"), monthly_savings_usd=("monthly_savings_usd", "sum"))
+        .round(2)
+        .reset_index()
+    )
     top = actionable.head(10).assign(account=lambda f: f["account_id"].map(names))
-    return "\n\n".join([
-        f"**Total monthly savings if all are executed: ${actionable['monthly_savings_usd'].sum():,.2f}**",
-        "### Savings by account", markdown_table(records(by_account), list(by_account.columns)),
-        "### By action", markdown_table(records(by_action), list(by_action.columns)),
-        "### Top recommendations",
-        markdown_table(records(top), ["account", "instance_id", "current_instance_type", "action",
-                                      "target_instance_type", "target_availability_zone_id", "monthly_savings_usd",
-                                      "reason"], limit=10),
-    ])
+    return "\n\n".join(
+        [
+            f"**Total monthly savings if all are executed: ${actionable['monthly_savings_usd'].sum():,.2f}**",
+            "### Savings by account",
+            markdown_table(records(by_account), list(by_account.columns)),
+            "### By action",
+            markdown_table(records(by_action), list(by_action.columns)),
+            "### Top recommendations",
+            markdown_table(
+                records(top),
+                [
+                    "account",
+                    "instance_id",
+                    "current_instance_type",
+                    "action",
+                    "target_instance_type",
+                    "target_availability_zone_id",
+                    "monthly_savings_usd",
+                    "reason",
+                ],
+                limit=10,
+            ),
+        ]
+    )
 
 
 @dg.asset(
     group_name="optimization",
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
-    deps=[dg.AssetKey("discovered_instances"), dg.AssetKey("interruption_predictions"),
-          dg.AssetKey("on_demand_prices"), dg.AssetKey("spot_advisor")],
-    automation_condition=AFTER_NEW_DATA & upstream_present("discovered_instances", "interruption_predictions",
-                                                           "on_demand_prices"),
+    deps=[
+        dg.AssetKey("discovered_instances"),
+        dg.AssetKey("interruption_predictions"),
+        dg.AssetKey("on_demand_prices"),
+        dg.AssetKey("spot_advisor"),
+    ],
+    automation_condition=AFTER_NEW_DATA
+    & upstream_present("discovered_instances", "interruption_predictions", "on_demand_prices"),
     description=(
         "Per running instance: compatible spot candidates priced in its AZ ID, the risk-adjusted expected hourly "
         "cost (spot price + P(interruption) × restart cost), and an action (move_to_spot, diversify, "
@@ -67,8 +93,9 @@ def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
         "`proposed`; the previous generation's proposed rows become `superseded`; decisions are never touched."
     ),
 )
-def spot_recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig,
-                         app_db: AppDatabase) -> dg.MaterializeResult:
+def spot_recommendations(
+    context: dg.AssetExecutionContext, config: RecommendationsConfig, app_db: AppDatabase
+) -> dg.MaterializeResult:
     try:
         rc = core_config(RecommendConfig, config)
     except ValidationError as exc:
@@ -90,18 +117,24 @@ def spot_recommendations(context: dg.AssetExecutionContext, config: Recommendati
     with app_db.connection() as conn:
         history = opt.savings_over_time(conn)
     actionable = recs[recs["action"] != "stay_on_demand"]
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": written,
-        "dagster/column_schema": frame_schema(recs.drop(columns=["candidates"])),
-        "running_instances": len(instances),
-        "recommendations_by_action": dg.MetadataValue.json(recs["action"].value_counts().to_dict()),
-        "unchanged_spot_instances": result.unchanged,
-        "held_back_pending_decisions": len(rows) - written,
-        "monthly_savings_usd": round(float(actionable["monthly_savings_usd"].sum()), 2),
-        "skipped_instances": len(result.skipped),
-        "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
-        "summary": dg.MetadataValue.md(summary_markdown(recs, names)),
-        "savings_over_time": dg.MetadataValue.md(markdown_table(
-            records(history.assign(generated_at=history["generated_at"].astype(str)).round(2)),
-            ["generated_at", "recommendations", "monthly_savings_usd", "executed_monthly_savings_usd"], limit=60)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": written,
+            "dagster/column_schema": frame_schema(recs.drop(columns=["candidates"])),
+            "running_instances": len(instances),
+            "recommendations_by_action": dg.MetadataValue.json(recs["action"].value_counts().to_dict()),
+            "unchanged_spot_instances": result.unchanged,
+            "held_back_pending_decisions": len(rows) - written,
+            "monthly_savings_usd": round(float(actionable["monthly_savings_usd"].sum()), 2),
+            "skipped_instances": len(result.skipped),
+            "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
+            "summary": dg.MetadataValue.md(summary_markdown(recs, names)),
+            "savings_over_time": dg.MetadataValue.md(
+                markdown_table(
+                    records(history.assign(generated_at=history["generated_at"].astype(str)).round(2)),
+                    ["generated_at", "recommendations", "monthly_savings_usd", "executed_monthly_savings_usd"],
+                    limit=60,
+                )
+            ),
+        }
+    )

@@ -15,8 +15,17 @@ from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import risk as risk_rows
 from spot_pipelines.resources.app_database import AppDatabase
 
-PREVIEW = ["region", "availability_zone_id", "instance_type", "spot_price", "price_to_on_demand",
-           "advisor_band", "observed_interruptions", "score", "risk_band"]
+PREVIEW = [
+    "region",
+    "availability_zone_id",
+    "instance_type",
+    "spot_price",
+    "price_to_on_demand",
+    "advisor_band",
+    "observed_interruptions",
+    "score",
+    "risk_band",
+]
 
 
 class RiskScoreConfig(dg.Config):
@@ -28,8 +37,12 @@ class RiskScoreConfig(dg.Config):
     group_name="optimization",
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
-    deps=[dg.AssetKey("spot_price_history"), dg.AssetKey("spot_advisor"), dg.AssetKey("on_demand_prices"),
-          dg.AssetKey("spot_interruption_events")],
+    deps=[
+        dg.AssetKey("spot_price_history"),
+        dg.AssetKey("spot_advisor"),
+        dg.AssetKey("on_demand_prices"),
+        dg.AssetKey("spot_interruption_events"),
+    ],
     automation_condition=AFTER_NEW_DATA & upstream_present("spot_price_history", "on_demand_prices"),
     description=(
         "Interruption risk per spot market (region, AZ ID, instance type, product) over a trailing window: "
@@ -38,8 +51,9 @@ class RiskScoreConfig(dg.Config):
         "a band. Markets without price history or on-demand price are skipped with a reason."
     ),
 )
-def interruption_risk_scores(context: dg.AssetExecutionContext, config: RiskScoreConfig,
-                             app_db: AppDatabase) -> dg.MaterializeResult:
+def interruption_risk_scores(
+    context: dg.AssetExecutionContext, config: RiskScoreConfig, app_db: AppDatabase
+) -> dg.MaterializeResult:
     as_of = parse_as_of(config.as_of)
     end_day = window_end(as_of).date()
     start_day = end_day - timedelta(days=config.window_days)
@@ -56,21 +70,30 @@ def interruption_risk_scores(context: dg.AssetExecutionContext, config: RiskScor
     scores = result.scores.assign(scored_at=scored_at)
     columns = {c.name for c in risk_rows.InterruptionRiskScore.__table__.columns}
     with app_db.transaction() as session:
-        risk_rows.replace_rows(session, risk_rows.InterruptionRiskScore, records(scores[[c for c in scores if c in columns]]))
+        risk_rows.replace_rows(
+            session, risk_rows.InterruptionRiskScore, records(scores[[c for c in scores if c in columns]])
+        )
     skipped_reasons = result.skipped["reason"].value_counts().to_dict() if len(result.skipped) else {}
-    context.log.info(f"scored {len(scores)} markets over {result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}, "
-                     f"skipped {len(result.skipped)}")
+    context.log.info(
+        f"scored {len(scores)} markets over {result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}, "
+        f"skipped {len(result.skipped)}"
+    )
     top = scores.sort_values("score", ascending=False)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(scores),
-        "dagster/column_schema": frame_schema(scores),
-        "window": f"{result.window_start:%Y-%m-%d} .. {result.window_end:%Y-%m-%d} (exclusive)",
-        "price_rows": len(prices),
-        "interruption_warnings_in_window": int((events["event_type"] == "spot_interruption_warning").sum())
-        if len(events) else 0,
-        "skipped_markets": len(result.skipped),
-        "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
-        "skipped_preview": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
-        "markets_by_risk_band": dg.MetadataValue.json(scores["risk_band"].value_counts().to_dict()),
-        "preview": dg.MetadataValue.md(markdown_table(records(top.round(4)), PREVIEW)),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(scores),
+            "dagster/column_schema": frame_schema(scores),
+            "window": f"{result.window_start:%Y-%m-%d} .. {result.window_end:%Y-%m-%d} (exclusive)",
+            "price_rows": len(prices),
+            "interruption_warnings_in_window": int((events["event_type"] == "spot_interruption_warning").sum())
+            if len(events)
+            else 0,
+            "skipped_markets": len(result.skipped),
+            "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
+            "skipped_preview": dg.MetadataValue.md(
+                markdown_table(records(result.skipped), list(result.skipped.columns))
+            ),
+            "markets_by_risk_band": dg.MetadataValue.json(scores["risk_band"].value_counts().to_dict()),
+            "preview": dg.MetadataValue.md(markdown_table(records(top.round(4)), PREVIEW)),
+        }
+    )

@@ -41,4 +41,3 @@ from spot_pipelines.cli import accounts, db, demo, keys, recommendations  # noqa
 
 for command in (keys.keys, db.db, accounts.accounts, recommendations.recommendations, demo.demo):
     main.add_command(command)
-

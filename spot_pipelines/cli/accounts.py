@@ -44,16 +44,30 @@ def _read_secret() -> str:
 @click.option("--aws-account-id", required=True, help="12-digit AWS account id.")
 @click.option("--role-arn", help="IAM role to assume in the account (role-based onboarding).")
 @click.option("--external-id", help="External ID the role's trust policy requires.")
-@click.option("--access-key-id", help="Access key id (key-based onboarding); the secret is read from stdin or a prompt.")
+@click.option(
+    "--access-key-id", help="Access key id (key-based onboarding); the secret is read from stdin or a prompt."
+)
 @click.option("--regions", help="Comma-separated regions to scan (default: every enabled region).")
-def accounts_add(name: str, aws_account_id: str, role_arn: str | None, external_id: str | None,
-                 access_key_id: str | None, regions: str | None) -> None:
+def accounts_add(
+    name: str,
+    aws_account_id: str,
+    role_arn: str | None,
+    external_id: str | None,
+    access_key_id: str | None,
+    regions: str | None,
+) -> None:
     """Onboard an account: store it `pending`, validate with sts:GetCallerIdentity, mark it `connected`.
 
     The secret access key is never accepted as an argument (argv is visible to other users).
     """
-    request = build_request(name, aws_account_id, role_arn=role_arn, external_id=external_id,
-                            access_key_id=access_key_id, regions=regions.split(",") if regions else None)
+    request = build_request(
+        name,
+        aws_account_id,
+        role_arn=role_arn,
+        external_id=external_id,
+        access_key_id=access_key_id,
+        regions=regions.split(",") if regions else None,
+    )
     db = AppDatabase()
     vault = CredentialVault(encryption_key=encryption_key(db) if request.auth_method == "keys" else None)
     encrypted = vault.encrypt(secret_access_key(_read_secret())) if request.auth_method == "keys" else None
@@ -90,12 +104,18 @@ def accounts_add(name: str, aws_account_id: str, role_arn: str | None, external_
 def accounts_list(as_json: bool) -> None:
     """List accounts with their status (secrets are never shown)."""
     with _transaction_while_duplicates_block_upgrade(AppDatabase()) as session:
-        rows = [{
-            "name": a.name, "aws_account_id": a.aws_account_id, "auth": a.auth_method,
-            "status": a.status, "regions": ",".join(a.regions) if a.regions else "all enabled",
-            "last_discovered_at": a.last_discovered_at.isoformat() if a.last_discovered_at else None,
-            "last_error": a.last_error,
-        } for a in account_rows.all_accounts(session)]
+        rows = [
+            {
+                "name": a.name,
+                "aws_account_id": a.aws_account_id,
+                "auth": a.auth_method,
+                "status": a.status,
+                "regions": ",".join(a.regions) if a.regions else "all enabled",
+                "last_discovered_at": a.last_discovered_at.isoformat() if a.last_discovered_at else None,
+                "last_error": a.last_error,
+            }
+            for a in account_rows.all_accounts(session)
+        ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -36,16 +36,22 @@ def encryption_key(db: AppDatabase) -> str:
     env_file = _env_file_with_key()
     if env_file is not None:
         where = "./.env" if env_file == Path.cwd() / ".env" else str(env_file)
-        raise ConfigError(f"{ENV_VAR} is not set in this shell, but {where} holds one: load it with "
-                          f"`set -a; . {where}; set +a` (do not generate a new key: stored secrets would "
-                          "become unreadable)")
+        raise ConfigError(
+            f"{ENV_VAR} is not set in this shell, but {where} holds one: load it with "
+            f"`set -a; . {where}; set +a` (do not generate a new key: stored secrets would "
+            "become unreadable)"
+        )
     with db.transaction() as session:
         stored = session.scalar(select(func.count()).where(Account.encrypted_secret.is_not(None)))
     if stored:
-        raise ConfigError(f"{ENV_VAR} is not set and {stored} stored secret(s) were encrypted under it: "
-                          "export the key they were stored with (a new key cannot read them)")
-    raise ConfigError(f"{ENV_VAR} is not set and no secrets are stored yet: generate one with "
-                      "`spot-pipelines keys generate` and export it")
+        raise ConfigError(
+            f"{ENV_VAR} is not set and {stored} stored secret(s) were encrypted under it: "
+            "export the key they were stored with (a new key cannot read them)"
+        )
+    raise ConfigError(
+        f"{ENV_VAR} is not set and no secrets are stored yet: generate one with "
+        "`spot-pipelines keys generate` and export it"
+    )
 
 
 @click.group(cls=Group)
@@ -65,8 +71,7 @@ def keys_rotate() -> None:
     db = AppDatabase()
     keyring = Keyring(encryption_key(db))
     with db.transaction() as session:
-        rows = list(session.scalars(select(Account).where(Account.encrypted_secret.is_not(None))
-                                    .with_for_update()))
+        rows = list(session.scalars(select(Account).where(Account.encrypted_secret.is_not(None)).with_for_update()))
         for account in rows:
             account.encrypted_secret = keyring.rotate(account.encrypted_secret, owner=f"account {account.name!r}")
         # Nothing is committed unless every secret is now readable by the primary key alone.
@@ -75,4 +80,6 @@ def keys_rotate() -> None:
             raise SpotPipelinesError(f"rotation check failed for {unreadable}; nothing was changed")
     click.echo(f"re-encrypted {len(rows)} secret(s) under the primary key")
     if keyring.key_count > 1:
-        click.echo("every secret now decrypts with the first key alone: the older keys can be removed from ENCRYPTION_KEY")
+        click.echo(
+            "every secret now decrypts with the first key alone: the older keys can be removed from ENCRYPTION_KEY"
+        )

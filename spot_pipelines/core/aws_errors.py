@@ -14,23 +14,45 @@ from botocore.exceptions import (
 
 from spot_pipelines.core.errors import SpotPipelinesError
 
-CREDENTIAL_ERRORS = frozenset({
-    "AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",
-    "AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",
-    "InvalidAccessKeyId",
-})
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+    }
+)
 # An opt-in region that is off, or an SCP/IAM policy that denies one region: skip that region.
 REGION_SKIP_ERRORS = frozenset({"OptInRequired", "UnauthorizedOperation", "AuthFailure"})
 # The same request gets the same answer: credentials, permissions, a bad request. ExpiredToken is
 # here because botocore refreshes refreshable credentials before they expire: one that reaches us
 # could not be refreshed.
-PERMANENT_ERRORS = CREDENTIAL_ERRORS | frozenset({
-    "UnauthorizedOperation", "OptInRequired", "ValidationError", "ValidationException",
-    "InvalidParameterValue", "InvalidParameterCombination", "InvalidParameter", "MissingParameter",
-})
+PERMANENT_ERRORS = CREDENTIAL_ERRORS | frozenset(
+    {
+        "UnauthorizedOperation",
+        "OptInRequired",
+        "ValidationError",
+        "ValidationException",
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "InvalidParameter",
+        "MissingParameter",
+    }
+)
 # Raised by botocore before any request is sent, from the local configuration.
-PERMANENT_BOTOCORE = (NoCredentialsError, PartialCredentialsError, ParamValidationError, NoRegionError,
-                      ProfileNotFound, UnauthorizedSSOTokenError)
+PERMANENT_BOTOCORE = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    ParamValidationError,
+    NoRegionError,
+    ProfileNotFound,
+    UnauthorizedSSOTokenError,
+)
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -54,8 +76,10 @@ def describe(exc: BaseException) -> str:
         return str(exc)  # already written for the operator
     if isinstance(exc, NoCredentialsError):
         # Onboarded accounts bring their own keys or role; only the platform's default chain can be empty.
-        return ("no AWS credentials found (platform identity: none in the environment, shared config, "
-                "container or instance profile)")
+        return (
+            "no AWS credentials found (platform identity: none in the environment, shared config, "
+            "container or instance profile)"
+        )
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         op = getattr(exc, "operation_name", "call")

@@ -38,8 +38,11 @@ def resolve_regions(ec2_home, configured: list[str] | None) -> tuple[list[str], 
     partition are never valid in another (and emulators list them all).
     """
     partition = partition_of(ec2_home.meta.region_name)
-    regions = [r for r in ec2_home.describe_regions(AllRegions=True).get("Regions", [])
-               if r.get("RegionName") and partition_of(r["RegionName"]) == partition]
+    regions = [
+        r
+        for r in ec2_home.describe_regions(AllRegions=True).get("Regions", [])
+        if r.get("RegionName") and partition_of(r["RegionName"]) == partition
+    ]
     enabled = {r["RegionName"] for r in regions if r.get("OptInStatus") != "not-opted-in"}
     known = {r["RegionName"] for r in regions}
     if configured is None:
@@ -69,17 +72,21 @@ def instance_row(raw: dict[str, Any], region: str, az_ids: dict[str, str]) -> di
     those fail the region (its stored rows stay untouched) instead of storing a guess."""
     instance_id, instance_type = raw.get("InstanceId"), raw.get("InstanceType")
     if not instance_id:
-        raise ValidationError("DescribeInstances.Reservations[].Instances[].InstanceId",
-                              f"missing for an instance in {region}")
+        raise ValidationError(
+            "DescribeInstances.Reservations[].Instances[].InstanceId", f"missing for an instance in {region}"
+        )
     if not instance_type:
-        raise ValidationError("DescribeInstances.Reservations[].Instances[].InstanceType",
-                              f"missing for {instance_id} in {region}")
+        raise ValidationError(
+            "DescribeInstances.Reservations[].Instances[].InstanceType", f"missing for {instance_id} in {region}"
+        )
     placement = raw.get("Placement") or {}
     az = placement.get("AvailabilityZone")
     az_id = placement.get("AvailabilityZoneId") or az_ids.get(az)
     if az and not az_id:
-        raise ValidationError("DescribeAvailabilityZones.AvailabilityZones[].ZoneId",
-                              f"no AZ ID for {az} (instance {instance_id}) in {region}")
+        raise ValidationError(
+            "DescribeAvailabilityZones.AvailabilityZones[].ZoneId",
+            f"no AZ ID for {az} (instance {instance_id}) in {region}",
+        )
     return {
         "instance_id": instance_id,
         "region": region,
@@ -106,8 +113,10 @@ def scan_region(ec2, region: str) -> tuple[list[dict[str, Any]], int]:
         for reservation in page.get("Reservations", []):
             raws.extend(reservation.get("Instances", []))
     az_ids: dict[str, str] = {}
-    if any((r.get("Placement") or {}).get("AvailabilityZone") and not r["Placement"].get("AvailabilityZoneId")
-           for r in raws):
+    if any(
+        (r.get("Placement") or {}).get("AvailabilityZone") and not r["Placement"].get("AvailabilityZoneId")
+        for r in raws
+    ):
         # Older responses lack the AZ ID: one lookup maps names (which differ per account) to IDs.
         calls += 1
         zones = ec2.describe_availability_zones(AllAvailabilityZones=True).get("AvailabilityZones", [])
@@ -115,8 +124,12 @@ def scan_region(ec2, region: str) -> tuple[list[dict[str, Any]], int]:
     return [instance_row(r, region, az_ids) for r in raws], calls
 
 
-def scan_account(client_for: Callable[[str], Any], configured_regions: list[str] | None,
-                 home_region: str = "us-east-1", max_workers: int = MAX_REGION_WORKERS) -> AccountScan:
+def scan_account(
+    client_for: Callable[[str], Any],
+    configured_regions: list[str] | None,
+    home_region: str = "us-east-1",
+    max_workers: int = MAX_REGION_WORKERS,
+) -> AccountScan:
     """Scan every enabled region of an account concurrently, isolating per-region errors.
 
     Raises CredentialError when the account's credentials are rejected outright, or AWS denies

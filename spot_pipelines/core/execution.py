@@ -54,7 +54,7 @@ class Call:
     step: int
     operation: str
     params: dict[str, Any]
-    outcome: str                      # planned | succeeded | failed
+    outcome: str  # planned | succeeded | failed
     before_state: dict[str, Any] | None = None
     after_state: dict[str, Any] | None = None
     error: str | None = None
@@ -64,11 +64,11 @@ class Call:
 
 @dataclass
 class Outcome:
-    status: str                       # executed | failed | approved (dry-run: still approved)
+    status: str  # executed | failed | approved (dry-run: still approved)
     replacement_instance_id: str | None = None
     error: str | None = None
     calls: list[Call] = field(default_factory=list)
-    replacement: dict[str, Any] | None = None   # the launched instance as an inventory row (instance_row)
+    replacement: dict[str, Any] | None = None  # the launched instance as an inventory row (instance_row)
 
 
 def _state(instance: dict[str, Any]) -> dict[str, Any]:
@@ -85,8 +85,12 @@ def _state(instance: dict[str, Any]) -> dict[str, Any]:
 def _inventory_complete(instance: dict[str, Any]) -> bool:
     """Whether an EC2 answer holds every inventory field (RunInstances' often lacks the AZ ID)."""
     placement = instance.get("Placement") or {}
-    return bool(placement.get("AvailabilityZone") and placement.get("AvailabilityZoneId")
-                and (instance.get("State") or {}).get("Name") and "Tags" in instance)
+    return bool(
+        placement.get("AvailabilityZone")
+        and placement.get("AvailabilityZoneId")
+        and (instance.get("State") or {}).get("Name")
+        and "Tags" in instance
+    )
 
 
 def _error_text(exc: Exception, operation: str, account: str) -> str:
@@ -94,8 +98,10 @@ def _error_text(exc: Exception, operation: str, account: str) -> str:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure"):
             action = "ec2:" + operation
-            return (f"account {account!r}: the credentials lack permission for {action} ({code}); "
-                    f"grant {action} to the account's role or user")
+            return (
+                f"account {account!r}: the credentials lack permission for {action} ({code}); "
+                f"grant {action} to the account's role or user"
+            )
     return f"{operation} failed: {describe(exc) if isinstance(exc, (ClientError, BotoCoreError)) else exc}"
 
 
@@ -119,22 +125,34 @@ def build_run_params(rec: RecommendationView, instance: dict[str, Any], subnet_i
     if (instance.get("IamInstanceProfile") or {}).get("Arn"):
         params["IamInstanceProfile"] = {"Arn": instance["IamInstanceProfile"]["Arn"]}
     if rec.target_market == "spot":
-        params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
-            "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+        params["InstanceMarketOptions"] = {
+            "MarketType": "spot",
+            "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+        }
     return params
 
 
-def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "terminate",
-            record: Callable[[Call], None] = lambda call: None) -> Outcome:
+def execute(
+    ec2,
+    rec: RecommendationView,
+    *,
+    dry_run: bool,
+    retire: str = "terminate",
+    record: Callable[[Call], None] = lambda call: None,
+) -> Outcome:
     """Replace the recommended instance (or plan to). Never raises for AWS errors: returns the outcome."""
     if retire not in ("terminate", "stop"):
         raise ExecutionError(f"retire: must be 'terminate' or 'stop', got {retire!r}")
     calls: list[Call] = []
     step = 0
 
-    def call(operation: str, params: dict[str, Any], fn: Callable[[], dict] | None,
-             before: dict | None = None, after: Callable[[dict], dict | None] | None = None
-             ) -> tuple[Call, dict | None]:
+    def call(
+        operation: str,
+        params: dict[str, Any],
+        fn: Callable[[], dict] | None,
+        before: dict | None = None,
+        after: Callable[[dict], dict | None] | None = None,
+    ) -> tuple[Call, dict | None]:
         nonlocal step
         step += 1
         c = Call(step=step, operation=operation, params=params, outcome="planned", before_state=before)
@@ -161,12 +179,17 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
         return fail(f"recommendation {rec.id}: no target instance type or market recorded")
 
     describe_params = {"InstanceIds": [rec.instance_id]}
+
     def first_instance(resp: dict) -> dict | None:
         found = [i for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
         return found[0] if found else None
 
-    c, resp = call("DescribeInstances", describe_params, lambda: ec2.describe_instances(**describe_params),
-                   after=lambda r: _state(first_instance(r)) if first_instance(r) else None)
+    c, resp = call(
+        "DescribeInstances",
+        describe_params,
+        lambda: ec2.describe_instances(**describe_params),
+        after=lambda r: _state(first_instance(r)) if first_instance(r) else None,
+    )
     if c.outcome == "failed":
         if "InvalidInstanceID" in (c.error or ""):
             return fail(f"instance {rec.instance_id} no longer exists ({c.error})")
@@ -178,20 +201,28 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
     if before["State"] != "running":
         return fail(f"instance {rec.instance_id} is {before['State']}, not running: the recommendation is stale")
     if before["InstanceType"] != rec.current_instance_type:
-        return fail(f"instance {rec.instance_id} is now {before['InstanceType']}, not "
-                    f"{rec.current_instance_type}: the recommendation is stale")
+        return fail(
+            f"instance {rec.instance_id} is now {before['InstanceType']}, not "
+            f"{rec.current_instance_type}: the recommendation is stale"
+        )
     managed = {t["Key"]: t["Value"] for t in instance.get("Tags", []) if t["Key"] in GROUP_TAGS}
     if managed:
         key, value = next(iter(managed.items()))
-        return fail(f"instance {rec.instance_id} is managed by {key}={value}: replacing it behind the group's "
-                    "back would be undone; change the group's instance mix (mixed instances policy / node pool) "
-                    "instead")
+        return fail(
+            f"instance {rec.instance_id} is managed by {key}={value}: replacing it behind the group's "
+            "back would be undone; change the group's instance mix (mixed instances policy / node pool) "
+            "instead"
+        )
 
     subnet_id = instance.get("SubnetId")
     current_az_id = (instance.get("Placement") or {}).get("AvailabilityZoneId")
     if rec.target_availability_zone_id and current_az_id and rec.target_availability_zone_id != current_az_id:
-        sp = {"Filters": [{"Name": "vpc-id", "Values": [instance.get("VpcId", "")]},
-                          {"Name": "availability-zone-id", "Values": [rec.target_availability_zone_id]}]}
+        sp = {
+            "Filters": [
+                {"Name": "vpc-id", "Values": [instance.get("VpcId", "")]},
+                {"Name": "availability-zone-id", "Values": [rec.target_availability_zone_id]},
+            ]
+        }
         c, resp = call("DescribeSubnets", sp, lambda: ec2.describe_subnets(**sp))
         if c.outcome == "failed":
             return fail(c.error)
@@ -210,18 +241,30 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
         call(retire_op, retire_params, None, before=before)
         return Outcome(status="approved", calls=calls)
 
-    c, resp = call("RunInstances", run_params, lambda: ec2.run_instances(**run_params), before=before,
-                   after=lambda r: _state(r["Instances"][0]))
+    c, resp = call(
+        "RunInstances",
+        run_params,
+        lambda: ec2.run_instances(**run_params),
+        before=before,
+        after=lambda r: _state(r["Instances"][0]),
+    )
     if c.outcome == "failed":
         return fail(c.error + "; nothing was launched and the old instance is untouched")
     launched = resp["Instances"][0]
     new_id = launched["InstanceId"]
-    fn = (lambda: ec2.terminate_instances(**retire_params)) if retire == "terminate" else \
-        (lambda: ec2.stop_instances(**retire_params))
+    fn = (
+        (lambda: ec2.terminate_instances(**retire_params))
+        if retire == "terminate"
+        else (lambda: ec2.stop_instances(**retire_params))
+    )
+
     def retired(r: dict) -> dict:
         changes = r.get("TerminatingInstances") or r.get("StoppingInstances") or []
-        return {"InstanceId": rec.instance_id, "ReplacedBy": new_id,
-                "State": (changes[0].get("CurrentState") or {}).get("Name") if changes else None}
+        return {
+            "InstanceId": rec.instance_id,
+            "ReplacedBy": new_id,
+            "State": (changes[0].get("CurrentState") or {}).get("Name") if changes else None,
+        }
 
     c, resp = call(retire_op, retire_params, fn, before=before, after=retired)
     retire_error = c.error if c.outcome == "failed" else None
@@ -231,8 +274,12 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
     raw = launched
     if not _inventory_complete(raw):
         new_params = {"InstanceIds": [new_id]}
-        c, resp = call("DescribeInstances", new_params, lambda: ec2.describe_instances(**new_params),
-                       after=lambda r: _state(first_instance(r)) if first_instance(r) else None)
+        c, resp = call(
+            "DescribeInstances",
+            new_params,
+            lambda: ec2.describe_instances(**new_params),
+            after=lambda r: _state(first_instance(r)) if first_instance(r) else None,
+        )
         raw = (first_instance(resp) if c.outcome == "succeeded" else None) or launched
     az_ids: dict[str, str] = {}
     if not (raw.get("Placement") or {}).get("AvailabilityZoneId"):
@@ -240,13 +287,18 @@ def execute(ec2, rec: RecommendationView, *, dry_run: bool, retire: str = "termi
         net_params = {"SubnetIds": [raw.get("SubnetId") or run_params["SubnetId"]]}
         c, resp = call("DescribeSubnets", net_params, lambda: ec2.describe_subnets(**net_params))
         if c.outcome == "succeeded":
-            az_ids = {s["AvailabilityZone"]: s["AvailabilityZoneId"] for s in resp.get("Subnets", [])
-                      if s.get("AvailabilityZoneId")}
+            az_ids = {
+                s["AvailabilityZone"]: s["AvailabilityZoneId"]
+                for s in resp.get("Subnets", [])
+                if s.get("AvailabilityZoneId")
+            }
     replacement = instance_row(raw, rec.region, az_ids)
 
     if retire_error:
-        out = fail(f"replacement {new_id} was launched, but retiring {rec.instance_id} failed: {retire_error}; "
-                   "both instances are running")
+        out = fail(
+            f"replacement {new_id} was launched, but retiring {rec.instance_id} failed: {retire_error}; "
+            "both instances are running"
+        )
         out.replacement_instance_id, out.replacement = new_id, replacement
         return out
     return Outcome(status="executed", replacement_instance_id=new_id, calls=calls, replacement=replacement)

@@ -22,7 +22,14 @@ SEVERITY = {NOT_CONFIGURED: 0, HEALTHY: 0, DEGRADED: 1, CRITICAL: 2}
 
 # The seven components, in display order.
 APP_DATABASE, REDIS, KUBERNETES_WATCHER, OPTIMIZER, PRICE_DATA, RISK_SCORES, ML_MODEL = (
-    "app_database", "redis", "kubernetes_watcher", "optimizer", "price_data", "risk_scores", "ml_model")
+    "app_database",
+    "redis",
+    "kubernetes_watcher",
+    "optimizer",
+    "price_data",
+    "risk_scores",
+    "ml_model",
+)
 COMPONENTS = (APP_DATABASE, REDIS, KUBERNETES_WATCHER, OPTIMIZER, PRICE_DATA, RISK_SCORES, ML_MODEL)
 
 
@@ -86,8 +93,12 @@ def error_details(exc: BaseException) -> dict[str, Any]:
 # Running a round
 
 
-def run_checks(checks: Mapping[str, Check], *, timeout_s: float | Mapping[str, float] = 1.0,
-               clock: Callable[[], float] = time.monotonic) -> list[CheckResult]:
+def run_checks(
+    checks: Mapping[str, Check],
+    *,
+    timeout_s: float | Mapping[str, float] = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[CheckResult]:
     """Run every check at once; a check still running after its timeout is `critical: timed out`.
 
     The round takes about max(timeouts), never their sum. Checks run on daemon threads rather than
@@ -120,8 +131,15 @@ def run_checks(checks: Mapping[str, Check], *, timeout_s: float | Mapping[str, f
     for name in sorted(checks, key=timeouts.__getitem__):  # earliest deadline first
         done[name].wait(max(0.0, timeouts[name] - (clock() - started)))
         with lock:  # decided at its deadline: a late answer cannot overwrite the timeout
-            results.setdefault(name, CheckResult(name, CRITICAL, round(timeouts[name] * 1000, 2), {
-                "error": f"timed out after {timeouts[name]:g}s", "timed_out": True}))
+            results.setdefault(
+                name,
+                CheckResult(
+                    name,
+                    CRITICAL,
+                    round(timeouts[name] * 1000, 2),
+                    {"error": f"timed out after {timeouts[name]:g}s", "timed_out": True},
+                ),
+            )
     with lock:
         return [results[name] for name in checks]
 
@@ -160,31 +178,47 @@ def transitions(previous: Mapping[str, str], results: Sequence[CheckResult]) -> 
 # Outcomes from what a probe read
 
 
-def age_outcome(latest: datetime | None, now: datetime, degraded_s: float, critical_s: float,
-                what: str, **extra: Any) -> CheckOutcome:
+def age_outcome(
+    latest: datetime | None, now: datetime, degraded_s: float, critical_s: float, what: str, **extra: Any
+) -> CheckOutcome:
     if latest is None:
         return CheckOutcome(DEGRADED, {"reason": f"no {what} yet", **extra})
     age = max(0.0, (now - latest).total_seconds())
-    return CheckOutcome(by_age(age, degraded_s, critical_s), {
-        "latest": latest.isoformat(), "age_s": round(age, 1), "degraded_after_s": degraded_s,
-        "critical_after_s": critical_s, **extra})
+    return CheckOutcome(
+        by_age(age, degraded_s, critical_s),
+        {
+            "latest": latest.isoformat(),
+            "age_s": round(age, 1),
+            "degraded_after_s": degraded_s,
+            "critical_after_s": critical_s,
+            **extra,
+        },
+    )
 
 
 def redis_outcome(where: str, latency_ms: float, depths: Mapping[str, int], t: HealthThresholds) -> CheckOutcome:
     depth = sum(depths.values())
-    status = worst([by_value(latency_ms, t.redis_latency_degraded_ms, t.redis_latency_critical_ms),
-                    by_value(depth, t.redis_queue_depth_degraded, t.redis_queue_depth_critical)])
-    return CheckOutcome(status, {"server": where, "latency_ms": round(latency_ms, 2), "queue_depth": depth,
-                                 "queues": dict(depths)})
+    status = worst(
+        [
+            by_value(latency_ms, t.redis_latency_degraded_ms, t.redis_latency_critical_ms),
+            by_value(depth, t.redis_queue_depth_degraded, t.redis_queue_depth_critical),
+        ]
+    )
+    return CheckOutcome(
+        status, {"server": where, "latency_ms": round(latency_ms, 2), "queue_depth": depth, "queues": dict(depths)}
+    )
 
 
-def k8s_watcher_outcome(heartbeats: Sequence[tuple], configured: bool, t: HealthThresholds,
-                        now: datetime) -> CheckOutcome:
+def k8s_watcher_outcome(
+    heartbeats: Sequence[tuple], configured: bool, t: HealthThresholds, now: datetime
+) -> CheckOutcome:
     """`heartbeats`: (cluster, heartbeat_at, status, error, last_success_at) per cluster."""
     if not heartbeats:
         if not configured:
-            return CheckOutcome(NOT_CONFIGURED, {"reason": "no Kubernetes cluster configured "
-                                                           "(KUBECONFIG unset and not running in a cluster)"})
+            return CheckOutcome(
+                NOT_CONFIGURED,
+                {"reason": "no Kubernetes cluster configured (KUBECONFIG unset and not running in a cluster)"},
+            )
         return CheckOutcome(DEGRADED, {"reason": "the Kubernetes watcher has not reported yet"})
     statuses, clusters = [], {}
     for cluster, heartbeat_at, status, error, last_success_at in heartbeats:
@@ -194,8 +228,12 @@ def k8s_watcher_outcome(heartbeats: Sequence[tuple], configured: bool, t: Health
             since_ok = (now - last_success_at).total_seconds() if last_success_at else float("inf")
             state = worst([state, CRITICAL if since_ok >= t.k8s_heartbeat_critical_s else DEGRADED])
         statuses.append(state)
-        clusters[cluster] = {"status": state, "heartbeat_age_s": round(age, 1), "last_poll": status,
-                             **({"error": error} if error else {})}
+        clusters[cluster] = {
+            "status": state,
+            "heartbeat_age_s": round(age, 1),
+            "last_poll": status,
+            **({"error": error} if error else {}),
+        }
     details: dict[str, Any] = {"clusters": clusters}
     errors = [c["error"] for c in clusters.values() if "error" in c]
     if errors:

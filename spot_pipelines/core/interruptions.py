@@ -92,8 +92,10 @@ def parse_message(body: str) -> InterruptionEvent | Rejected:
         return Rejected(f"body is JSON {type(event).__name__}, not an EventBridge event object")
     detail_type = event.get("detail-type")
     if not isinstance(detail_type, str) or detail_type not in DETAIL_TYPES:  # a list/object is unhashable
-        return Rejected(f"detail-type: unknown event type {str(detail_type)[:100]!r} "
-                        f"(expected one of {', '.join(sorted(DETAIL_TYPES))})")
+        return Rejected(
+            f"detail-type: unknown event type {str(detail_type)[:100]!r} "
+            f"(expected one of {', '.join(sorted(DETAIL_TYPES))})"
+        )
     event_id = event.get("id")
     if not isinstance(event_id, str) or not event_id or len(event_id) > 64:
         return Rejected("id: missing or not an EventBridge event id")
@@ -115,15 +117,29 @@ def parse_message(body: str) -> InterruptionEvent | Rejected:
     event_type = DETAIL_TYPES[detail_type]
     action = detail.get("state") if event_type == "state_change" else detail.get("instance-action")
     return InterruptionEvent(
-        event_id=event_id, event_type=event_type, event_time=event_time, aws_account_id=account,
-        region=region, availability_zone=_zone_from_resources(event.get("resources"), region),
-        instance_id=instance_id, action_or_state=str(action)[:32] if action is not None else None,
+        event_id=event_id,
+        event_type=event_type,
+        event_time=event_time,
+        aws_account_id=account,
+        region=region,
+        availability_zone=_zone_from_resources(event.get("resources"), region),
+        instance_id=instance_id,
+        action_or_state=str(action)[:32] if action is not None else None,
         detail=detail,
     )
 
 
-def eventbridge_event(event_type: str, *, event_id: str, account: str, region: str, instance_id: str,
-                      time_: datetime, zone: str | None = None, action_or_state: str | None = None) -> dict:
+def eventbridge_event(
+    event_type: str,
+    *,
+    event_id: str,
+    account: str,
+    region: str,
+    instance_id: str,
+    time_: datetime,
+    zone: str | None = None,
+    action_or_state: str | None = None,
+) -> dict:
     """A realistic EventBridge event (used by tests, the demo and benchmarks)."""
     detail_type = {v: k for k, v in DETAIL_TYPES.items()}[event_type]
     detail: dict[str, Any] = {"instance-id": instance_id}
@@ -132,10 +148,16 @@ def eventbridge_event(event_type: str, *, event_id: str, account: str, region: s
     elif event_type == "state_change":
         detail["state"] = action_or_state or "shutting-down"
     return {
-        "version": "0", "id": event_id, "detail-type": detail_type, "source": "aws.ec2",
-        "account": account, "time": time_.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
-        "resources": [f"arn:aws:ec2:{zone or region}:instance/{instance_id}"] if zone else
-                     [f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"],
+        "version": "0",
+        "id": event_id,
+        "detail-type": detail_type,
+        "source": "aws.ec2",
+        "account": account,
+        "time": time_.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:ec2:{zone or region}:instance/{instance_id}"]
+        if zone
+        else [f"arn:aws:ec2:{region}:{account}:instance/{instance_id}"],
         "detail": detail,
     }
 
@@ -183,27 +205,37 @@ class DrainResult(StoreResult):
 
 
 def _receive(sqs, queue_url: str, visibility_timeout: int) -> list[Message]:
-    response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                   VisibilityTimeout=visibility_timeout)
+    response = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=visibility_timeout
+    )
     return [Message(m["MessageId"], m["ReceiptHandle"], m.get("Body", "")) for m in response.get("Messages", [])]
 
 
 def _delete(sqs, queue_url: str, messages: Sequence[Message]) -> tuple[int, int]:
     deleted = failed = 0
     for start in range(0, len(messages), 10):
-        chunk = messages[start:start + 10]
-        response = sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)])
+        chunk = messages[start : start + 10]
+        response = sqs.delete_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)]
+        )
         deleted += len(response.get("Successful", []))
         failed += len(response.get("Failed", []))
     return deleted, failed
 
 
-def drain_queue(sqs, queue_url: str, store: Callable[[list[Message]], StoreResult], *,
-                time_budget_s: float = 40.0, max_messages: int = 20_000, chunk: int = 500,
-                visibility_timeout: int = 300, clock: Callable[[], float] = time.monotonic,
-                describe_error: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}",
-                workers: int = 4) -> DrainResult:
+def drain_queue(
+    sqs,
+    queue_url: str,
+    store: Callable[[list[Message]], StoreResult],
+    *,
+    time_budget_s: float = 40.0,
+    max_messages: int = 20_000,
+    chunk: int = 500,
+    visibility_timeout: int = 300,
+    clock: Callable[[], float] = time.monotonic,
+    describe_error: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}",
+    workers: int = 4,
+) -> DrainResult:
     """Receive in batches of 10, store each chunk in one transaction, then delete what was stored.
 
     A message is deleted only after `store` returned (its transaction committed); if `store`
@@ -242,8 +274,14 @@ def drain_queue(sqs, queue_url: str, store: Callable[[list[Message]], StoreResul
             pending: list[Message] = []
             receive_error: _SqsError | None = None
             while len(pending) < chunk and result.received + len(pending) < max_messages:
-                calls = max(1, min(workers, (chunk - len(pending) + 9) // 10,
-                                   (max_messages - result.received - len(pending) + 9) // 10))
+                calls = max(
+                    1,
+                    min(
+                        workers,
+                        (chunk - len(pending) + 9) // 10,
+                        (max_messages - result.received - len(pending) + 9) // 10,
+                    ),
+                )
                 futures = [pool.submit(_sqs, _receive, sqs, queue_url, visibility_timeout) for _ in range(calls)]
                 batches = []
                 for future in futures:
@@ -264,8 +302,9 @@ def drain_queue(sqs, queue_url: str, store: Callable[[list[Message]], StoreResul
             if pending:
                 result.add(store(pending))  # committed: only now may the messages be deleted
                 result.batches += 1
-                deletes.extend(pool.submit(_sqs, _delete, sqs, queue_url, pending[i:i + 10])
-                               for i in range(0, len(pending), 10))
+                deletes.extend(
+                    pool.submit(_sqs, _delete, sqs, queue_url, pending[i : i + 10]) for i in range(0, len(pending), 10)
+                )
             if receive_error is not None:
                 raise receive_error  # what was received before it is stored and being deleted
         collect_deletes()
@@ -328,9 +367,14 @@ class StorePlan:
     result: StoreResult
 
 
-def plan_store(batch: ParsedBatch, owners: Mapping[str, Sequence[tuple[int, str]]], existing: set[str],
-               instances: Mapping[tuple[int, str], tuple[str | None, str | None, str | None]], *,
-               received_at: datetime) -> StorePlan:
+def plan_store(
+    batch: ParsedBatch,
+    owners: Mapping[str, Sequence[tuple[int, str]]],
+    existing: set[str],
+    instances: Mapping[tuple[int, str], tuple[str | None, str | None, str | None]],
+    *,
+    received_at: datetime,
+) -> StorePlan:
     """Decide a parsed batch against what is stored: `owners` maps an AWS account id to its onboarded
     (account id, name) pairs, `existing` the event ids already recorded, `instances` (account id,
     instance id) to the discovered (AZ, AZ ID, type). An event of an account not onboarded is
@@ -342,22 +386,39 @@ def plan_store(batch: ParsedBatch, owners: Mapping[str, Sequence[tuple[int, str]
         if event.aws_account_id in owners:
             known.append(event)
         else:
-            rejected.append((message, f"account: {event.aws_account_id} is not an onboarded account "
-                                      f"(event {event.event_id}, {event.event_type} for {event.instance_id})"))
+            rejected.append(
+                (
+                    message,
+                    f"account: {event.aws_account_id} is not an onboarded account "
+                    f"(event {event.event_id}, {event.event_type} for {event.instance_id})",
+                )
+            )
     new = [e for e in known if e.event_id not in existing]
     result.duplicates += len(known) - len(new)
     rows = []
     for event in new:
         accounts = owners[event.aws_account_id]
-        az, az_id, itype = next((instances[(a, event.instance_id)] for a, _ in accounts
-                                 if (a, event.instance_id) in instances), (None, None, None))
-        rows.append({
-            "event_id": event.event_id, "event_type": event.event_type, "event_time": event.event_time,
-            "received_at": received_at, "aws_account_id": event.aws_account_id, "account_id": accounts[0][0],
-            "region": event.region, "availability_zone": event.availability_zone or az,
-            "availability_zone_id": az_id, "instance_id": event.instance_id, "instance_type": itype,
-            "action_or_state": event.action_or_state, "detail": event.detail,
-        })
+        az, az_id, itype = next(
+            (instances[(a, event.instance_id)] for a, _ in accounts if (a, event.instance_id) in instances),
+            (None, None, None),
+        )
+        rows.append(
+            {
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "event_time": event.event_time,
+                "received_at": received_at,
+                "aws_account_id": event.aws_account_id,
+                "account_id": accounts[0][0],
+                "region": event.region,
+                "availability_zone": event.availability_zone or az,
+                "availability_zone_id": az_id,
+                "instance_id": event.instance_id,
+                "instance_type": itype,
+                "action_or_state": event.action_or_state,
+                "detail": event.detail,
+            }
+        )
         for _, name in accounts:
             result.affected_accounts.setdefault(name, []).append(event.event_id)
     result.recorded = len(rows)
@@ -388,8 +449,14 @@ class RediscoveryPlan:
     state: dict[str, Any]  # the sensor cursor's state
 
 
-def plan_rediscovery(affected: dict[str, list[str]], state: dict[str, Any], existing_partitions: set[str], *,
-                     now_s: float, min_interval_s: float) -> RediscoveryPlan:
+def plan_rediscovery(
+    affected: dict[str, list[str]],
+    state: dict[str, Any],
+    existing_partitions: set[str],
+    *,
+    now_s: float,
+    min_interval_s: float,
+) -> RediscoveryPlan:
     """Which accounts to re-discover now.
 
     A burst of events (an AZ-wide reclaim, an autoscaling storm of state changes) must not queue

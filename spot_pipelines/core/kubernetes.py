@@ -21,8 +21,11 @@ CAPACITY_LABELS: tuple[tuple[str, dict[str, str]], ...] = (
 ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 REGION_LABELS = ("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region")
 TYPE_LABELS = ("node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type")
-KEPT_LABELS = {label for label, _ in CAPACITY_LABELS} | set(ZONE_LABELS + REGION_LABELS + TYPE_LABELS) | {
-    "karpenter.sh/nodepool", "eks.amazonaws.com/nodegroup", "kubernetes.io/arch", "node.kubernetes.io/instance-type"}
+KEPT_LABELS = (
+    {label for label, _ in CAPACITY_LABELS}
+    | set(ZONE_LABELS + REGION_LABELS + TYPE_LABELS)
+    | {"karpenter.sh/nodepool", "eks.amazonaws.com/nodegroup", "kubernetes.io/arch", "node.kubernetes.io/instance-type"}
+)
 _PROVIDER_ID = re.compile(r"^aws:///(?P<zone>[a-z0-9-]*)/(?P<instance>i-[0-9a-f]+)$")
 
 
@@ -55,10 +58,16 @@ def node_row(node: dict[str, Any]) -> dict[str, Any]:
     zone = _first(labels, ZONE_LABELS) or zone_from_id
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     return {
-        "name": meta["name"], "provider_id": spec.get("providerID"), "instance_id": instance_id,
-        "capacity_type": kind, "capacity_type_source": source, "instance_type": _first(labels, TYPE_LABELS),
-        "region": _first(labels, REGION_LABELS) or (zone[:-1] if zone else None), "zone": zone,
-        "ready": ready, "unschedulable": bool(spec.get("unschedulable")),
+        "name": meta["name"],
+        "provider_id": spec.get("providerID"),
+        "instance_id": instance_id,
+        "capacity_type": kind,
+        "capacity_type_source": source,
+        "instance_type": _first(labels, TYPE_LABELS),
+        "region": _first(labels, REGION_LABELS) or (zone[:-1] if zone else None),
+        "zone": zone,
+        "ready": ready,
+        "unschedulable": bool(spec.get("unschedulable")),
         "labels": {k: v for k, v in labels.items() if k in KEPT_LABELS},
     }
 
@@ -81,9 +90,15 @@ def pod_row(pod: dict[str, Any], spot_nodes: set[str]) -> dict[str, Any]:
     meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status", {})
     owner_kind, owner_name = pod_owner(pod)
     node = spec.get("nodeName")
-    return {"namespace": meta.get("namespace") or "default", "name": meta["name"], "node_name": node,
-            "phase": status.get("phase"), "owner_kind": owner_kind, "owner_name": owner_name,
-            "on_spot": node in spot_nodes}
+    return {
+        "namespace": meta.get("namespace") or "default",
+        "name": meta["name"],
+        "node_name": node,
+        "phase": status.get("phase"),
+        "owner_kind": owner_kind,
+        "owner_name": owner_name,
+        "on_spot": node in spot_nodes,
+    }
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,10 @@ class Inventory:
         for pod in self.spot_pods:
             key = (pod["namespace"], pod["owner_kind"] or "Pod", pod["owner_name"] or pod["name"])
             counts[key] = counts.get(key, 0) + 1
-        return [{"namespace": ns, "owner_kind": kind, "owner_name": name, "spot_pods": n}
-                for (ns, kind, name), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        return [
+            {"namespace": ns, "owner_kind": kind, "owner_name": name, "spot_pods": n}
+            for (ns, kind, name), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
 
 
 def build_inventory(nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]]) -> Inventory:

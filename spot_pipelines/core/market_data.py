@@ -38,13 +38,23 @@ MAX_REGION_WORKERS = 8
 KNOWN_BANDS = range(0, 5)  # the feed's `ranges`: <5 %, 5-10 %, 10-15 %, 15-20 %, >20 %
 ADVISOR_OPERATING_SYSTEMS = ("Linux", "Windows")
 
-SPOT_PRICE_COLUMNS = ["day", "ts", "region", "availability_zone", "availability_zone_id",
-                      "instance_type", "product_description", "price", "is_day_open"]
+SPOT_PRICE_COLUMNS = [
+    "day",
+    "ts",
+    "region",
+    "availability_zone",
+    "availability_zone_id",
+    "instance_type",
+    "product_description",
+    "price",
+    "is_day_open",
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # spot price history
 # ---------------------------------------------------------------------------------------------
+
 
 def day_window(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=timezone.utc)
@@ -66,10 +76,22 @@ class HistoryFetch:
 
 
 def empty_history() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in [
-        ("day", "object"), ("ts", "datetime64[ns, UTC]"), ("region", "object"),
-        ("availability_zone", "object"), ("availability_zone_id", "object"), ("instance_type", "object"),
-        ("product_description", "object"), ("price", "float64"), ("is_day_open", "bool")]})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=t)
+            for c, t in [
+                ("day", "object"),
+                ("ts", "datetime64[ns, UTC]"),
+                ("region", "object"),
+                ("availability_zone", "object"),
+                ("availability_zone_id", "object"),
+                ("instance_type", "object"),
+                ("product_description", "object"),
+                ("price", "float64"),
+                ("is_day_open", "bool"),
+            ]
+        }
+    )
 
 
 def parse_price(raw: Any, *, region: str, instance_type: str, zone: str, ts: Any) -> float:
@@ -79,8 +101,9 @@ def parse_price(raw: Any, *, region: str, instance_type: str, zone: str, ts: Any
     except (TypeError, ValueError):
         price = math.nan
     if not math.isfinite(price):
-        raise ValidationError("SpotPrice", f"{raw!r} is not a price (region {region}, type {instance_type}, "
-                                           f"zone {zone}, timestamp {ts})")
+        raise ValidationError(
+            "SpotPrice", f"{raw!r} is not a price (region {region}, type {instance_type}, zone {zone}, timestamp {ts})"
+        )
     return price
 
 
@@ -99,18 +122,25 @@ def _incomplete_record(rec: dict, region: str, names_to_ids: dict[str, str | Non
     anything else missing is a ValidationError naming the member, which fails the region."""
     zone_id = rec.get("AvailabilityZoneId")
     zone = rec.get("AvailabilityZone") or next((n for n, i in names_to_ids.items() if zone_id and i == zone_id), None)
-    values = {"AvailabilityZone": zone, "InstanceType": rec.get("InstanceType"),
-              "ProductDescription": rec.get("ProductDescription"), "Timestamp": rec.get("Timestamp")}
+    values = {
+        "AvailabilityZone": zone,
+        "InstanceType": rec.get("InstanceType"),
+        "ProductDescription": rec.get("ProductDescription"),
+        "Timestamp": rec.get("Timestamp"),
+    }
     absent = [f for f, v in values.items() if not v]
     if absent:
         known = ", ".join(f"{f} {v}" for f, v in values.items() if v) or "no other member"
-        raise ValidationError(f"SpotPriceHistory.{absent[0]}", f"missing from a price record of region {region} "
-                                                               f"({known}); the region is not stored")
+        raise ValidationError(
+            f"SpotPriceHistory.{absent[0]}",
+            f"missing from a price record of region {region} ({known}); the region is not stored",
+        )
     return zone, values["InstanceType"], values["ProductDescription"], values["Timestamp"]
 
 
-def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | None,
-                   products: Sequence[str]) -> tuple[pd.DataFrame, list[str], int]:
+def region_history(
+    ec2, region: str, day: date, instance_types: Sequence[str] | None, products: Sequence[str]
+) -> tuple[pd.DataFrame, list[str], int]:
     """One region's prices for `day`: (rows, requested types without any price, API calls).
 
     AWS returns the changes inside [start, end) plus, per market, the last change before `start`:
@@ -120,8 +150,12 @@ def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | 
     start, end = day_window(day)
     names_to_ids = zone_ids(ec2)
     calls = 1
-    params: dict[str, Any] = {"StartTime": start, "EndTime": end, "ProductDescriptions": list(products),
-                              "PaginationConfig": {"PageSize": PAGE_SIZE}}
+    params: dict[str, Any] = {
+        "StartTime": start,
+        "EndTime": end,
+        "ProductDescriptions": list(products),
+        "PaginationConfig": {"PageSize": PAGE_SIZE},
+    }
     if instance_types:
         params["InstanceTypes"] = list(instance_types)
     opening: dict[tuple[str, str, str], tuple[datetime, float]] = {}
@@ -130,8 +164,12 @@ def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | 
         calls += 1
         for rec in page.get("SpotPriceHistory", []):
             try:
-                zone, itype, product, ts = (rec["AvailabilityZone"], rec["InstanceType"],
-                                            rec["ProductDescription"], rec["Timestamp"])
+                zone, itype, product, ts = (
+                    rec["AvailabilityZone"],
+                    rec["InstanceType"],
+                    rec["ProductDescription"],
+                    rec["Timestamp"],
+                )
             except KeyError:
                 zone, itype, product, ts = _incomplete_record(rec, region, names_to_ids)
             if names_to_ids.get(zone) is None and rec.get("AvailabilityZoneId"):
@@ -146,15 +184,17 @@ def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | 
                 if key not in opening or opening[key][0] < ts:
                     opening[key] = (ts, price)
     on_midnight = {(z, t, p) for (z, t, p, ts) in changes if ts == start}
-    records = [(start, z, t, p, price, True) for (z, t, p), (_, price) in opening.items()
-               if (z, t, p) not in on_midnight]
+    records = [
+        (start, z, t, p, price, True) for (z, t, p), (_, price) in opening.items() if (z, t, p) not in on_midnight
+    ]
     records += [(ts, z, t, p, price, False) for (z, t, p, ts), price in changes.items()]
     seen_types = {r[2] for r in records}
     missing = sorted(set(instance_types or ()) - seen_types)
     if not records:
         return empty_history(), missing, calls
-    frame = pd.DataFrame.from_records(records, columns=["ts", "availability_zone", "instance_type",
-                                                        "product_description", "price", "is_day_open"])
+    frame = pd.DataFrame.from_records(
+        records, columns=["ts", "availability_zone", "instance_type", "product_description", "price", "is_day_open"]
+    )
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     frame["availability_zone_id"] = frame["availability_zone"].map(names_to_ids)
     unmapped = frame["availability_zone_id"].isna()
@@ -162,19 +202,29 @@ def region_history(ec2, region: str, day: date, instance_types: Sequence[str] | 
         zones = sorted(frame.loc[unmapped, "availability_zone"].unique())
         unlisted = [z for z in zones if z not in names_to_ids]
         if unlisted:
-            raise ValidationError("AvailabilityZone", f"{unlisted} of region {region}'s prices are not in its "
-                                                      f"DescribeAvailabilityZones listing: no AZ ID known")
-        raise ValidationError("ZoneId", f"DescribeAvailabilityZones gave no AZ ID for {zones} in region {region}: "
-                                        f"the region's prices are not stored under a made-up ID")
+            raise ValidationError(
+                "AvailabilityZone",
+                f"{unlisted} of region {region}'s prices are not in its "
+                f"DescribeAvailabilityZones listing: no AZ ID known",
+            )
+        raise ValidationError(
+            "ZoneId",
+            f"DescribeAvailabilityZones gave no AZ ID for {zones} in region {region}: "
+            f"the region's prices are not stored under a made-up ID",
+        )
     frame["region"] = region
     frame["day"] = day
     return frame[SPOT_PRICE_COLUMNS], missing, calls
 
 
-def fetch_spot_history(client_for: Callable[[str], Any], regions: Sequence[str], day: date,
-                       instance_types: Sequence[str] | None = None,
-                       products: Sequence[str] = DEFAULT_PRODUCTS,
-                       max_workers: int = MAX_REGION_WORKERS) -> HistoryFetch:
+def fetch_spot_history(
+    client_for: Callable[[str], Any],
+    regions: Sequence[str],
+    day: date,
+    instance_types: Sequence[str] | None = None,
+    products: Sequence[str] = DEFAULT_PRODUCTS,
+    max_workers: int = MAX_REGION_WORKERS,
+) -> HistoryFetch:
     """`day`'s prices of every region concurrently (bounded pool), each region's errors isolated."""
     fetch = HistoryFetch(day=day, rows=empty_history())
     frames = []
@@ -219,8 +269,10 @@ def types_of_families(families: Sequence[str], catalog: Sequence[str]) -> list[s
     known = {t.split(".")[0] for t in catalog}
     unknown = sorted(wanted - known)
     if unknown:
-        raise ValidationError("instance_families", f"{unknown} match no instance type of the catalog "
-                                                   f"({len(catalog)} types; a family looks like m7g or c7i)")
+        raise ValidationError(
+            "instance_families",
+            f"{unknown} match no instance type of the catalog ({len(catalog)} types; a family looks like m7g or c7i)",
+        )
     return sorted(t for t in catalog if t.split(".")[0] in wanted)
 
 
@@ -228,9 +280,16 @@ def types_of_families(families: Sequence[str], catalog: Sequence[str]) -> list[s
 # on-demand prices (Price List API)
 # ---------------------------------------------------------------------------------------------
 
+
 def price_list_filters(region: str) -> list[dict[str, str]]:
-    pairs = [("regionCode", region), ("operatingSystem", "Linux"), ("tenancy", "Shared"),
-             ("preInstalledSw", "NA"), ("capacitystatus", "Used"), ("marketoption", "OnDemand")]
+    pairs = [
+        ("regionCode", region),
+        ("operatingSystem", "Linux"),
+        ("tenancy", "Shared"),
+        ("preInstalledSw", "NA"),
+        ("capacitystatus", "Used"),
+        ("marketoption", "OnDemand"),
+    ]
     return [{"Type": "TERM_MATCH", "Field": f, "Value": v} for f, v in pairs]
 
 
@@ -249,19 +308,24 @@ def parse_price_list_item(raw: str | dict, region: str) -> tuple[str, float]:
                 if value is not None and dim.get("unit") in ("Hrs", "Hours"):
                     usd.append(value)
     except (AttributeError, TypeError) as exc:  # a node that is not the object the format promises
-        raise ValidationError("PriceList", f"an item for {region} is not shaped like a Price List product "
-                                           f"({type(exc).__name__})") from None
+        raise ValidationError(
+            "PriceList", f"an item for {region} is not shaped like a Price List product ({type(exc).__name__})"
+        ) from None
     if not usd:
-        raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
-                              f"no USD price with unit Hrs for {itype} in {region}")
+        raise ValidationError(
+            "terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD", f"no USD price with unit Hrs for {itype} in {region}"
+        )
     try:
         price = float(usd[0])
     except (TypeError, ValueError):
-        raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
-                              f"{usd[0]!r} is not a price for {itype} in {region}") from None
+        raise ValidationError(
+            "terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD", f"{usd[0]!r} is not a price for {itype} in {region}"
+        ) from None
     if not (math.isfinite(price) and price > 0):
-        raise ValidationError("terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
-                              f"{usd[0]!r} is not a positive price for {itype} in {region}")
+        raise ValidationError(
+            "terms.OnDemand.*.priceDimensions.*.pricePerUnit.USD",
+            f"{usd[0]!r} is not a positive price for {itype} in {region}",
+        )
     return itype, price
 
 
@@ -280,9 +344,12 @@ def region_on_demand(pricing, region: str) -> tuple[dict[str, float], list[str],
     problems: list[str] = []
     calls = 0
     paginator = pricing.get_paginator("get_products")
-    for page in paginator.paginate(ServiceCode="AmazonEC2", Filters=price_list_filters(region),
-                                   FormatVersion="aws_v1",
-                                   PaginationConfig={"PageSize": PRICE_LIST_PAGE_SIZE}):
+    for page in paginator.paginate(
+        ServiceCode="AmazonEC2",
+        Filters=price_list_filters(region),
+        FormatVersion="aws_v1",
+        PaginationConfig={"PageSize": PRICE_LIST_PAGE_SIZE},
+    ):
         calls += 1
         for raw in page.get("PriceList", []):
             try:
@@ -295,8 +362,9 @@ def region_on_demand(pricing, region: str) -> tuple[dict[str, float], list[str],
     return prices, problems, calls
 
 
-def fetch_on_demand(pricing, regions: Sequence[str], as_of: datetime,
-                    max_workers: int = MAX_REGION_WORKERS) -> OnDemandFetch:
+def fetch_on_demand(
+    pricing, regions: Sequence[str], as_of: datetime, max_workers: int = MAX_REGION_WORKERS
+) -> OnDemandFetch:
     """Linux shared-tenancy on-demand prices per region; regions fail on their own."""
     fetch = OnDemandFetch()
 
@@ -314,18 +382,33 @@ def fetch_on_demand(pricing, regions: Sequence[str], as_of: datetime,
             prices, problems, calls = result
             fetch.api_calls += calls
             fetch.problems += problems
-            fetch.rows += [{"region": region, "instance_type": t, "operating_system": "Linux",
-                            "usd_per_hour": p, "source": "price_list_api", "as_of": as_of}
-                           for t, p in sorted(prices.items())]
+            fetch.rows += [
+                {
+                    "region": region,
+                    "instance_type": t,
+                    "operating_system": "Linux",
+                    "usd_per_hour": p,
+                    "source": "price_list_api",
+                    "as_of": as_of,
+                }
+                for t, p in sorted(prices.items())
+            ]
     return fetch
 
 
 def bundled_on_demand(reason: str) -> OnDemandFetch:
     """The bundled Price List snapshot (us-east-1 only), dated by its capture date."""
-    rows = [{"region": r["region"], "instance_type": r["instance_type"],
-             "operating_system": r["operating_system"], "usd_per_hour": float(r["usd_per_hour"]),
-             "source": "bundled_snapshot", "as_of": BUNDLED_ON_DEMAND_AS_OF}
-            for r in bundled_on_demand_rows()]
+    rows = [
+        {
+            "region": r["region"],
+            "instance_type": r["instance_type"],
+            "operating_system": r["operating_system"],
+            "usd_per_hour": float(r["usd_per_hour"]),
+            "source": "bundled_snapshot",
+            "as_of": BUNDLED_ON_DEMAND_AS_OF,
+        }
+        for r in bundled_on_demand_rows()
+    ]
     return OnDemandFetch(rows=rows, source="bundled_snapshot", fallback_reason=reason)
 
 
@@ -367,15 +450,17 @@ def parse_advisor(raw: bytes, day: date, source: str = "feed") -> AdvisorFeed:
     try:
         doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValidationError("spot-advisor-data.json",
-                              f"not a complete JSON document ({len(raw)} bytes; {exc})") from None
+        raise ValidationError(
+            "spot-advisor-data.json", f"not a complete JSON document ({len(raw)} bytes; {exc})"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("spot_advisor"), dict):
         raise ValidationError("spot_advisor", "missing from the feed")
     try:
         return _advisor_rows(doc, day, source)
     except (AttributeError, TypeError) as exc:  # a node that is not the object/list the feed promises
-        raise ValidationError("spot-advisor-data.json",
-                              f"not shaped like the Spot Advisor feed ({type(exc).__name__})") from None
+        raise ValidationError(
+            "spot-advisor-data.json", f"not shaped like the Spot Advisor feed ({type(exc).__name__})"
+        ) from None
 
 
 def _advisor_rows(doc: dict, day: date, source: str) -> AdvisorFeed:
@@ -402,20 +487,32 @@ def _advisor_rows(doc: dict, day: date, source: str) -> AdvisorFeed:
                     feed.problems.append(f"{region} {os_name} {itype}: {cause}")
                     feed.skipped_keys.append((region, os_name, itype))
                     continue
-                feed.rows.append({"day": day, "region": region, "operating_system": os_name,
-                                  "instance_type": itype, "interruption_band": band,
-                                  "savings_pct": savings, "source": source})
+                feed.rows.append(
+                    {
+                        "day": day,
+                        "region": region,
+                        "operating_system": os_name,
+                        "instance_type": itype,
+                        "interruption_band": band,
+                        "savings_pct": savings,
+                        "source": source,
+                    }
+                )
     for itype, spec in sorted((doc.get("instance_types") or {}).items()):
         if not isinstance(spec, dict):
             feed.problems.append(f"instance_types {itype}: not an object")
             spec = {}
         vcpu, ram = _finite(spec.get("cores")), _finite(spec.get("ram_gb"))
-        feed.catalog.append({
-            "instance_type": itype, "family": itype.split(".")[0],
-            "vcpu": int(vcpu) if vcpu is not None else None,
-            "memory_gib": ram,
-            "architecture": architecture_of(itype), "source": f"spot_advisor_{source}",
-        })
+        feed.catalog.append(
+            {
+                "instance_type": itype,
+                "family": itype.split(".")[0],
+                "vcpu": int(vcpu) if vcpu is not None else None,
+                "memory_gib": ram,
+                "architecture": architecture_of(itype),
+                "source": f"spot_advisor_{source}",
+            }
+        )
     return feed
 
 

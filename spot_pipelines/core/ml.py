@@ -51,7 +51,7 @@ class TrainingConfig:
     holdout_fraction: float = 0.25
     min_observed_positives: int = 20
     seed: int = 0
-    max_iter: int = 120          # boosting rounds
+    max_iter: int = 120  # boosting rounds
 
 
 @dataclass(frozen=True)
@@ -66,29 +66,43 @@ class QualityGate:
         problems = []
         if m["brier"] > b["brier"] * (1 + self.brier_relative_tolerance):
             problems.append(f"Brier {m['brier']:.5f} is worse than the advisor baseline's {b['brier']:.5f}")
-        if m.get("roc_auc") is not None and b.get("roc_auc") is not None \
-                and m["roc_auc"] < b["roc_auc"] - self.auc_tolerance:
+        if (
+            m.get("roc_auc") is not None
+            and b.get("roc_auc") is not None
+            and m["roc_auc"] < b["roc_auc"] - self.auc_tolerance
+        ):
             problems.append(f"ROC AUC {m['roc_auc']:.4f} is worse than the advisor baseline's {b['roc_auc']:.4f}")
         if problems:
             return False, "; ".join(problems)
-        return True, (f"Brier {m['brier']:.5f} vs baseline {b['brier']:.5f}, ROC AUC "
-                      f"{_fmt(m.get('roc_auc'))} vs baseline {_fmt(b.get('roc_auc'))}")
+        return True, (
+            f"Brier {m['brier']:.5f} vs baseline {b['brier']:.5f}, ROC AUC "
+            f"{_fmt(m.get('roc_auc'))} vs baseline {_fmt(b.get('roc_auc'))}"
+        )
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def training_frame(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.DataFrame,
-                   events: pd.DataFrame | None, *, start: datetime, end: datetime,
-                   config: TrainingConfig = TrainingConfig()) -> pd.DataFrame:
+def training_frame(
+    prices: pd.DataFrame,
+    on_demand: pd.DataFrame,
+    advisor: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    start: datetime,
+    end: datetime,
+    config: TrainingConfig = TrainingConfig(),
+) -> pd.DataFrame:
     """One example per (market, day): features at the day's end, `observed` = a warning within the horizon."""
     start, end = _day_start(start), _day_start(end)
     n_days = (end - start).days
     w, h = config.window_days, config.horizon_days
     if n_days < w + h + 2:
-        raise ValidationError("training window", f"{n_days} day(s) of history; need at least {w + h + 2} "
-                                                 f"(feature window {w} + horizon {h} + 2)")
+        raise ValidationError(
+            "training window",
+            f"{n_days} day(s) of history; need at least {w + h + 2} (feature window {w} + horizon {h} + 2)",
+        )
     panel = build_panel(prices, start=start, n_days=n_days, events=events)
     days = np.arange(w - 1, n_days - h)
     feats = window_features(panel, days, w)
@@ -106,9 +120,11 @@ def weak_labels(frame: pd.DataFrame, config: TrainingConfig) -> np.ndarray:
     return band_probability(frame["advisor_band"].to_numpy(), config.horizon_days)
 
 
-WEAK_NOTE = ("weak labels from the advisor band (each example weighted by the band's implied probability of an "
-             "interruption within the horizon); the baseline is the labels' own source, so the model can at best "
-             "tie it: these metrics are a sanity check, not evidence of skill")
+WEAK_NOTE = (
+    "weak labels from the advisor band (each example weighted by the band's implied probability of an "
+    "interruption within the horizon); the baseline is the labels' own source, so the model can at best "
+    "tie it: these metrics are a sanity check, not evidence of skill"
+)
 
 
 def _expand(X: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,8 +132,11 @@ def _expand(X: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     negative (weight 1 − p). Hard 0/1 targets stay one row each with weight 1."""
     if np.isin(target, (0.0, 1.0)).all():
         return X, target.astype(np.int8), np.ones(len(target))
-    return (np.vstack([X, X]), np.r_[np.ones(len(target), np.int8), np.zeros(len(target), np.int8)],
-            np.r_[target, 1 - target])
+    return (
+        np.vstack([X, X]),
+        np.r_[np.ones(len(target), np.int8), np.zeros(len(target), np.int8)],
+        np.r_[target, 1 - target],
+    )
 
 
 def band_probability(band: np.ndarray, horizon_days: int) -> np.ndarray:
@@ -128,12 +147,20 @@ def band_probability(band: np.ndarray, horizon_days: int) -> np.ndarray:
 
 
 def new_pipeline(seed: int = 0, max_iter: int = 120) -> Pipeline:
-    booster = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=0.06, max_leaf_nodes=15,
-                                             min_samples_leaf=20, l2_regularization=1.0, random_state=seed)
-    return Pipeline([
-        ("scale", StandardScaler()),
-        ("model", CalibratedClassifierCV(booster, method="sigmoid", cv=3)),
-    ])
+    booster = HistGradientBoostingClassifier(
+        max_iter=max_iter,
+        learning_rate=0.06,
+        max_leaf_nodes=15,
+        min_samples_leaf=20,
+        l2_regularization=1.0,
+        random_state=seed,
+    )
+    return Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("model", CalibratedClassifierCV(booster, method="sigmoid", cv=3)),
+        ]
+    )
 
 
 class BandBaseline:
@@ -198,12 +225,16 @@ def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> Tra
     pos_tr, pos_ho = int(observed[~is_hold].sum()), int(observed[is_hold].sum())
     if pos_tr + pos_ho >= config.min_observed_positives and min(pos_tr, pos_ho) >= 3:
         target, source = observed, OBSERVED
-        note = (f"{pos_tr + pos_ho} observed interruption warning market-days (>= {config.min_observed_positives}; "
-                f"{pos_tr} in training days, {pos_ho} in holdout days)")
+        note = (
+            f"{pos_tr + pos_ho} observed interruption warning market-days (>= {config.min_observed_positives}; "
+            f"{pos_tr} in training days, {pos_ho} in holdout days)"
+        )
     else:
         target, source = weak_labels(frame, config), WEAK
-        note = (f"only {pos_tr + pos_ho} observed interruption warning market-days ({pos_tr} training, {pos_ho} "
-                f"holdout; need >= {config.min_observed_positives} and >= 3 on each side): " + WEAK_NOTE)
+        note = (
+            f"only {pos_tr + pos_ho} observed interruption warning market-days ({pos_tr} training, {pos_ho} "
+            f"holdout; need >= {config.min_observed_positives} and >= 3 on each side): " + WEAK_NOTE
+        )
     X = frame[FEATURES].to_numpy(np.float64)
     band = frame["advisor_band"].to_numpy(np.float64)
     X_tr, y_tr, w_tr = _expand(X[~is_hold], target[~is_hold])
@@ -221,14 +252,22 @@ def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> Tra
         "label_source": source,
     }
     return TrainedModel(
-        pipeline=pipe, features=list(FEATURES), label_source=source, label_note=note, metrics=metrics,
-        data_start=pd.Timestamp(days[0]).to_pydatetime(), data_end=pd.Timestamp(days[-1]).to_pydatetime(),
-        holdout_start=pd.Timestamp(holdout_start).to_pydatetime(), n_train=int((~is_hold).sum()),
-        n_holdout=int(is_hold.sum()), horizon_hours=24 * config.horizon_days,
+        pipeline=pipe,
+        features=list(FEATURES),
+        label_source=source,
+        label_note=note,
+        metrics=metrics,
+        data_start=pd.Timestamp(days[0]).to_pydatetime(),
+        data_end=pd.Timestamp(days[-1]).to_pydatetime(),
+        holdout_start=pd.Timestamp(holdout_start).to_pydatetime(),
+        n_train=int((~is_hold).sum()),
+        n_holdout=int(is_hold.sum()),
+        horizon_hours=24 * config.horizon_days,
     )
 
 
 # --------------------------------------------------------------------------- artifacts
+
 
 def serialize(model: TrainedModel, version: int) -> tuple[bytes, str]:
     payload = {
@@ -246,8 +285,9 @@ def serialize(model: TrainedModel, version: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def deserialize(data: bytes, *, where: str, expected_sha256: str | None = None,
-                expected_features: list[str] | None = None) -> dict[str, Any]:
+def deserialize(
+    data: bytes, *, where: str, expected_sha256: str | None = None, expected_features: list[str] | None = None
+) -> dict[str, Any]:
     """Load and vet an artifact; any problem is a ModelArtifactError naming the artifact and the cause."""
     if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise ModelArtifactError(f"model artifact {where} is corrupted: its sha256 does not match the registry")
@@ -256,16 +296,22 @@ def deserialize(data: bytes, *, where: str, expected_sha256: str | None = None,
     except Exception as exc:  # unpickling arbitrary bytes raises anything
         raise ModelArtifactError(f"model artifact {where} cannot be loaded: {type(exc).__name__}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
-        raise ModelArtifactError(f"model artifact {where} is incompatible: expected format {ARTIFACT_FORMAT}, got "
-                                 f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}")
+        raise ModelArtifactError(
+            f"model artifact {where} is incompatible: expected format {ARTIFACT_FORMAT}, got "
+            f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}"
+        )
     saved = str(payload.get("sklearn_version", ""))
     if saved.split(".")[:2] != sklearn.__version__.split(".")[:2]:
-        raise ModelArtifactError(f"model artifact {where} is incompatible: trained with scikit-learn {saved}, "
-                                 f"running {sklearn.__version__}; retrain the model")
+        raise ModelArtifactError(
+            f"model artifact {where} is incompatible: trained with scikit-learn {saved}, "
+            f"running {sklearn.__version__}; retrain the model"
+        )
     features = expected_features if expected_features is not None else FEATURES
     if list(payload.get("features", [])) != list(features):
-        raise ModelArtifactError(f"model artifact {where} is incompatible: its features "
-                                 f"{payload.get('features')} differ from this code's {list(features)}")
+        raise ModelArtifactError(
+            f"model artifact {where} is incompatible: its features "
+            f"{payload.get('features')} differ from this code's {list(features)}"
+        )
     if not hasattr(payload.get("pipeline"), "predict_proba"):
         raise ModelArtifactError(f"model artifact {where} is incompatible: no predict_proba")
     return payload
@@ -278,18 +324,35 @@ def predict(payload: dict[str, Any], frame: pd.DataFrame) -> np.ndarray:
     try:
         return payload["pipeline"].predict_proba(X)[:, 1]
     except Exception as exc:
-        raise ModelArtifactError(f"model version {payload.get('version')} failed to predict: "
-                                 f"{type(exc).__name__}: {exc}") from None
+        raise ModelArtifactError(
+            f"model version {payload.get('version')} failed to predict: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def registry_fields(model: TrainedModel) -> dict[str, Any]:
     return {
-        "data_start": model.data_start, "data_end": model.data_end, "holdout_start": model.holdout_start,
-        "n_train": model.n_train, "n_holdout": model.n_holdout,
+        "data_start": model.data_start,
+        "data_end": model.data_end,
+        "holdout_start": model.holdout_start,
+        "n_train": model.n_train,
+        "n_holdout": model.n_holdout,
         "metrics": {**model.metrics, "label_note": model.label_note},
-        "features": model.features, "label_source": model.label_source, "horizon_hours": model.horizon_hours,
+        "features": model.features,
+        "label_source": model.label_source,
+        "horizon_hours": model.horizon_hours,
     }
 
 
-__all__ = ["MARKET_KEY", "ModelArtifactError", "QualityGate", "TrainedModel", "TrainingConfig",
-           "band_probability", "deserialize", "predict", "serialize", "train", "training_frame"]
+__all__ = [
+    "MARKET_KEY",
+    "ModelArtifactError",
+    "QualityGate",
+    "TrainedModel",
+    "TrainingConfig",
+    "band_probability",
+    "deserialize",
+    "predict",
+    "serialize",
+    "train",
+    "training_frame",
+]

@@ -32,23 +32,27 @@ from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.risk import operating_system
 
 HOURS_PER_MONTH = 730.0
-GROUP_TAGS = ("aws:autoscaling:groupName", "eks:nodegroup-name", "karpenter.sh/nodepool",
-              "karpenter.sh/provisioner-name")
+GROUP_TAGS = (
+    "aws:autoscaling:groupName",
+    "eks:nodegroup-name",
+    "karpenter.sh/nodepool",
+    "karpenter.sh/provisioner-name",
+)
 SHAPE = ["region", "availability_zone_id", "product_description", "instance_type"]
 
 
 @dataclass(frozen=True)
 class RecommendConfig:
     min_discount_pct: float = 20.0
-    max_p_interruption: float = 0.25          # within the model's horizon (a day by default)
+    max_p_interruption: float = 0.25  # within the model's horizon (a day by default)
     restart_cost_usd: float = 0.10
     restart_cost_on_demand_hours: float = 2.0
     diversify_min_pools: int = 3
     top_candidates: int = 5
-    max_vcpu_factor: float = 2.0              # never suggest more than twice the vCPUs
-    same_az_only: bool = True                 # a replacement in the same AZ ID keeps the subnet
+    max_vcpu_factor: float = 2.0  # never suggest more than twice the vCPUs
+    same_az_only: bool = True  # a replacement in the same AZ ID keeps the subnet
     allowed_families: dict[str, list[str]] | None = None  # family → allowed families; None: same category
-    allow_burstable: bool = False             # t* candidates only for t* instances unless allowed
+    allow_burstable: bool = False  # t* candidates only for t* instances unless allowed
 
     def __post_init__(self):
         if not 0 <= self.min_discount_pct < 100:
@@ -66,8 +70,8 @@ class RecommendConfig:
 @dataclass
 class RecommendResult:
     recommendations: pd.DataFrame
-    skipped: pd.DataFrame            # account_id, instance_id, instance_type, reason
-    unchanged: int = 0               # spot instances whose pool still qualifies
+    skipped: pd.DataFrame  # account_id, instance_id, instance_type, reason
+    unchanged: int = 0  # spot instances whose pool still qualifies
 
 
 def family_category(family: pd.Series) -> pd.Series:
@@ -82,23 +86,51 @@ def group_keys(instances: pd.DataFrame) -> pd.Series:
                 if tags.get(tag):
                     return f"{tag}={tags[tag]}"
         return None
-    tags = instances["tags"] if "tags" in instances.columns else pd.Series([None] * len(instances),
-                                                                           index=instances.index)
+
+    tags = (
+        instances["tags"] if "tags" in instances.columns else pd.Series([None] * len(instances), index=instances.index)
+    )
     keys = tags.map(key)
-    return pd.Series(np.where(keys.notna(), instances["account_id"].astype(str) + ":" + keys.astype(str), None),
-                     index=instances.index, dtype=object)
+    return pd.Series(
+        np.where(keys.notna(), instances["account_id"].astype(str) + ":" + keys.astype(str), None),
+        index=instances.index,
+        dtype=object,
+    )
 
 
-def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.DataFrame,
-              markets: pd.DataFrame, config: RecommendConfig = RecommendConfig()) -> RecommendResult:
+def recommend(
+    instances: pd.DataFrame,
+    catalog: pd.DataFrame,
+    on_demand: pd.DataFrame,
+    markets: pd.DataFrame,
+    config: RecommendConfig = RecommendConfig(),
+) -> RecommendResult:
     """`markets`: region, availability_zone_id, instance_type, product_description, spot_price,
     p_interruption, horizon_hours[, model_version] — one row per priced spot market."""
-    cols_out = ["account_id", "instance_id", "region", "availability_zone_id", "current_instance_type",
-                "current_lifecycle", "group_key", "action", "target_instance_type", "target_availability_zone_id",
-                "target_market", "candidates", "on_demand_hourly_cost", "current_hourly_cost",
-                "recommended_hourly_cost", "p_interruption", "monthly_savings_usd", "reason", "model_version"]
-    empty = RecommendResult(pd.DataFrame(columns=cols_out), pd.DataFrame(
-        columns=["account_id", "instance_id", "instance_type", "reason"]))
+    cols_out = [
+        "account_id",
+        "instance_id",
+        "region",
+        "availability_zone_id",
+        "current_instance_type",
+        "current_lifecycle",
+        "group_key",
+        "action",
+        "target_instance_type",
+        "target_availability_zone_id",
+        "target_market",
+        "candidates",
+        "on_demand_hourly_cost",
+        "current_hourly_cost",
+        "recommended_hourly_cost",
+        "p_interruption",
+        "monthly_savings_usd",
+        "reason",
+        "model_version",
+    ]
+    empty = RecommendResult(
+        pd.DataFrame(columns=cols_out), pd.DataFrame(columns=["account_id", "instance_id", "instance_type", "reason"])
+    )
     if instances.empty:
         return empty
     inst = instances[instances["state"] == "running"].copy()
@@ -115,34 +147,67 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
 
     if inst.empty:
         return empty
-    inst["product_description"] = np.where(inst["platform"].astype(str).str.lower().str.startswith("windows"),
-                                           "Windows", "Linux/UNIX")
+    inst["product_description"] = np.where(
+        inst["platform"].astype(str).str.lower().str.startswith("windows"), "Windows", "Linux/UNIX"
+    )
     inst["operating_system"] = operating_system(inst["product_description"])
     inst["group_key"] = group_keys(inst)
     skip(inst["availability_zone_id"].isna(), "no availability zone ID recorded for the instance")
 
     cat = catalog[["instance_type", "family", "vcpu", "memory_gib", "architecture"]].rename(
-        columns={"architecture": "type_architecture"})
+        columns={"architecture": "type_architecture"}
+    )
     cat = cat.assign(category=family_category(cat["family"]))
     inst = inst.merge(cat, on="instance_type", how="left")
-    skip(inst["family"].isna(), lambda f: "instance type " + f["instance_type"].astype(str)
-         + " is not in the instance type catalog: compatibility cannot be judged")
-    skip(inst["vcpu"].isna() | inst["memory_gib"].isna(),
-         lambda f: "the catalog has no vCPU/memory for " + f["instance_type"].astype(str))
-    od = on_demand[["region", "instance_type", "operating_system", "usd_per_hour"]].rename(
-        columns={"usd_per_hour": "on_demand_hourly_cost"}).drop_duplicates(
-        ["region", "instance_type", "operating_system"], keep="last")
+    skip(
+        inst["family"].isna(),
+        lambda f: (
+            "instance type "
+            + f["instance_type"].astype(str)
+            + " is not in the instance type catalog: compatibility cannot be judged"
+        ),
+    )
+    skip(
+        inst["vcpu"].isna() | inst["memory_gib"].isna(),
+        lambda f: "the catalog has no vCPU/memory for " + f["instance_type"].astype(str),
+    )
+    od = (
+        on_demand[["region", "instance_type", "operating_system", "usd_per_hour"]]
+        .rename(columns={"usd_per_hour": "on_demand_hourly_cost"})
+        .drop_duplicates(["region", "instance_type", "operating_system"], keep="last")
+    )
     inst = inst.merge(od, on=["region", "instance_type", "operating_system"], how="left")
-    skip(~(inst["on_demand_hourly_cost"] > 0), lambda f: "no on-demand price for " + f["instance_type"].astype(str)
-         + " (" + f["operating_system"].astype(str) + ") in " + f["region"].astype(str)
-         + ": savings cannot be computed")
-    inst["arch"] = inst["architecture"].fillna(inst["type_architecture"]) if "architecture" in inst.columns \
+    skip(
+        ~(inst["on_demand_hourly_cost"] > 0),
+        lambda f: (
+            "no on-demand price for "
+            + f["instance_type"].astype(str)
+            + " ("
+            + f["operating_system"].astype(str)
+            + ") in "
+            + f["region"].astype(str)
+            + ": savings cannot be computed"
+        ),
+    )
+    inst["arch"] = (
+        inst["architecture"].fillna(inst["type_architecture"])
+        if "architecture" in inst.columns
         else inst["type_architecture"]
+    )
 
     # ---- priced markets with their specs and risk-adjusted costs (one row per market)
-    mk = markets[["region", "availability_zone_id", "instance_type", "product_description", "spot_price",
-                  "p_interruption", "horizon_hours"] + (["model_version"] if "model_version" in markets.columns
-                                                        else [])]
+    mk = markets[
+        [
+            "region",
+            "availability_zone_id",
+            "instance_type",
+            "product_description",
+            "spot_price",
+            "p_interruption",
+            "horizon_hours",
+        ]
+        + (["model_version"] if "model_version" in markets.columns else [])
+    ]
     mk = mk.astype({"spot_price": np.float64, "p_interruption": np.float64, "horizon_hours": np.float64})
     mk = mk[mk["spot_price"] > 0].merge(cat, on="instance_type", how="inner")
     horizon = mk["horizon_hours"].astype(np.float64).clip(lower=1)
@@ -153,8 +218,16 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
     shapes = inst[shape_cols].drop_duplicates(SHAPE).reset_index(drop=True)
     shapes["shape_id"] = np.arange(len(shapes))
     join_on = ["region", "product_description"] + (["availability_zone_id"] if config.same_az_only else [])
-    right = mk.rename(columns={"instance_type": "c_type", "family": "c_family", "vcpu": "c_vcpu",
-                               "memory_gib": "c_memory", "category": "c_category", "availability_zone_id": "c_az"})
+    right = mk.rename(
+        columns={
+            "instance_type": "c_type",
+            "family": "c_family",
+            "vcpu": "c_vcpu",
+            "memory_gib": "c_memory",
+            "category": "c_category",
+            "availability_zone_id": "c_az",
+        }
+    )
     left_keys, right_keys = list(join_on), [c if c != "availability_zone_id" else "c_az" for c in join_on]
     # Joining on architecture (and on the family category unless families are listed) keeps the
     # candidate frame to plausible pairs instead of every market of the AZ.
@@ -171,8 +244,12 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
     s_v = shapes["vcpu"].to_numpy(np.float64)
     si, vi = np.nonzero((sizes[None, :] >= s_v[:, None]) & (sizes[None, :] <= s_v[:, None] * config.max_vcpu_factor))
     left = shapes[left_keys + ["shape_id"]].iloc[si].assign(_vcpu=sizes[vi])
-    pairs = left.merge(right[right_keys + ["c_vcpu"]].assign(_mk=np.arange(len(right))),
-                       left_on=left_keys + ["_vcpu"], right_on=right_keys + ["c_vcpu"], how="inner")
+    pairs = left.merge(
+        right[right_keys + ["c_vcpu"]].assign(_mk=np.arange(len(right))),
+        left_on=left_keys + ["_vcpu"],
+        right_on=right_keys + ["c_vcpu"],
+        how="inner",
+    )
     sid = pairs["shape_id"].to_numpy()
     mid = pairs["_mk"].to_numpy()
     s_vcpu, s_mem = shapes["vcpu"].to_numpy(np.float64)[sid], shapes["memory_gib"].to_numpy(np.float64)[sid]
@@ -206,36 +283,72 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
     np.add.at(first_of, sid + 1, 1)
     rank = np.arange(len(sid)) - np.cumsum(first_of)[sid]
     keep = qualifies & (rank < config.top_candidates)
-    top = pd.DataFrame({
-        "shape_id": sid[keep], "rank": rank[keep], "c_type": mk["instance_type"].to_numpy()[mid[keep]],
-        "c_az": mk["availability_zone_id"].to_numpy()[mid[keep]],
-        "spot_price": mk["spot_price"].to_numpy(np.float64)[mid[keep]].round(6),
-        "p_interruption": p_int[keep].round(4), "risk_adjusted": cost[keep], "discount": discount[keep]})
+    top = pd.DataFrame(
+        {
+            "shape_id": sid[keep],
+            "rank": rank[keep],
+            "c_type": mk["instance_type"].to_numpy()[mid[keep]],
+            "c_az": mk["availability_zone_id"].to_numpy()[mid[keep]],
+            "spot_price": mk["spot_price"].to_numpy(np.float64)[mid[keep]].round(6),
+            "p_interruption": p_int[keep].round(4),
+            "risk_adjusted": cost[keep],
+            "discount": discount[keep],
+        }
+    )
 
     cand_lists: dict[int, list[dict]] = {}
     for s_id, c_type, c_az, price, p, c, disc in zip(
-            top["shape_id"].tolist(), top["c_type"].tolist(), top["c_az"].tolist(), top["spot_price"].tolist(),
-            top["p_interruption"].tolist(), top["risk_adjusted"].round(6).tolist(),
-            (100 * top["discount"]).round(1).tolist()):
-        cand_lists.setdefault(s_id, []).append({
-            "instance_type": c_type, "availability_zone_id": c_az, "spot_price": price, "p_interruption": p,
-            "risk_adjusted_hourly_cost": c, "discount_pct": disc})
+        top["shape_id"].tolist(),
+        top["c_type"].tolist(),
+        top["c_az"].tolist(),
+        top["spot_price"].tolist(),
+        top["p_interruption"].tolist(),
+        top["risk_adjusted"].round(6).tolist(),
+        (100 * top["discount"]).round(1).tolist(),
+    ):
+        cand_lists.setdefault(s_id, []).append(
+            {
+                "instance_type": c_type,
+                "availability_zone_id": c_az,
+                "spot_price": price,
+                "p_interruption": p,
+                "risk_adjusted_hourly_cost": c,
+                "discount_pct": disc,
+            }
+        )
 
     # ---- back to instances
     inst = inst.merge(shapes[SHAPE + ["shape_id", "n_compatible", "n_ok", "best_discount"]], on=SHAPE, how="left")
-    own = mk[["region", "availability_zone_id", "instance_type", "product_description", "spot_price",
-              "p_interruption", "p_hour"]].rename(columns={"spot_price": "own_price", "p_interruption": "own_p",
-                                                           "p_hour": "own_p_hour"})
+    own = mk[
+        [
+            "region",
+            "availability_zone_id",
+            "instance_type",
+            "product_description",
+            "spot_price",
+            "p_interruption",
+            "p_hour",
+        ]
+    ].rename(columns={"spot_price": "own_price", "p_interruption": "own_p", "p_hour": "own_p_hour"})
     inst = inst.merge(own, on=SHAPE, how="left")
-    skip((inst["lifecycle"] == "spot") & inst["own_price"].isna(),
-         lambda f: "spot instance of " + f["instance_type"].astype(str) + " in " + f["availability_zone_id"].astype(str)
-         + ": no spot price history for its own market")
+    skip(
+        (inst["lifecycle"] == "spot") & inst["own_price"].isna(),
+        lambda f: (
+            "spot instance of "
+            + f["instance_type"].astype(str)
+            + " in "
+            + f["availability_zone_id"].astype(str)
+            + ": no spot price history for its own market"
+        ),
+    )
     inst = inst.sort_values(["group_key", "instance_id"], na_position="last").reset_index(drop=True)
     inst["n_ok"] = inst["n_ok"].fillna(0).astype(int)
     inst["own_cost"] = inst["own_price"] + inst["own_p_hour"] * (
-        config.restart_cost_usd + config.restart_cost_on_demand_hours * inst["on_demand_hourly_cost"])
-    inst["own_ok"] = ((1 - inst["own_cost"] / inst["on_demand_hourly_cost"] >= config.min_discount_pct / 100)
-                      & (inst["own_p"] <= config.max_p_interruption))
+        config.restart_cost_usd + config.restart_cost_on_demand_hours * inst["on_demand_hourly_cost"]
+    )
+    inst["own_ok"] = (1 - inst["own_cost"] / inst["on_demand_hourly_cost"] >= config.min_discount_pct / 100) & (
+        inst["own_p"] <= config.max_p_interruption
+    )
     is_spot = (inst["lifecycle"] == "spot").to_numpy()
     own_ok = inst["own_ok"].to_numpy()
     in_group = inst["group_key"].notna().to_numpy()
@@ -244,8 +357,14 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
     pos = inst.groupby("group_key", dropna=False).cumcount().to_numpy()
     spread = in_group & (n_ok >= config.diversify_min_pools)
     inst["target_rank"] = np.where(spread, pos % np.minimum(np.maximum(n_ok, 1), config.top_candidates), 0)
-    group_pools = (inst["instance_type"] + "@" + inst["availability_zone_id"].astype(str)).where(
-        inst["lifecycle"] == "spot").groupby(inst["group_key"]).transform("nunique").fillna(0).to_numpy()
+    group_pools = (
+        (inst["instance_type"] + "@" + inst["availability_zone_id"].astype(str))
+        .where(inst["lifecycle"] == "spot")
+        .groupby(inst["group_key"])
+        .transform("nunique")
+        .fillna(0)
+        .to_numpy()
+    )
     od_ = ~is_spot
     conditions = [
         od_ & (n_ok == 0),
@@ -256,30 +375,35 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
         is_spot & ~own_ok & (n_ok > 0),
         is_spot & ~own_ok,
     ]
-    choices = ["stay_on_demand", "diversify", "move_to_spot", "diversify", "keep", "diversify",
-               "return_to_on_demand"]
+    choices = ["stay_on_demand", "diversify", "move_to_spot", "diversify", "keep", "diversify", "return_to_on_demand"]
     inst["action"] = np.select(conditions, choices, default="keep")
     unchanged = int((inst["action"] == "keep").sum())
     inst = inst[inst["action"] != "keep"].copy()
 
     tgt = top[["shape_id", "rank", "c_type", "c_az", "risk_adjusted", "p_interruption", "discount"]].rename(
-        columns={"rank": "target_rank", "p_interruption": "target_p"})
+        columns={"rank": "target_rank", "p_interruption": "target_p"}
+    )
     inst = inst.merge(tgt, on=["shape_id", "target_rank"], how="left")
     moves = inst["action"].isin(["move_to_spot", "diversify"])
-    inst["target_instance_type"] = np.where(moves, inst["c_type"], np.where(
-        inst["action"] == "return_to_on_demand", inst["instance_type"], None))
-    inst["target_availability_zone_id"] = np.where(moves, inst["c_az"], np.where(
-        inst["action"] == "return_to_on_demand", inst["availability_zone_id"], None))
-    inst["target_market"] = np.select([moves, inst["action"] == "return_to_on_demand"], ["spot", "on-demand"],
-                                      default=None)
-    inst["current_hourly_cost"] = np.where(inst["lifecycle"] == "spot", inst["own_cost"],
-                                           inst["on_demand_hourly_cost"])
+    inst["target_instance_type"] = np.where(
+        moves, inst["c_type"], np.where(inst["action"] == "return_to_on_demand", inst["instance_type"], None)
+    )
+    inst["target_availability_zone_id"] = np.where(
+        moves, inst["c_az"], np.where(inst["action"] == "return_to_on_demand", inst["availability_zone_id"], None)
+    )
+    inst["target_market"] = np.select(
+        [moves, inst["action"] == "return_to_on_demand"], ["spot", "on-demand"], default=None
+    )
+    inst["current_hourly_cost"] = np.where(inst["lifecycle"] == "spot", inst["own_cost"], inst["on_demand_hourly_cost"])
     inst["recommended_hourly_cost"] = np.select(
-        [moves, inst["action"] == "return_to_on_demand"], [inst["risk_adjusted"], inst["on_demand_hourly_cost"]],
-        default=inst["current_hourly_cost"])
+        [moves, inst["action"] == "return_to_on_demand"],
+        [inst["risk_adjusted"], inst["on_demand_hourly_cost"]],
+        default=inst["current_hourly_cost"],
+    )
     inst["recommended_hourly_cost"] = inst["recommended_hourly_cost"].astype(np.float64)
-    inst["monthly_savings_usd"] = ((inst["current_hourly_cost"] - inst["recommended_hourly_cost"])
-                                   * HOURS_PER_MONTH).round(2)
+    inst["monthly_savings_usd"] = (
+        (inst["current_hourly_cost"] - inst["recommended_hourly_cost"]) * HOURS_PER_MONTH
+    ).round(2)
     inst["p_interruption"] = np.where(moves, inst["target_p"], inst["own_p"])
     inst["candidates"] = [cand_lists.get(s, []) for s in inst["shape_id"].tolist()]
     inst["reason"] = _reasons(inst, config)
@@ -289,8 +413,11 @@ def recommend(instances: pd.DataFrame, catalog: pd.DataFrame, on_demand: pd.Data
         inst["model_version"] = None
     out = inst.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
     out = out[cols_out].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
-    skipped_df = pd.concat(skipped, ignore_index=True) if skipped else pd.DataFrame(
-        columns=["account_id", "instance_id", "instance_type", "reason"])
+    skipped_df = (
+        pd.concat(skipped, ignore_index=True)
+        if skipped
+        else pd.DataFrame(columns=["account_id", "instance_id", "instance_type", "reason"])
+    )
     return RecommendResult(out, skipped_df, unchanged=unchanged)
 
 
@@ -300,17 +427,24 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
     min_d = f"{config.min_discount_pct:.0f}%"
     ceiling = f"{config.max_p_interruption:.0%}"
 
-    def text(action, lifecycle, own_ok, group, n_compatible, n_ok, best, t_type, t_az, rec_cost, cur_cost, od,
-             p, savings) -> str:
+    def text(
+        action, lifecycle, own_ok, group, n_compatible, n_ok, best, t_type, t_az, rec_cost, cur_cost, od, p, savings
+    ) -> str:
         target = f"{t_type} spot in {t_az}"
-        cost = (f" at a risk-adjusted ${rec_cost:.4f}/h vs ${cur_cost:.4f}/h now "
-                f"(P(interruption/day) {p:.1%}); saves ${savings:,.0f}/month")
+        cost = (
+            f" at a risk-adjusted ${rec_cost:.4f}/h vs ${cur_cost:.4f}/h now "
+            f"(P(interruption/day) {p:.1%}); saves ${savings:,.0f}/month"
+        )
         if action == "stay_on_demand":
             if not n_compatible:
-                return ("no compatible spot market (same architecture, ≥ vCPU and memory, allowed family) "
-                        "is priced in this AZ ID")
-            return (f"the best compatible spot market saves only {best:.0%} risk-adjusted, below the {min_d} minimum "
-                    f"discount, or is above the {ceiling} interruption ceiling")
+                return (
+                    "no compatible spot market (same architecture, ≥ vCPU and memory, allowed family) "
+                    "is priced in this AZ ID"
+                )
+            return (
+                f"the best compatible spot market saves only {best:.0%} risk-adjusted, below the {min_d} minimum "
+                f"discount, or is above the {ceiling} interruption ceiling"
+            )
         if action == "move_to_spot":
             return "Move to " + target + cost
         if action == "diversify" and lifecycle != "spot":
@@ -318,13 +452,30 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
         if action == "diversify" and own_ok:
             return f"Group {group} runs on too few spot pools; diversify this one to {target}{cost}"
         if action == "diversify":
-            return (f"Its spot pool no longer qualifies (below the {min_d} minimum discount or above the {ceiling} "
-                    f"interruption ceiling); move to {target}{cost}")
-        return (f"Its spot pool no longer qualifies and no compatible spot pool does: return to on-demand at "
-                f"${od:.4f}/h (risk-adjusted spot ${cur_cost:.4f}/h, P(interruption/day) {p:.1%})")
+            return (
+                f"Its spot pool no longer qualifies (below the {min_d} minimum discount or above the {ceiling} "
+                f"interruption ceiling); move to {target}{cost}"
+            )
+        return (
+            f"Its spot pool no longer qualifies and no compatible spot pool does: return to on-demand at "
+            f"${od:.4f}/h (risk-adjusted spot ${cur_cost:.4f}/h, P(interruption/day) {p:.1%})"
+        )
 
-    cols = ["action", "lifecycle", "own_ok", "group_key", "n_compatible", "n_ok", "best_discount",
-            "target_instance_type", "target_availability_zone_id", "recommended_hourly_cost", "current_hourly_cost",
-            "on_demand_hourly_cost", "p_interruption", "monthly_savings_usd"]
+    cols = [
+        "action",
+        "lifecycle",
+        "own_ok",
+        "group_key",
+        "n_compatible",
+        "n_ok",
+        "best_discount",
+        "target_instance_type",
+        "target_availability_zone_id",
+        "recommended_hourly_cost",
+        "current_hourly_cost",
+        "on_demand_hourly_cost",
+        "p_interruption",
+        "monthly_savings_usd",
+    ]
     values = [df[c].tolist() for c in cols]
     return pd.Series([text(*row) for row in zip(*values)], index=df.index, dtype=object)

@@ -18,13 +18,14 @@ MIN_ENV_SECRET_LENGTH = 8  # shorter values ("testing", "1") would shred ordinar
 
 _SENSITIVE_ENV_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD", re.IGNORECASE)
 _SENSITIVE_KEY = re.compile(
-    r"secret|token|password|passwd|credential|encryption_key|private_key|api_key|authorization",
-    re.IGNORECASE)
+    r"secret|token|password|passwd|credential|encryption_key|private_key|api_key|authorization", re.IGNORECASE
+)
 # `key=value` / `"key": "value"` pairs whose key names a secret.
 _SENSITIVE_PAIR = re.compile(
     r"""(?P<key>["']?[\w.-]*(?:secret|token|password|passwd|encryption_key|private_key|authorization)[\w.-]*["']?)"""
     r"""(?P<sep>\s*[:=]\s*)(?P<quote>["']?)(?P<value>[^\s"',;}]+)""",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _URL_PASSWORD = re.compile(r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?=@)", re.IGNORECASE)
 _BEARER = re.compile(r"(?P<scheme>\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
@@ -61,8 +62,13 @@ def redact_text(text: str) -> str:
     text = _BEARER.sub(lambda m: m.group("scheme") + REDACTED, text)
     text = _JWT.sub(REDACTED, text)
     text = _SENSITIVE_PAIR.sub(
-        lambda m: m.group("key") + m.group("sep") + m.group("quote") + REDACTED
-        if m.group("value") != REDACTED else m.group(0), text)
+        lambda m: (
+            m.group("key") + m.group("sep") + m.group("quote") + REDACTED
+            if m.group("value") != REDACTED
+            else m.group(0)
+        ),
+        text,
+    )
     text = _FERNET_TOKEN.sub(REDACTED, text)
     text = _LONG_BASE64.sub(REDACTED, text)
     text = _FERNET_KEY.sub(REDACTED, text)
@@ -81,9 +87,10 @@ def redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {redact_text(str(k)): (REDACTED if _SENSITIVE_KEY.search(str(k)) and v not in (None, "")
-                                      else redact(v))
-                for k, v in value.items()}
+        return {
+            redact_text(str(k)): (REDACTED if _SENSITIVE_KEY.search(str(k)) and v not in (None, "") else redact(v))
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact(v) for v in value]
     if isinstance(value, datetime):

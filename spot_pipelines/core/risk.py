@@ -48,9 +48,10 @@ SPIKE_DAYS = 7
 def operating_system(product_description: pd.Series) -> pd.Series:
     """'Linux/UNIX', 'Linux/UNIX (Amazon VPC)' → Linux; 'Windows…' → Windows; others kept verbatim."""
     text = product_description.astype(str)
-    return pd.Series(np.where(text.str.startswith("Linux/UNIX"), "Linux",
-                              np.where(text.str.startswith("Windows"), "Windows", text)),
-                     index=product_description.index)
+    return pd.Series(
+        np.where(text.str.startswith("Linux/UNIX"), "Linux", np.where(text.str.startswith("Windows"), "Windows", text)),
+        index=product_description.index,
+    )
 
 
 def epoch_seconds(values: pd.Series) -> np.ndarray:
@@ -73,16 +74,16 @@ def _day_start(moment: datetime) -> datetime:
 class MarketPanel:
     """Per-(market, day) statistics: arrays of shape (n_markets, n_days)."""
 
-    markets: pd.DataFrame          # MARKET_KEY (+ availability_zone), row i = market i
-    start: datetime                # midnight UTC of day 0
+    markets: pd.DataFrame  # MARKET_KEY (+ availability_zone), row i = market i
+    start: datetime  # midnight UTC of day 0
     n_days: int
-    last_price: np.ndarray         # price in force at the end of the day (forward-filled; NaN before data)
-    day_max: np.ndarray            # highest price in force during the day
-    changes: np.ndarray            # number of price changes during the day
-    abs_change: np.ndarray         # sum of |relative change| of those changes
-    last_change_ts: np.ndarray     # epoch s of the latest change so far (forward-filled; NaN: none seen)
-    first_ts: np.ndarray           # epoch s of each market's first observation (per market)
-    events: np.ndarray             # observed interruption warnings per day
+    last_price: np.ndarray  # price in force at the end of the day (forward-filled; NaN before data)
+    day_max: np.ndarray  # highest price in force during the day
+    changes: np.ndarray  # number of price changes during the day
+    abs_change: np.ndarray  # sum of |relative change| of those changes
+    last_change_ts: np.ndarray  # epoch s of the latest change so far (forward-filled; NaN: none seen)
+    first_ts: np.ndarray  # epoch s of each market's first observation (per market)
+    events: np.ndarray  # observed interruption warnings per day
 
 
 def _ffill(a: np.ndarray) -> np.ndarray:
@@ -109,8 +110,9 @@ def market_codes(prices: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     return codes, markets
 
 
-def build_panel(prices: pd.DataFrame, *, start: datetime, n_days: int,
-                events: pd.DataFrame | None = None) -> MarketPanel:
+def build_panel(
+    prices: pd.DataFrame, *, start: datetime, n_days: int, events: pd.DataFrame | None = None
+) -> MarketPanel:
     if n_days < 1:
         raise ValidationError("window_days", "must be at least 1")
     start = _day_start(start)
@@ -171,9 +173,18 @@ def build_panel(prices: pd.DataFrame, *, start: datetime, n_days: int,
     ev = np.zeros(shape)
     if events is not None and len(events):
         ev = _event_counts(events, markets, start_s, n_days)
-    return MarketPanel(markets=markets, start=start, n_days=n_days, last_price=last_price, day_max=day_max,
-                       changes=changes.reshape(shape), abs_change=abs_change.reshape(shape),
-                       last_change_ts=_ffill(last_change.reshape(shape)), first_ts=first_ts, events=ev)
+    return MarketPanel(
+        markets=markets,
+        start=start,
+        n_days=n_days,
+        last_price=last_price,
+        day_max=day_max,
+        changes=changes.reshape(shape),
+        abs_change=abs_change.reshape(shape),
+        last_change_ts=_ffill(last_change.reshape(shape)),
+        first_ts=first_ts,
+        events=ev,
+    )
 
 
 def _event_counts(events: pd.DataFrame, markets: pd.DataFrame, start_s: int, n_days: int) -> np.ndarray:
@@ -229,45 +240,55 @@ def window_features(panel: MarketPanel, days: np.ndarray, window_days: int) -> p
     m, d = spot.shape
     with np.errstate(invalid="ignore", divide="ignore"):
         spike = np.where(price_mean > 0, np.maximum(spike_max / price_mean - 1.0, 0.0), 0.0)
-    out = pd.DataFrame({
-        "_market": np.repeat(np.arange(m), d),
-        "_day": np.tile(days, m),
-        "spot_price": spot.ravel(),
-        "price_mean": price_mean.ravel(),
-        "volatility": volatility.ravel(),
-        "changes_per_day": (n_chg / w).ravel(),
-        "mean_abs_change_pct": (100 * abs_chg / np.maximum(n_chg, 1)).ravel(),
-        "spike_ratio_7d": spike.ravel(),
-        "hours_since_change": np.minimum(since, w * 24.0).ravel(),
-        "observed_interruptions": events.ravel(),
-    })
+    out = pd.DataFrame(
+        {
+            "_market": np.repeat(np.arange(m), d),
+            "_day": np.tile(days, m),
+            "spot_price": spot.ravel(),
+            "price_mean": price_mean.ravel(),
+            "volatility": volatility.ravel(),
+            "changes_per_day": (n_chg / w).ravel(),
+            "mean_abs_change_pct": (100 * abs_chg / np.maximum(n_chg, 1)).ravel(),
+            "spike_ratio_7d": spike.ravel(),
+            "hours_since_change": np.minimum(since, w * 24.0).ravel(),
+            "observed_interruptions": events.ravel(),
+        }
+    )
     return out
 
 
-def attach_reference(features: pd.DataFrame, markets: pd.DataFrame, on_demand: pd.DataFrame,
-                     advisor: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def attach_reference(
+    features: pd.DataFrame, markets: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join market keys, on-demand prices and the advisor; split off rows that cannot be scored."""
     frame = features.join(markets, on="_market")
     frame["operating_system"] = operating_system(frame["product_description"])
-    od = (on_demand[["region", "instance_type", "operating_system", "usd_per_hour"]]
-          .rename(columns={"usd_per_hour": "on_demand_price"})
-          .drop_duplicates(["region", "instance_type", "operating_system"], keep="last"))
+    od = (
+        on_demand[["region", "instance_type", "operating_system", "usd_per_hour"]]
+        .rename(columns={"usd_per_hour": "on_demand_price"})
+        .drop_duplicates(["region", "instance_type", "operating_system"], keep="last")
+    )
     frame = frame.merge(od, on=["region", "instance_type", "operating_system"], how="left")
     adv = advisor
     if "day" in adv.columns and len(adv):
         adv = adv.sort_values("day").drop_duplicates(["region", "operating_system", "instance_type"], keep="last")
     adv = adv[["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]].rename(
-        columns={"interruption_band": "advisor_band", "savings_pct": "advisor_savings_pct"})
+        columns={"interruption_band": "advisor_band", "savings_pct": "advisor_savings_pct"}
+    )
     frame = frame.merge(adv, on=["region", "operating_system", "instance_type"], how="left")
     frame["advisor_band"] = frame["advisor_band"].astype(np.float64)
     frame["advisor_savings_pct"] = frame["advisor_savings_pct"].astype(np.float64)
     no_price = frame["spot_price"].isna()
     no_od = ~no_price & ~(frame["on_demand_price"] > 0)
-    skipped = pd.concat([
-        frame.loc[no_price, MARKET_KEY + ["_day"]].assign(reason="no spot price history in or before the window"),
-        frame.loc[no_od, MARKET_KEY + ["_day"]].assign(
-            reason=lambda f: "no on-demand price for " + f["instance_type"] + " in " + f["region"]),
-    ], ignore_index=True)
+    skipped = pd.concat(
+        [
+            frame.loc[no_price, MARKET_KEY + ["_day"]].assign(reason="no spot price history in or before the window"),
+            frame.loc[no_od, MARKET_KEY + ["_day"]].assign(
+                reason=lambda f: "no on-demand price for " + f["instance_type"] + " in " + f["region"]
+            ),
+        ],
+        ignore_index=True,
+    )
     frame = frame[~no_price & ~no_od].copy()
     frame["price_to_on_demand"] = frame["spot_price"] / frame["on_demand_price"]
     return frame, skipped
@@ -300,14 +321,21 @@ def window_end(as_of: datetime) -> datetime:
 
 @dataclass
 class ScoreResult:
-    scores: pd.DataFrame      # one row per scored market: keys, features, score, risk_band
-    skipped: pd.DataFrame     # market keys + reason
+    scores: pd.DataFrame  # one row per scored market: keys, features, score, risk_band
+    skipped: pd.DataFrame  # market keys + reason
     window_start: datetime
     window_end: datetime
 
 
-def score_markets(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.DataFrame,
-                  events: pd.DataFrame | None, *, as_of: datetime, window_days: int = WINDOW_DAYS) -> ScoreResult:
+def score_markets(
+    prices: pd.DataFrame,
+    on_demand: pd.DataFrame,
+    advisor: pd.DataFrame,
+    events: pd.DataFrame | None,
+    *,
+    as_of: datetime,
+    window_days: int = WINDOW_DAYS,
+) -> ScoreResult:
     """Risk features and score of every market with history, as of the end of the day before `as_of`'s day
     when `as_of` is midnight, else of `as_of`'s day (the window is the `window_days` days ending there)."""
     if window_days < 2:
@@ -321,9 +349,14 @@ def score_markets(prices: pd.DataFrame, on_demand: pd.DataFrame, advisor: pd.Dat
     frame["risk_band"] = risk_band(frame["score"].to_numpy())
     frame["window_start"], frame["window_end"] = start, end
     frame["observed_interruptions"] = frame["observed_interruptions"].astype(np.int64)
-    cols = MARKET_KEY + (["availability_zone"] if "availability_zone" in frame.columns else []) + [
-        "window_start", "window_end", "spot_price", "on_demand_price", "price_mean"] + [
-        f for f in FEATURES if f not in ("price_mean",)] + ["score", "risk_band"]
+    cols = (
+        MARKET_KEY
+        + (["availability_zone"] if "availability_zone" in frame.columns else [])
+        + ["window_start", "window_end", "spot_price", "on_demand_price", "price_mean"]
+        + [f for f in FEATURES if f not in ("price_mean",)]
+        + ["score", "risk_band"]
+    )
     scores = frame[list(dict.fromkeys(cols))].reset_index(drop=True)
-    return ScoreResult(scores=scores, skipped=skipped.drop(columns="_day").reset_index(drop=True),
-                       window_start=start, window_end=end)
+    return ScoreResult(
+        scores=scores, skipped=skipped.drop(columns="_day").reset_index(drop=True), window_start=start, window_end=end
+    )

@@ -32,8 +32,11 @@ def shown(value: object, limit: int = ECHO_LIMIT) -> str:
 def known_regions() -> frozenset[str]:
     """Every EC2 region in botocore's bundled endpoint data, across partitions (no network)."""
     session = botocore.session.get_session()
-    return frozenset(region for partition in session.get_available_partitions()
-                     for region in session.get_available_regions("ec2", partition_name=partition))
+    return frozenset(
+        region
+        for partition in session.get_available_partitions()
+        for region in session.get_available_regions("ec2", partition_name=partition)
+    )
 
 
 def account_name(value: str) -> str:
@@ -58,9 +61,7 @@ def role_arn(value: str, expected_account_id: str) -> str:
             "role_arn", f"{shown(value)} is not an IAM role ARN (arn:aws:iam::123456789012:role/Name)"
         )
     if match.group(1) != expected_account_id:
-        raise ValidationError(
-            "role_arn", f"the role belongs to account {match.group(1)}, not {expected_account_id}"
-        )
+        raise ValidationError("role_arn", f"the role belongs to account {match.group(1)}, not {expected_account_id}")
     return value
 
 

@@ -27,9 +27,7 @@ class Account(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
     last_discovered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # One row per AWS account (migration 0006): a second name would count its savings twice.

@@ -18,9 +18,7 @@ from spot_pipelines.db.upsert import bulk_upsert
 class Instance(Base):
     __tablename__ = "instances"
 
-    account_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    )
+    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     instance_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     region: Mapped[str] = mapped_column(String(32), nullable=False)
     availability_zone: Mapped[str | None] = mapped_column(String(32))
@@ -48,24 +46,33 @@ class WriteSummary:
     newly_terminated: int
 
 
-def write_scan(session: Session, account_id: int, instances: list[dict], *,
-               scanned_regions: Iterable[str], seen_at: datetime) -> WriteSummary:
+def write_scan(
+    session: Session, account_id: int, instances: list[dict], *, scanned_regions: Iterable[str], seen_at: datetime
+) -> WriteSummary:
     """One transaction's worth of writes for one account's scan.
 
     Only regions that were scanned completely may mark instances terminated: an instance in a
     skipped or failed region is unknown, not gone.
     """
-    rows = [{**row, "account_id": account_id, "first_seen_at": seen_at, "last_seen_at": seen_at,
-             "terminated_at": seen_at if row["state"] == "terminated" else None}
-            for row in instances]
-    bulk_upsert(session, Instance.__table__, rows, key=("account_id", "instance_id"),
-                keep_on_update=("first_seen_at",))
+    rows = [
+        {
+            **row,
+            "account_id": account_id,
+            "first_seen_at": seen_at,
+            "last_seen_at": seen_at,
+            "terminated_at": seen_at if row["state"] == "terminated" else None,
+        }
+        for row in instances
+    ]
+    bulk_upsert(session, Instance.__table__, rows, key=("account_id", "instance_id"), keep_on_update=("first_seen_at",))
     vanished = session.execute(
         update(Instance)
-        .where(Instance.account_id == account_id,
-               Instance.region.in_(list(scanned_regions)),
-               Instance.last_seen_at < seen_at,
-               Instance.terminated_at.is_(None))
+        .where(
+            Instance.account_id == account_id,
+            Instance.region.in_(list(scanned_regions)),
+            Instance.last_seen_at < seen_at,
+            Instance.terminated_at.is_(None),
+        )
         .values(state="terminated", terminated_at=seen_at)
         .execution_options(synchronize_session=False)
     )
@@ -74,23 +81,43 @@ def write_scan(session: Session, account_id: int, instances: list[dict], *,
 
 def record_launched(session: Session, account_id: int, row: dict, *, seen_at: datetime) -> None:
     """Record an instance we launched (a discovery-shaped row), as the next scan would."""
-    write = {**row, "account_id": account_id, "first_seen_at": seen_at, "last_seen_at": seen_at,
-             "terminated_at": seen_at if row["state"] == "terminated" else None}
-    bulk_upsert(session, Instance.__table__, [write], key=("account_id", "instance_id"),
-                keep_on_update=("first_seen_at",))
+    write = {
+        **row,
+        "account_id": account_id,
+        "first_seen_at": seen_at,
+        "last_seen_at": seen_at,
+        "terminated_at": seen_at if row["state"] == "terminated" else None,
+    }
+    bulk_upsert(
+        session, Instance.__table__, [write], key=("account_id", "instance_id"), keep_on_update=("first_seen_at",)
+    )
 
 
 def mark_retired(session: Session, account_id: int, instance_id: str, retire: str, *, at: datetime) -> None:
     """The replaced instance is gone from the fleet the recommender sees (retire: terminate | stop)."""
     values = {"state": "terminated", "terminated_at": at} if retire == "terminate" else {"state": "stopped"}
-    session.execute(update(Instance)
-                    .where(Instance.account_id == account_id, Instance.instance_id == instance_id)
-                    .values(**values)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(Instance)
+        .where(Instance.account_id == account_id, Instance.instance_id == instance_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def read_running_instances(conn: Connection) -> pd.DataFrame:
     i = Instance
-    return read_frame(conn, select(i.account_id, i.instance_id, i.region, i.availability_zone_id, i.instance_type,
-                               i.lifecycle, i.state, i.platform, i.architecture, i.tags)
-                  .where(i.state == "running", i.terminated_at.is_(None)))
+    return read_frame(
+        conn,
+        select(
+            i.account_id,
+            i.instance_id,
+            i.region,
+            i.availability_zone_id,
+            i.instance_type,
+            i.lifecycle,
+            i.state,
+            i.platform,
+            i.architecture,
+            i.tags,
+        ).where(i.state == "running", i.terminated_at.is_(None)),
+    )

@@ -22,7 +22,8 @@ class RecommendationAction(Base):
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     recommendation_id: Mapped[int] = mapped_column(
-        _BigId, ForeignKey("spot_recommendations.id", ondelete="CASCADE"), nullable=False, index=True)
+        _BigId, ForeignKey("spot_recommendations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     run_id: Mapped[str | None] = mapped_column(String(64))
     dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False)
     step: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -44,14 +45,29 @@ def approved_for_execution(session: Session, ids: Sequence[int] | None = None) -
 
 
 def record_call(session: Session, recommendation_id: int, run_id: str | None, dry_run: bool, call) -> None:
-    session.add(RecommendationAction(
-        recommendation_id=recommendation_id, run_id=run_id, dry_run=dry_run, step=call.step,
-        operation=call.operation, params=call.params, before_state=call.before_state,
-        after_state=call.after_state, outcome=call.outcome, error=call.error, started_at=call.started_at,
-        finished_at=call.finished_at))
+    session.add(
+        RecommendationAction(
+            recommendation_id=recommendation_id,
+            run_id=run_id,
+            dry_run=dry_run,
+            step=call.step,
+            operation=call.operation,
+            params=call.params,
+            before_state=call.before_state,
+            after_state=call.after_state,
+            outcome=call.outcome,
+            error=call.error,
+            started_at=call.started_at,
+            finished_at=call.finished_at,
+        )
+    )
 
 
 def actions_for(session: Session, recommendation_id: int) -> list[RecommendationAction]:
-    return list(session.scalars(select(RecommendationAction)
-                                .where(RecommendationAction.recommendation_id == recommendation_id)
-                                .order_by(RecommendationAction.id)))
+    return list(
+        session.scalars(
+            select(RecommendationAction)
+            .where(RecommendationAction.recommendation_id == recommendation_id)
+            .order_by(RecommendationAction.id)
+        )
+    )

@@ -72,21 +72,45 @@ class ComponentHealthState(Base):
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
-def write_health_round(session: Session, results: Sequence[Any], *, round_id: str, checked_at: datetime,
-                       run_id: str | None = None, context: dict[str, Any] | None = None) -> list[Any]:
+def write_health_round(
+    session: Session,
+    results: Sequence[Any],
+    *,
+    round_id: str,
+    checked_at: datetime,
+    run_id: str | None = None,
+    context: dict[str, Any] | None = None,
+) -> list[Any]:
     """Store one round (a row per check), update the per-component state, and write a
     `system_logs` row for every status transition with the diagnostic context of that moment:
     the check's details, every other component's status, and `context` (host, trigger…)."""
-    session.add_all([ComponentHealth(round_id=round_id, checked_at=checked_at, component=r.component,
-                                     status=r.status, latency_ms=r.latency_ms, details=_json(r.details))
-                     for r in results])
+    session.add_all(
+        [
+            ComponentHealth(
+                round_id=round_id,
+                checked_at=checked_at,
+                component=r.component,
+                status=r.status,
+                latency_ms=r.latency_ms,
+                details=_json(r.details),
+            )
+            for r in results
+        ]
+    )
     states = {s.component: s for s in session.scalars(select(ComponentHealthState).with_for_update())}
     changes = transitions({c: s.status for c, s in states.items()}, results)
     changed = {t.component for t in changes}
     # First sight of a component: insert-if-absent, so two concurrent first rounds cannot collide.
-    insert_ignoring_conflicts(session, ComponentHealthState.__table__, [
-        {"component": r.component, "status": r.status, "since": checked_at, "checked_at": checked_at}
-        for r in results if r.component not in states], ["component"])
+    insert_ignoring_conflicts(
+        session,
+        ComponentHealthState.__table__,
+        [
+            {"component": r.component, "status": r.status, "since": checked_at, "checked_at": checked_at}
+            for r in results
+            if r.component not in states
+        ],
+        ["component"],
+    )
     for r in results:
         state = states.get(r.component)
         if state is not None:
@@ -97,12 +121,24 @@ def write_health_round(session: Session, results: Sequence[Any], *, round_id: st
     by_component = {r.component: r for r in results}
     for change in changes:
         previous = states.get(change.component)
-        write_system_log(session, "component_health", change.level, change.message, run_id=run_id, details={
-            "component": change.component, "from": change.previous, "to": change.current,
-            "previous_since": previous.since.isoformat() if previous else None,
-            "latency_ms": by_component[change.component].latency_ms,
-            "check": change.details, "round_id": round_id, "all_components": snapshot, **(context or {}),
-        })
+        write_system_log(
+            session,
+            "component_health",
+            change.level,
+            change.message,
+            run_id=run_id,
+            details={
+                "component": change.component,
+                "from": change.previous,
+                "to": change.current,
+                "previous_since": previous.since.isoformat() if previous else None,
+                "latency_ms": by_component[change.component].latency_ms,
+                "check": change.details,
+                "round_id": round_id,
+                "all_components": snapshot,
+                **(context or {}),
+            },
+        )
     return changes
 
 
@@ -112,10 +148,16 @@ def _json(details: dict[str, Any]) -> dict[str, Any]:
 
 def latest_health(session: Session) -> list[ComponentHealth]:
     """The newest row of each component."""
-    newest = (select(ComponentHealth.component, func.max(ComponentHealth.id).label("id"))
-              .group_by(ComponentHealth.component).subquery())
-    return list(session.scalars(select(ComponentHealth).join(newest, ComponentHealth.id == newest.c.id)
-                                .order_by(ComponentHealth.component)))
+    newest = (
+        select(ComponentHealth.component, func.max(ComponentHealth.id).label("id"))
+        .group_by(ComponentHealth.component)
+        .subquery()
+    )
+    return list(
+        session.scalars(
+            select(ComponentHealth).join(newest, ComponentHealth.id == newest.c.id).order_by(ComponentHealth.component)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,8 +170,10 @@ def check_database(engine: Engine, t: HealthThresholds, clock: Callable[[], floa
         conn.execute(text("SELECT 1")).scalar()
     latency = (clock() - started) * 1000
     status = by_value(latency, t.db_latency_degraded_ms, t.db_latency_critical_ms)
-    return CheckOutcome(status, {"latency_ms": round(latency, 2), "dialect": engine.dialect.name,
-                                 "degraded_at_ms": t.db_latency_degraded_ms})
+    return CheckOutcome(
+        status,
+        {"latency_ms": round(latency, 2), "dialect": engine.dialect.name, "degraded_at_ms": t.db_latency_degraded_ms},
+    )
 
 
 def _has_table(engine: Engine, name: str) -> bool:
@@ -138,30 +182,50 @@ def _has_table(engine: Engine, name: str) -> bool:
 
 def _max_time(engine: Engine, table_name: str, column_name: str) -> datetime | None:
     with engine.connect() as conn:
-        return conn.execute(select(func.max(column(column_name, UTCDateTime)).label("m"))
-                            .select_from(table(table_name))).scalar()
+        return conn.execute(
+            select(func.max(column(column_name, UTCDateTime)).label("m")).select_from(table(table_name))
+        ).scalar()
 
 
-def check_table_freshness(engine: Engine, table_name: str, column_name: str, degraded_s: float, critical_s: float,
-                          now: Callable[[], datetime] = utcnow, what: str = "rows") -> CheckOutcome:
+def check_table_freshness(
+    engine: Engine,
+    table_name: str,
+    column_name: str,
+    degraded_s: float,
+    critical_s: float,
+    now: Callable[[], datetime] = utcnow,
+    what: str = "rows",
+) -> CheckOutcome:
     """Age of the newest row; a table that does not exist yet means its pipeline is not deployed."""
     if not _has_table(engine, table_name):
         return CheckOutcome(NOT_CONFIGURED, {"reason": f"table {table_name} does not exist (not deployed yet)"})
-    return age_outcome(_max_time(engine, table_name, column_name), now(), degraded_s, critical_s, what,
-                        table=table_name)
+    return age_outcome(
+        _max_time(engine, table_name, column_name), now(), degraded_s, critical_s, what, table=table_name
+    )
 
 
-def check_k8s_watcher(engine: Engine, configured: bool, t: HealthThresholds,
-                      now: Callable[[], datetime] = utcnow) -> CheckOutcome:
+def check_k8s_watcher(
+    engine: Engine, configured: bool, t: HealthThresholds, now: Callable[[], datetime] = utcnow
+) -> CheckOutcome:
     with engine.connect() as conn:
-        rows = conn.execute(select(column("cluster"), column("heartbeat_at", UTCDateTime), column("status"),
-                                   column("error"), column("last_success_at", UTCDateTime))
-                            .select_from(table("k8s_watcher_heartbeats"))).all()
+        rows = conn.execute(
+            select(
+                column("cluster"),
+                column("heartbeat_at", UTCDateTime),
+                column("status"),
+                column("error"),
+                column("last_success_at", UTCDateTime),
+            ).select_from(table("k8s_watcher_heartbeats"))
+        ).all()
     return k8s_watcher_outcome([tuple(r) for r in rows], configured, t, now())
 
 
-def check_optimizer(engine: Engine, t: HealthThresholds, latest_materialization: Callable[[], datetime | None] | None,
-                    now: Callable[[], datetime] = utcnow) -> CheckOutcome:
+def check_optimizer(
+    engine: Engine,
+    t: HealthThresholds,
+    latest_materialization: Callable[[], datetime | None] | None,
+    now: Callable[[], datetime] = utcnow,
+) -> CheckOutcome:
     """The newest successful `spot_recommendations` materialization (Dagster instance), else the
     table's newest `generated_at`."""
     latest, source = None, None
@@ -174,18 +238,23 @@ def check_optimizer(engine: Engine, t: HealthThresholds, latest_materialization:
         return CheckOutcome(NOT_CONFIGURED, {"reason": "the optimizer (spot_recommendations) is not deployed"})
     if latest is None:
         return CheckOutcome(DEGRADED, {"reason": "spot_recommendations has never been materialized successfully"})
-    return age_outcome(latest, now(), t.optimizer_age_degraded_s, t.optimizer_age_critical_s,
-                        "successful optimizer run", source=source)
+    return age_outcome(
+        latest, now(), t.optimizer_age_degraded_s, t.optimizer_age_critical_s, "successful optimizer run", source=source
+    )
 
 
 def _read_local(uri: str) -> bytes:
     return Path(uri.removeprefix("file://")).read_bytes()
 
 
-def check_ml_model(engine: Engine, t: HealthThresholds, read_artifact: Callable[[str], bytes] | None = None,
-                   now: Callable[[], datetime] = utcnow,
-                   load: Callable[[bytes, str, str], Any] | None = None,
-                   loaded_sha256: str | None = None) -> CheckOutcome:
+def check_ml_model(
+    engine: Engine,
+    t: HealthThresholds,
+    read_artifact: Callable[[str], bytes] | None = None,
+    now: Callable[[], datetime] = utcnow,
+    load: Callable[[bytes, str, str], Any] | None = None,
+    loaded_sha256: str | None = None,
+) -> CheckOutcome:
     """The newest `ready` model in `model_registry`: its artifact readable, matching its sha256,
     and (with `load(data, where, sha256)`, e.g. the ML module's `deserialize`) loadable.
 
@@ -201,17 +270,29 @@ def check_ml_model(engine: Engine, t: HealthThresholds, read_artifact: Callable[
     newest = rows[0]
     ready = next((r for r in rows if r.status == "ready"), None)
     if ready is None:
-        return CheckOutcome(CRITICAL, {"reason": f"no loadable model: newest v{newest.version} is {newest.status}"
-                                       + (f" ({newest.status_reason})" if newest.status_reason else ""),
-                                       "newest_version": newest.version})
+        return CheckOutcome(
+            CRITICAL,
+            {
+                "reason": f"no loadable model: newest v{newest.version} is {newest.status}"
+                + (f" ({newest.status_reason})" if newest.status_reason else ""),
+                "newest_version": newest.version,
+            },
+        )
     try:
         data = (read_artifact or _read_local)(ready.artifact_uri)
     except Exception as exc:
-        return CheckOutcome(CRITICAL, {"reason": f"model v{ready.version} artifact cannot be read",
-                                       "version": ready.version, **error_details(exc)})
+        return CheckOutcome(
+            CRITICAL,
+            {
+                "reason": f"model v{ready.version} artifact cannot be read",
+                "version": ready.version,
+                **error_details(exc),
+            },
+        )
     if hashlib.sha256(data).hexdigest() != ready.artifact_sha256:
-        return CheckOutcome(CRITICAL, {"reason": f"model v{ready.version} artifact does not match its sha256",
-                                       "version": ready.version})
+        return CheckOutcome(
+            CRITICAL, {"reason": f"model v{ready.version} artifact does not match its sha256", "version": ready.version}
+        )
     loaded: dict[str, Any] = {}
     if loaded_sha256 == ready.artifact_sha256:
         loaded = {"loaded_sha256": loaded_sha256, "load_proven": "by an earlier round (same sha256)"}
@@ -219,12 +300,22 @@ def check_ml_model(engine: Engine, t: HealthThresholds, read_artifact: Callable[
         try:
             load(data, f"v{ready.version}", ready.artifact_sha256)
         except Exception as exc:
-            return CheckOutcome(CRITICAL, {"reason": f"model v{ready.version} cannot be loaded",
-                                           "version": ready.version, **error_details(exc)})
+            return CheckOutcome(
+                CRITICAL,
+                {"reason": f"model v{ready.version} cannot be loaded", "version": ready.version, **error_details(exc)},
+            )
         loaded = {"loaded_sha256": ready.artifact_sha256, "load_proven": "this round"}
     trained_at = UTCDateTime().process_result_value(_as_datetime(ready.trained_at), None)
-    outcome = age_outcome(trained_at, now(), t.model_age_degraded_s, t.model_age_critical_s, "model",
-                           version=ready.version, artifact_bytes=len(data), **loaded)
+    outcome = age_outcome(
+        trained_at,
+        now(),
+        t.model_age_degraded_s,
+        t.model_age_critical_s,
+        "model",
+        version=ready.version,
+        artifact_bytes=len(data),
+        **loaded,
+    )
     if newest.version != ready.version and newest.status == "blocked":
         details = {**outcome.details, "reason": f"newest v{newest.version} is blocked; serving v{ready.version}"}
         return CheckOutcome(worst([outcome.status, DEGRADED]), details)
@@ -236,11 +327,16 @@ def ml_load_state(engine: Engine) -> tuple[str | None, str | None]:
     import the (heavy) loader only when there is something new to load."""
     try:
         with engine.connect() as conn:
-            ready = conn.execute(text("SELECT artifact_sha256 FROM model_registry WHERE status = 'ready' "
-                                      "ORDER BY version DESC LIMIT 1")).scalar()
-            last = conn.execute(select(column("details", JSONType)).select_from(table("component_health"))
-                                .where(column("component") == ML_MODEL).order_by(column("id").desc())
-                                .limit(1)).scalar()
+            ready = conn.execute(
+                text("SELECT artifact_sha256 FROM model_registry WHERE status = 'ready' ORDER BY version DESC LIMIT 1")
+            ).scalar()
+            last = conn.execute(
+                select(column("details", JSONType))
+                .select_from(table("component_health"))
+                .where(column("component") == ML_MODEL)
+                .order_by(column("id").desc())
+                .limit(1)
+            ).scalar()
     except Exception:  # no registry (yet): nothing to load
         return None, None
     return ready, (last or {}).get("loaded_sha256") if isinstance(last, dict) else None
@@ -279,9 +375,17 @@ def model_loader():
     return lambda data, where, sha256: deserialize(data, where=where, expected_sha256=sha256)
 
 
-def build_checks(db_url: str, *, thresholds: HealthThresholds, timeout_s: float, redis, k8s_configured: bool,
-                 latest_materialization: Callable[[], datetime | None] | None = None, read_artifact=None,
-                 load_model="default") -> dict[str, health.Check]:
+def build_checks(
+    db_url: str,
+    *,
+    thresholds: HealthThresholds,
+    timeout_s: float,
+    redis,
+    k8s_configured: bool,
+    latest_materialization: Callable[[], datetime | None] | None = None,
+    read_artifact=None,
+    load_model="default",
+) -> dict[str, health.Check]:
     """The seven checks; `redis` is the RedisResource (its `check` probes the server),
     `latest_materialization` when spot_recommendations last materialized (the Dagster instance)."""
     engine = ensure_schema(db_url)
@@ -296,16 +400,28 @@ def build_checks(db_url: str, *, thresholds: HealthThresholds, timeout_s: float,
         health.KUBERNETES_WATCHER: lambda: check_k8s_watcher(engine, k8s_configured, t),
         health.OPTIMIZER: lambda: check_optimizer(engine, t, latest_materialization),
         health.PRICE_DATA: lambda: check_table_freshness(
-            engine, "spot_price_history", "ts", t.price_age_degraded_s, t.price_age_critical_s, what="spot prices"),
+            engine, "spot_price_history", "ts", t.price_age_degraded_s, t.price_age_critical_s, what="spot prices"
+        ),
         health.RISK_SCORES: lambda: check_table_freshness(
-            engine, "interruption_risk_scores", "scored_at", t.risk_age_degraded_s, t.risk_age_critical_s,
-            what="risk scores"),
+            engine,
+            "interruption_risk_scores",
+            "scored_at",
+            t.risk_age_degraded_s,
+            t.risk_age_critical_s,
+            what="risk scores",
+        ),
         health.ML_MODEL: lambda: check_ml_model(engine, t, read_artifact, load=load_model, loaded_sha256=loaded_sha),
     }
 
 
-def run_health_round(db_url: str, checks: dict[str, health.Check], *, timeout_s: float,
-                     run_id: str | None = None, trigger: str = "schedule") -> HealthRound:
+def run_health_round(
+    db_url: str,
+    checks: dict[str, health.Check],
+    *,
+    timeout_s: float,
+    run_id: str | None = None,
+    trigger: str = "schedule",
+) -> HealthRound:
     """Run the checks concurrently and write the round (rows, state, transition logs)."""
     started = time.monotonic()
     checked_at = utcnow()
@@ -313,6 +429,7 @@ def run_health_round(db_url: str, checks: dict[str, health.Check], *, timeout_s:
     round_id = str(uuid.uuid4())
     context = {"trigger": trigger, "host": socket.gethostname(), "pid": os.getpid()}
     with session_factory(db_url)() as session, session.begin():
-        changes = write_health_round(session, results, round_id=round_id, checked_at=checked_at, run_id=run_id,
-                                     context=context)
+        changes = write_health_round(
+            session, results, round_id=round_id, checked_at=checked_at, run_id=run_id, context=context
+        )
     return HealthRound(round_id, checked_at, results, changes, time.monotonic() - started)

@@ -68,13 +68,21 @@ class DeadLetter(Base):
 
 
 def dead_letter_rows(rejected: Sequence[tuple[Any, str]], *, source: str, received_at: datetime) -> list[dict]:
-    return [{"received_at": received_at, "source": source, "reason": redact_text(reason[:2000]),
-             "body": redact_text((message.body or "")[:MAX_DEAD_LETTER_BODY]), "message_id": message.message_id}
-            for message, reason in rejected]
+    return [
+        {
+            "received_at": received_at,
+            "source": source,
+            "reason": redact_text(reason[:2000]),
+            "body": redact_text((message.body or "")[:MAX_DEAD_LETTER_BODY]),
+            "message_id": message.message_id,
+        }
+        for message, reason in rejected
+    ]
 
 
-def store_interruption_messages(session: Session, messages: Sequence[Any], *, received_at: datetime,
-                                source: str = "spot_interruption_queue") -> StoreResult:
+def store_interruption_messages(
+    session: Session, messages: Sequence[Any], *, received_at: datetime, source: str = "spot_interruption_queue"
+) -> StoreResult:
     """Record one batch of SQS messages in the caller's transaction: each event once (by event id),
     enriched with the account and the discovered instance's AZ ID and type; everything else
     dead-lettered with its reason (the decisions: core.interruptions.plan_store)."""
@@ -84,31 +92,48 @@ def store_interruption_messages(session: Session, messages: Sequence[Any], *, re
     account_ids = sorted({e.aws_account_id for e in events})
     if account_ids:
         for id_, name, aws_id in session.execute(
-                select(Account.id, Account.name, Account.aws_account_id)
-                .where(Account.aws_account_id.in_(account_ids)).order_by(Account.id)):
+            select(Account.id, Account.name, Account.aws_account_id)
+            .where(Account.aws_account_id.in_(account_ids))
+            .order_by(Account.id)
+        ):
             owners.setdefault(aws_id, []).append((id_, name))
     ids = [e.event_id for e in events]
-    existing = set(session.scalars(select(SpotInterruptionEvent.event_id)
-                                   .where(SpotInterruptionEvent.event_id.in_(ids)))) if ids else set()
+    existing = (
+        set(session.scalars(select(SpotInterruptionEvent.event_id).where(SpotInterruptionEvent.event_id.in_(ids))))
+        if ids
+        else set()
+    )
     instances: dict[tuple[int, str], tuple[str | None, str | None, str | None]] = {}
     instance_ids = sorted({e.instance_id for e in events if e.event_id not in existing})
     if instance_ids:
         for account_id, instance_id, az, az_id, itype in session.execute(
-                select(Instance.account_id, Instance.instance_id, Instance.availability_zone,
-                       Instance.availability_zone_id, Instance.instance_type)
-                .where(Instance.instance_id.in_(instance_ids))):
+            select(
+                Instance.account_id,
+                Instance.instance_id,
+                Instance.availability_zone,
+                Instance.availability_zone_id,
+                Instance.instance_type,
+            ).where(Instance.instance_id.in_(instance_ids))
+        ):
             instances[(account_id, instance_id)] = (az, az_id, itype)
 
     plan = plan_store(batch, owners, existing, instances, received_at=received_at)
     insert_ignoring_conflicts(session, SpotInterruptionEvent.__table__, plan.rows, ["event_id"])
     if plan.rejected:
-        insert_ignoring_conflicts(session, DeadLetter.__table__,
-                                  dead_letter_rows(plan.rejected, source=source, received_at=received_at),
-                                  ["source", "message_id"])
+        insert_ignoring_conflicts(
+            session,
+            DeadLetter.__table__,
+            dead_letter_rows(plan.rejected, source=source, received_at=received_at),
+            ["source", "message_id"],
+        )
     return plan.result
 
 
 def read_events(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:
     e = SpotInterruptionEvent
-    return read_frame(conn, select(e.event_type, e.event_time, e.region, e.availability_zone_id, e.instance_type)
-                      .where(e.event_time >= start, e.event_time < end))
+    return read_frame(
+        conn,
+        select(e.event_type, e.event_time, e.region, e.availability_zone_id, e.instance_type).where(
+            e.event_time >= start, e.event_time < end
+        ),
+    )

@@ -62,8 +62,14 @@ class K8sWatcherHeartbeat(Base):
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-def write_k8s_inventory(session: Session, cluster: str, nodes: Sequence[dict[str, Any]],
-                        pods: Sequence[dict[str, Any]], *, observed_at: datetime) -> dict[str, int]:
+def write_k8s_inventory(
+    session: Session,
+    cluster: str,
+    nodes: Sequence[dict[str, Any]],
+    pods: Sequence[dict[str, Any]],
+    *,
+    observed_at: datetime,
+) -> dict[str, int]:
     """Replace the cluster's snapshot: upsert what was seen, delete what is gone; map each node's
     provider-ID instance to the discovered instance (and so its account)."""
     from sqlalchemy import delete
@@ -73,23 +79,57 @@ def write_k8s_inventory(session: Session, cluster: str, nodes: Sequence[dict[str
     instance_ids = sorted({n["instance_id"] for n in nodes if n.get("instance_id")})
     owners: dict[str, int] = {}
     for start in range(0, len(instance_ids), 1000):
-        owners.update(session.execute(select(Instance.instance_id, Instance.account_id)
-                                      .where(Instance.instance_id.in_(instance_ids[start:start + 1000]))).tuples().all())
-    node_rows = [{**n, "cluster": cluster, "account_id": owners.get(n.get("instance_id")), "observed_at": observed_at}
-                 for n in nodes]
+        owners.update(
+            session.execute(
+                select(Instance.instance_id, Instance.account_id).where(
+                    Instance.instance_id.in_(instance_ids[start : start + 1000])
+                )
+            )
+            .tuples()
+            .all()
+        )
+    node_rows = [
+        {**n, "cluster": cluster, "account_id": owners.get(n.get("instance_id")), "observed_at": observed_at}
+        for n in nodes
+    ]
     pod_rows = [{**p, "cluster": cluster, "observed_at": observed_at} for p in pods]
     bulk_upsert(session, K8sNode.__table__, node_rows, key=("cluster", "name"))
     bulk_upsert(session, K8sPod.__table__, pod_rows, key=("cluster", "namespace", "name"))
-    gone_nodes = session.execute(delete(K8sNode).where(K8sNode.cluster == cluster, K8sNode.observed_at < observed_at)
-                                 .execution_options(synchronize_session=False)).rowcount or 0
-    gone_pods = session.execute(delete(K8sPod).where(K8sPod.cluster == cluster, K8sPod.observed_at < observed_at)
-                                .execution_options(synchronize_session=False)).rowcount or 0
-    return {"nodes": len(node_rows), "pods": len(pod_rows), "nodes_matched": sum(1 for r in node_rows if r["account_id"]),
-            "nodes_removed": gone_nodes, "pods_removed": gone_pods}
+    gone_nodes = (
+        session.execute(
+            delete(K8sNode)
+            .where(K8sNode.cluster == cluster, K8sNode.observed_at < observed_at)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
+    gone_pods = (
+        session.execute(
+            delete(K8sPod)
+            .where(K8sPod.cluster == cluster, K8sPod.observed_at < observed_at)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        or 0
+    )
+    return {
+        "nodes": len(node_rows),
+        "pods": len(pod_rows),
+        "nodes_matched": sum(1 for r in node_rows if r["account_id"]),
+        "nodes_removed": gone_nodes,
+        "pods_removed": gone_pods,
+    }
 
 
-def write_heartbeat(session: Session, cluster: str, *, at: datetime, ok: bool, node_count: int = 0,
-                    pod_count: int = 0, error: str | None = None) -> None:
+def write_heartbeat(
+    session: Session,
+    cluster: str,
+    *,
+    at: datetime,
+    ok: bool,
+    node_count: int = 0,
+    pod_count: int = 0,
+    error: str | None = None,
+) -> None:
     heartbeat = session.get(K8sWatcherHeartbeat, cluster)
     if heartbeat is None:
         heartbeat = K8sWatcherHeartbeat(cluster=cluster, node_count=0, pod_count=0)

@@ -62,8 +62,9 @@ class SpotPrice(Base):
     is_day_open: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     __table_args__ = (
-        PrimaryKeyConstraint("availability_zone_id", "instance_type", "product_description", "ts",
-                             name="pk_spot_price_history"),
+        PrimaryKeyConstraint(
+            "availability_zone_id", "instance_type", "product_description", "ts", name="pk_spot_price_history"
+        ),
         Index("ix_spot_price_history_type_az_ts", "instance_type", "availability_zone_id", "ts"),
         Index("ix_spot_price_history_day", "day"),
     )
@@ -109,14 +110,31 @@ class InstanceTypeSpec(Base):
 # writers
 # ---------------------------------------------------------------------------------------------
 
-SPOT_PRICE_COLUMNS = ["day", "ts", "region", "availability_zone", "availability_zone_id",
-                      "instance_type", "product_description", "price", "is_day_open"]
+SPOT_PRICE_COLUMNS = [
+    "day",
+    "ts",
+    "region",
+    "availability_zone",
+    "availability_zone_id",
+    "instance_type",
+    "product_description",
+    "price",
+    "is_day_open",
+]
 SQLITE_BATCH_ROWS = 20_000
 CSV_CHUNK_ROWS = 50_000
 # Staging holds the slice without its (constant) day and with `ts` as integer microseconds since
 # the epoch: both make the CSV cheap to produce, and the conversion back is exact.
-STAGE_COLUMNS = ["ts", "region", "availability_zone", "availability_zone_id", "instance_type",
-                 "product_description", "price", "is_day_open"]
+STAGE_COLUMNS = [
+    "ts",
+    "region",
+    "availability_zone",
+    "availability_zone_id",
+    "instance_type",
+    "product_description",
+    "price",
+    "is_day_open",
+]
 _STAGE_DDL = """
 CREATE TEMP TABLE spot_price_stage (
     ts_us bigint NOT NULL, region text NOT NULL, availability_zone text NOT NULL,
@@ -149,7 +167,9 @@ def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.
     if not len(frame):
         return buf
     for col in STAGE_COLUMNS[1:6]:
-        values = frame[col].cat.categories if isinstance(frame[col].dtype, pd.CategoricalDtype) else pd.unique(frame[col])
+        values = (
+            frame[col].cat.categories if isinstance(frame[col].dtype, pd.CategoricalDtype) else pd.unique(frame[col])
+        )
         if any("," in str(v) or '"' in str(v) or "\n" in str(v) for v in values):
             raise ValueError(f"{col} holds a CSV delimiter or quote")
     ts = pd.DatetimeIndex(frame["ts"])
@@ -167,8 +187,13 @@ def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.
     return buf
 
 
-def _check_slice(frame: pd.DataFrame, day: date, regions: Sequence[str], instance_types: Sequence[str] | None,
-                 products: Sequence[str] | None) -> None:
+def _check_slice(
+    frame: pd.DataFrame,
+    day: date,
+    regions: Sequence[str],
+    instance_types: Sequence[str] | None,
+    products: Sequence[str] | None,
+) -> None:
     """Every row must fall inside the slice that is deleted, or the insert would clash with (or
     silently keep) rows outside it."""
     if not len(frame):
@@ -176,8 +201,11 @@ def _check_slice(frame: pd.DataFrame, day: date, regions: Sequence[str], instanc
     days = set(pd.unique(frame["day"]))
     if days - {day}:
         raise ValueError(f"rows for days {sorted(days - {day})} given to the {day} slice")
-    for column, allowed, name in (("region", regions, "regions"), ("instance_type", instance_types, "instance types"),
-                                  ("product_description", products, "products")):
+    for column, allowed, name in (
+        ("region", regions, "regions"),
+        ("instance_type", instance_types, "instance types"),
+        ("product_description", products, "products"),
+    ):
         if allowed is None:
             continue
         stray = set(pd.unique(frame[column])) - set(allowed)
@@ -185,10 +213,16 @@ def _check_slice(frame: pd.DataFrame, day: date, regions: Sequence[str], instanc
             raise ValueError(f"rows for {name} {sorted(stray)[:5]} outside the replaced {name} {sorted(allowed)[:5]}")
 
 
-def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], frame: pd.DataFrame,
-                           keep_types: Mapping[str, Sequence[str]] | None = None, *,
-                           instance_types: Sequence[str] | None = None,
-                           products: Sequence[str] | None = None) -> int:
+def replace_spot_price_day(
+    engine: Engine,
+    day: date,
+    regions: Sequence[str],
+    frame: pd.DataFrame,
+    keep_types: Mapping[str, Sequence[str]] | None = None,
+    *,
+    instance_types: Sequence[str] | None = None,
+    products: Sequence[str] | None = None,
+) -> int:
     """Replace exactly the slice `day` × `regions` × `instance_types` × `products` (None: all of
     them) with `frame`, in one transaction. Everything outside the slice stays: other regions,
     other types and products (a filtered backfill never deletes what it did not fetch), and the
@@ -207,8 +241,10 @@ def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], fr
         if clash:
             raise ValueError(f"rows given for kept (region|type) {sorted(clash)[:5]}")
     if engine.dialect.name == "postgresql":
-        where, params = ["day = %s", "region = ANY(%s)", "NOT (region || '|' || instance_type) = ANY(%s)"], [
-            day, regions, kept]
+        where, params = (
+            ["day = %s", "region = ANY(%s)", "NOT (region || '|' || instance_type) = ANY(%s)"],
+            [day, regions, kept],
+        )
         for column, values in (("instance_type", types), ("product_description", products)):
             if values is not None:
                 where.append(f"{column} = ANY(%s)")
@@ -230,8 +266,11 @@ def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], fr
             raw.close()
         return written
     table = SpotPrice.__table__
-    slice_ = [table.c.day == day, table.c.region.in_(regions),
-              (table.c.region + "|" + table.c.instance_type).not_in(kept)]
+    slice_ = [
+        table.c.day == day,
+        table.c.region.in_(regions),
+        (table.c.region + "|" + table.c.instance_type).not_in(kept),
+    ]
     if types is not None:
         slice_.append(table.c.instance_type.in_(types))
     if products is not None:
@@ -240,7 +279,7 @@ def replace_spot_price_day(engine: Engine, day: date, regions: Sequence[str], fr
         conn.execute(delete(table).where(*slice_))
         records = _records(frame)
         for start in range(0, len(records), SQLITE_BATCH_ROWS):
-            conn.execute(insert(table), records[start:start + SQLITE_BATCH_ROWS])
+            conn.execute(insert(table), records[start : start + SQLITE_BATCH_ROWS])
     return len(records)
 
 
@@ -266,7 +305,7 @@ def upsert_on_demand(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     make_insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
     changed = 0
     for start in range(0, len(rows), 1000):
-        stmt = make_insert(table).values(list(rows[start:start + 1000]))
+        stmt = make_insert(table).values(list(rows[start : start + 1000]))
         stmt = stmt.on_conflict_do_update(
             index_elements=["region", "instance_type", "operating_system"],
             set_={c: stmt.excluded[c] for c in ("usd_per_hour", "source", "as_of")},
@@ -276,15 +315,21 @@ def upsert_on_demand(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     return changed
 
 
-def replace_advisor_day(session: Session, day: date, rows: Sequence[dict[str, Any]], source: str,
-                        keep_keys: Sequence[tuple[str, str, str]] = ()) -> tuple[int, str | None]:
+def replace_advisor_day(
+    session: Session,
+    day: date,
+    rows: Sequence[dict[str, Any]],
+    source: str,
+    keep_keys: Sequence[tuple[str, str, str]] = (),
+) -> tuple[int, str | None]:
     """Replace `day`'s Spot Advisor rows. Stored rows of `keep_keys` (entries the new feed had
     wrong) survive; a bundled snapshot never replaces a day already stored from the live feed.
     Returns (rows written, why nothing was written)."""
     table = SpotAdvisorEntry.__table__
     if source == "bundled_snapshot":
-        from_feed = session.scalar(select(func.count()).select_from(table).where(
-            table.c.day == day, table.c.source == "feed"))
+        from_feed = session.scalar(
+            select(func.count()).select_from(table).where(table.c.day == day, table.c.source == "feed")
+        )
         if from_feed:
             return 0, f"{day} already holds {from_feed} rows from the live feed; the snapshot does not replace them"
     kept: list[dict[str, Any]] = []
@@ -295,7 +340,7 @@ def replace_advisor_day(session: Session, day: date, rows: Sequence[dict[str, An
     session.execute(delete(table).where(table.c.day == day))
     batch = list(rows) + kept
     for start in range(0, len(batch), 5000):
-        session.execute(insert(table), batch[start:start + 5000])
+        session.execute(insert(table), batch[start : start + 5000])
     return len(rows), None
 
 
@@ -307,6 +352,7 @@ def upsert_instance_types(session: Session, rows: Sequence[dict[str, Any]]) -> i
 # ---------------------------------------------------------------------------------------------
 # readers (asset checks, other domains)
 # ---------------------------------------------------------------------------------------------
+
 
 def inventory_instance_types(session: Session) -> list[str]:
     """Instance types of the discovered fleet that is still there."""
@@ -333,22 +379,36 @@ def spot_price_stats(engine: Engine, days: Sequence[date]) -> SpotPriceSliceStat
     in_days = t.c.day.in_(list(days))
     with engine.connect() as conn:
         rows = conn.scalar(select(func.count()).select_from(t).where(in_days)) or 0
-        bad = conn.execute(
-            select(t.c.region, t.c.availability_zone_id, t.c.instance_type, t.c.ts, t.c.price)
-            .where(in_days, t.c.price <= 0).limit(20)).mappings().all()
+        bad = (
+            conn.execute(
+                select(t.c.region, t.c.availability_zone_id, t.c.instance_type, t.c.ts, t.c.price)
+                .where(in_days, t.c.price <= 0)
+                .limit(20)
+            )
+            .mappings()
+            .all()
+        )
         regions = set(conn.scalars(select(t.c.region).where(in_days).distinct()))
         key = (t.c.availability_zone_id, t.c.instance_type, t.c.product_description, t.c.ts)
         dup_groups = select(*key).where(in_days).group_by(*key).having(func.count() > 1).subquery()
         duplicates = conn.scalar(select(func.count()).select_from(dup_groups)) or 0
         present = set(conn.scalars(select(t.c.day).where(in_days).distinct()))
-    return SpotPriceSliceStats(rows=rows, nonpositive=[dict(r) for r in bad], regions=regions,
-                               duplicates=duplicates, days_without_rows=sorted(set(days) - present))
+    return SpotPriceSliceStats(
+        rows=rows,
+        nonpositive=[dict(r) for r in bad],
+        regions=regions,
+        duplicates=duplicates,
+        days_without_rows=sorted(set(days) - present),
+    )
 
 
 def on_demand_summary(session: Session) -> dict[str, Any]:
     t = OnDemandPrice.__table__
-    row = session.execute(select(func.count(), func.min(t.c.as_of), func.max(t.c.as_of),
-                                 func.sum(case((t.c.usd_per_hour <= 0, 1), else_=0)))).one()
+    row = session.execute(
+        select(
+            func.count(), func.min(t.c.as_of), func.max(t.c.as_of), func.sum(case((t.c.usd_per_hour <= 0, 1), else_=0))
+        )
+    ).one()
     oldest = row[1]
     if oldest is not None and oldest.tzinfo is None:  # SQLite drops the offset on aggregates
         oldest = oldest.replace(tzinfo=timezone.utc)
@@ -360,16 +420,27 @@ def on_demand_summary(session: Session) -> dict[str, Any]:
 
 def advisor_day_summary(session: Session, day: date) -> dict[str, Any]:
     t = SpotAdvisorEntry.__table__
-    out_of_range = or_(t.c.interruption_band < 0, t.c.interruption_band > 4,
-                       t.c.savings_pct < 0, t.c.savings_pct > 100)
+    out_of_range = or_(t.c.interruption_band < 0, t.c.interruption_band > 4, t.c.savings_pct < 0, t.c.savings_pct > 100)
     rows = session.scalar(select(func.count()).select_from(t).where(t.c.day == day)) or 0
-    bad = session.execute(select(t.c.region, t.c.operating_system, t.c.instance_type, t.c.interruption_band,
-                                 t.c.savings_pct).where(t.c.day == day, out_of_range).limit(20)).mappings().all()
+    bad = (
+        session.execute(
+            select(t.c.region, t.c.operating_system, t.c.instance_type, t.c.interruption_band, t.c.savings_pct)
+            .where(t.c.day == day, out_of_range)
+            .limit(20)
+        )
+        .mappings()
+        .all()
+    )
     return {"rows": rows, "out_of_range": [dict(r) for r in bad]}
 
 
-def spot_prices(engine: Engine, start: datetime, end: datetime, instance_types: Sequence[str] | None = None,
-                availability_zone_ids: Sequence[str] | None = None) -> pd.DataFrame:
+def spot_prices(
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    instance_types: Sequence[str] | None = None,
+    availability_zone_ids: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Stored price rows with start <= ts < end (day-open rows included), oldest first."""
     t = SpotPrice.__table__
     query = select(t).where(t.c.ts >= start, t.c.ts < end)
@@ -378,8 +449,10 @@ def spot_prices(engine: Engine, start: datetime, end: datetime, instance_types: 
     if availability_zone_ids:
         query = query.where(t.c.availability_zone_id.in_(list(availability_zone_ids)))
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query.order_by(t.c.instance_type, t.c.availability_zone_id, t.c.ts))
-                             .mappings().all(), columns=SPOT_PRICE_COLUMNS)
+        frame = pd.DataFrame(
+            conn.execute(query.order_by(t.c.instance_type, t.c.availability_zone_id, t.c.ts)).mappings().all(),
+            columns=SPOT_PRICE_COLUMNS,
+        )
     if len(frame):
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame
@@ -388,20 +461,32 @@ def spot_prices(engine: Engine, start: datetime, end: datetime, instance_types: 
 def on_demand_prices_by_market(session: Session, operating_system: str = "Linux") -> dict[tuple[str, str], float]:
     """(region, instance type) → USD per hour."""
     t = OnDemandPrice.__table__
-    rows = session.execute(select(t.c.region, t.c.instance_type, t.c.usd_per_hour)
-                           .where(t.c.operating_system == operating_system))
+    rows = session.execute(
+        select(t.c.region, t.c.instance_type, t.c.usd_per_hour).where(t.c.operating_system == operating_system)
+    )
     return {(r, it): p for r, it, p in rows}
 
 
 # --------------------------------------------------------------------------- readers (DataFrames for core/)
 
+
 def read_prices(conn: Connection, start: date, end: date) -> pd.DataFrame:
     """Price rows of days [start, end), ordered by market then time (the scorer then skips its sort)."""
     p = SpotPrice
-    stmt = (select(p.ts, p.region, p.availability_zone, p.availability_zone_id, p.instance_type,
-                   p.product_description, p.price, p.is_day_open)
-            .where(p.day >= start, p.day < end)
-            .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts))
+    stmt = (
+        select(
+            p.ts,
+            p.region,
+            p.availability_zone,
+            p.availability_zone_id,
+            p.instance_type,
+            p.product_description,
+            p.price,
+            p.is_day_open,
+        )
+        .where(p.day >= start, p.day < end)
+        .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts)
+    )
     if conn.dialect.name == "postgresql":
         return _copy_prices(conn, stmt)
     return read_frame(conn, stmt)
@@ -421,8 +506,12 @@ def _copy_prices(conn: Connection, stmt) -> pd.DataFrame:
         finally:
             cursor.close()
         spool.seek(0)
-        frame = pd.read_csv(spool, dtype={**{c: "category" for c in PRICE_KEY_COLUMNS}, "price": "float64"},
-                            keep_default_na=False, na_values={"price": [""]})
+        frame = pd.read_csv(
+            spool,
+            dtype={**{c: "category" for c in PRICE_KEY_COLUMNS}, "price": "float64"},
+            keep_default_na=False,
+            na_values={"price": [""]},
+        )
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
     frame["is_day_open"] = frame["is_day_open"].map({"t": True, "f": False}).astype(bool)
     return frame
@@ -436,9 +525,12 @@ def read_on_demand(conn: Connection) -> pd.DataFrame:
 def read_advisor(conn: Connection, through: date, lookback_days: int = 31) -> pd.DataFrame:
     """Advisor rows of the last `lookback_days` up to `through` (the scorer keeps the latest per key)."""
     a = SpotAdvisorEntry
-    return read_frame(conn, select(a.day, a.region, a.operating_system, a.instance_type, a.interruption_band,
-                               a.savings_pct).where(a.day <= through,
-                                                    a.day > through - timedelta(days=lookback_days)))
+    return read_frame(
+        conn,
+        select(a.day, a.region, a.operating_system, a.instance_type, a.interruption_band, a.savings_pct).where(
+            a.day <= through, a.day > through - timedelta(days=lookback_days)
+        ),
+    )
 
 
 def read_catalog(conn: Connection) -> pd.DataFrame:

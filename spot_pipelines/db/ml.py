@@ -61,18 +61,27 @@ def next_model_version(session: Session) -> int:
 
 def ready_models(session: Session) -> list[ModelRegistryEntry]:
     """Usable model versions, newest first."""
-    return list(session.scalars(select(ModelRegistryEntry).where(ModelRegistryEntry.status == READY)
-                                .order_by(ModelRegistryEntry.version.desc())))
+    return list(
+        session.scalars(
+            select(ModelRegistryEntry)
+            .where(ModelRegistryEntry.status == READY)
+            .order_by(ModelRegistryEntry.version.desc())
+        )
+    )
 
 
 def latest_model(session: Session) -> ModelRegistryEntry | None:
-    return session.scalars(select(ModelRegistryEntry).order_by(ModelRegistryEntry.version.desc())
-                           .limit(1)).one_or_none()
+    return session.scalars(
+        select(ModelRegistryEntry).order_by(ModelRegistryEntry.version.desc()).limit(1)
+    ).one_or_none()
 
 
 def set_model_status(session: Session, version: int, status: str, reason: str | None) -> None:
-    session.execute(update(ModelRegistryEntry).where(ModelRegistryEntry.version == version)
-                    .values(status=status, status_reason=reason, checked_at=utcnow()))
+    session.execute(
+        update(ModelRegistryEntry)
+        .where(ModelRegistryEntry.version == version)
+        .values(status=status, status_reason=reason, checked_at=utcnow())
+    )
 
 
 def read_predictions(conn: Connection) -> pd.DataFrame:

@@ -32,7 +32,14 @@ from spot_pipelines.db.frames import read_frame
 
 # spot_recommendations.status
 PROPOSED, APPROVED, EXECUTING, EXECUTED, FAILED, REJECTED, SUPERSEDED = (
-    "proposed", "approved", "executing", "executed", "failed", "rejected", "superseded")
+    "proposed",
+    "approved",
+    "executing",
+    "executed",
+    "failed",
+    "rejected",
+    "superseded",
+)
 REC_STATUSES = (PROPOSED, APPROVED, EXECUTING, EXECUTED, FAILED, REJECTED, SUPERSEDED)
 
 _BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -43,8 +50,7 @@ class SpotRecommendation(Base):
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     generation_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
-    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
-                                            nullable=False)
+    account_id: Mapped[int] = mapped_column(Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
     instance_id: Mapped[str] = mapped_column(String(32), nullable=False)
     region: Mapped[str] = mapped_column(String(32), nullable=False)
     availability_zone_id: Mapped[str | None] = mapped_column(String(32))
@@ -77,24 +83,35 @@ class SpotRecommendation(Base):
 
 # --------------------------------------------------------------------------- writes
 
+
 def write_recommendations(session: Session, rows: Sequence[dict[str, Any]], *, generated_at: datetime) -> int:
     """Supersede the previous generation's still-proposed rows for these instances, insert the new ones.
 
     Approved, executing, executed, failed and rejected rows are decisions or history: never touched.
     """
-    proposed = session.execute(select(SpotRecommendation.id, SpotRecommendation.account_id,
-                                      SpotRecommendation.instance_id)
-                               .where(SpotRecommendation.status == PROPOSED)).all()
+    proposed = session.execute(
+        select(SpotRecommendation.id, SpotRecommendation.account_id, SpotRecommendation.instance_id).where(
+            SpotRecommendation.status == PROPOSED
+        )
+    ).all()
     # Every proposed row is superseded by a new generation (instances that vanished included).
     stale = [r.id for r in proposed]
     for start in range(0, len(stale), 1000):
-        session.execute(update(SpotRecommendation).where(SpotRecommendation.id.in_(stale[start:start + 1000]))
-                        .values(status=SUPERSEDED, status_changed_at=generated_at))
-    busy = set(session.execute(select(SpotRecommendation.account_id, SpotRecommendation.instance_id)
-                               .where(SpotRecommendation.status.in_((APPROVED, EXECUTING)))).all())
+        session.execute(
+            update(SpotRecommendation)
+            .where(SpotRecommendation.id.in_(stale[start : start + 1000]))
+            .values(status=SUPERSEDED, status_changed_at=generated_at)
+        )
+    busy = set(
+        session.execute(
+            select(SpotRecommendation.account_id, SpotRecommendation.instance_id).where(
+                SpotRecommendation.status.in_((APPROVED, EXECUTING))
+            )
+        ).all()
+    )
     fresh = [r for r in rows if (r["account_id"], r["instance_id"]) not in busy]
     for start in range(0, len(fresh), 2000):
-        session.execute(insert(SpotRecommendation), list(fresh[start:start + 2000]))
+        session.execute(insert(SpotRecommendation), list(fresh[start : start + 2000]))
     return len(fresh)
 
 
@@ -102,28 +119,40 @@ def supersede_for_replaced(session: Session, executed: SpotRecommendation, at: d
     """The instance `executed` replaced is gone: its other open rows (proposed or approved) are moot."""
     result = session.execute(
         update(SpotRecommendation)
-        .where(SpotRecommendation.account_id == executed.account_id,
-               SpotRecommendation.instance_id == executed.instance_id,
-               SpotRecommendation.id != executed.id,
-               SpotRecommendation.status.in_((PROPOSED, APPROVED)))
-        .values(status=SUPERSEDED, status_changed_at=at,
-                error=f"instance replaced by {executed.replacement_instance_id} (recommendation {executed.id})")
-        .execution_options(synchronize_session=False))
+        .where(
+            SpotRecommendation.account_id == executed.account_id,
+            SpotRecommendation.instance_id == executed.instance_id,
+            SpotRecommendation.id != executed.id,
+            SpotRecommendation.status.in_((PROPOSED, APPROVED)),
+        )
+        .values(
+            status=SUPERSEDED,
+            status_changed_at=at,
+            error=f"instance replaced by {executed.replacement_instance_id} (recommendation {executed.id})",
+        )
+        .execution_options(synchronize_session=False)
+    )
     return result.rowcount or 0
 
 
 # --------------------------------------------------------------------------- operator decisions
 
+
 def _load_for_decision(session: Session, ids: Iterable[int]) -> list[SpotRecommendation]:
     ids = sorted(set(int(i) for i in ids))
     if not ids:
         raise ValidationError("ids", "give at least one recommendation id")
-    found = {r.id: r for r in session.scalars(select(SpotRecommendation).where(SpotRecommendation.id.in_(ids))
-                                              .with_for_update())}
+    found = {
+        r.id: r
+        for r in session.scalars(select(SpotRecommendation).where(SpotRecommendation.id.in_(ids)).with_for_update())
+    }
     missing = [i for i in ids if i not in found]
     if missing:
-        raise ValidationError("ids", f"unknown recommendation id(s): {', '.join(map(str, missing))}; "
-                                     "nothing was changed (see `spot-pipelines recommendations list`)")
+        raise ValidationError(
+            "ids",
+            f"unknown recommendation id(s): {', '.join(map(str, missing))}; "
+            "nothing was changed (see `spot-pipelines recommendations list`)",
+        )
     return [found[i] for i in ids]
 
 
@@ -132,12 +161,12 @@ def approve(session: Session, ids: Iterable[int], *, by: str) -> list[SpotRecomm
     recs = _load_for_decision(session, ids)
     wrong = [f"{r.id} is {r.status}" for r in recs if r.status != PROPOSED]
     if wrong:
-        raise ValidationError("ids", "only proposed recommendations can be approved: " + "; ".join(wrong)
-                              + "; nothing was changed")
+        raise ValidationError(
+            "ids", "only proposed recommendations can be approved: " + "; ".join(wrong) + "; nothing was changed"
+        )
     not_actionable = [f"{r.id} is {r.action}" for r in recs if r.action == "stay_on_demand"]
     if not_actionable:
-        raise ValidationError("ids", "nothing to execute for: " + "; ".join(not_actionable)
-                              + "; nothing was changed")
+        raise ValidationError("ids", "nothing to execute for: " + "; ".join(not_actionable) + "; nothing was changed")
     now = utcnow()
     for r in recs:
         r.status, r.approved_at, r.approved_by, r.status_changed_at = APPROVED, now, by, now
@@ -148,18 +177,20 @@ def reject(session: Session, ids: Iterable[int], *, by: str) -> list[SpotRecomme
     recs = _load_for_decision(session, ids)
     wrong = [f"{r.id} is {r.status}" for r in recs if r.status not in (PROPOSED, APPROVED)]
     if wrong:
-        raise ValidationError("ids", "only proposed or approved recommendations can be rejected: "
-                              + "; ".join(wrong) + "; nothing was changed")
+        raise ValidationError(
+            "ids",
+            "only proposed or approved recommendations can be rejected: " + "; ".join(wrong) + "; nothing was changed",
+        )
     now = utcnow()
     for r in recs:
         r.status, r.approved_by, r.status_changed_at = REJECTED, by, now
     return recs
 
 
-def list_recommendations(session: Session, statuses: Sequence[str] | None = None,
-                         limit: int = 100) -> list[SpotRecommendation]:
-    stmt = select(SpotRecommendation).order_by(SpotRecommendation.monthly_savings_usd.desc(),
-                                               SpotRecommendation.id)
+def list_recommendations(
+    session: Session, statuses: Sequence[str] | None = None, limit: int = 100
+) -> list[SpotRecommendation]:
+    stmt = select(SpotRecommendation).order_by(SpotRecommendation.monthly_savings_usd.desc(), SpotRecommendation.id)
     if statuses:
         stmt = stmt.where(SpotRecommendation.status.in_(list(statuses)))
     return list(session.scalars(stmt.limit(limit)))
@@ -169,12 +200,18 @@ def savings_over_time(conn: Connection, days: int = 30) -> pd.DataFrame:
     """Per generation: recommendations, proposed monthly savings, and what was executed of them."""
     r = SpotRecommendation
     executed = func.sum(case((r.status == EXECUTED, r.monthly_savings_usd), else_=0.0))
-    stmt = (select(r.generation_id, func.min(r.generated_at).label("generated_at"),
-                   func.count().label("recommendations"),
-                   func.sum(r.monthly_savings_usd).label("monthly_savings_usd"),
-                   executed.label("executed_monthly_savings_usd"))
-            .where(r.action != "stay_on_demand", r.generated_at >= utcnow() - timedelta(days=days))
-            .group_by(r.generation_id).order_by(func.min(r.generated_at)))
+    stmt = (
+        select(
+            r.generation_id,
+            func.min(r.generated_at).label("generated_at"),
+            func.count().label("recommendations"),
+            func.sum(r.monthly_savings_usd).label("monthly_savings_usd"),
+            executed.label("executed_monthly_savings_usd"),
+        )
+        .where(r.action != "stay_on_demand", r.generated_at >= utcnow() - timedelta(days=days))
+        .group_by(r.generation_id)
+        .order_by(func.min(r.generated_at))
+    )
     return read_frame(conn, stmt)
 
 
@@ -186,20 +223,29 @@ def fleet_savings(session: Session) -> tuple[dict[int, dict[str, float]], list[S
     Each saving is counted once: a replaced instance is no longer running, so its savings live only in the
     executed row (counted through the new instance); the replacement's own row says what else it could save.
     """
-    running = {tuple(r) for r in session.execute(
-        select(Instance.account_id, Instance.instance_id)
-        .where(Instance.state == "running", Instance.terminated_at.is_(None)))}
+    running = {
+        tuple(r)
+        for r in session.execute(
+            select(Instance.account_id, Instance.instance_id).where(
+                Instance.state == "running", Instance.terminated_at.is_(None)
+            )
+        )
+    }
     stats: dict[int, dict[str, float]] = {}
 
     def of(account_id: int) -> dict[str, float]:
-        return stats.setdefault(account_id, {"instances": 0, "to_change": 0, "monthly": 0.0,
-                                             "executed": 0, "executed_monthly": 0.0})
+        return stats.setdefault(
+            account_id, {"instances": 0, "to_change": 0, "monthly": 0.0, "executed": 0, "executed_monthly": 0.0}
+        )
 
     for account_id, _ in running:
         of(account_id)["instances"] += 1
     open_rows: dict[tuple[int, str], SpotRecommendation] = {}
-    for rec in session.scalars(select(SpotRecommendation).where(
-            SpotRecommendation.status.in_((PROPOSED, APPROVED, EXECUTING))).order_by(SpotRecommendation.id)):
+    for rec in session.scalars(
+        select(SpotRecommendation)
+        .where(SpotRecommendation.status.in_((PROPOSED, APPROVED, EXECUTING)))
+        .order_by(SpotRecommendation.id)
+    ):
         if (rec.account_id, rec.instance_id) in running and rec.monthly_savings_usd > 0:
             open_rows[(rec.account_id, rec.instance_id)] = rec  # the newest row per instance
     for rec in open_rows.values():

@@ -44,12 +44,11 @@ class InterruptionRiskScore(Base):
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
 
 
-def replace_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]],
-                 batch: int = 5000) -> None:
+def replace_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]], batch: int = 5000) -> None:
     """Replace a whole snapshot table (risk scores, predictions) inside the caller's transaction."""
     session.execute(delete(model))
     for start in range(0, len(rows), batch):
-        session.execute(insert(model), list(rows[start:start + batch]))
+        session.execute(insert(model), list(rows[start : start + batch]))
 
 
 def read_risk_scores(conn: Connection) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """The system_logs table and its writer: every row redacted, echoed to the stdout log.
 
-    with session.begin():
-        write_system_log(session, "health", "WARNING", "redis degraded", details={...}, run_id=run_id)
+with session.begin():
+    write_system_log(session, "health", "WARNING", "redis degraded", details={...}, run_id=run_id)
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from spot_pipelines.system_log import LEVELS, get_logger
 class SystemLog(Base):
     __tablename__ = "system_logs"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
     component: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     level: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -50,8 +48,15 @@ def _json_safe(details: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return json.loads(json.dumps(redact(dict(details)), default=str))
 
 
-def system_log_row(component: str, level: str | int, message: str, *, details: Mapping[str, Any] | None = None,
-                   run_id: str | None = None, created_at: datetime | None = None) -> dict[str, Any]:
+def system_log_row(
+    component: str,
+    level: str | int,
+    message: str,
+    *,
+    details: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
     """A redacted `system_logs` row as a dict (for bulk inserts)."""
     return {
         "created_at": created_at or utcnow(),
@@ -63,14 +68,21 @@ def system_log_row(component: str, level: str | int, message: str, *, details: M
     }
 
 
-def write_system_log(session: Session, component: str, level: str | int, message: str, *,
-                     details: Mapping[str, Any] | None = None, run_id: str | None = None,
-                     echo: bool = True) -> SystemLog:
+def write_system_log(
+    session: Session,
+    component: str,
+    level: str | int,
+    message: str,
+    *,
+    details: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+    echo: bool = True,
+) -> SystemLog:
     """Add a redacted `system_logs` row to the session (the caller commits) and echo it to stdout."""
     row = SystemLog(**system_log_row(component, level, message, details=details, run_id=run_id))
     session.add(row)
     if echo:
-        get_logger(component).log(logging.getLevelName(row.level), row.message,
-                                  extra={"details": row.details, "run_id": run_id})
+        get_logger(component).log(
+            logging.getLevelName(row.level), row.message, extra={"details": row.details, "run_id": run_id}
+        )
     return row
-

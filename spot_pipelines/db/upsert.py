@@ -12,8 +12,14 @@ from sqlalchemy.orm import Session
 BATCH_ROWS = 1000
 
 
-def bulk_upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], *,
-                key: Sequence[str], keep_on_update: Sequence[str] = ()) -> None:
+def bulk_upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    keep_on_update: Sequence[str] = (),
+) -> None:
     """Insert rows, updating every non-key column on conflict except `keep_on_update`."""
     if not rows:
         return
@@ -28,7 +34,7 @@ def bulk_upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
     # executemany with one cached statement: SQLAlchemy batches it into multi-row INSERTs
     # ("insertmanyvalues"). Compiling a fresh `.values([...])` per batch cost more than the write.
     for start in range(0, len(rows), BATCH_ROWS):
-        session.execute(stmt, list(rows[start:start + BATCH_ROWS]))
+        session.execute(stmt, list(rows[start : start + BATCH_ROWS]))
 
 
 def _dialect_insert(session: Session):
@@ -39,9 +45,10 @@ def _dialect_insert(session: Session):
         raise NotImplementedError(f"insert-if-absent are not implemented for {dialect}") from None
 
 
-def insert_ignoring_conflicts(session: Session, table, rows: Sequence[dict[str, Any]],
-                              index_elements: Sequence[str] | None = None) -> None:
+def insert_ignoring_conflicts(
+    session: Session, table, rows: Sequence[dict[str, Any]], index_elements: Sequence[str] | None = None
+) -> None:
     insert = _dialect_insert(session)
     for start in range(0, len(rows), 1000):
-        stmt = insert(table).values(list(rows[start:start + 1000]))
+        stmt = insert(table).values(list(rows[start : start + 1000]))
         session.execute(stmt.on_conflict_do_nothing(index_elements=list(index_elements) if index_elements else None))

@@ -35,8 +35,12 @@ def local_aws(instance_types: list[str], port: int = EMULATOR_PORT) -> Iterator[
     # moto has no Price List API: a closed port makes that unreachability quick and quiet, and
     # on_demand_prices falls back to its bundled snapshot (saying so in its metadata).
     os.environ["AWS_ENDPOINT_URL_PRICING"] = f"http://127.0.0.1:{free_port()}"
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="demo-platform",
-                      AWS_SECRET_ACCESS_KEY="demo-platform-secret", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="demo-platform",
+        AWS_SECRET_ACCESS_KEY="demo-platform-secret",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     # Same seed, same instance ids: re-running the demo updates rows instead of adding new ones.
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/seed?a={SEED}", method="POST")).read()
     try:

@@ -23,7 +23,7 @@ class Group:
     spot: bool
     service: str
     zones: tuple[str, ...] = ("a",)  # us-east-1 zone letters, one instance per zone in turn
-    node_group: str | None = None   # an EKS node group: its instances are advised as one group
+    node_group: str | None = None  # an EKS node group: its instances are advised as one group
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,11 @@ class DemoAccount:
 DEMO_REGION = "us-east-1"
 DEMO_ACCOUNTS = (
     DemoAccount(
-        name="payments-prod", aws_account_id="111122223333", auth_method="role",
-        role_arn="arn:aws:iam::111122223333:role/SpotPipelinesReadOnly", external_id="spot-pipelines-demo",
+        name="payments-prod",
+        aws_account_id="111122223333",
+        auth_method="role",
+        role_arn="arn:aws:iam::111122223333:role/SpotPipelinesReadOnly",
+        external_id="spot-pipelines-demo",
         regions=(DEMO_REGION,),
         groups=(
             Group("m5.xlarge", 3, False, "checkout-api", node_group="checkout-api"),
@@ -66,7 +69,9 @@ DEMO_ACCOUNTS = (
         ),
     ),
     DemoAccount(
-        name="analytics-dev", aws_account_id="123456789012", auth_method="keys",
+        name="analytics-dev",
+        aws_account_id="123456789012",
+        auth_method="keys",
         regions=(DEMO_REGION,),
         groups=(
             Group("t3.large", 2, False, "notebooks", zones=("a", "c")),
@@ -82,12 +87,18 @@ DEMO_ACCOUNTS = (
 def session_in(account: DemoAccount, region: str) -> boto3.Session:
     """A session inside the emulated account (the emulator keys its backends by account)."""
     if account.auth_method == "keys":
-        return boto3.Session(aws_access_key_id=DEMO_ACCESS_KEY_ID, aws_secret_access_key=DEMO_SECRET_ACCESS_KEY,
-                             region_name=region)
+        return boto3.Session(
+            aws_access_key_id=DEMO_ACCESS_KEY_ID, aws_secret_access_key=DEMO_SECRET_ACCESS_KEY, region_name=region
+        )
     creds = boto3.client("sts", region_name=region).assume_role(
-        RoleArn=account.role_arn, RoleSessionName="demo-seed", ExternalId=account.external_id)["Credentials"]
-    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                         aws_session_token=creds["SessionToken"], region_name=region)
+        RoleArn=account.role_arn, RoleSessionName="demo-seed", ExternalId=account.external_id
+    )["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=region,
+    )
 
 
 # region -> architecture -> a Linux image id. moto's public images are fixed per region, and
@@ -114,22 +125,54 @@ def seed_fleet(account: DemoAccount) -> int:
     for group in account.groups:
         image = linux_image(ec2, architecture_of(group.instance_type))
         market = {"InstanceMarketOptions": {"MarketType": "spot"}} if group.spot else {}
-        tags = [{"Key": "Name", "Value": group.service}, {"Key": "service", "Value": group.service},
-                {"Key": "env", "Value": account.name.split("-")[-1]}]
+        tags = [
+            {"Key": "Name", "Value": group.service},
+            {"Key": "service", "Value": group.service},
+            {"Key": "env", "Value": account.name.split("-")[-1]},
+        ]
         if group.node_group:
             tags.append({"Key": "eks:nodegroup-name", "Value": group.node_group})
         for i in range(group.count):
             zone = DEMO_REGION + group.zones[i % len(group.zones)]
-            ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType=group.instance_type,
-                              Placement={"AvailabilityZone": zone},
-                              TagSpecifications=[{"ResourceType": "instance", "Tags": tags}], **market)
+            ec2.run_instances(
+                ImageId=image,
+                MinCount=1,
+                MaxCount=1,
+                InstanceType=group.instance_type,
+                Placement={"AvailabilityZone": zone},
+                TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+                **market,
+            )
         launched += group.count
     return launched
 
 
 # Alternatives a recommendation can move to: neighbouring families and sizes, Intel, AMD and Graviton.
-CANDIDATE_FAMILIES = ("m5", "m5a", "m6i", "m6a", "m7i", "m6g", "m7g", "c5", "c5a", "c6i", "c6a", "c7i", "c6g",
-                      "c7g", "r5", "r5a", "r6i", "r6a", "r6g", "r7g", "t3", "t3a", "t4g")
+CANDIDATE_FAMILIES = (
+    "m5",
+    "m5a",
+    "m6i",
+    "m6a",
+    "m7i",
+    "m6g",
+    "m7g",
+    "c5",
+    "c5a",
+    "c6i",
+    "c6a",
+    "c7i",
+    "c6g",
+    "c7g",
+    "r5",
+    "r5a",
+    "r6i",
+    "r6a",
+    "r6g",
+    "r7g",
+    "t3",
+    "t3a",
+    "t4g",
+)
 CANDIDATE_SIZES = ("medium", "large", "xlarge", "2xlarge", "4xlarge")
 
 

@@ -51,9 +51,14 @@ def send_past_warnings(queue_url: str, days: int, seed: int) -> int:
                     for day in np.flatnonzero(rng.random(days) < rate):
                         when = today - timedelta(days=days - int(day)) + timedelta(seconds=int(rng.integers(86_400)))
                         event = eventbridge_event(
-                            "spot_interruption_warning", event_id=f"demo-{instance['InstanceId']}-{day}",
-                            account=account.aws_account_id, region=region, instance_id=instance["InstanceId"],
-                            time_=when, zone=instance["Placement"]["AvailabilityZone"])
+                            "spot_interruption_warning",
+                            event_id=f"demo-{instance['InstanceId']}-{day}",
+                            account=account.aws_account_id,
+                            region=region,
+                            instance_id=instance["InstanceId"],
+                            time_=when,
+                            zone=instance["Placement"]["AvailabilityZone"],
+                        )
                         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(event))
                         sent += 1
     return sent

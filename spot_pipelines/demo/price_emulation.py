@@ -29,9 +29,26 @@ from spot_pipelines.demo.synthetic_prices import DEFAULT_PRODUCTS, MEAN_CHANGES,
 
 # When a request names no instance types: a small, common set keeps the emulator quick.
 DEMO_INSTANCE_TYPES = (
-    "m5.large", "m5.xlarge", "m5.2xlarge", "c5.large", "c5.xlarge", "c5.2xlarge", "r5.large", "r5.xlarge",
-    "m6i.large", "m6i.xlarge", "c6i.xlarge", "m6g.large", "m6g.xlarge", "c6g.xlarge", "r6g.large",
-    "m7g.large", "c7g.xlarge", "t3.medium", "t3.large", "t4g.medium",
+    "m5.large",
+    "m5.xlarge",
+    "m5.2xlarge",
+    "c5.large",
+    "c5.xlarge",
+    "c5.2xlarge",
+    "r5.large",
+    "r5.xlarge",
+    "m6i.large",
+    "m6i.xlarge",
+    "c6i.xlarge",
+    "m6g.large",
+    "m6g.xlarge",
+    "c6g.xlarge",
+    "r6g.large",
+    "m7g.large",
+    "c7g.xlarge",
+    "t3.medium",
+    "t3.large",
+    "t4g.medium",
 )
 MAX_RESULTS = 1000
 
@@ -49,8 +66,13 @@ def _parse_time(value: Any, default: datetime) -> datetime:
 class SpotPriceEmulator:
     """The patched handler's state: seed, default types and products, and a market cache."""
 
-    def __init__(self, seed: int = 0, instance_types: Sequence[str] | None = None,
-                 products: Sequence[str] = DEFAULT_PRODUCTS, mean_changes: float = MEAN_CHANGES):
+    def __init__(
+        self,
+        seed: int = 0,
+        instance_types: Sequence[str] | None = None,
+        products: Sequence[str] = DEFAULT_PRODUCTS,
+        mean_changes: float = MEAN_CHANGES,
+    ):
         self.seed = seed
         self.instance_types = tuple(instance_types or DEMO_INSTANCE_TYPES)
         self.products = tuple(products)
@@ -60,15 +82,28 @@ class SpotPriceEmulator:
         self._markets = lru_cache(maxsize=256)(self._build_markets)
         self._patch = mock.patch.object(SpotInstances, "describe_spot_price_history", self._handler())
 
-    def _build_markets(self, region: str, zones: tuple[tuple[str, str], ...], types: tuple[str, ...],
-                       products: tuple[str, ...]) -> MarketSet:
-        return default_markets(regions=[region], instance_types=types, products=products, seed=self.seed,
-                               zones={region: list(zones)})
+    def _build_markets(
+        self, region: str, zones: tuple[tuple[str, str], ...], types: tuple[str, ...], products: tuple[str, ...]
+    ) -> MarketSet:
+        return default_markets(
+            regions=[region], instance_types=types, products=products, seed=self.seed, zones={region: list(zones)}
+        )
 
-    def records(self, region: str, zones: Sequence[tuple[str, str]], start: datetime, end: datetime,
-                instance_types: Sequence[str] = (), products: Sequence[str] = ()) -> pd.DataFrame:
-        markets = self._markets(region, tuple(sorted(zones)), tuple(sorted(instance_types or self.instance_types)),
-                                tuple(sorted(products or self.products)))
+    def records(
+        self,
+        region: str,
+        zones: Sequence[tuple[str, str]],
+        start: datetime,
+        end: datetime,
+        instance_types: Sequence[str] = (),
+        products: Sequence[str] = (),
+    ) -> pd.DataFrame:
+        markets = self._markets(
+            region,
+            tuple(sorted(zones)),
+            tuple(sorted(instance_types or self.instance_types)),
+            tuple(sorted(products or self.products)),
+        )
         if not len(markets):
             return pd.DataFrame(columns=["ts", "availability_zone", "instance_type", "product_description", "price"])
         return aws_records(markets, start, end, self.mean_changes)
@@ -87,18 +122,32 @@ class SpotPriceEmulator:
             wanted_zones = filters.get("availability-zone")
             if wanted_zones:
                 zones = [z for z in zones if z[0] in wanted_zones]
-            frame = emulator.records(response.region, zones, start, end,
-                                     response._get_param("InstanceTypes", []) or filters.get("instance-type", []),
-                                     response._get_param("ProductDescriptions", []))
+            frame = emulator.records(
+                response.region,
+                zones,
+                start,
+                end,
+                response._get_param("InstanceTypes", []) or filters.get("instance-type", []),
+                response._get_param("ProductDescriptions", []),
+            )
             page_size = int(response._get_param("MaxResults") or MAX_RESULTS)
             offset = int(response._get_param("NextToken") or 0)
-            page = frame.iloc[offset:offset + page_size]
+            page = frame.iloc[offset : offset + page_size]
             history = [
-                {"AvailabilityZone": az, "InstanceType": itype, "ProductDescription": product,
-                 "SpotPrice": f"{price:.6f}", "Timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
-                for ts, az, itype, product, price in zip(page["ts"], page["availability_zone"],
-                                                         page["instance_type"], page["product_description"],
-                                                         page["price"])
+                {
+                    "AvailabilityZone": az,
+                    "InstanceType": itype,
+                    "ProductDescription": product,
+                    "SpotPrice": f"{price:.6f}",
+                    "Timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                }
+                for ts, az, itype, product, price in zip(
+                    page["ts"],
+                    page["availability_zone"],
+                    page["instance_type"],
+                    page["product_description"],
+                    page["price"],
+                )
             ]
             result: dict[str, Any] = {"SpotPriceHistory": history}
             if offset + page_size < len(frame):
@@ -121,9 +170,12 @@ class SpotPriceEmulator:
         self.stop()
 
 
-def emulate_spot_prices(seed: int = 0, instance_types: Sequence[str] | None = None,
-                        products: Sequence[str] = DEFAULT_PRODUCTS,
-                        mean_changes: float = MEAN_CHANGES) -> SpotPriceEmulator:
+def emulate_spot_prices(
+    seed: int = 0,
+    instance_types: Sequence[str] | None = None,
+    products: Sequence[str] = DEFAULT_PRODUCTS,
+    mean_changes: float = MEAN_CHANGES,
+) -> SpotPriceEmulator:
     """Patch moto's DescribeSpotPriceHistory in this process. Use as a context manager, or call
     `.start()` now and `.stop()` when done (e.g. for a demo's lifetime).
 

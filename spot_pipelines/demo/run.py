@@ -102,8 +102,9 @@ def prepare_instance() -> Path:
 
 
 def cli(*args: str, secret: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spot_pipelines.cli", *args], input=secret, text=True,
-                          capture_output=True)
+    return subprocess.run(
+        [sys.executable, "-m", "spot_pipelines.cli", *args], input=secret, text=True, capture_output=True
+    )
 
 
 def onboard() -> None:
@@ -113,8 +114,15 @@ def onboard() -> None:
         if known.get(account.name) in ("connected", "active"):
             say(f"account {account.name} already onboarded ({known[account.name]})")
             continue
-        args = ["accounts", "add", account.name, "--aws-account-id", account.aws_account_id,
-                "--regions", ",".join(account.regions)]
+        args = [
+            "accounts",
+            "add",
+            account.name,
+            "--aws-account-id",
+            account.aws_account_id,
+            "--regions",
+            ",".join(account.regions),
+        ]
         if account.auth_method == "role":
             args += ["--role-arn", account.role_arn, "--external-id", account.external_id]
             result = cli(*args)
@@ -132,8 +140,9 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.A
     names = ", ".join(k.to_user_string() for k in keys)
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        raise click.ClickException(f"materializing {names} failed in {failed}; see "
-                                   f"{dagster_home() / workbench.LOG_FILE} or the run in the UI")
+        raise click.ClickException(
+            f"materializing {names} failed in {failed}; see {dagster_home() / workbench.LOG_FILE} or the run in the UI"
+        )
     say(f"materialized {names}")
 
 
@@ -148,8 +157,13 @@ def materialize_everything(instance: dg.DagsterInstance, history_days: int = HIS
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     partitions = [r.partition_key for r in tick.run_requests] or [a.name for a in DEMO_ACCOUNTS]
     for key in partitions:
-        _execute(defs, instance, [dg.AssetKey("discovered_instances")], partition_key=key,
-                 tags={"spot_pipelines/trigger": "demo"})
+        _execute(
+            defs,
+            instance,
+            [dg.AssetKey("discovered_instances")],
+            partition_key=key,
+            tags={"spot_pipelines/trigger": "demo"},
+        )
     # The interruption sensor's real tick drains the queue into spot_interruption_events.
     from spot_pipelines.sensors.interruptions import spot_interruption_sensor
 
@@ -173,8 +187,13 @@ def materialize_everything(instance: dg.DagsterInstance, history_days: int = HIS
         if key == dg.AssetKey("spot_price_history"):
             # The fleet's regions only: the demo stays quick (production scrapes every enabled region).
             run_config = {"ops": {"spot_price_history": {"config": {"regions": demo_regions()}}}}
-        _execute(defs, instance, [key], run_config=run_config,
-                 tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end})
+        _execute(
+            defs,
+            instance,
+            [key],
+            run_config=run_config,
+            tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+        )
     _execute(defs, instance, sorted(unpartitioned, key=lambda k: k.to_user_string()))
 
 
@@ -188,11 +207,28 @@ def serve_ui(port: int) -> None:
     chosen = free_port(port)
     if chosen != port:
         say(f"port {port} is taken; using {chosen}")
-    say(f"Dagster UI on http://127.0.0.1:{chosen}  (asset graph: Assets → View lineage; runs: Runs). Ctrl-C stops everything.")
-    say('the README\'s commands work against this demo from another shell after: '
-        'eval "$(.venv/bin/spot-pipelines demo env)"')
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(chosen),
-                             "-m", "spot_pipelines.definitions"], start_new_session=True)
+    say(
+        f"Dagster UI on http://127.0.0.1:{chosen}  (asset graph: Assets → View lineage; runs: Runs). Ctrl-C stops everything."
+    )
+    say(
+        "the README's commands work against this demo from another shell after: "
+        'eval "$(.venv/bin/spot-pipelines demo env)"'
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(chosen),
+            "-m",
+            "spot_pipelines.definitions",
+        ],
+        start_new_session=True,
+    )
 
     def stop(_signum, _frame):
         raise KeyboardInterrupt  # SIGTERM (a supervisor, `timeout`) stops everything, as Ctrl-C does
@@ -215,15 +251,19 @@ def run_demo(ui: bool = True, port: int = 3000, quick: bool = False) -> None:
     """quick: a test-sized flow (the fleet's own instance types only, 17 days of history)."""
     started = time.monotonic()
     history_days = QUICK_HISTORY_DAYS if quick else HISTORY_DAYS
-    instance_types = (sorted({g.instance_type for a in DEMO_ACCOUNTS for g in a.groups}) if quick
-                      else demo_instance_types())
+    instance_types = (
+        sorted({g.instance_type for a in DEMO_ACCOUNTS for g in a.groups}) if quick else demo_instance_types()
+    )
     home = prepare_instance()
     log = home / workbench.LOG_FILE
     with output_to_log(log):
         say(f"Dagster's and the emulator's output: {log}")
         key_file = load_env_file(PROJECT_ROOT / ".env")
-        storage = "Postgres (DAGSTER_PG_*)" if os.environ.get("DAGSTER_PG_URL") or os.environ.get("DAGSTER_PG_HOST") \
+        storage = (
+            "Postgres (DAGSTER_PG_*)"
+            if os.environ.get("DAGSTER_PG_URL") or os.environ.get("DAGSTER_PG_HOST")
             else f"embedded SQLite in {home}"
+        )
         say(f"Dagster storage: {storage}; app database: {database_url().split('@')[-1]}")
         with local_aws(instance_types) as endpoint:
             taken = "" if endpoint.endswith(f":{EMULATOR_PORT}") else f"; port {EMULATOR_PORT} is taken"

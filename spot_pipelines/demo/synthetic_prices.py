@@ -28,16 +28,42 @@ EPOCH = date(2017, 11, 1)  # day 0 of the model: AWS's smoothed spot pricing
 SECONDS_PER_DAY = 86_400
 DEFAULT_PRODUCTS = ("Linux/UNIX",)
 # Regional on-demand premium over us-east-1 (the bundled on-demand snapshot is us-east-1 only).
-REGION_PREMIUM = {"us-east-1": 1.0, "us-east-2": 1.0, "us-west-2": 1.0, "us-west-1": 1.17,
-                  "ca-central-1": 1.1, "sa-east-1": 1.55, "af-south-1": 1.3, "me-south-1": 1.25}
+REGION_PREMIUM = {
+    "us-east-1": 1.0,
+    "us-east-2": 1.0,
+    "us-west-2": 1.0,
+    "us-west-1": 1.17,
+    "ca-central-1": 1.1,
+    "sa-east-1": 1.55,
+    "af-south-1": 1.3,
+    "me-south-1": 1.25,
+}
 # Availability zones per region (most regions have 3; a few have more).
 ZONE_COUNT = {"us-east-1": 6, "us-west-2": 4, "ap-northeast-1": 4, "ap-northeast-2": 4}
-_DIRECTIONS = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c",
-               "northeast": "ne", "southeast": "se", "northwest": "nw", "southwest": "sw"}
+_DIRECTIONS = {
+    "east": "e",
+    "west": "w",
+    "north": "n",
+    "south": "s",
+    "central": "c",
+    "northeast": "ne",
+    "southeast": "se",
+    "northwest": "nw",
+    "southwest": "sw",
+}
 # Price changes per market and day (≈ 280,000 rows for a full all-region Linux day).
 MEAN_CHANGES = 4.6
-SPOT_PRICE_COLUMNS = ["day", "ts", "region", "availability_zone", "availability_zone_id",
-                      "instance_type", "product_description", "price", "is_day_open"]
+SPOT_PRICE_COLUMNS = [
+    "day",
+    "ts",
+    "region",
+    "availability_zone",
+    "availability_zone_id",
+    "instance_type",
+    "product_description",
+    "price",
+    "is_day_open",
+]
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -107,10 +133,12 @@ class MarketSet:
         """From (region, az, az_id, instance_type, product_description, base_price) tuples."""
         rows = list(markets)
         cols = list(zip(*rows)) if rows else [()] * 6
-        keys = np.array([_stable_key(str(seed), az_id, itype, product)
-                         for _, _, az_id, itype, product, _ in rows], dtype=np.uint64)
-        return cls(*(pd.Categorical(list(c)) for c in cols[:5]),
-                   base_price=np.asarray(cols[5], dtype=np.float64), key=keys)
+        keys = np.array(
+            [_stable_key(str(seed), az_id, itype, product) for _, _, az_id, itype, product, _ in rows], dtype=np.uint64
+        )
+        return cls(
+            *(pd.Categorical(list(c)) for c in cols[:5]), base_price=np.asarray(cols[5], dtype=np.float64), key=keys
+        )
 
 
 def base_spot_price(region: str, instance_type: str) -> float | None:
@@ -122,9 +150,13 @@ def base_spot_price(region: str, instance_type: str) -> float | None:
     return on_demand * REGION_PREMIUM.get(region, 1.12) * (1 - entry["s"] / 100)
 
 
-def default_markets(regions: Sequence[str] | None = None, instance_types: Sequence[str] | None = None,
-                    products: Sequence[str] = DEFAULT_PRODUCTS, seed: int = 0,
-                    zones: dict[str, list[tuple[str, str]]] | None = None) -> MarketSet:
+def default_markets(
+    regions: Sequence[str] | None = None,
+    instance_types: Sequence[str] | None = None,
+    products: Sequence[str] = DEFAULT_PRODUCTS,
+    seed: int = 0,
+    zones: dict[str, list[tuple[str, str]]] | None = None,
+) -> MarketSet:
     """Markets of the bundled data: every advisor region and priced type (or the given subsets).
 
     `zones` overrides the synthetic (name, ID) pairs per region, e.g. with what an emulator reports.
@@ -169,11 +201,13 @@ def _price_at(markets: MarketSet, idx: np.ndarray, d: int, seconds: np.ndarray) 
     key = markets.key[idx]
     t = d + seconds / SECONDS_PER_DAY  # days since EPOCH
     two_pi = 2 * np.pi
-    drift = (1
-             + (0.03 + 0.05 * _uniform(key, 11)) * np.sin(two_pi * t / (20 + 40 * _uniform(key, 12))
-                                                          + two_pi * _uniform(key, 13))
-             + (0.01 + 0.02 * _uniform(key, 14)) * np.sin(two_pi * t / (3 + 5 * _uniform(key, 15))
-                                                          + two_pi * _uniform(key, 16)))
+    drift = (
+        1
+        + (0.03 + 0.05 * _uniform(key, 11))
+        * np.sin(two_pi * t / (20 + 40 * _uniform(key, 12)) + two_pi * _uniform(key, 13))
+        + (0.01 + 0.02 * _uniform(key, 14))
+        * np.sin(two_pi * t / (3 + 5 * _uniform(key, 15)) + two_pi * _uniform(key, 16))
+    )
     # Rare steps: a market-specific week is sometimes 10–30 % up, or 10–15 % down.
     week = np.floor((t + 7 * _uniform(key, 17)) / 7).astype(np.int64)
     roll = _uniform(key, week, 18)
@@ -211,8 +245,14 @@ def _last_change(markets: MarketSet, day: date, mean_changes: float) -> tuple[np
     return last, _price_at(markets, np.arange(len(markets)), d, last)
 
 
-def _frame(markets: MarketSet, idx: np.ndarray, ts: pd.DatetimeIndex, price: np.ndarray, day: date | None,
-           is_day_open: np.ndarray | None) -> pd.DataFrame:
+def _frame(
+    markets: MarketSet,
+    idx: np.ndarray,
+    ts: pd.DatetimeIndex,
+    price: np.ndarray,
+    day: date | None,
+    is_day_open: np.ndarray | None,
+) -> pd.DataFrame:
     frame = {}
     if day is not None:
         frame["day"] = np.full(len(idx), day, dtype=object)

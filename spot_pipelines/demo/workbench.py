@@ -24,8 +24,13 @@ STATE_FILE = "demo-env.json"
 LOG_FILE = "demo.log"
 # What the demo's local_aws sets for its own processes (and `demo env` for another shell). This
 # module imports no moto or boto3: `demo env` must work whatever AWS_PROFILE the shell has.
-EMULATOR_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_PRICING", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                      "AWS_DEFAULT_REGION")
+EMULATOR_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_PRICING",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+)
 
 
 @contextlib.contextmanager
@@ -37,10 +42,16 @@ def recording(home: Path, encryption_key_file: Path | None) -> Iterator[Path]:
     # Only the SQLite default is recorded: a DATABASE_URL of the user's own may hold a password.
     database_url = None if os.environ.get("DATABASE_URL") else settings.database_url()
     path = home / STATE_FILE
-    path.write_text(json.dumps({
-        "variables": {k: os.environ[k] for k in (*EMULATOR_VARIABLES, "SPOT_INTERRUPTION_QUEUE_URL")},
-        "database_url": database_url,
-        "encryption_key_file": str(encryption_key_file) if encryption_key_file else None}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "variables": {k: os.environ[k] for k in (*EMULATOR_VARIABLES, "SPOT_INTERRUPTION_QUEUE_URL")},
+                "database_url": database_url,
+                "encryption_key_file": str(encryption_key_file) if encryption_key_file else None,
+            },
+            indent=2,
+        )
+    )
     try:
         yield path
     finally:
@@ -60,25 +71,32 @@ def export_lines(home: Path) -> str:
     """Shell lines that point a shell at the running demo; a clear error when it is not running."""
     path = home / STATE_FILE
     if not path.exists():
-        raise SpotPipelinesError(f"no running demo recorded in {path}: start `make demo` (the emulator lives "
-                                 "while it serves the UI) and run this in another shell")
+        raise SpotPipelinesError(
+            f"no running demo recorded in {path}: start `make demo` (the emulator lives "
+            "while it serves the UI) and run this in another shell"
+        )
     state = json.loads(path.read_text())
     endpoint = state["variables"]["AWS_ENDPOINT_URL"]
     if not _answers(endpoint):
-        raise SpotPipelinesError(f"the demo's AWS emulator at {endpoint} does not answer (the demo has stopped): "
-                                 "start `make demo` again")
+        raise SpotPipelinesError(
+            f"the demo's AWS emulator at {endpoint} does not answer (the demo has stopped): start `make demo` again"
+        )
     q = shlex.quote
-    lines = [f"# the demo's workbench, recorded in {path}",
-             "unset AWS_PROFILE AWS_SESSION_TOKEN  # the emulator's credentials below, not a profile's",
-             f"export DAGSTER_HOME={q(str(home))}"]
+    lines = [
+        f"# the demo's workbench, recorded in {path}",
+        "unset AWS_PROFILE AWS_SESSION_TOKEN  # the emulator's credentials below, not a profile's",
+        f"export DAGSTER_HOME={q(str(home))}",
+    ]
     if state["database_url"]:
         lines.append(f"export DATABASE_URL={q(state['database_url'])}")
     else:
         lines.append("# DATABASE_URL: the demo used the one in its environment; keep it exported here too")
     key_file = state["encryption_key_file"]
     if key_file:
-        lines.append(f"export ENCRYPTION_KEY=\"$(sed -n 's/^ENCRYPTION_KEY=//p' {q(key_file)} | tail -n 1)\""
-                     "  # read from the file, never printed")
+        lines.append(
+            f"export ENCRYPTION_KEY=\"$(sed -n 's/^ENCRYPTION_KEY=//p' {q(key_file)} | tail -n 1)\""
+            "  # read from the file, never printed"
+        )
     else:
         lines.append("# ENCRYPTION_KEY: the demo used the one in its environment; keep it exported here too")
     lines += [f"export {name}={q(value)}" for name, value in sorted(state["variables"].items())]

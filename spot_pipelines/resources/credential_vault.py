@@ -63,8 +63,9 @@ def _botocore_session() -> botocore.session.Session:
 
 
 # Dagster's step retries on AWS-calling assets, above botocore's per-call retries.
-AWS_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=aws_retry_delay_seconds(),
-                                  backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+AWS_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=aws_retry_delay_seconds(), backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
 class AccountCredentials(Protocol):
@@ -104,9 +105,11 @@ class CredentialVault(dg.ConfigurableResource):
         if self._keyring is None:
             if not (self.encryption_key or "").strip():
                 # Secrets may already be stored under a key: advising a new one would orphan them.
-                raise ConfigError(f"{ENV_VAR} is not set for this process: set it to the key the stored "
-                                  "secrets were encrypted with (from a .env: `set -a; . ./.env; set +a`); a new "
-                                  "key cannot read them")
+                raise ConfigError(
+                    f"{ENV_VAR} is not set for this process: set it to the key the stored "
+                    "secrets were encrypted with (from a .env: `set -a; . ./.env; set +a`); a new "
+                    "key cannot read them"
+                )
             self._keyring = Keyring(self.encryption_key)
         return self._keyring
 
@@ -115,8 +118,7 @@ class CredentialVault(dg.ConfigurableResource):
 
     def session_for(self, account: AccountCredentials) -> boto3.Session:
         """A session for the account, cached; assumed-role credentials refresh before expiry."""
-        cache_key = (account.id, account.auth_method, account.role_arn, account.access_key_id,
-                     account.encrypted_secret)
+        cache_key = (account.id, account.auth_method, account.role_arn, account.access_key_id, account.encrypted_secret)
         with self._lock:
             session = self._sessions.get(cache_key)
             if session is None:
@@ -127,8 +129,7 @@ class CredentialVault(dg.ConfigurableResource):
     def client(self, session: boto3.Session, service: str, region: str | None = None):
         # boto3 sessions are not thread-safe for client creation; clients themselves are.
         with self._lock:
-            return session.client(service, region_name=region or HOME_REGION,
-                                  config=aws_config(self.max_attempts))
+            return session.client(service, region_name=region or HOME_REGION, config=aws_config(self.max_attempts))
 
     def validate(self, account: AccountCredentials) -> str:
         """Call sts:GetCallerIdentity; return the caller ARN or raise CredentialError."""
@@ -156,8 +157,12 @@ class CredentialVault(dg.ConfigurableResource):
             if not (account.access_key_id and account.encrypted_secret):
                 raise CredentialError(f"account {account.name!r}: no access key stored")
             secret = self.keyring.decrypt(account.encrypted_secret, owner=f"account {account.name!r}")
-            return boto3.Session(aws_access_key_id=account.access_key_id, aws_secret_access_key=secret,
-                                 region_name=HOME_REGION, botocore_session=_botocore_session())
+            return boto3.Session(
+                aws_access_key_id=account.access_key_id,
+                aws_secret_access_key=secret,
+                region_name=HOME_REGION,
+                botocore_session=_botocore_session(),
+            )
         if account.auth_method == "role":
             return self._assume_role_session(account)
         raise CredentialError(f"account {account.name!r}: unknown auth method {account.auth_method!r}")
@@ -182,9 +187,7 @@ class CredentialVault(dg.ConfigurableResource):
             extra_args=extra_args,
         )
         # botocore refreshes these before they expire (advisory/mandatory refresh windows).
-        credentials = DeferredRefreshableCredentials(
-            refresh_using=fetcher.fetch_credentials, method="assume-role"
-        )
+        credentials = DeferredRefreshableCredentials(refresh_using=fetcher.fetch_credentials, method="assume-role")
         target = _botocore_session()
         target.register_component("credential_provider", CredentialResolver([_Provider(credentials)]))
         return boto3.Session(botocore_session=target, region_name=HOME_REGION)

@@ -57,8 +57,12 @@ class KubernetesResource(dg.ConfigurableResource):
         mode = self.mode()
         configuration = client.Configuration()
         if mode == "kubeconfig":
-            config.load_kube_config(config_file=self.resolved_kubeconfig(), context=self.context,
-                                    client_configuration=configuration, persist_config=False)
+            config.load_kube_config(
+                config_file=self.resolved_kubeconfig(),
+                context=self.context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
         elif mode == "in-cluster":
             config.load_incluster_config(client_configuration=configuration)
         else:

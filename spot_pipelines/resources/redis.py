@@ -39,8 +39,13 @@ class RedisResource(dg.ConfigurableResource):
         return check_redis(self.resolved_url(), self.resolved_queue_keys(), t, timeout_s=timeout_s)
 
 
-def check_redis(url: str | None, queue_keys: Sequence[str], t: HealthThresholds, timeout_s: float = 1.0,
-                clock: Callable[[], float] = time.perf_counter) -> CheckOutcome:
+def check_redis(
+    url: str | None,
+    queue_keys: Sequence[str],
+    t: HealthThresholds,
+    timeout_s: float = 1.0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> CheckOutcome:
     if not url:
         return CheckOutcome(NOT_CONFIGURED, {"reason": "REDIS_URL is not set"})
     import redis
@@ -56,8 +61,9 @@ def check_redis(url: str | None, queue_keys: Sequence[str], t: HealthThresholds,
         for key in queue_keys:
             kind = client.type(key)
             kind = kind.decode() if isinstance(kind, bytes) else kind
-            depths[key] = {"list": client.llen, "zset": client.zcard, "stream": client.xlen,
-                           "set": client.scard}.get(kind, lambda _k: 0)(key)
+            depths[key] = {"list": client.llen, "zset": client.zcard, "stream": client.xlen, "set": client.scard}.get(
+                kind, lambda _k: 0
+            )(key)
     except redis.RedisError as exc:
         return CheckOutcome(CRITICAL, {"server": where, **error_details(exc)})
     finally:

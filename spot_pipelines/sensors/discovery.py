@@ -14,6 +14,7 @@ from spot_pipelines.resources.app_database import AppDatabase
 
 BATCH = 1000
 
+
 @dataclass(frozen=True)
 class OnboardingPlan:
     add_partitions: list[str]
@@ -22,8 +23,13 @@ class OnboardingPlan:
     cursor: int
 
 
-def plan_onboarding(connected: list[tuple[int, str]], min_pending_id: int | None, all_names: set[str],
-                    existing_partitions: set[str], cursor: int) -> OnboardingPlan:
+def plan_onboarding(
+    connected: list[tuple[int, str]],
+    min_pending_id: int | None,
+    all_names: set[str],
+    existing_partitions: set[str],
+    cursor: int,
+) -> OnboardingPlan:
     """What one tick does, given `connected` accounts with id > cursor (ordered by id).
 
     The cursor never passes a still-pending account: when it is validated later, its lower id
@@ -52,11 +58,14 @@ def plan_onboarding(connected: list[tuple[int, str]], min_pending_id: int | None
 def account_onboarding_sensor(context: dg.SensorEvaluationContext, app_db: AppDatabase) -> dg.SensorResult:
     cursor = int(context.cursor or 0)
     with app_db.transaction() as session:
-        connected = list(session.execute(
-            select(Account.id, Account.name)
-            .where(Account.status == accounts.CONNECTED, Account.id > cursor)
-            .order_by(Account.id).limit(BATCH)
-        ).tuples())
+        connected = list(
+            session.execute(
+                select(Account.id, Account.name)
+                .where(Account.status == accounts.CONNECTED, Account.id > cursor)
+                .order_by(Account.id)
+                .limit(BATCH)
+            ).tuples()
+        )
         min_pending = session.scalar(select(func.min(Account.id)).where(Account.status == accounts.PENDING))
         names = set(session.scalars(select(Account.name)))
     existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
@@ -67,8 +76,10 @@ def account_onboarding_sensor(context: dg.SensorEvaluationContext, app_db: AppDa
     if plan.delete_partitions:
         requests.append(aws_accounts_partitions.build_delete_request(plan.delete_partitions))
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=run_key, partition_key=key, tags={"spot_pipelines/trigger": "onboarding"})
-                      for key, run_key in plan.runs],
+        run_requests=[
+            dg.RunRequest(run_key=run_key, partition_key=key, tags={"spot_pipelines/trigger": "onboarding"})
+            for key, run_key in plan.runs
+        ],
         dynamic_partitions_requests=requests,
         cursor=str(plan.cursor),
     )
@@ -87,6 +98,10 @@ def nightly_rediscovery_schedule(context: dg.ScheduleEvaluationContext, app_db: 
     existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
     with app_db.transaction() as session:
         names = session.scalars(select(Account.name).where(Account.status != accounts.PENDING).order_by(Account.name))
-        return [dg.RunRequest(run_key=f"rediscover-{name}-{day}", partition_key=name,
-                              tags={"spot_pipelines/trigger": "nightly"})
-                for name in names if name in existing]
+        return [
+            dg.RunRequest(
+                run_key=f"rediscover-{name}-{day}", partition_key=name, tags={"spot_pipelines/trigger": "nightly"}
+            )
+            for name in names
+            if name in existing
+        ]

@@ -17,6 +17,8 @@ from spot_pipelines.assets.market_data import daily_market_data_job
 )
 def daily_market_data_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     yesterday = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
-    return dg.RunRequest(run_key=f"market-data-{yesterday}", partition_key=yesterday,
-                         tags={"spot_pipelines/trigger": "daily_market_data_schedule"})
-
+    return dg.RunRequest(
+        run_key=f"market-data-{yesterday}",
+        partition_key=yesterday,
+        tags={"spot_pipelines/trigger": "daily_market_data_schedule"},
+    )

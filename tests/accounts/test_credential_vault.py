@@ -10,9 +10,16 @@ from tests.support.aws_fakes import KEYS_ACCOUNT_ID, ROLE_ACCOUNT_ID
 
 
 def account(**fields):
-    base = dict(id=1, name="prod", aws_account_id=ROLE_ACCOUNT_ID, auth_method="role",
-                role_arn=f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", external_id="ext-1",
-                access_key_id=None, encrypted_secret=None)
+    base = dict(
+        id=1,
+        name="prod",
+        aws_account_id=ROLE_ACCOUNT_ID,
+        auth_method="role",
+        role_arn=f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+        external_id="ext-1",
+        access_key_id=None,
+        encrypted_secret=None,
+    )
     return SimpleNamespace(**{**base, **fields})
 
 
@@ -25,8 +32,13 @@ def test_nothing_is_decrypted_or_connected_at_construction():
 
 def test_key_account_session_uses_the_decrypted_secret(aws, encryption_key):
     vault = CredentialVault(encryption_key=encryption_key)
-    acct = account(auth_method="keys", aws_account_id=KEYS_ACCOUNT_ID, role_arn=None,
-                   access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=vault.encrypt("wJalrXUtnFEMI/K7MDENG"))
+    acct = account(
+        auth_method="keys",
+        aws_account_id=KEYS_ACCOUNT_ID,
+        role_arn=None,
+        access_key_id="AKIAIOSFODNN7EXAMPLE",
+        encrypted_secret=vault.encrypt("wJalrXUtnFEMI/K7MDENG"),
+    )
     session = vault.session_for(acct)
     assert session.get_credentials().secret_key == "wJalrXUtnFEMI/K7MDENG"
     assert vault.session_for(acct) is session  # cached
@@ -57,16 +69,27 @@ def test_assumed_role_credentials_refresh_before_expiry(aws, encryption_key, mon
 
 def test_credentials_of_another_account_are_rejected(aws, encryption_key):
     vault = CredentialVault(encryption_key=encryption_key)
-    acct = account(auth_method="keys", aws_account_id="210987654321", role_arn=None,
-                   access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=vault.encrypt("wJalrXUtnFEMI/K7MDENG"))
+    acct = account(
+        auth_method="keys",
+        aws_account_id="210987654321",
+        role_arn=None,
+        access_key_id="AKIAIOSFODNN7EXAMPLE",
+        encrypted_secret=vault.encrypt("wJalrXUtnFEMI/K7MDENG"),
+    )
     with pytest.raises(CredentialError, match=f"belong to AWS account {KEYS_ACCOUNT_ID}, not 210987654321"):
         vault.validate(acct)
 
 
 def test_without_platform_credentials_the_assume_role_error_reads_whole(monkeypatch, tmp_path):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
@@ -74,8 +97,10 @@ def test_without_platform_credentials_the_assume_role_error_reads_whole(monkeypa
     with pytest.raises(CredentialError) as err:
         CredentialVault(encryption_key=None).session_for(account())
     message = str(err.value)
-    assert message.startswith(f"account 'prod': cannot assume arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines: "
-                              "the platform itself has no AWS credentials to call sts:AssumeRole")
+    assert message.startswith(
+        f"account 'prod': cannot assume arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines: "
+        "the platform itself has no AWS credentials to call sts:AssumeRole"
+    )
     assert message.endswith("AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)") and "\n" not in message
 
 

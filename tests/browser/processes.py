@@ -33,12 +33,19 @@ DEMO_TIMEOUT_S = 420  # ~80 s on an idle 2-core machine; generous for a loaded o
 def demo_env(home: Path, key: str | None = None) -> dict[str, str]:
     """The environment of a newcomer with no configuration: no Postgres, no AWS endpoint, a fresh
     DAGSTER_HOME, and ENCRYPTION_KEY given (so the repo's own .env is neither read for it nor written)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DAGSTER_PG_", "AWS_ENDPOINT_URL", "SPOT_INTERRUPTION_QUEUE"))
-           and k not in ("DATABASE_URL", "AWS_PROFILE", "KUBECONFIG", "REDIS_URL", "PYTEST_CURRENT_TEST")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DAGSTER_PG_", "AWS_ENDPOINT_URL", "SPOT_INTERRUPTION_QUEUE"))
+        and k not in ("DATABASE_URL", "AWS_PROFILE", "KUBECONFIG", "REDIS_URL", "PYTEST_CURRENT_TEST")
+    }
     home.mkdir(parents=True, exist_ok=True)
-    env.update(DAGSTER_HOME=str(home), ENCRYPTION_KEY=key or Fernet.generate_key().decode(),
-               PYTHONUNBUFFERED="1", SPOT_PIPELINES_AWS_RETRY_DELAY="0.01")
+    env.update(
+        DAGSTER_HOME=str(home),
+        ENCRYPTION_KEY=key or Fernet.generate_key().decode(),
+        PYTHONUNBUFFERED="1",
+        SPOT_PIPELINES_AWS_RETRY_DELAY="0.01",
+    )
     return env
 
 
@@ -61,8 +68,9 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 30) -> None:
 def run_demo(env: dict[str, str], log: Path, timeout_s: float = DEMO_TIMEOUT_S) -> str:
     """`spot-pipelines demo --no-ui --quick` to completion; returns its output (stdout + stderr)."""
     with log.open("w") as out:
-        proc = subprocess.Popen(DEMO_CMD, env=env, cwd=env["DAGSTER_HOME"], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            DEMO_CMD, env=env, cwd=env["DAGSTER_HOME"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             proc.wait(timeout=timeout_s)
         finally:
@@ -76,8 +84,15 @@ def run_demo(env: dict[str, str], log: Path, timeout_s: float = DEMO_TIMEOUT_S) 
 def run_demo_until(env: dict[str, str], log: Path, marker: str, timeout_s: float = DEMO_TIMEOUT_S) -> tuple[int, str]:
     """Start the demo, send SIGINT (a user's Ctrl-C) as soon as `marker` is printed; returns
     (exit code, output)."""
-    proc = subprocess.Popen(DEMO_CMD, env=env, cwd=env["DAGSTER_HOME"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        DEMO_CMD,
+        env=env,
+        cwd=env["DAGSTER_HOME"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -118,10 +133,14 @@ def dagster_dev(env: dict[str, str], log: Path, timeout_s: float = 180) -> Itera
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
-        proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port),
-                                 "-m", "spot_pipelines.definitions"],
-                                env=env, cwd=env["DAGSTER_HOME"], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "spot_pipelines.definitions"],
+            env=env,
+            cwd=env["DAGSTER_HOME"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + timeout_s
             while True:
@@ -134,8 +153,9 @@ def dagster_dev(env: dict[str, str], log: Path, timeout_s: float = 180) -> Itera
                 except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):  # not up yet
                     pass
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"dagster dev did not answer on {base_url} within {timeout_s}s:\n"
-                                         f"{log.read_text()[-4000:]}")
+                    raise AssertionError(
+                        f"dagster dev did not answer on {base_url} within {timeout_s}s:\n{log.read_text()[-4000:]}"
+                    )
                 time.sleep(1)
             yield base_url
         finally:

@@ -27,15 +27,31 @@ from tests.browser.processes import REPO, dagster_dev, demo_env, graphql, run_de
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 PUBLIC_ASSETS = {
-    "discovered_instances", "spot_price_history", "on_demand_prices", "spot_advisor", "interruption_risk_scores",
-    "interruption_model", "interruption_predictions", "spot_recommendations", "component_health",
-    "spot_interruption_events", "k8s_node_inventory",
+    "discovered_instances",
+    "spot_price_history",
+    "on_demand_prices",
+    "spot_advisor",
+    "interruption_risk_scores",
+    "interruption_model",
+    "interruption_predictions",
+    "spot_recommendations",
+    "component_health",
+    "spot_interruption_events",
+    "k8s_node_inventory",
 }
 CHROMIUM = Path(os.environ.get("SPOT_PIPELINES_CHROMIUM", "/usr/bin/chromium"))
 # What works on a machine with no network but loopback: no background connections, no GPU, a fresh
 # profile (Playwright passes its own new --user-data-dir to every launch).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "artifacts" / "browser"
 DOCS_SCREENSHOT = REPO / "docs" / "asset-graph.png"
 UI_TIMEOUT_MS = 90_000  # first loads on a busy 2-core machine are slow
@@ -57,8 +73,10 @@ def chromium() -> Path:
     if not CHROMIUM.exists():
         subprocess.run(["bash", str(REPO / "scripts" / "ensure-browser.sh")], check=False)
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing and scripts/ensure-browser.sh could not install it "
-                    "(needs root and Debian's package repositories)")
+        pytest.fail(
+            f"{CHROMIUM} is missing and scripts/ensure-browser.sh could not install it "
+            "(needs root and Debian's package repositories)"
+        )
     return CHROMIUM
 
 
@@ -98,8 +116,7 @@ def demo_runs(demo_ui: DemoUI) -> list[dict]:
 
 
 def latest_recommendations_run(demo_ui: DemoUI) -> dict:
-    runs = [r for r in demo_runs(demo_ui)
-            if ["spot_recommendations"] in [a["path"] for a in r["assetSelection"] or []]]
+    runs = [r for r in demo_runs(demo_ui) if ["spot_recommendations"] in [a["path"] for a in r["assetSelection"] or []]]
     assert runs, "the demo left no run that materialized spot_recommendations"
     return max(runs, key=lambda r: r["creationTime"])
 
@@ -128,7 +145,9 @@ def test_asset_graph_shows_every_public_asset(demo_ui, browser):
         # Groups start collapsed: expand all (the graph's Alt+E shortcut, remembered per browser),
         # and reload so the graph is laid out and zoomed to fit with every group open.
         page.keyboard.press("Alt+KeyE")
-        page.wait_for_function("() => Object.keys(localStorage).some(k => k.startsWith('asset-graph-open-graph-nodes'))")
+        page.wait_for_function(
+            "() => Object.keys(localStorage).some(k => k.startsWith('asset-graph-open-graph-nodes'))"
+        )
         page.reload()
         page.locator("foreignObject.group").first.wait_for()
         for name in sorted(PUBLIC_ASSETS):

@@ -25,6 +25,7 @@ def cli(db_url, monkeypatch, encryption_key):
 
     def run(*args, input=None):
         return runner.invoke(main, list(args), input=input, catch_exceptions=False)
+
     return run
 
 
@@ -34,8 +35,18 @@ def accounts(url):
 
 
 def add_keys(cli, name="dev", secret=SECRET):
-    return cli("accounts", "add", name, "--aws-account-id", KEYS_ACCOUNT_ID,
-               "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--regions", "eu-west-1", input=secret + "\n")
+    return cli(
+        "accounts",
+        "add",
+        name,
+        "--aws-account-id",
+        KEYS_ACCOUNT_ID,
+        "--access-key-id",
+        "AKIAIOSFODNN7EXAMPLE",
+        "--regions",
+        "eu-west-1",
+        input=secret + "\n",
+    )
 
 
 def test_keys_generate_prints_a_fernet_key(cli):
@@ -44,8 +55,17 @@ def test_keys_generate_prints_a_fernet_key(cli):
 
 
 def test_add_role_account_validates_and_connects(aws, cli, db_url):
-    out = cli("accounts", "add", "prod", "--aws-account-id", ROLE_ACCOUNT_ID,
-              "--role-arn", f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", "--external-id", "ext-42")
+    out = cli(
+        "accounts",
+        "add",
+        "prod",
+        "--aws-account-id",
+        ROLE_ACCOUNT_ID,
+        "--role-arn",
+        f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+        "--external-id",
+        "ext-42",
+    )
     assert out.exit_code == 0, out.output
     account = accounts(db_url)["prod"]
     assert account.status == "connected" and account.auth_method == "role" and account.encrypted_secret is None
@@ -82,8 +102,7 @@ def test_bad_input_is_one_clear_line_naming_the_field(aws, cli, db_url):
 
 def snapshot(url):
     """Every stored column of every account row, to prove a refused command changed nothing."""
-    return {name: {c.name: getattr(a, c.name) for c in Account.__table__.columns}
-            for name, a in accounts(url).items()}
+    return {name: {c.name: getattr(a, c.name) for c in Account.__table__.columns} for name, a in accounts(url).items()}
 
 
 def one_error_line(out) -> str:
@@ -107,8 +126,9 @@ def test_missing_encryption_key_with_no_secrets_stored_suggests_generating_one(a
     assert accounts(db_url) == {}
 
 
-def test_missing_encryption_key_with_secrets_stored_never_suggests_a_new_key(aws, cli, db_url, monkeypatch,
-                                                                              no_env_files, encryption_key):
+def test_missing_encryption_key_with_secrets_stored_never_suggests_a_new_key(
+    aws, cli, db_url, monkeypatch, no_env_files, encryption_key
+):
     monkeypatch.setenv("ENCRYPTION_KEY", encryption_key)
     assert add_keys(cli).exit_code == 0
     before = snapshot(db_url)
@@ -120,8 +140,9 @@ def test_missing_encryption_key_with_secrets_stored_never_suggests_a_new_key(aws
 
 
 @pytest.mark.parametrize("where", ["cwd", "project root"])
-def test_missing_encryption_key_while_a_dotenv_holds_one_says_to_load_it(aws, cli, db_url, monkeypatch,
-                                                                          no_env_files, where):
+def test_missing_encryption_key_while_a_dotenv_holds_one_says_to_load_it(
+    aws, cli, db_url, monkeypatch, no_env_files, where
+):
     folder = no_env_files if where == "cwd" else no_env_files / "project"
     folder.mkdir(exist_ok=True)
     (folder / ".env").write_text(f"# demo\nexport ENCRYPTION_KEY={Fernet.generate_key().decode()}\n")
@@ -136,20 +157,39 @@ def test_same_aws_account_under_a_second_name_is_refused_naming_the_existing_one
     assert add_keys(cli, "dev").exit_code == 0
     before = snapshot(db_url)
     line = one_error_line(add_keys(cli, "qa"))
-    assert line.startswith(f"error: AWS account {KEYS_ACCOUNT_ID} is already onboarded as 'dev' "
-                           f"(id {before['dev']['id']})")
+    assert line.startswith(
+        f"error: AWS account {KEYS_ACCOUNT_ID} is already onboarded as 'dev' (id {before['dev']['id']})"
+    )
     assert snapshot(db_url) == before
 
 
 def test_a_pending_account_cannot_be_re_pointed_at_another_accounts_aws_id(aws, cli, db_url):
     assert add_keys(cli, "dev").exit_code == 0
-    assert cli("accounts", "add", "prod", "--aws-account-id", ROLE_ACCOUNT_ID,
-               "--role-arn", f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines").exit_code == 0
+    assert (
+        cli(
+            "accounts",
+            "add",
+            "prod",
+            "--aws-account-id",
+            ROLE_ACCOUNT_ID,
+            "--role-arn",
+            f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+        ).exit_code
+        == 0
+    )
     with session_factory(db_url)() as session, session.begin():  # left pending by a failed validation
         session.scalars(select(Account).where(Account.name == "prod")).one().status = "pending"
     before = snapshot(db_url)
-    out = cli("accounts", "add", "prod", "--aws-account-id", KEYS_ACCOUNT_ID,
-              "--access-key-id", "AKIAIOSFODNN7EXAMPLE", input=SECRET + "\n")
+    out = cli(
+        "accounts",
+        "add",
+        "prod",
+        "--aws-account-id",
+        KEYS_ACCOUNT_ID,
+        "--access-key-id",
+        "AKIAIOSFODNN7EXAMPLE",
+        input=SECRET + "\n",
+    )
     assert "is already onboarded as 'dev'" in one_error_line(out)
     assert snapshot(db_url) == before
 
@@ -168,8 +208,17 @@ def test_the_database_holds_one_row_per_aws_account(db_url):
 def test_a_region_botocore_does_not_know_is_refused(aws, cli, db_url, region):
     assert add_keys(cli, "dev").exit_code == 0
     before = snapshot(db_url)
-    out = cli("accounts", "add", "prod", "--aws-account-id", ROLE_ACCOUNT_ID,
-              "--role-arn", f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", "--regions", f"eu-west-1,{region}")
+    out = cli(
+        "accounts",
+        "add",
+        "prod",
+        "--aws-account-id",
+        ROLE_ACCOUNT_ID,
+        "--role-arn",
+        f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+        "--regions",
+        f"eu-west-1,{region}",
+    )
     assert one_error_line(out).startswith(f"error: regions: '{region}' is not an AWS region")
     assert snapshot(db_url) == before
 
@@ -177,8 +226,17 @@ def test_a_region_botocore_does_not_know_is_refused(aws, cli, db_url, region):
 def test_a_10000_character_name_is_echoed_short(aws, cli, db_url):
     assert add_keys(cli, "dev").exit_code == 0
     before = snapshot(db_url)
-    added = one_error_line(cli("accounts", "add", "a" * 10_000, "--aws-account-id", ROLE_ACCOUNT_ID,
-                               "--role-arn", f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines"))
+    added = one_error_line(
+        cli(
+            "accounts",
+            "add",
+            "a" * 10_000,
+            "--aws-account-id",
+            ROLE_ACCOUNT_ID,
+            "--role-arn",
+            f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+        )
+    )
     removed = one_error_line(cli("accounts", "remove", "a" * 10_000, "--yes"))
     assert added.startswith(f"error: name: '{'a' * 40}…' (10000 characters) must be 1-63")
     assert removed.startswith(f"error: no account named '{'a' * 40}…' (10000 characters)")
@@ -198,9 +256,20 @@ def test_remove_deletes_the_account_and_its_instances(aws, cli, db_url):
     assert add_keys(cli).exit_code == 0
     now = utcnow()
     with session_factory(db_url)() as session, session.begin():
-        session.add(Instance(account_id=accounts(db_url)["dev"].id, instance_id="i-1", region="eu-west-1",
-                             instance_type="m5.large", lifecycle="on-demand", state="running",
-                             platform="Linux/UNIX", tags={}, first_seen_at=now, last_seen_at=now))
+        session.add(
+            Instance(
+                account_id=accounts(db_url)["dev"].id,
+                instance_id="i-1",
+                region="eu-west-1",
+                instance_type="m5.large",
+                lifecycle="on-demand",
+                state="running",
+                platform="Linux/UNIX",
+                tags={},
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+        )
     assert cli("accounts", "remove", "dev", "--yes").exit_code == 0
     with session_factory(db_url)() as session:
         assert session.scalars(select(Instance)).all() == []
@@ -210,9 +279,16 @@ def test_remove_deletes_the_account_and_its_instances(aws, cli, db_url):
 def test_keys_rotate_re_encrypts_everything_under_the_new_key(aws, cli, db_url, monkeypatch, encryption_key):
     assert add_keys(cli, "dev").exit_code == 0
     with session_factory(db_url)() as session, session.begin():
-        session.add(Account(name="qa", aws_account_id=OTHER_AWS_ID, auth_method="keys", status="connected",
-                            access_key_id="AKIAIOSFODNN7EXAMPLE",
-                            encrypted_secret=Keyring(encryption_key).encrypt(SECRET)))
+        session.add(
+            Account(
+                name="qa",
+                aws_account_id=OTHER_AWS_ID,
+                auth_method="keys",
+                status="connected",
+                access_key_id="AKIAIOSFODNN7EXAMPLE",
+                encrypted_secret=Keyring(encryption_key).encrypt(SECRET),
+            )
+        )
     new = Fernet.generate_key().decode()
     monkeypatch.setenv("ENCRYPTION_KEY", f"{new},{encryption_key}")
     out = cli("keys", "rotate")
@@ -225,8 +301,16 @@ def test_keys_rotate_with_an_unknown_ciphertext_changes_nothing(aws, cli, db_url
     assert add_keys(cli, "dev").exit_code == 0
     stranger = Keyring(Fernet.generate_key().decode()).encrypt(SECRET)
     with session_factory(db_url)() as session, session.begin():
-        session.add(Account(name="orphan", aws_account_id=OTHER_AWS_ID, auth_method="keys", status="active",
-                            access_key_id="AKIAIOSFODNN7EXAMPLE", encrypted_secret=stranger))
+        session.add(
+            Account(
+                name="orphan",
+                aws_account_id=OTHER_AWS_ID,
+                auth_method="keys",
+                status="active",
+                access_key_id="AKIAIOSFODNN7EXAMPLE",
+                encrypted_secret=stranger,
+            )
+        )
     before = {name: a.encrypted_secret for name, a in accounts(db_url).items()}
     monkeypatch.setenv("ENCRYPTION_KEY", f"{Fernet.generate_key().decode()},{encryption_key}")
     out = cli("keys", "rotate")

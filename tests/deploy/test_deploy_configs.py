@@ -61,6 +61,7 @@ def current_database(instance: dg.DagsterInstance) -> str:
 
 # ---------------------------------------------------------------- the repo's dagster.yaml
 
+
 def test_repo_config_without_pg_env_uses_embedded_sqlite(tmp_path, monkeypatch):
     for name in ("DAGSTER_PG_URL", "DAGSTER_PG_HOST"):
         monkeypatch.delenv(name, raising=False)
@@ -106,6 +107,7 @@ def test_repo_config_with_dagster_pg_parts_uses_postgres(tmp_path, monkeypatch, 
 
 
 # ---------------------------------------------------------------- deploy/dagster-k8s.yaml
+
 
 @pytest.fixture
 def in_cluster(tmp_path, monkeypatch):
@@ -163,6 +165,7 @@ def test_k8s_config_holds_no_secret_values():
 
 # ---------------------------------------------------------------- deploy/helm/values.yaml
 
+
 @pytest.fixture(scope="module")
 def values() -> dict:
     return yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
@@ -214,6 +217,7 @@ def test_the_secrets_template_provides_every_key_the_code_reads(values):
 
 
 # ---------------------------------------------------------------- deploy/Dockerfile
+
 
 def test_dockerfile_builds_the_code_location_from_files_that_exist():
     text = (DEPLOY / "Dockerfile").read_text()

@@ -37,8 +37,13 @@ def add_account(url, vault, name, *, status="connected", role=True, regions=None
 def discover(url, vault, name, instance=None):
     instance = instance or dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, [name])
-    return dg.materialize([discovered_instances], partition_key=name, instance=instance, raise_on_error=False,
-                          resources={"app_db": AppDatabase(url=url), "vault": vault})
+    return dg.materialize(
+        [discovered_instances],
+        partition_key=name,
+        instance=instance,
+        raise_on_error=False,
+        resources={"app_db": AppDatabase(url=url), "vault": vault},
+    )
 
 
 def account_row(url, name):
@@ -57,8 +62,10 @@ def step_events(result, event_type: dg.DagsterEventType) -> list:
 
 def stored(url) -> dict:
     """Every stored instance column, to compare before and after a failed run."""
-    return {i: (r.region, r.availability_zone_id, r.state, r.last_seen_at, r.terminated_at)
-            for i, r in instances(url).items()}
+    return {
+        i: (r.region, r.availability_zone_id, r.state, r.last_seen_at, r.terminated_at)
+        for i, r in instances(url).items()
+    }
 
 
 @pytest.fixture
@@ -110,6 +117,7 @@ def test_instances_that_disappear_from_the_api_are_marked_terminated_not_deleted
     assert discover(db_url, vault, "prod").success
     # EC2 stops listing an instance about an hour after it terminated: drop it from the emulator.
     from moto.ec2.models import ec2_backends
+
     for reservation in ec2_backends[ROLE_ACCOUNT_ID]["eu-west-1"].reservations.values():
         reservation.instances = [i for i in reservation.instances if i.id != ids[0]]
     assert discover(db_url, vault, "prod").success
@@ -160,9 +168,12 @@ def test_assume_role_denied_names_the_account(aws, db_url, vault, monkeypatch):
 
     def deny(request, event_name="", **_):
         from tests.support.aws_fakes import ec2_error_response
+
         if event_name.endswith("AssumeRole"):
             return ec2_error_response("AccessDenied", 403, "not authorized to perform sts:AssumeRole")
+
     import botocore.session
+
     original = botocore.session.Session.create_client
 
     def create_client(self, service_name, *args, **kwargs):
@@ -170,6 +181,7 @@ def test_assume_role_denied_names_the_account(aws, db_url, vault, monkeypatch):
         if service_name == "sts":
             client.meta.events.register("before-send.sts", deny)
         return client
+
     monkeypatch.setattr(botocore.session.Session, "create_client", create_client)
     result = discover(db_url, vault, "prod")
     assert not result.success
@@ -234,6 +246,7 @@ def _answers_without(monkeypatch, region: str, strip) -> None:
         if region_name == region:
             made.meta.events.register("after-call.ec2", strip)
         return made
+
     monkeypatch.setattr(CredentialVault, "client", client)
 
 
@@ -250,6 +263,7 @@ def test_zone_listing_without_ids_fails_its_region_once_and_keeps_its_rows(aws, 
                 raw["Placement"].pop("AvailabilityZoneId", None)
         for zone in parsed.get("AvailabilityZones", []):
             zone.pop("ZoneId", None)
+
     _answers_without(monkeypatch, "eu-west-1", strip)
     result = discover(db_url, vault, "prod")
 

@@ -21,6 +21,7 @@ def clients(hooks=(), max_attempts=2):
         for hook in hooks:
             client.meta.events.register("before-send.ec2", hook)
         return client
+
     return client_for
 
 
@@ -37,14 +38,19 @@ def test_scans_every_enabled_region_with_lifecycle_and_az_ids(aws):
     assert {r["lifecycle"] for r in spot} == {"spot"}
     eu = [r for r in by_id.values() if r["region"] == "eu-west-1"]
     assert {r["lifecycle"] for r in eu} == {"on-demand"} and eu[0]["tags"] == {"team": "data"}
-    assert all(r["availability_zone_id"] and r["availability_zone_id"] != r["availability_zone"] for r in scan.instances)
+    assert all(
+        r["availability_zone_id"] and r["availability_zone_id"] != r["availability_zone"] for r in scan.instances
+    )
     assert not scan.failed_regions
 
 
 def test_all_regions_lists_the_opt_in_regions_that_are_not_enabled(aws):
     listed = boto3.client("ec2", region_name="us-east-1").describe_regions(AllRegions=True)["Regions"]
-    off = {r["RegionName"] for r in listed
-           if r["OptInStatus"] == "not-opted-in" and not r["RegionName"].startswith(("cn-", "us-gov-"))}
+    off = {
+        r["RegionName"]
+        for r in listed
+        if r["OptInStatus"] == "not-opted-in" and not r["RegionName"].startswith(("cn-", "us-gov-"))
+    }
     assert "ap-east-1" in off  # the emulator has opt-in regions that are off
     scan = scan_account(clients(), None)
     assert scan.skipped_regions == {region: "region not enabled (opt-in required)" for region in sorted(off)}
@@ -68,8 +74,10 @@ def test_unauthorized_region_is_skipped_not_fatal(aws):
 def test_throttling_is_retried_then_reported_per_region(aws):
     seed_instances(boto3.Session(region_name="us-east-1"), "eu-west-1", 2)
     # One throttle in eu-west-1 is absorbed by the retry mode; us-west-2 throttles beyond the limit.
-    hooks = [fail_region("RequestLimitExceeded", "eu-west-1", status=503, times=1),
-             fail_region("RequestLimitExceeded", "us-west-2", status=503)]
+    hooks = [
+        fail_region("RequestLimitExceeded", "eu-west-1", status=503, times=1),
+        fail_region("RequestLimitExceeded", "us-west-2", status=503),
+    ]
     scan = scan_account(clients(hooks, max_attempts=2), ["eu-west-1", "us-west-2"])
     assert scan.scanned_regions == ["eu-west-1"] and len(scan.instances) == 2
     assert "RequestLimitExceeded" in scan.failed_regions["us-west-2"]
@@ -84,6 +92,7 @@ def test_rejected_credentials_fail_the_whole_account(aws):
 # --- Every member of DescribeInstances / DescribeAvailabilityZones is optional ------------------
 # botocore's Stubber answers through the real client path (parameter and response validation).
 
+
 def stubbed_ec2(region: str, *answers: tuple[str, dict]):
     client = boto3.client("ec2", region_name=region)
     stubber = Stubber(client)
@@ -95,11 +104,15 @@ def stubbed_ec2(region: str, *answers: tuple[str, dict]):
 
 def full_instance() -> dict:
     return {
-        "InstanceId": "i-0123456789abcdef0", "InstanceType": "m5.large",
+        "InstanceId": "i-0123456789abcdef0",
+        "InstanceType": "m5.large",
         "Placement": {"AvailabilityZone": "eu-west-1a", "AvailabilityZoneId": "euw1-az3"},
-        "LaunchTime": utcnow() - timedelta(days=3), "Tags": [{"Key": "team", "Value": "data"}],
-        "InstanceLifecycle": "spot", "State": {"Code": 16, "Name": "running"},
-        "PlatformDetails": "Linux/UNIX", "Architecture": "x86_64",
+        "LaunchTime": utcnow() - timedelta(days=3),
+        "Tags": [{"Key": "team", "Value": "data"}],
+        "InstanceLifecycle": "spot",
+        "State": {"Code": 16, "Name": "running"},
+        "PlatformDetails": "Linux/UNIX",
+        "Architecture": "x86_64",
     }
 
 
@@ -110,14 +123,17 @@ def described(*instances: dict) -> tuple[str, dict]:
 ZONES = ("describe_availability_zones", {"AvailabilityZones": [{"ZoneName": "eu-west-1a", "ZoneId": "euw1-az3"}]})
 
 
-@pytest.mark.parametrize(("absent", "column", "expected"), [
-    ("LaunchTime", "launch_time", None),
-    ("Tags", "tags", {}),
-    ("InstanceLifecycle", "lifecycle", "on-demand"),
-    ("State", "state", "unknown"),
-    ("PlatformDetails", "platform", "Linux/UNIX"),
-    ("Architecture", "architecture", None),
-])
+@pytest.mark.parametrize(
+    ("absent", "column", "expected"),
+    [
+        ("LaunchTime", "launch_time", None),
+        ("Tags", "tags", {}),
+        ("InstanceLifecycle", "lifecycle", "on-demand"),
+        ("State", "state", "unknown"),
+        ("PlatformDetails", "platform", "Linux/UNIX"),
+        ("Architecture", "architecture", None),
+    ],
+)
 def test_an_absent_optional_member_gets_its_honest_default(absent, column, expected):
     raw = full_instance()
     del raw[absent]
@@ -163,10 +179,13 @@ def test_pages_without_reservations_or_instances_are_empty():
     assert scan_region(stubbed_ec2("eu-west-1", ("describe_instances", {})), "eu-west-1") == ([], 1)
 
 
-@pytest.mark.parametrize(("absent", "field"), [
-    ("InstanceId", "DescribeInstances.Reservations[].Instances[].InstanceId"),
-    ("InstanceType", "DescribeInstances.Reservations[].Instances[].InstanceType"),
-])
+@pytest.mark.parametrize(
+    ("absent", "field"),
+    [
+        ("InstanceId", "DescribeInstances.Reservations[].Instances[].InstanceId"),
+        ("InstanceType", "DescribeInstances.Reservations[].Instances[].InstanceType"),
+    ],
+)
 def test_an_instance_without_id_or_type_is_a_clear_error_naming_the_field(absent, field):
     raw = full_instance()
     del raw[absent]
@@ -175,25 +194,46 @@ def test_an_instance_without_id_or_type_is_a_clear_error_naming_the_field(absent
 
 
 def test_zone_listing_without_zone_id_fails_only_its_region_with_the_cause():
-    home = stubbed_ec2("us-east-1", ("describe_regions", {"Regions": [
-        {"RegionName": "eu-west-1", "OptInStatus": "opt-in-not-required"},
-        {"RegionName": "us-west-2", "OptInStatus": "opt-in-not-required"}]}))
+    home = stubbed_ec2(
+        "us-east-1",
+        (
+            "describe_regions",
+            {
+                "Regions": [
+                    {"RegionName": "eu-west-1", "OptInStatus": "opt-in-not-required"},
+                    {"RegionName": "us-west-2", "OptInStatus": "opt-in-not-required"},
+                ]
+            },
+        ),
+    )
     no_ids = ("describe_availability_zones", {"AvailabilityZones": [{"ZoneName": "eu-west-1a", "State": "available"}]})
-    eu = stubbed_ec2("eu-west-1", described({**full_instance(), "Placement": {"AvailabilityZone": "eu-west-1a"}}),
-                     no_ids)
-    us = stubbed_ec2("us-west-2", described({**full_instance(), "InstanceId": "i-0fedcba9876543210",
-                                             "Placement": {"AvailabilityZone": "us-west-2b",
-                                                           "AvailabilityZoneId": "usw2-az1"}}))
+    eu = stubbed_ec2(
+        "eu-west-1", described({**full_instance(), "Placement": {"AvailabilityZone": "eu-west-1a"}}), no_ids
+    )
+    us = stubbed_ec2(
+        "us-west-2",
+        described(
+            {
+                **full_instance(),
+                "InstanceId": "i-0fedcba9876543210",
+                "Placement": {"AvailabilityZone": "us-west-2b", "AvailabilityZoneId": "usw2-az1"},
+            }
+        ),
+    )
     clients_by_region = {"us-east-1": home, "eu-west-1": eu, "us-west-2": us}
     scan = scan_account(clients_by_region.__getitem__, None)
     assert scan.scanned_regions == ["us-west-2"]
     assert [r["instance_id"] for r in scan.instances] == ["i-0fedcba9876543210"]
-    assert scan.failed_regions == {"eu-west-1": "DescribeAvailabilityZones.AvailabilityZones[].ZoneId: "
-                                                "no AZ ID for eu-west-1a (instance i-0123456789abcdef0) in eu-west-1"}
+    assert scan.failed_regions == {
+        "eu-west-1": "DescribeAvailabilityZones.AvailabilityZones[].ZoneId: "
+        "no AZ ID for eu-west-1a (instance i-0123456789abcdef0) in eu-west-1"
+    }
     assert not scan.retryable_regions  # the same answer again would fail the same way
 
 
 def test_denied_in_every_region_fails_the_account_instead_of_finding_nothing(aws):
     with pytest.raises(CredentialError, match="AWS denied discovery in every region .*UnauthorizedOperation"):
-        scan_account(clients([fail_region("UnauthorizedOperation", region) for region in ("eu-west-1", "us-west-2")]),
-                     ["eu-west-1", "us-west-2"])
+        scan_account(
+            clients([fail_region("UnauthorizedOperation", region) for region in ("eu-west-1", "us-west-2")]),
+            ["eu-west-1", "us-west-2"],
+        )

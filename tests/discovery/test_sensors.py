@@ -28,16 +28,26 @@ def test_removed_accounts_lose_their_partition():
 def rows(url, *accounts):
     now = utcnow()
     with get_engine(url).begin() as conn:
-        conn.execute(insert(Account), [
-            {"name": name, "aws_account_id": str(111122223333 + i), "auth_method": "role", "status": status,
-             "role_arn": f"arn:aws:iam::{111122223333 + i}:role/R", "created_at": now, "updated_at": now}
-            for i, (name, status) in enumerate(accounts)])  # one row per AWS account
+        conn.execute(
+            insert(Account),
+            [
+                {
+                    "name": name,
+                    "aws_account_id": str(111122223333 + i),
+                    "auth_method": "role",
+                    "status": status,
+                    "role_arn": f"arn:aws:iam::{111122223333 + i}:role/R",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i, (name, status) in enumerate(accounts)
+            ],
+        )  # one row per AWS account
 
 
 def tick(url, instance, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"app_db": AppDatabase(url=url)})
     return account_onboarding_sensor(context)
-
 
 
 def test_sensor_tick_contract(db_url):

@@ -34,10 +34,19 @@ def launch(count: int = 1, itype: str = "m5.large", tags: dict | None = None) ->
     sg = ec2.create_security_group(GroupName=f"web-{itype}-{count}", Description="web")["GroupId"]
     kwargs = {}
     if tags:
-        kwargs["TagSpecifications"] = [{"ResourceType": "instance",
-                                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-    out = ec2.run_instances(ImageId=image, MinCount=count, MaxCount=count, InstanceType=itype, SubnetId=subnet,
-                            SecurityGroupIds=[sg], KeyName="ops", **kwargs)
+        kwargs["TagSpecifications"] = [
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
+    out = ec2.run_instances(
+        ImageId=image,
+        MinCount=count,
+        MaxCount=count,
+        InstanceType=itype,
+        SubnetId=subnet,
+        SecurityGroupIds=[sg],
+        KeyName="ops",
+        **kwargs,
+    )
     return out["Instances"]
 
 
@@ -52,10 +61,22 @@ def setup_fleet(url, vault, count=1, tags=None):
     launched = launch(count, tags=tags)
     account_id = add_keys_account(url, vault)
     az_id = boto3.client("ec2", region_name=REGION).describe_availability_zones(
-        ZoneNames=[launched[0]["Placement"]["AvailabilityZone"]])["AvailabilityZones"][0]["ZoneId"]
-    add_instances(url, account_id, [{"instance_id": i["InstanceId"], "instance_type": "m5.large",
-                                     "availability_zone": i["Placement"]["AvailabilityZone"],
-                                     "availability_zone_id": az_id, "tags": tags or {}} for i in launched])
+        ZoneNames=[launched[0]["Placement"]["AvailabilityZone"]]
+    )["AvailabilityZones"][0]["ZoneId"]
+    add_instances(
+        url,
+        account_id,
+        [
+            {
+                "instance_id": i["InstanceId"],
+                "instance_type": "m5.large",
+                "availability_zone": i["Placement"]["AvailabilityZone"],
+                "availability_zone_id": az_id,
+                "tags": tags or {},
+            }
+            for i in launched
+        ],
+    )
     recs = [add_recommendation(url, account_id, i["InstanceId"], az_id=az_id) for i in launched]
     return account_id, [i["InstanceId"] for i in launched], recs
 
@@ -63,7 +84,9 @@ def setup_fleet(url, vault, count=1, tags=None):
 def run_job(url, vault, **config):
     return execute_approved_recommendations.execute_in_process(
         run_config={"ops": {"execute_approved": {"config": config}}},
-        resources={"app_db": AppDatabase(url=url), "vault": vault}, raise_on_error=False)
+        resources={"app_db": AppDatabase(url=url), "vault": vault},
+        raise_on_error=False,
+    )
 
 
 def rec_rows(url) -> dict[int, opt.SpotRecommendation]:
@@ -80,13 +103,15 @@ def test_dry_run_is_the_default_and_records_the_exact_calls(aws, sqlite_url, vau
     _, (old,), (rec_id,) = setup_fleet(sqlite_url, vault)
     result = run_job(sqlite_url, vault)
     assert result.success
-    assert rec_rows(sqlite_url)[rec_id].status == "approved"          # nothing was done
+    assert rec_rows(sqlite_url)[rec_id].status == "approved"  # nothing was done
     assert ec2_state(old)["State"]["Name"] == "running"
     assert len(boto3.client("ec2", region_name=REGION).describe_instances()["Reservations"]) == 1
     calls = audit(sqlite_url, rec_id)
     assert [(c.operation, c.outcome, c.dry_run) for c in calls] == [
-        ("DescribeInstances", "succeeded", True), ("RunInstances", "planned", True),
-        ("TerminateInstances", "planned", True)]
+        ("DescribeInstances", "succeeded", True),
+        ("RunInstances", "planned", True),
+        ("TerminateInstances", "planned", True),
+    ]
     run = calls[1].params
     assert run["InstanceType"] == "m6i.large" and run["KeyName"] == "ops"
     assert run["InstanceMarketOptions"]["MarketType"] == "spot"
@@ -110,9 +135,12 @@ def test_live_run_replaces_the_instance_with_spot_and_audits_before_and_after(aw
     calls = audit(db_url, rec_id)
     # moto's RunInstances answer lacks the AZ ID: the new instance is read back for the inventory.
     assert [(c.operation, c.outcome, c.dry_run) for c in calls] == [
-        ("DescribeInstances", "succeeded", False), ("RunInstances", "succeeded", False),
-        ("TerminateInstances", "succeeded", False), ("DescribeInstances", "succeeded", False),
-        ("DescribeSubnets", "succeeded", False)]
+        ("DescribeInstances", "succeeded", False),
+        ("RunInstances", "succeeded", False),
+        ("TerminateInstances", "succeeded", False),
+        ("DescribeInstances", "succeeded", False),
+        ("DescribeSubnets", "succeeded", False),
+    ]
     assert calls[1].after_state["InstanceId"] == rec.replacement_instance_id
     assert calls[2].after_state["ReplacedBy"] == rec.replacement_instance_id
     assert calls[3].params == {"InstanceIds": [rec.replacement_instance_id]}
@@ -129,7 +157,10 @@ def test_failure_mid_batch_leaves_every_row_truthful(aws, sqlite_url, vault, mon
     assert not result.success
     rows = rec_rows(sqlite_url)
     assert rows[recs[0]].status == "executed"
-    assert rows[recs[1]].status == "failed" and "terminated, not running: the recommendation is stale" in rows[recs[1]].error
+    assert (
+        rows[recs[1]].status == "failed"
+        and "terminated, not running: the recommendation is stale" in rows[recs[1]].error
+    )
     assert rows[recs[2]].status == "approved" and not audit(sqlite_url, recs[2])
     assert [c.operation for c in audit(sqlite_url, recs[1])] == ["DescribeInstances"]
 
@@ -142,7 +173,8 @@ def test_credentials_without_run_instances_fail_clearly_and_touch_nothing(aws, s
         client = real_client(self, session, service, region)
         client.meta.events.register(
             "before-send.ec2.RunInstances",
-            lambda **_: ec2_error_response("UnauthorizedOperation", 403, "You are not authorized"))
+            lambda **_: ec2_error_response("UnauthorizedOperation", 403, "You are not authorized"),
+        )
         return client
 
     monkeypatch.setattr(CredentialVault, "client", denied_client)
@@ -153,24 +185,48 @@ def test_credentials_without_run_instances_fail_clearly_and_touch_nothing(aws, s
     assert "the credentials lack permission for ec2:RunInstances (UnauthorizedOperation)" in rec.error
     assert "nothing was launched and the old instance is untouched" in rec.error
     assert ec2_state(old)["State"]["Name"] == "running"
-    assert [(c.operation, c.outcome) for c in audit(sqlite_url, rec_id)] == [("DescribeInstances", "succeeded"),
-                                                                        ("RunInstances", "failed")]
+    assert [(c.operation, c.outcome) for c in audit(sqlite_url, rec_id)] == [
+        ("DescribeInstances", "succeeded"),
+        ("RunInstances", "failed"),
+    ]
     failure = result.failure_data_for_node("execute_approved")
     assert "lack permission for ec2:RunInstances" in failure.user_failure_data.description
 
 
 def test_unauthorized_run_instances_with_a_stubbed_client():
     client = boto3.client("ec2", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y")
-    instance = {"InstanceId": "i-0123456789abcdef0", "InstanceType": "m5.large", "State": {"Name": "running"},
-                "ImageId": "ami-12345678", "SubnetId": "subnet-1", "Placement": {"AvailabilityZone": "us-east-1a"}}
-    view = RecommendationView(id=1, account_name="prod", instance_id=instance["InstanceId"], region=REGION,
-                              current_instance_type="m5.large", current_lifecycle="on-demand", action="move_to_spot",
-                              target_instance_type="m6i.large", target_availability_zone_id=None, target_market="spot")
+    instance = {
+        "InstanceId": "i-0123456789abcdef0",
+        "InstanceType": "m5.large",
+        "State": {"Name": "running"},
+        "ImageId": "ami-12345678",
+        "SubnetId": "subnet-1",
+        "Placement": {"AvailabilityZone": "us-east-1a"},
+    }
+    view = RecommendationView(
+        id=1,
+        account_name="prod",
+        instance_id=instance["InstanceId"],
+        region=REGION,
+        current_instance_type="m5.large",
+        current_lifecycle="on-demand",
+        action="move_to_spot",
+        target_instance_type="m6i.large",
+        target_availability_zone_id=None,
+        target_market="spot",
+    )
     with Stubber(client) as stub:
-        stub.add_response("describe_instances", {"Reservations": [{"Instances": [instance]}]},
-                          {"InstanceIds": [instance["InstanceId"]]})
-        stub.add_client_error("run_instances", service_error_code="UnauthorizedOperation",
-                              service_message="You are not authorized to perform this operation.", http_status_code=403)
+        stub.add_response(
+            "describe_instances",
+            {"Reservations": [{"Instances": [instance]}]},
+            {"InstanceIds": [instance["InstanceId"]]},
+        )
+        stub.add_client_error(
+            "run_instances",
+            service_error_code="UnauthorizedOperation",
+            service_message="You are not authorized to perform this operation.",
+            http_status_code=403,
+        )
         outcome = execute(client, view, dry_run=False)
         stub.assert_no_pending_responses()
     assert outcome.status == "failed"
@@ -191,8 +247,10 @@ def test_job_refuses_unknown_or_unapproved_ids(aws, sqlite_url, vault):
     _, _, (rec_id,) = setup_fleet(sqlite_url, vault)
     result = run_job(sqlite_url, vault, recommendation_ids=[rec_id, 999])
     assert not result.success
-    assert "999 are unknown or not approved" in result.failure_data_for_node(
-        "execute_approved").user_failure_data.description
+    assert (
+        "999 are unknown or not approved"
+        in result.failure_data_for_node("execute_approved").user_failure_data.description
+    )
     assert rec_rows(sqlite_url)[rec_id].status == "approved"
 
 

@@ -38,8 +38,10 @@ def vault(encryption_key):
 def inventory_rows(url) -> list[tuple]:
     """Every column of every inventory row, in key order: the byte-for-byte view of the table."""
     with session_factory(url)() as session:
-        return [tuple(r) for r in session.execute(select(Instance.__table__)
-                                                  .order_by(Instance.account_id, Instance.instance_id))]
+        return [
+            tuple(r)
+            for r in session.execute(select(Instance.__table__).order_by(Instance.account_id, Instance.instance_id))
+        ]
 
 
 def instance(url, instance_id) -> Instance | None:
@@ -51,30 +53,71 @@ def seed_market(url, az_id: str) -> None:
     """Catalog, on-demand prices and one qualifying spot market per type in the fleet's AZ ID."""
     now = utcnow()
     with session_factory(url)() as session, session.begin():
-        session.execute(insert(InstanceTypeSpec), [
-            {"instance_type": t, "family": t.split(".")[0], "vcpu": 2, "memory_gib": 8.0,
-             "architecture": "x86_64", "source": "test"} for t in ("m5.large", "m6i.large")])
-        session.execute(insert(OnDemandPrice), [
-            {"region": REGION, "instance_type": t, "operating_system": "Linux", "usd_per_hour": 0.096,
-             "source": "bundled_snapshot", "as_of": now} for t in ("m5.large", "m6i.large")])
-        session.execute(insert(ml_rows.InterruptionPrediction), [
-            {"region": REGION, "availability_zone_id": az_id, "instance_type": t,
-             "product_description": "Linux/UNIX", "model_version": 1, "p_interruption": 0.02, "horizon_hours": 24,
-             "risk_score": 0.1, "spot_price": price, "on_demand_price": 0.096, "predicted_at": now}
-            for t, price in (("m5.large", 0.035), ("m6i.large", 0.03))])
+        session.execute(
+            insert(InstanceTypeSpec),
+            [
+                {
+                    "instance_type": t,
+                    "family": t.split(".")[0],
+                    "vcpu": 2,
+                    "memory_gib": 8.0,
+                    "architecture": "x86_64",
+                    "source": "test",
+                }
+                for t in ("m5.large", "m6i.large")
+            ],
+        )
+        session.execute(
+            insert(OnDemandPrice),
+            [
+                {
+                    "region": REGION,
+                    "instance_type": t,
+                    "operating_system": "Linux",
+                    "usd_per_hour": 0.096,
+                    "source": "bundled_snapshot",
+                    "as_of": now,
+                }
+                for t in ("m5.large", "m6i.large")
+            ],
+        )
+        session.execute(
+            insert(ml_rows.InterruptionPrediction),
+            [
+                {
+                    "region": REGION,
+                    "availability_zone_id": az_id,
+                    "instance_type": t,
+                    "product_description": "Linux/UNIX",
+                    "model_version": 1,
+                    "p_interruption": 0.02,
+                    "horizon_hours": 24,
+                    "risk_score": 0.1,
+                    "spot_price": price,
+                    "on_demand_price": 0.096,
+                    "predicted_at": now,
+                }
+                for t, price in (("m5.large", 0.035), ("m6i.large", 0.03))
+            ],
+        )
 
 
 def recommend(url):
-    return dg.materialize([spot_recommendations], resources={"app_db": AppDatabase(url=url)},
-                          instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    return dg.materialize(
+        [spot_recommendations],
+        resources={"app_db": AppDatabase(url=url)},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
 
 
 def test_live_run_records_the_new_instance_and_the_next_recommendations_see_the_real_fleet(aws, db_url, vault):
     account_id, (old,), (rec_id,) = setup_fleet(db_url, vault)
     az_id = instance(db_url, old).availability_zone_id
     # A control that is what the old instance was (on-demand m5.large, same AZ ID): it must still be proposed.
-    add_instances(db_url, account_id, [{"instance_id": "i-control", "instance_type": "m5.large",
-                                        "availability_zone_id": az_id}])
+    add_instances(
+        db_url, account_id, [{"instance_id": "i-control", "instance_type": "m5.large", "availability_zone_id": az_id}]
+    )
     stray = add_recommendation(db_url, account_id, old, status="proposed")
     seed_market(db_url, az_id)
 
@@ -88,7 +131,11 @@ def test_live_run_records_the_new_instance_and_the_next_recommendations_see_the_
     assert gone.state == "terminated" and gone.terminated_at == rec.executed_at
     new = instance(db_url, new_id)
     assert (new.account_id, new.region, new.availability_zone, new.availability_zone_id) == (
-        account_id, REGION, ec2_new["Placement"]["AvailabilityZone"], az_id)
+        account_id,
+        REGION,
+        ec2_new["Placement"]["AvailabilityZone"],
+        az_id,
+    )
     assert (new.instance_type, new.lifecycle, new.state) == ("m6i.large", "spot", ec2_new["State"]["Name"])
     assert new.state == "running" and new.platform == "Linux/UNIX" and new.terminated_at is None
     assert new.tags["spot-pipelines:replaces"] == old and new.tags["spot-pipelines:recommendation-id"] == str(rec_id)
@@ -109,8 +156,15 @@ def test_live_run_records_the_new_instance_and_the_next_recommendations_see_the_
         stats, open_rows = opt.fleet_savings(session)
     control = fresh[0].monthly_savings_usd
     assert control > 0
-    assert stats == {account_id: {"instances": 2, "to_change": 1, "monthly": pytest.approx(control),
-                                  "executed": 1, "executed_monthly": pytest.approx(SAVED)}}
+    assert stats == {
+        account_id: {
+            "instances": 2,
+            "to_change": 1,
+            "monthly": pytest.approx(control),
+            "executed": 1,
+            "executed_monthly": pytest.approx(SAVED),
+        }
+    }
     assert [r.instance_id for r in open_rows] == ["i-control"]
     text = savings_summary(db_url)
     assert f"{control:,.2f}" in text and f"{SAVED:,.2f}" in text and old not in text
@@ -122,13 +176,21 @@ def test_the_summary_never_counts_an_executed_row_as_still_to_do(aws, sqlite_url
     # Before any new generation: the executed row is the only one, counted once, as executed.
     with session_factory(sqlite_url)() as session:
         stats, open_rows = opt.fleet_savings(session)
-    assert stats == {account_id: {"instances": 1, "to_change": 0, "monthly": 0.0,
-                                  "executed": 1, "executed_monthly": pytest.approx(SAVED)}}
+    assert stats == {
+        account_id: {
+            "instances": 1,
+            "to_change": 0,
+            "monthly": 0.0,
+            "executed": 1,
+            "executed_monthly": pytest.approx(SAVED),
+        }
+    }
     assert open_rows == []
     # Once the replacement itself is gone, its saving no longer accrues.
     with session_factory(sqlite_url)() as session, session.begin():
-        inventory.mark_retired(session, account_id, rec_rows(sqlite_url)[rec_id].replacement_instance_id,
-                               "terminate", at=utcnow())
+        inventory.mark_retired(
+            session, account_id, rec_rows(sqlite_url)[rec_id].replacement_instance_id, "terminate", at=utcnow()
+        )
     with session_factory(sqlite_url)() as session:
         assert opt.fleet_savings(session) == ({}, [])
 
@@ -165,14 +227,21 @@ def test_a_database_error_after_the_aws_calls_marks_the_row_failed_not_executed(
     assert rec.status == "failed" and rec.executed_at is None
     new_id = rec.replacement_instance_id
     assert new_id and ec2_state(new_id)["State"]["Name"] == "running"  # the replacement did happen
-    assert rec.error.startswith(f"EC2 outcome: executed, replacement {new_id} launched; but recording it in the "
-                                "database failed (OperationalError: server closed the connection unexpectedly)")
+    assert rec.error.startswith(
+        f"EC2 outcome: executed, replacement {new_id} launched; but recording it in the "
+        "database failed (OperationalError: server closed the connection unexpectedly)"
+    )
     assert "the inventory is stale until the next discovery" in rec.error
     assert inventory_rows(db_url) == before  # the inventory transaction rolled back as a whole
-    assert [c.operation for c in audit(db_url, rec_id)][:3] == ["DescribeInstances", "RunInstances",
-                                                                "TerminateInstances"]
-    assert "recording it in the database failed" in result.failure_data_for_node(
-        "execute_approved").user_failure_data.description
+    assert [c.operation for c in audit(db_url, rec_id)][:3] == [
+        "DescribeInstances",
+        "RunInstances",
+        "TerminateInstances",
+    ]
+    assert (
+        "recording it in the database failed"
+        in result.failure_data_for_node("execute_approved").user_failure_data.description
+    )
 
 
 def test_a_failed_retire_still_records_the_launched_instance(aws, sqlite_url, vault, monkeypatch):
@@ -183,7 +252,8 @@ def test_a_failed_retire_still_records_the_launched_instance(aws, sqlite_url, va
         client = real_client(self, session, service, region)
         client.meta.events.register(
             "before-send.ec2.TerminateInstances",
-            lambda **_: ec2_error_response("UnauthorizedOperation", 403, "You are not authorized"))
+            lambda **_: ec2_error_response("UnauthorizedOperation", 403, "You are not authorized"),
+        )
         return client
 
     monkeypatch.setattr(CredentialVault, "client", no_terminate)

@@ -106,19 +106,32 @@ class PrivatePostgres:
 
     def _run(self, *args: str) -> None:
         # The postmaster inherits no pipe of ours (its output goes to the log), or `run` would wait on it.
-        subprocess.run([*self._as_user, *args], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=120)
+        subprocess.run(
+            [*self._as_user, *args],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
 
     def start(self) -> None:
         self._run(_pg_tool("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-        self._run(_pg_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-w", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                  "-c max_connections=60", "start")
+        self._run(
+            _pg_tool("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
+            "start",
+        )
 
     def restart(self) -> None:
         """`pg_ctl restart -m fast`: every session is terminated, open transactions roll back."""
-        self._run(_pg_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-m", "fast", "-w",
-                  "restart")
+        self._run(_pg_tool("pg_ctl"), "-D", str(self.data), "-l", str(self.dir / "log"), "-m", "fast", "-w", "restart")
         self.restarts += 1
 
     def stop(self) -> None:

@@ -20,26 +20,53 @@ ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 REGIONS = ["eu-west-1", "us-east-1"]
 
 
-def add_keys_account(url: str, encryption_key: str, *, name: str = "dev", secret: str = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
-                     regions: list[str] | None = None, status: str = "connected",
-                     aws_account_id: str = KEYS_ACCOUNT_ID) -> int:
+def add_keys_account(
+    url: str,
+    encryption_key: str,
+    *,
+    name: str = "dev",
+    secret: str = "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+    regions: list[str] | None = None,
+    status: str = "connected",
+    aws_account_id: str = KEYS_ACCOUNT_ID,
+) -> int:
     vault = CredentialVault(encryption_key=encryption_key)
     with session_factory(url)() as session, session.begin():
-        account = Account(name=name, aws_account_id=aws_account_id, auth_method="keys", access_key_id=ACCESS_KEY_ID,
-                          encrypted_secret=vault.encrypt(secret), regions=regions or REGIONS, status=status)
+        account = Account(
+            name=name,
+            aws_account_id=aws_account_id,
+            auth_method="keys",
+            access_key_id=ACCESS_KEY_ID,
+            encrypted_secret=vault.encrypt(secret),
+            regions=regions or REGIONS,
+            status=status,
+        )
         session.add(account)
         session.flush()
         return account.id
 
 
-def discover(url: str, encryption_key: str, *, name: str = "dev", instance: dg.DagsterInstance | None = None,
-             max_attempts: int = 3):
+def discover(
+    url: str,
+    encryption_key: str,
+    *,
+    name: str = "dev",
+    instance: dg.DagsterInstance | None = None,
+    max_attempts: int = 3,
+):
     instance = instance or dg.DagsterInstance.ephemeral()
     if name not in instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION):
         instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, [name])
-    return dg.materialize([discovered_instances], partition_key=name, instance=instance, raise_on_error=False,
-                          resources={"app_db": AppDatabase(url=url),
-                                     "vault": CredentialVault(encryption_key=encryption_key, max_attempts=max_attempts)})
+    return dg.materialize(
+        [discovered_instances],
+        partition_key=name,
+        instance=instance,
+        raise_on_error=False,
+        resources={
+            "app_db": AppDatabase(url=url),
+            "vault": CredentialVault(encryption_key=encryption_key, max_attempts=max_attempts),
+        },
+    )
 
 
 def stored_instances(url: str) -> list[tuple[str, str]]:

@@ -88,10 +88,12 @@ def _inject(monkeypatch, injector: Injector):
     monkeypatch.setattr(CredentialVault, "client", client)
 
 
-def test_throttling_and_5xx_bursts_are_absorbed_by_adaptive_retries(aws, sqlite_url, encryption_key, monkeypatch,
-                                                                   report, fast_backoff):
-    ids = seed_instances(boto3.Session(region_name="eu-west-1"), "eu-west-1", 3) + \
-        seed_instances(boto3.Session(region_name="us-east-1"), "us-east-1", 2)
+def test_throttling_and_5xx_bursts_are_absorbed_by_adaptive_retries(
+    aws, sqlite_url, encryption_key, monkeypatch, report, fast_backoff
+):
+    ids = seed_instances(boto3.Session(region_name="eu-west-1"), "eu-west-1", 3) + seed_instances(
+        boto3.Session(region_name="us-east-1"), "us-east-1", 2
+    )
     add_keys_account(sqlite_url, encryption_key)
     # 7 errors in a row (throttles and 5xx) on eu-west-1: within max_attempts=10 (10 retries).
     injector = Injector("eu-west-1", burst=7)
@@ -108,8 +110,9 @@ def test_throttling_and_5xx_bursts_are_absorbed_by_adaptive_retries(aws, sqlite_
     report.lost, report.duplicated = len(set(ids) - {r[0] for r in rows}), duplicates(r[0] for r in rows)
 
 
-def test_throttling_beyond_the_retry_limit_fails_the_region_clearly(aws, sqlite_url, encryption_key, monkeypatch,
-                                                                   report):
+def test_throttling_beyond_the_retry_limit_fails_the_region_clearly(
+    aws, sqlite_url, encryption_key, monkeypatch, report
+):
     eu = seed_instances(boto3.Session(region_name="eu-west-1"), "eu-west-1", 3)
     us = seed_instances(boto3.Session(region_name="us-east-1"), "us-east-1", 2)
     add_keys_account(sqlite_url, encryption_key)
@@ -137,14 +140,22 @@ def test_throttling_beyond_the_retry_limit_fails_the_region_clearly(aws, sqlite_
     report.lost = len({i for i, _ in before} - set(rows))
 
 
-def test_assumed_role_credentials_expiring_mid_run_are_refreshed(aws, sqlite_url, encryption_key, monkeypatch,
-                                                                 report):
-    ids = seed_instances(role_session(region="eu-west-1"), "eu-west-1", 3) + \
-        seed_instances(role_session(region="us-east-1"), "us-east-1", 2)
+def test_assumed_role_credentials_expiring_mid_run_are_refreshed(aws, sqlite_url, encryption_key, monkeypatch, report):
+    ids = seed_instances(role_session(region="eu-west-1"), "eu-west-1", 3) + seed_instances(
+        role_session(region="us-east-1"), "us-east-1", 2
+    )
     with session_factory(sqlite_url)() as session, session.begin():
-        session.add(Account(name="dev", aws_account_id=ROLE_ACCOUNT_ID, auth_method="role",
-                            role_arn=f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", external_id="ext-1",
-                            regions=["eu-west-1", "us-east-1"], status="connected"))
+        session.add(
+            Account(
+                name="dev",
+                aws_account_id=ROLE_ACCOUNT_ID,
+                auth_method="role",
+                role_arn=f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+                external_id="ext-1",
+                regions=["eu-west-1", "us-east-1"],
+                status="connected",
+            )
+        )
 
     clock = {"now": datetime.now(timezone.utc)}
     monkeypatch.setattr(botocore.credentials, "_local_now", lambda: clock["now"])  # bound by each credentials object
@@ -163,9 +174,11 @@ def test_assumed_role_credentials_expiring_mid_run_are_refreshed(aws, sqlite_url
         # Runs while signing each request: once the regions are listed, 55 minutes pass (the
         # one-hour credentials are inside botocore's mandatory refresh window).
         if event_name.endswith(".DescribeInstances"):
-            signed_with.append(request.headers.get("Authorization", b"").decode()
-                               if isinstance(request.headers.get("Authorization"), bytes)
-                               else str(request.headers.get("Authorization")))
+            signed_with.append(
+                request.headers.get("Authorization", b"").decode()
+                if isinstance(request.headers.get("Authorization"), bytes)
+                else str(request.headers.get("Authorization"))
+            )
 
     def advance(parsed=None, model=None, **_):
         if model is not None and model.name == "DescribeRegions":
@@ -193,8 +206,9 @@ def test_assumed_role_credentials_expiring_mid_run_are_refreshed(aws, sqlite_url
     from botocore.exceptions import ClientError
 
     def denied(self):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized to perform sts:AssumeRole"}},
-                          "AssumeRole")
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "not authorized to perform sts:AssumeRole"}}, "AssumeRole"
+        )
 
     monkeypatch.setattr(botocore.credentials.AssumeRoleCredentialFetcher, "fetch_credentials", denied)
     clock["now"] = clock["now"] + timedelta(hours=3)

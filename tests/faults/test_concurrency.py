@@ -54,8 +54,9 @@ def _both_at_once(fn, n: int = 2) -> list:
 
 
 def test_two_discoveries_of_one_partition_at_once(aws, app_url, encryption_key, monkeypatch, report):
-    ids = seed_instances(boto3.Session(region_name="eu-west-1"), "eu-west-1", 4) + \
-        seed_instances(boto3.Session(region_name="us-east-1"), "us-east-1", 3)
+    ids = seed_instances(boto3.Session(region_name="eu-west-1"), "eu-west-1", 4) + seed_instances(
+        boto3.Session(region_name="us-east-1"), "us-east-1", 3
+    )
     add_keys_account(app_url, encryption_key)
     real_write = discovery_asset.write_scan
     both_writing = threading.Barrier(2, timeout=120)
@@ -167,9 +168,14 @@ def test_run_sigkilled_mid_write_then_rerun(moto_server, app_url, encryption_key
     new = seed_instances(boto3.Session(region_name="us-east-1"), "us-east-1", 2)
 
     stderr = open(tmp_path / "child.err", "w")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, app_url, encryption_key], cwd=PROJECT_ROOT,
-                             env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH, "DAGSTER_HOME": str(home)},
-                             stdout=subprocess.PIPE, stderr=stderr, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, app_url, encryption_key],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
     kill_once_written(child, stderr, tmp_path / "child.err")  # the child is inside its write transaction
 
     # The killed transaction left nothing behind (and holds no lock: the next reads and writes run).
@@ -226,9 +232,14 @@ def test_price_ingest_sigkilled_mid_write_then_rerun(aws, private_pg_url, tmp_pa
     assert len(first)
 
     stderr = open(tmp_path / "child.err", "w")
-    child = subprocess.Popen([sys.executable, "-c", CHILD_PRICES, url, DAY1.isoformat()], cwd=PROJECT_ROOT,
-                             env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH},
-                             stdout=subprocess.PIPE, stderr=stderr, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_PRICES, url, DAY1.isoformat()],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH},
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
     kill_once_written(child, stderr, tmp_path / "child.err")  # the child's slice replacement awaits its commit
 
     pd.testing.assert_frame_equal(_stored_prices(url), first)  # the killed DELETE + INSERT rolled back

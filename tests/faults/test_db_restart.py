@@ -28,8 +28,9 @@ PRICE_CONFIG = {"ops": {"spot_price_history": {"config": {"regions": REGIONS}}}}
 DB_DOWN = ("terminating connection", "server closed the connection", "connection already closed")
 
 
-def test_postgres_restart_mid_discovery_then_rerun(aws, private_pg, private_pg_url, encryption_key, monkeypatch,
-                                                   report):
+def test_postgres_restart_mid_discovery_then_rerun(
+    aws, private_pg, private_pg_url, encryption_key, monkeypatch, report
+):
     url = private_pg_url
     session = boto3.Session(region_name="eu-west-1")
     old = seed_instances(session, "eu-west-1", 3)
@@ -118,14 +119,20 @@ def _stored_prices(url: str) -> pd.DataFrame:
 
 
 def _ingest(url: str, day, instance):
-    return dg.materialize([spot_price_history], partition_key=day.isoformat(), run_config=PRICE_CONFIG,
-                          instance=instance, raise_on_error=False,
-                          resources={"app_db": AppDatabase(url=url), "market_apis": stubbed_apis()})
+    return dg.materialize(
+        [spot_price_history],
+        partition_key=day.isoformat(),
+        run_config=PRICE_CONFIG,
+        instance=instance,
+        raise_on_error=False,
+        resources={"app_db": AppDatabase(url=url), "market_apis": stubbed_apis()},
+    )
 
 
 def _price_keys(frame: pd.DataFrame) -> list[tuple]:
-    return list(frame[["availability_zone_id", "instance_type", "product_description", "ts"]]
-                .itertuples(index=False, name=None))
+    return list(
+        frame[["availability_zone_id", "instance_type", "product_description", "ts"]].itertuples(index=False, name=None)
+    )
 
 
 def test_postgres_restart_mid_price_ingest_then_rerun(aws, private_pg, private_pg_url, monkeypatch, report):
@@ -137,9 +144,11 @@ def test_postgres_restart_mid_price_ingest_then_rerun(aws, private_pg, private_p
         assert len(first) and set(first["day"]) == {DAY1}
 
         real_replace, commits = market.replace_spot_price_day, []
-        monkeypatch.setattr(market, "replace_spot_price_day",
-                            lambda engine, *a, **kw: real_replace(_CommitRestartsServer(engine, private_pg, commits),
-                                                                  *a, **kw))
+        monkeypatch.setattr(
+            market,
+            "replace_spot_price_day",
+            lambda engine, *a, **kw: real_replace(_CommitRestartsServer(engine, private_pg, commits), *a, **kw),
+        )
         # DAY1 replaced again (DELETE + INSERT from the COPY staging) and DAY2 loaded for the first
         # time: both die at the commit.
         for day in (DAY1, DAY2):

@@ -22,11 +22,28 @@ from spot_pipelines.core.interruptions import DETAIL_TYPES, InterruptionEvent, M
 # Thousands of examples per parser inside `make test` (about 1.5 minutes in all on a loaded 2-core
 # machine); SPOT_FAULTS_FUZZ_SCALE=3 (`make reliability`) runs three times as many.
 _SCALE = float(os.environ.get("SPOT_FAULTS_FUZZ_SCALE", "1"))
-EXAMPLES = {name: max(1, int(n * _SCALE)) for name, n in
-            {"messages": 2000, "pages": 2000, "price_list": 2000, "advisor": 2000, "cli": 2000, "store": 1000}.items()}
-FUZZ = settings(deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+EXAMPLES = {
+    name: max(1, int(n * _SCALE))
+    for name, n in {
+        "messages": 2000,
+        "pages": 2000,
+        "price_list": 2000,
+        "advisor": 2000,
+        "cli": 2000,
+        "store": 1000,
+    }.items()
+}
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 COUNTS: dict[str, int] = {}
 
 
@@ -35,18 +52,37 @@ def _count(name: str) -> None:
 
 
 # JSON-ish values, with the awkward ones: NaN/inf strings, huge numbers, nesting, unicode.
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-                    st.text(max_size=30), st.sampled_from(["", "nan", "inf", "-1", "0", "1e309", "0.0416", "NaN"]))
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                            st.dictionaries(st.text(max_size=10), inner, max_size=4)),
-                           max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["", "nan", "inf", "-1", "0", "1e309", "0.0416", "NaN"]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    max_leaves=12,
+)
 iso_times = st.one_of(
-    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-                 timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=14)),
-                                            timezone(timedelta(hours=-12))])).map(lambda d: d.isoformat()),
-    st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "2026-11-22T09:30:00Z",
-                     "2026-13-01T00:00:00Z", "yesterday", ""]),
-    json_values)
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))]),
+    ).map(lambda d: d.isoformat()),
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00+05:00",
+            "9999-12-31T23:59:59-05:00",
+            "2026-11-22T09:30:00Z",
+            "2026-13-01T00:00:00Z",
+            "yesterday",
+            "",
+        ]
+    ),
+    json_values,
+)
 
 
 @st.composite
@@ -59,12 +95,27 @@ def eventbridge_bodies(draw) -> str:
         "account": draw(st.one_of(st.from_regex(r"\A\d{12}\Z"), json_values)),
         "time": draw(iso_times),
         "region": draw(st.one_of(st.sampled_from(["us-east-1", "eu-west-1", "ap-southeast-2"]), json_values)),
-        "resources": draw(st.one_of(st.lists(st.one_of(
-            st.from_regex(r"\Aarn:aws:ec2:us-east-1[a-f]:instance/i-[0-9a-f]{17}\Z"), json_values), max_size=3),
-            json_values)),
-        "detail": draw(st.one_of(st.fixed_dictionaries({
-            "instance-id": st.one_of(st.from_regex(r"\Ai-[0-9a-f]{17}\Z"), json_values),
-            "instance-action": json_values, "state": json_values}), json_values)),
+        "resources": draw(
+            st.one_of(
+                st.lists(
+                    st.one_of(st.from_regex(r"\Aarn:aws:ec2:us-east-1[a-f]:instance/i-[0-9a-f]{17}\Z"), json_values),
+                    max_size=3,
+                ),
+                json_values,
+            )
+        ),
+        "detail": draw(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {
+                        "instance-id": st.one_of(st.from_regex(r"\Ai-[0-9a-f]{17}\Z"), json_values),
+                        "instance-action": json_values,
+                        "state": json_values,
+                    }
+                ),
+                json_values,
+            )
+        ),
     }
     for key in draw(st.lists(st.sampled_from(sorted(event)), max_size=3)):
         event.pop(key, None)
@@ -73,7 +124,7 @@ def eventbridge_bodies(draw) -> str:
     if wrap == "sns":
         return json.dumps({"Type": "Notification", "Message": body})
     if wrap == "truncated":
-        return body[:draw(st.integers(0, len(body)))]
+        return body[: draw(st.integers(0, len(body)))]
     if wrap == "garbage":
         return draw(st.text(max_size=200))
     return body
@@ -118,15 +169,24 @@ class _FakeEC2:
         return P()
 
 
-records = st.fixed_dictionaries({
-    "AvailabilityZone": st.sampled_from(["us-east-1a", "us-east-1b", "us-east-1z"]),
-    "InstanceType": st.sampled_from(["m5.large", "c6g.xlarge", "r5.xlarge"]),
-    "ProductDescription": st.sampled_from(["Linux/UNIX", "Windows"]),
-    "Timestamp": st.datetimes(min_value=datetime(2026, 11, 1), max_value=datetime(2026, 11, 23),
-                              timezones=st.just(timezone.utc)),
-}, optional={"SpotPrice": st.one_of(st.decimals(min_value=0, max_value=100, places=6).map(str),
-                                    st.sampled_from(["nan", "inf", "-inf", "", "0.0416", "1e400", "abc"]),
-                                    st.none(), st.integers(-5, 5))})
+records = st.fixed_dictionaries(
+    {
+        "AvailabilityZone": st.sampled_from(["us-east-1a", "us-east-1b", "us-east-1z"]),
+        "InstanceType": st.sampled_from(["m5.large", "c6g.xlarge", "r5.xlarge"]),
+        "ProductDescription": st.sampled_from(["Linux/UNIX", "Windows"]),
+        "Timestamp": st.datetimes(
+            min_value=datetime(2026, 11, 1), max_value=datetime(2026, 11, 23), timezones=st.just(timezone.utc)
+        ),
+    },
+    optional={
+        "SpotPrice": st.one_of(
+            st.decimals(min_value=0, max_value=100, places=6).map(str),
+            st.sampled_from(["nan", "inf", "-inf", "", "0.0416", "1e400", "abc"]),
+            st.none(),
+            st.integers(-5, 5),
+        )
+    },
+)
 
 
 @settings(FUZZ, max_examples=EXAMPLES["pages"])
@@ -151,17 +211,32 @@ def test_fuzz_describe_spot_price_history_pages(pages):
 
 # --- Price List items -----------------------------------------------------------------------------
 
+
 @st.composite
 def price_list_items(draw):
     from tests.support.market_data import price_list_item
 
-    base = json.loads(price_list_item(draw(st.sampled_from(["m5.large", "c6g.xlarge", ""])), "us-east-1",
-                                      draw(st.one_of(st.none(), st.sampled_from(["0.0960000000", "0", "-1", "nan",
-                                                                                 "inf", "abc", ""]),
-                                                     st.decimals(0, 50, places=10).map(str)))))
+    base = json.loads(
+        price_list_item(
+            draw(st.sampled_from(["m5.large", "c6g.xlarge", ""])),
+            "us-east-1",
+            draw(
+                st.one_of(
+                    st.none(),
+                    st.sampled_from(["0.0960000000", "0", "-1", "nan", "inf", "abc", ""]),
+                    st.decimals(0, 50, places=10).map(str),
+                )
+            ),
+        )
+    )
     # Mutate the real shape: drop or replace a node at some path.
-    paths = [("product",), ("product", "attributes"), ("product", "attributes", "instanceType"), ("terms",),
-             ("terms", "OnDemand")]
+    paths = [
+        ("product",),
+        ("product", "attributes"),
+        ("product", "attributes", "instanceType"),
+        ("terms",),
+        ("terms", "OnDemand"),
+    ]
     for path in draw(st.lists(st.sampled_from(paths), max_size=2)):
         node = base
         for key in path[:-1]:
@@ -174,7 +249,7 @@ def price_list_items(draw):
     raw = json.dumps(base)
     kind = draw(st.sampled_from(["json", "json", "truncated", "value"]))
     if kind == "truncated":
-        return raw[:draw(st.integers(0, len(raw)))]
+        return raw[: draw(st.integers(0, len(raw)))]
     if kind == "value":
         return json.dumps(draw(json_values))
     return raw
@@ -193,27 +268,51 @@ def test_fuzz_price_list_items(raw):
 
 # --- Spot Advisor feed ----------------------------------------------------------------------------
 
+
 @st.composite
 def advisor_feeds(draw) -> bytes:
-    entry = st.one_of(st.fixed_dictionaries({"r": st.one_of(st.integers(-1, 6), json_values),
-                                             "s": st.one_of(st.integers(-5, 105), json_values)}), json_values)
+    entry = st.one_of(
+        st.fixed_dictionaries(
+            {"r": st.one_of(st.integers(-1, 6), json_values), "s": st.one_of(st.integers(-5, 105), json_values)}
+        ),
+        json_values,
+    )
     doc = {
         "ranges": draw(st.one_of(st.just([{"index": i} for i in range(5)]), json_values)),
-        "spot_advisor": draw(st.one_of(
-            st.dictionaries(st.sampled_from(["us-east-1", "eu-west-1"]), st.one_of(
-                st.dictionaries(st.sampled_from(["Linux", "Windows", "Solaris"]),
-                                st.one_of(st.dictionaries(st.sampled_from(["m5.large", "c6g.xlarge", "x"]), entry,
-                                                          max_size=3), json_values), max_size=3),
-                json_values), max_size=2),
-            json_values)),
-        "instance_types": draw(st.one_of(st.dictionaries(
-            st.sampled_from(["m5.large", "c6g.xlarge", "weird"]),
-            st.one_of(st.fixed_dictionaries({"cores": json_values, "ram_gb": json_values}), json_values),
-            max_size=3), json_values)),
+        "spot_advisor": draw(
+            st.one_of(
+                st.dictionaries(
+                    st.sampled_from(["us-east-1", "eu-west-1"]),
+                    st.one_of(
+                        st.dictionaries(
+                            st.sampled_from(["Linux", "Windows", "Solaris"]),
+                            st.one_of(
+                                st.dictionaries(st.sampled_from(["m5.large", "c6g.xlarge", "x"]), entry, max_size=3),
+                                json_values,
+                            ),
+                            max_size=3,
+                        ),
+                        json_values,
+                    ),
+                    max_size=2,
+                ),
+                json_values,
+            )
+        ),
+        "instance_types": draw(
+            st.one_of(
+                st.dictionaries(
+                    st.sampled_from(["m5.large", "c6g.xlarge", "weird"]),
+                    st.one_of(st.fixed_dictionaries({"cores": json_values, "ram_gb": json_values}), json_values),
+                    max_size=3,
+                ),
+                json_values,
+            )
+        ),
     }
     raw = json.dumps(doc).encode()
     if draw(st.integers(0, 9)) == 0:
-        return raw[:draw(st.integers(0, len(raw)))]
+        return raw[: draw(st.integers(0, len(raw)))]
     return raw
 
 
@@ -235,12 +334,15 @@ def test_fuzz_spot_advisor_feed(raw):
 near_valid = {
     "name": st.one_of(st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,62}\Z"), st.text(max_size=70)),
     "aws_account_id": st.one_of(st.from_regex(r"\A\d{12}\Z"), st.text(max_size=14)),
-    "role_arn": st.one_of(st.none(), st.from_regex(r"\Aarn:aws:iam::\d{12}:role/[A-Za-z0-9+=,.@/-]{1,20}\Z"),
-                          st.text(max_size=40)),
+    "role_arn": st.one_of(
+        st.none(), st.from_regex(r"\Aarn:aws:iam::\d{12}:role/[A-Za-z0-9+=,.@/-]{1,20}\Z"), st.text(max_size=40)
+    ),
     "external_id": st.one_of(st.none(), st.from_regex(r"\A[\w+=,.@:/-]{2,30}\Z"), st.text(max_size=30)),
     "access_key_id": st.one_of(st.none(), st.from_regex(r"\A(AKIA|ASIA)[A-Z0-9]{16}\Z"), st.text(max_size=24)),
-    "regions": st.one_of(st.none(), st.lists(st.one_of(st.sampled_from(["eu-west-1", "us-gov-west-1", " "]),
-                                                       st.text(max_size=15)), max_size=4)),
+    "regions": st.one_of(
+        st.none(),
+        st.lists(st.one_of(st.sampled_from(["eu-west-1", "us-gov-west-1", " "]), st.text(max_size=15)), max_size=4),
+    ),
 }
 
 
@@ -249,18 +351,23 @@ near_valid = {
 def test_fuzz_cli_account_arguments(args):
     _count("cli")
     try:
-        request = build_request(args["name"], args["aws_account_id"], role_arn=args["role_arn"],
-                                external_id=args["external_id"], access_key_id=args["access_key_id"],
-                                regions=args["regions"])
+        request = build_request(
+            args["name"],
+            args["aws_account_id"],
+            role_arn=args["role_arn"],
+            external_id=args["external_id"],
+            access_key_id=args["access_key_id"],
+            regions=args["regions"],
+        )
     except ValidationError as exc:
-        assert exc.field in ("name", "aws_account_id", "auth", "role_arn", "external_id", "access_key_id",
-                             "regions")
+        assert exc.field in ("name", "aws_account_id", "auth", "role_arn", "external_id", "access_key_id", "regions")
         return
     assert isinstance(request, AccountRequest) and request.auth_method in ("role", "keys")
     assert request.name == args["name"] and request.aws_account_id == args["aws_account_id"]
 
 
 # --- never a partial write: random SQS batches stored in one transaction --------------------------
+
 
 @pytest.fixture(scope="module")
 def store_db(tmp_path_factory):
@@ -274,11 +381,32 @@ def store_db(tmp_path_factory):
 
 
 @settings(FUZZ, max_examples=EXAMPLES["store"])
-@given(st.lists(st.one_of(eventbridge_bodies(), st.builds(
-    lambda i, j: json.dumps({"version": "0", "id": f"dup-{i}", "detail-type": "EC2 Spot Instance Interruption Warning",
-                             "source": "aws.ec2", "account": "111122223333", "time": "2026-11-22T09:30:00Z",
-                             "region": "us-east-1", "resources": [], "detail": {"instance-id": f"i-{j:017x}"}}),
-    st.integers(0, 3), st.integers(0, 3))), min_size=1, max_size=15))
+@given(
+    st.lists(
+        st.one_of(
+            eventbridge_bodies(),
+            st.builds(
+                lambda i, j: json.dumps(
+                    {
+                        "version": "0",
+                        "id": f"dup-{i}",
+                        "detail-type": "EC2 Spot Instance Interruption Warning",
+                        "source": "aws.ec2",
+                        "account": "111122223333",
+                        "time": "2026-11-22T09:30:00Z",
+                        "region": "us-east-1",
+                        "resources": [],
+                        "detail": {"instance-id": f"i-{j:017x}"},
+                    }
+                ),
+                st.integers(0, 3),
+                st.integers(0, 3),
+            ),
+        ),
+        min_size=1,
+        max_size=15,
+    )
+)
 def test_fuzz_stored_batches_are_all_or_nothing(store_db, bodies):
     from sqlalchemy import delete, func, select
 
@@ -307,4 +435,5 @@ def test_fuzz_example_counts(report):
         pytest.skip("no fuzzer ran in this session")
     # Examples executed (hypothesis may add a few explicit/shrinking calls): in the name, not in "runs".
     report.fault = f"fuzz ({sum(COUNTS.values())} examples): " + ", ".join(
-        f"{k}={v}" for k, v in sorted(COUNTS.items()))
+        f"{k}={v}" for k, v in sorted(COUNTS.items())
+    )

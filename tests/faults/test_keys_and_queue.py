@@ -101,9 +101,17 @@ T = utcnow().replace(microsecond=0) - timedelta(hours=1)
 
 
 def _event(i: int) -> str:
-    return json.dumps(eventbridge_event("spot_interruption_warning", event_id=f"evt-{i:04d}", account=ACCOUNT,
-                                        region="us-east-1", instance_id=f"i-0abc{i:013x}", time_=T,
-                                        zone="us-east-1a"))
+    return json.dumps(
+        eventbridge_event(
+            "spot_interruption_warning",
+            event_id=f"evt-{i:04d}",
+            account=ACCOUNT,
+            region="us-east-1",
+            instance_id=f"i-0abc{i:013x}",
+            time_=T,
+            zone="us-east-1a",
+        )
+    )
 
 
 def _depth(sqs, url) -> int:
@@ -131,8 +139,9 @@ def test_sqs_redelivery_and_delete_only_after_store(aws, app_url, monkeypatch, r
     n = 60
     bodies = [_event(i) for i in range(n)] + [_event(i) for i in range(0, n, 4)]  # 15 duplicate deliveries
     for start in range(0, len(bodies), 10):
-        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": b}
-                                                      for j, b in enumerate(bodies[start:start + 10])])
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[start : start + 10])]
+        )
     handles: list[str] = []
 
     def store(messages, fail_before_commit=False):

@@ -103,8 +103,15 @@ def storage(request, monkeypatch):
         return "sqlite", request.getfixturevalue("sqlite_url"), None
     pg = request.getfixturevalue("dagster_pg_url")
     with get_engine(pg.replace("postgresql+psycopg2://", "postgresql://")).begin() as conn:  # a clean event log
-        tables = [r[0] for r in conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname='public' "
-                                                  "AND tablename NOT IN ('alembic_version', 'secondary_indexes')"))]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                    "AND tablename NOT IN ('alembic_version', 'secondary_indexes')"
+                )
+            )
+        ]
         if tables:
             conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
     monkeypatch.setenv("DAGSTER_PG_URL", pg)
@@ -146,19 +153,47 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
 
     runner = CliRunner()
     outputs = []
-    out = runner.invoke(main, ["accounts", "add", "dev", "--aws-account-id", KEYS_ACCOUNT_ID,
-                               "--access-key-id", "AKIAIOSFODNN7EXAMPLE", "--regions", "eu-west-1"],
-                        input=secret + "\n")
+    out = runner.invoke(
+        main,
+        [
+            "accounts",
+            "add",
+            "dev",
+            "--aws-account-id",
+            KEYS_ACCOUNT_ID,
+            "--access-key-id",
+            "AKIAIOSFODNN7EXAMPLE",
+            "--regions",
+            "eu-west-1",
+        ],
+        input=secret + "\n",
+    )
     outputs.append(out.output)
     assert out.exit_code == 0, out.output
-    out = runner.invoke(main, ["accounts", "add", "prodrole", "--aws-account-id", ROLE_ACCOUNT_ID, "--role-arn",
-                               f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", "--external-id", "ext-123",
-                               "--regions", "eu-west-1"])
+    out = runner.invoke(
+        main,
+        [
+            "accounts",
+            "add",
+            "prodrole",
+            "--aws-account-id",
+            ROLE_ACCOUNT_ID,
+            "--role-arn",
+            f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+            "--external-id",
+            "ext-123",
+            "--regions",
+            "eu-west-1",
+        ],
+    )
     outputs.append(out.output)
     assert out.exit_code == 0, out.output
     # A secret too short to accept: rejected without echoing it.
-    out = runner.invoke(main, ["accounts", "add", "bad", "--aws-account-id", KEYS_ACCOUNT_ID,
-                               "--access-key-id", "AKIAIOSFODNN7EXAMPLE"], input=secret[:10] + "\n")
+    out = runner.invoke(
+        main,
+        ["accounts", "add", "bad", "--aws-account-id", KEYS_ACCOUNT_ID, "--access-key-id", "AKIAIOSFODNN7EXAMPLE"],
+        input=secret[:10] + "\n",
+    )
     outputs.append(out.output + str(out.exception or ""))
     assert out.exit_code != 0
 
@@ -167,22 +202,33 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
         assert (kind == "postgres") == ("Postgres" in type(instance.run_storage).__name__), instance.run_storage
         instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["dev", "prodrole"])
         for name in ("dev", "prodrole"):
-            result = dg.materialize([discovery_asset.discovered_instances], partition_key=name, instance=instance,
-                                    resources={"app_db": AppDatabase(), "vault": CredentialVault(
-                                        encryption_key=old_key, max_attempts=1)})
+            result = dg.materialize(
+                [discovery_asset.discovered_instances],
+                partition_key=name,
+                instance=instance,
+                resources={"app_db": AppDatabase(), "vault": CredentialVault(encryption_key=old_key, max_attempts=1)},
+            )
             assert result.success
         # Failing runs: AWS refusing the credentials, and a vault without the right key.
         original_client = CredentialVault.client
         vault_clients_with(monkeypatch, fail_region("AuthFailure", "us-east-1", "DescribeRegions"))
         for name in ("dev", "prodrole"):
-            failed = dg.materialize([discovery_asset.discovered_instances], partition_key=name, instance=instance,
-                                    raise_on_error=False, resources={"app_db": AppDatabase(), "vault": CredentialVault(
-                                        encryption_key=old_key, max_attempts=1)})
+            failed = dg.materialize(
+                [discovery_asset.discovered_instances],
+                partition_key=name,
+                instance=instance,
+                raise_on_error=False,
+                resources={"app_db": AppDatabase(), "vault": CredentialVault(encryption_key=old_key, max_attempts=1)},
+            )
             assert not failed.success
         monkeypatch.setattr(CredentialVault, "client", original_client)
-        wrong_key = dg.materialize([discovery_asset.discovered_instances], partition_key="dev", instance=instance,
-                                   raise_on_error=False, resources={"app_db": AppDatabase(), "vault": CredentialVault(
-                                       encryption_key=new_key, max_attempts=1)})
+        wrong_key = dg.materialize(
+            [discovery_asset.discovered_instances],
+            partition_key="dev",
+            instance=instance,
+            raise_on_error=False,
+            resources={"app_db": AppDatabase(), "vault": CredentialVault(encryption_key=new_key, max_attempts=1)},
+        )
         assert not wrong_key.success
         try:
             with dg.build_resources({"vault": CredentialVault(encryption_key=new_key)}) as res:
@@ -204,8 +250,12 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
 
         runs = instance.get_runs()
         events = "\n".join(str(e) for run in runs for e in instance.all_logs(run.run_id))
-        failures = [e for run in runs for e in instance.all_logs(run.run_id)
-                    if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_FAILURE"]
+        failures = [
+            e
+            for run in runs
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_FAILURE"
+        ]
         exceptions += [str(e.dagster_event.event_specific_data.error.to_string()) for e in failures]
         graphql = graphql_answers(instance)
 
@@ -215,10 +265,14 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
     stdio = captured.out + captured.err + "\n".join(outputs) + caplog.text
 
     surfaces: dict[str, tuple[bool, list[str]]] = {}  # surface -> (canary seen, hits)
-    surfaces["event log (API)"] = (CANARY in events or "discovered_instances" in events,
-                                   [n[:6] for n in needles if n in events])
+    surfaces["event log (API)"] = (
+        CANARY in events or "discovered_instances" in events,
+        [n[:6] for n in needles if n in events],
+    )
     surfaces["DAGSTER_HOME files (SQLite storage, compute logs)"] = (
-        bool(scan_files(home, ["discovered_instances"])), scan_files(home, needles))
+        bool(scan_files(home, ["discovered_instances"])),
+        scan_files(home, needles),
+    )
     compute_logs = [p for p in home.rglob("*") if p.is_file() and p.suffix in (".out", ".err", ".complete")]
     if compute_logs:
         surfaces["compute logs"] = (bool(scan_files(home, [CANARY])), scan_files(home, needles))
@@ -226,19 +280,23 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
     surfaces["app database"] = (bool(scan_tables(app_url, ["AKIAIOSFODNN7EXAMPLE", CANARY])[0]), app_hits)
     if dagster_pg:
         pg_hits, _ = scan_dagster_pg(dagster_pg, needles)
-        surfaces["Dagster Postgres storage"] = (bool(scan_dagster_pg(dagster_pg, ["discovered_instances"])[0]),
-                                                pg_hits)
+        surfaces["Dagster Postgres storage"] = (bool(scan_dagster_pg(dagster_pg, ["discovered_instances"])[0]), pg_hits)
     surfaces["stdout/stderr/logging/CLI output"] = (CANARY in stdio, [n[:6] for n in needles if n in stdio])
     joined = "\n".join(exceptions)
-    surfaces["exception messages"] = ("cannot be decrypted" in joined and "AuthFailure" in joined,
-                                      [n[:6] for n in needles if n in joined])
-    surfaces["GraphQL runs + assets"] = (all(i in graphql for i in seeded) and "AuthFailure" in graphql,
-                                         [n[:6] for n in needles if n in graphql])
+    surfaces["exception messages"] = (
+        "cannot be decrypted" in joined and "AuthFailure" in joined,
+        [n[:6] for n in needles if n in joined],
+    )
+    surfaces["GraphQL runs + assets"] = (
+        all(i in graphql for i in seeded) and "AuthFailure" in graphql,
+        [n[:6] for n in needles if n in graphql],
+    )
 
     blind = [name for name, (seen, _) in surfaces.items() if not seen]
     leaks = {name: hits for name, (_, hits) in surfaces.items() if hits}
     report.fault = f"leak scan [{kind}]: {len(surfaces)} surfaces, {len(needles)} secrets" + (
-        ", compute logs present" if compute_logs else ", no compute log files (in-process runs)")
+        ", compute logs present" if compute_logs else ", no compute log files (in-process runs)"
+    )
     report.runs = len(runs)
     report.rows_checked = app_cells
     report.leaks = sum(len(h) for h in leaks.values())
@@ -251,9 +309,16 @@ def test_botocore_debug_logging_never_shows_assumed_role_credentials(aws, encryp
     from types import SimpleNamespace
 
     caplog.set_level(logging.DEBUG)
-    account = SimpleNamespace(id=1, name="prod", aws_account_id=ROLE_ACCOUNT_ID, auth_method="role",
-                              role_arn=f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", external_id="ext-1",
-                              access_key_id=None, encrypted_secret=None)
+    account = SimpleNamespace(
+        id=1,
+        name="prod",
+        aws_account_id=ROLE_ACCOUNT_ID,
+        auth_method="role",
+        role_arn=f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+        external_id="ext-1",
+        access_key_id=None,
+        encrypted_secret=None,
+    )
     vault = CredentialVault(encryption_key=encryption_key)
     vault.validate(account)
     creds = vault.session_for(account).get_credentials().get_frozen_credentials()

@@ -32,8 +32,10 @@ from tests.support.market_data import REGIONS, TYPES, price_list_item, stubbed_a
 POLICY = PROJECT_ROOT / "deploy" / "iam-policy.json"
 PLATFORM, READ, EXECUTION = "PlatformIdentity", "AccountReadRole", "AccountExecutionRole"
 # Actions IAM authorizes on top of the API operation, given the parameters the code sends.
-IMPLIED = {("ec2:RunInstances", "TagSpecifications"): "ec2:CreateTags",
-           ("ec2:RunInstances", "IamInstanceProfile"): "iam:PassRole"}
+IMPLIED = {
+    ("ec2:RunInstances", "TagSpecifications"): "ec2:CreateTags",
+    ("ec2:RunInstances", "IamInstanceProfile"): "iam:PassRole",
+}
 
 
 class Recorder:
@@ -91,8 +93,7 @@ def _policy() -> dict[str, set[str]]:
     return {s["Sid"]: set(s["Action"]) for s in doc["Statement"] if s["Effect"] == "Allow"}
 
 
-def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encryption_key, monkeypatch, recorder,
-                                                        report):
+def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encryption_key, monkeypatch, recorder, report):
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     seed_instances(boto3.Session(region_name="eu-west-1"), "eu-west-1", 2)
     seed_instances(role_session(region="eu-west-1"), "eu-west-1", 2)
@@ -100,11 +101,36 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
 
     # --- per-account read role: onboarding validation and discovery (key-based and role-based)
     recorder.phase = READ
-    out = runner.invoke(main, ["accounts", "add", "dev", "--aws-account-id", KEYS_ACCOUNT_ID, "--access-key-id",
-                               "AKIAIOSFODNN7EXAMPLE", "--regions", "eu-west-1"], input="wJalrXUtnFEMIK7MDENGbPxRfiCY\n")
+    out = runner.invoke(
+        main,
+        [
+            "accounts",
+            "add",
+            "dev",
+            "--aws-account-id",
+            KEYS_ACCOUNT_ID,
+            "--access-key-id",
+            "AKIAIOSFODNN7EXAMPLE",
+            "--regions",
+            "eu-west-1",
+        ],
+        input="wJalrXUtnFEMIK7MDENGbPxRfiCY\n",
+    )
     assert out.exit_code == 0, out.output
-    out = runner.invoke(main, ["accounts", "add", "prodrole", "--aws-account-id", ROLE_ACCOUNT_ID, "--role-arn",
-                               f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines", "--regions", "eu-west-1"])
+    out = runner.invoke(
+        main,
+        [
+            "accounts",
+            "add",
+            "prodrole",
+            "--aws-account-id",
+            ROLE_ACCOUNT_ID,
+            "--role-arn",
+            f"arn:aws:iam::{ROLE_ACCOUNT_ID}:role/SpotPipelines",
+            "--regions",
+            "eu-west-1",
+        ],
+    )
     assert out.exit_code == 0, out.output
     for name in ("dev", "prodrole"):
         assert discover(sqlite_url, encryption_key, name=name).success
@@ -113,13 +139,18 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     recorder.phase = PLATFORM
     day = utc_today() - timedelta(days=2)
     with emulate_spot_prices(seed=11, instance_types=TYPES):
-        assert dg.materialize([spot_price_history], partition_key=day.isoformat(),
-                              run_config={"ops": {"spot_price_history": {"config": {"regions": REGIONS}}}},
-                              resources={"app_db": AppDatabase(url=sqlite_url), "market_apis": stubbed_apis()}).success
+        assert dg.materialize(
+            [spot_price_history],
+            partition_key=day.isoformat(),
+            run_config={"ops": {"spot_price_history": {"config": {"regions": REGIONS}}}},
+            resources={"app_db": AppDatabase(url=sqlite_url), "market_apis": stubbed_apis()},
+        ).success
     pricing = boto3.client("pricing", region_name="us-east-1")
     with Stubber(pricing) as stub:
-        stub.add_response("get_products", {"PriceList": [price_list_item("m5.large", "us-east-1", "0.096")],
-                                           "FormatVersion": "aws_v1"})
+        stub.add_response(
+            "get_products",
+            {"PriceList": [price_list_item("m5.large", "us-east-1", "0.096")], "FormatVersion": "aws_v1"},
+        )
         prices, problems, _ = md.region_on_demand(pricing, "us-east-1")
     assert prices == {"m5.large": 0.096} and problems == []
     recorder.phase = None
@@ -130,8 +161,12 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     from spot_pipelines.sensors.interruptions import SpotInterruptionQueue, spot_interruption_sensor
 
     recorder.phase = PLATFORM
-    spot_interruption_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources={
-        "app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()}))
+    spot_interruption_sensor(
+        dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(),
+            resources={"app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()},
+        )
+    )
 
     # --- the account's execution permissions: execute approved recommendations (terminate and stop)
     recorder.phase = None
@@ -158,8 +193,11 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     current_zone = current["Placement"]["AvailabilityZone"]
     other = next(z["ZoneId"] for z in zones if z["ZoneName"] != current_zone)
     with session_factory(sqlite_url)() as session, session.begin():
-        session.execute(update(opt.SpotRecommendation).where(opt.SpotRecommendation.id == recs[1])
-                        .values(target_availability_zone_id=other))
+        session.execute(
+            update(opt.SpotRecommendation)
+            .where(opt.SpotRecommendation.id == recs[1])
+            .values(target_availability_zone_id=other)
+        )
     recorder.phase = EXECUTION
     assert run_job(sqlite_url, vault, dry_run=False, recommendation_ids=[recs[0]]).success
     assert run_job(sqlite_url, vault, dry_run=False, retire="stop", recommendation_ids=[recs[1]]).success
@@ -169,8 +207,9 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     assert set(documented) == {PLATFORM, READ, EXECUTION}
     for sid in documented:
         missing, unused = called[sid] - documented[sid], documented[sid] - called[sid]
-        assert (missing, unused) == (set(), set()), f"{sid}: called but not in the policy {sorted(missing)}, " \
-                                                    f"in the policy but never called {sorted(unused)}"
+        assert (missing, unused) == (set(), set()), (
+            f"{sid}: called but not in the policy {sorted(missing)}, in the policy but never called {sorted(unused)}"
+        )
     report.fault = "least privilege: " + ", ".join(f"{sid}={len(a)}" for sid, a in sorted(called.items()))
     report.runs = 6
     report.rows_checked = sum(len(a) for a in called.values())

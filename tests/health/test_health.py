@@ -40,6 +40,7 @@ def ok() -> CheckOutcome:
 
 # --- the round -------------------------------------------------------------------------------
 
+
 def test_a_hanging_check_times_out_and_the_round_takes_about_one_timeout():
     release = threading.Event()
 
@@ -94,12 +95,15 @@ def test_transitions_and_first_sight():
     assert health.transitions({}, [r("a", "healthy"), r("b", "degraded")])[0].component == "b"
     changes = health.transitions({"a": "healthy", "b": "critical"}, [r("a", "degraded"), r("b", "healthy")])
     assert [(c.component, c.previous, c.current, c.level) for c in changes] == [
-        ("a", "healthy", "degraded", "WARNING"), ("b", "critical", "healthy", "INFO")]
+        ("a", "healthy", "degraded", "WARNING"),
+        ("b", "critical", "healthy", "INFO"),
+    ]
     assert health.worst(["not_configured", "healthy"]) == "healthy"
     assert health.worst(["not_configured"]) == "not_configured"
 
 
 # --- the checks ------------------------------------------------------------------------------
+
 
 def bare_engine(tmp_path, *ddl):
     engine = create_engine(f"sqlite:///{tmp_path / 'bare.db'}")
@@ -118,8 +122,10 @@ def test_freshness_checks_are_defensive(tmp_path):
     for age, expected in ((5, "healthy"), (15, "degraded"), (25, "critical")):
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM spot_price_history"))
-            conn.execute(text("INSERT INTO spot_price_history VALUES (:ts)"),
-                         {"ts": (NOW - timedelta(seconds=age)).replace(tzinfo=None).isoformat(sep=" ")})
+            conn.execute(
+                text("INSERT INTO spot_price_history VALUES (:ts)"),
+                {"ts": (NOW - timedelta(seconds=age)).replace(tzinfo=None).isoformat(sep=" ")},
+            )
         out = db_health.check_table_freshness(engine, "spot_price_history", "ts", 10, 20, now=lambda: NOW)
         assert out.status == expected and out.details["age_s"] == age
 
@@ -134,14 +140,16 @@ def test_database_latency_thresholds(sqlite_url):
 def test_redis_not_configured_reachable_and_unreachable():
     assert check_redis(None, [], T).status == "not_configured"
     import redis
+
     client = redis.Redis.from_url("redis://127.0.0.1:6379/15")
     client.delete("ops_test:queue")
     client.rpush("ops_test:queue", *range(5))
     try:
         out = check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue", "ops_test:absent"], T)
         assert out.status == "healthy" and out.details["queue_depth"] == 5
-        deep = check_redis("redis://127.0.0.1:6379/15", ["ops_test:queue"],
-                                  HealthThresholds(redis_queue_depth_degraded=3))
+        deep = check_redis(
+            "redis://127.0.0.1:6379/15", ["ops_test:queue"], HealthThresholds(redis_queue_depth_degraded=3)
+        )
         assert deep.status == "degraded"
     finally:
         client.delete("ops_test:queue")
@@ -152,6 +160,7 @@ def test_redis_not_configured_reachable_and_unreachable():
 def test_redis_that_hangs_is_timed_out_by_the_round():
     """A listener that accepts but never answers: the round still ends on time."""
     import socket
+
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
@@ -159,7 +168,8 @@ def test_redis_that_hangs_is_timed_out_by_the_round():
     try:
         started = time.monotonic()
         [result] = health.run_checks(
-            {"redis": lambda: check_redis(f"redis://127.0.0.1:{port}/0", [], T, timeout_s=5)}, timeout_s=0.4)
+            {"redis": lambda: check_redis(f"redis://127.0.0.1:{port}/0", [], T, timeout_s=5)}, timeout_s=0.4
+        )
         assert time.monotonic() - started < 0.9
         assert result.status == "critical" and result.details["error"] == "timed out after 0.4s"
     finally:
@@ -171,8 +181,16 @@ def test_k8s_watcher_check(sqlite_url):
     assert db_health.check_k8s_watcher(engine, False, T).status == "not_configured"
     assert db_health.check_k8s_watcher(engine, True, T).status == "degraded"
     with session_factory(sqlite_url)() as session, session.begin():
-        session.add(K8sWatcherHeartbeat(cluster="prod", heartbeat_at=NOW - timedelta(minutes=2), status="ok",
-                                        node_count=3, pod_count=9, last_success_at=NOW - timedelta(minutes=2)))
+        session.add(
+            K8sWatcherHeartbeat(
+                cluster="prod",
+                heartbeat_at=NOW - timedelta(minutes=2),
+                status="ok",
+                node_count=3,
+                pod_count=9,
+                last_success_at=NOW - timedelta(minutes=2),
+            )
+        )
     assert db_health.check_k8s_watcher(engine, True, T, now=lambda: NOW).status == "healthy"
     assert db_health.check_k8s_watcher(engine, True, T, now=lambda: NOW + timedelta(hours=2)).status == "critical"
     with session_factory(sqlite_url)() as session, session.begin():
@@ -191,21 +209,33 @@ def test_optimizer_check(tmp_path):
     assert fresh.status == "healthy" and "dagster" in fresh.details["source"]
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE spot_recommendations (generated_at DATETIME)"))
-        conn.execute(text("INSERT INTO spot_recommendations VALUES (:t)"),
-                     {"t": (NOW - timedelta(days=4)).replace(tzinfo=None).isoformat(sep=" ")})
+        conn.execute(
+            text("INSERT INTO spot_recommendations VALUES (:t)"),
+            {"t": (NOW - timedelta(days=4)).replace(tzinfo=None).isoformat(sep=" ")},
+        )
     stale = db_health.check_optimizer(engine, T, None, now=lambda: NOW)
     assert stale.status == "critical" and stale.details["source"] == "spot_recommendations.generated_at"
 
 
-MODEL_DDL = ("CREATE TABLE model_registry (version INTEGER PRIMARY KEY, trained_at DATETIME, artifact_uri TEXT, "
-             "artifact_sha256 TEXT, status TEXT, status_reason TEXT)")
+MODEL_DDL = (
+    "CREATE TABLE model_registry (version INTEGER PRIMARY KEY, trained_at DATETIME, artifact_uri TEXT, "
+    "artifact_sha256 TEXT, status TEXT, status_reason TEXT)"
+)
 
 
 def add_model(engine, version, status, uri, sha, reason=None, trained=NOW - timedelta(days=1)):
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO model_registry VALUES (:v, :t, :u, :s, :st, :r)"),
-                     {"v": version, "t": trained.replace(tzinfo=None).isoformat(sep=" "), "u": uri, "s": sha,
-                      "st": status, "r": reason})
+        conn.execute(
+            text("INSERT INTO model_registry VALUES (:v, :t, :u, :s, :st, :r)"),
+            {
+                "v": version,
+                "t": trained.replace(tzinfo=None).isoformat(sep=" "),
+                "u": uri,
+                "s": sha,
+                "st": status,
+                "r": reason,
+            },
+        )
 
 
 def test_ml_model_check(tmp_path):
@@ -225,6 +255,7 @@ def test_ml_model_check(tmp_path):
     add_model(engine, 3, "blocked", artifact.as_uri(), sha)
     newer_blocked = db_health.check_ml_model(engine, T, now=lambda: NOW)
     assert newer_blocked.status == "degraded" and "serving v2" in newer_blocked.details["reason"]
+
     def refuse(data, where, sha):
         raise ValueError(f"model artifact {where} is incompatible: trained with scikit-learn 0.1")
 
@@ -248,6 +279,7 @@ def test_ml_model_check(tmp_path):
 
 # --- rounds written to the database ----------------------------------------------------------
 
+
 def test_refresh_writes_seven_components_not_configured_is_not_an_error(db_url):
     result = refresh_component_health(db_url)
     assert result.seconds < 3
@@ -256,8 +288,9 @@ def test_refresh_writes_seven_components_not_configured_is_not_an_error(db_url):
     assert statuses["app_database"] == "healthy"
     assert statuses["redis"] == "not_configured" and statuses["kubernetes_watcher"] == "not_configured"
     # Tables of parallel work may or may not exist: either way a clear status, never an error.
-    assert all(statuses[c] in ("not_configured", "degraded") for c in ("optimizer", "price_data", "risk_scores",
-                                                                         "ml_model"))
+    assert all(
+        statuses[c] in ("not_configured", "degraded") for c in ("optimizer", "price_data", "risk_scores", "ml_model")
+    )
     with session_factory(db_url)() as session:
         rows = latest_health(session)
         assert {r.component for r in rows} == set(health.COMPONENTS)
@@ -266,9 +299,12 @@ def test_refresh_writes_seven_components_not_configured_is_not_an_error(db_url):
 
 def test_transitions_write_system_logs_with_context(db_url):
     state = {"status": "healthy"}
-    checks = {"app_database": lambda: CheckOutcome(state["status"], {"error": "slow"} if state["status"] != "healthy"
-                                                   else {}),
-              "redis": lambda: CheckOutcome("not_configured", {"reason": "REDIS_URL is not set"})}
+    checks = {
+        "app_database": lambda: CheckOutcome(
+            state["status"], {"error": "slow"} if state["status"] != "healthy" else {}
+        ),
+        "redis": lambda: CheckOutcome("not_configured", {"reason": "REDIS_URL is not set"}),
+    }
     run_health_round(db_url, checks, timeout_s=1)
     state["status"] = "degraded"
     run_health_round(db_url, checks, timeout_s=1)
@@ -278,11 +314,15 @@ def test_transitions_write_system_logs_with_context(db_url):
     state["status"] = "healthy"
     run_health_round(db_url, checks, timeout_s=1)
     with session_factory(db_url)() as session:
-        logs = session.scalars(select(SystemLog).where(SystemLog.component == "component_health")
-                               .order_by(SystemLog.id)).all()
+        logs = session.scalars(
+            select(SystemLog).where(SystemLog.component == "component_health").order_by(SystemLog.id)
+        ).all()
         assert len(session.scalars(select(ComponentHealth)).all()) == 10
     assert [(l.details["from"], l.details["to"], l.level) for l in logs] == [
-        ("healthy", "degraded", "WARNING"), ("degraded", "critical", "ERROR"), ("critical", "healthy", "INFO")]
+        ("healthy", "degraded", "WARNING"),
+        ("degraded", "critical", "ERROR"),
+        ("critical", "healthy", "INFO"),
+    ]
     assert logs[1].run_id == "run-9" and logs[1].details["check"] == {"error": "slow"}
     assert logs[1].details["all_components"] == {"app_database": "critical", "redis": "not_configured"}
     assert logs[1].details["host"] and logs[1].message == "app_database: degraded → critical (slow)"
@@ -291,13 +331,18 @@ def test_transitions_write_system_logs_with_context(db_url):
 def test_round_with_real_dependencies_and_one_hanging(sqlite_url, monkeypatch):
     """The built checks, with the Redis check pointed at a server that never answers."""
     import socket
+
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
     try:
-        checks = build_checks(sqlite_url, thresholds=T, timeout_s=0.5,
-                              redis=RedisResource(url=f"redis://127.0.0.1:{server.getsockname()[1]}/0", queue_keys=["q"]),
-                              k8s_configured=True)
+        checks = build_checks(
+            sqlite_url,
+            thresholds=T,
+            timeout_s=0.5,
+            redis=RedisResource(url=f"redis://127.0.0.1:{server.getsockname()[1]}/0", queue_keys=["q"]),
+            k8s_configured=True,
+        )
         result = run_health_round(sqlite_url, checks, timeout_s=0.5)
     finally:
         server.close()
@@ -310,10 +355,11 @@ def test_component_health_asset_and_schedule(sqlite_url, monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/15")
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        [component_health], instance=instance,
-        resources={"app_db": AppDatabase(url=sqlite_url), "redis": RedisResource(),
-                   "kubernetes": KubernetesResource()},
-        run_config={"ops": {"component_health": {"config": ComponentHealthConfig(timeout_s=2).model_dump()}}})
+        [component_health],
+        instance=instance,
+        resources={"app_db": AppDatabase(url=sqlite_url), "redis": RedisResource(), "kubernetes": KubernetesResource()},
+        run_config={"ops": {"component_health": {"config": ComponentHealthConfig(timeout_s=2).model_dump()}}},
+    )
     assert result.success
     meta = result.asset_materializations_for_node("component_health")[0].metadata
     assert meta["dagster/row_count"].value == 7
@@ -346,13 +392,16 @@ def test_optimizer_lookup_sees_a_materialization(sqlite_url):
 def test_schedule_tick_runs_the_job_and_writes_a_round(sqlite_url):
     from spot_pipelines.assets.health import component_health_job
 
-    defs = dg.Definitions(assets=[component_health], jobs=[component_health_job],
-                          schedules=[component_health_schedule],
-                          resources={"app_db": AppDatabase(url=sqlite_url), "redis": RedisResource(),
-                                     "kubernetes": KubernetesResource()})
+    defs = dg.Definitions(
+        assets=[component_health],
+        jobs=[component_health_job],
+        schedules=[component_health_schedule],
+        resources={"app_db": AppDatabase(url=sqlite_url), "redis": RedisResource(), "kubernetes": KubernetesResource()},
+    )
     instance = dg.DagsterInstance.ephemeral()
     tick = defs.resolve_schedule_def("component_health_schedule").evaluate_tick(
-        dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW))
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW)
+    )
     [request] = tick.run_requests
     result = defs.resolve_job_def("component_health_job").execute_in_process(instance=instance, tags=request.tags)
     assert result.success
@@ -369,6 +418,8 @@ def test_ml_load_state_lets_the_loader_import_be_skipped(tmp_path):
     add_model(engine, 1, "ready", "file:///nowhere", "abc")
     assert db_health.ml_load_state(engine) == ("abc", None)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO component_health (component, details) VALUES ('ml_model', :d)"),
-                     {"d": '{"loaded_sha256": "abc"}'})
+        conn.execute(
+            text("INSERT INTO component_health (component, details) VALUES ('ml_model', :d)"),
+            {"d": '{"loaded_sha256": "abc"}'},
+        )
     assert db_health.ml_load_state(engine) == ("abc", "abc")

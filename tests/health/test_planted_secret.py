@@ -22,16 +22,33 @@ def test_a_planted_secret_never_reaches_storage(sqlite_url, aws, encryption_key,
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="q")["QueueUrl"]
     monkeypatch.setenv("SPOT_INTERRUPTION_QUEUE_URL", url)
-    planted = [f"oops {AWS_SECRET}", f"key={encryption_key}",
-               json.dumps({**eventbridge_event("spot_interruption_warning", event_id="x", account="111122223333",
-                                               region="us-east-1", instance_id="i-0abc123def4567890", time_=NOW),
-                           "detail-type": f"leak {encryption_key}"})]
+    planted = [
+        f"oops {AWS_SECRET}",
+        f"key={encryption_key}",
+        json.dumps(
+            {
+                **eventbridge_event(
+                    "spot_interruption_warning",
+                    event_id="x",
+                    account="111122223333",
+                    region="us-east-1",
+                    instance_id="i-0abc123def4567890",
+                    time_=NOW,
+                ),
+                "detail-type": f"leak {encryption_key}",
+            }
+        ),
+    ]
     for body in planted:
         sqs.send_message(QueueUrl=url, MessageBody=body)
 
     instance = dg.DagsterInstance.ephemeral()
-    spot_interruption_sensor(dg.build_sensor_context(instance=instance, resources={
-        "app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()}))
+    spot_interruption_sensor(
+        dg.build_sensor_context(
+            instance=instance,
+            resources={"app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()},
+        )
+    )
     refresh_component_health(sqlite_url, instance=instance, timeout_s=2)
 
     dump = []

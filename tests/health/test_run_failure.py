@@ -34,13 +34,19 @@ def broken_asset() -> None:
 
 def test_failed_run_is_logged_with_run_asset_and_redacted_error(db_url):
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([broken_asset], instance=instance, raise_on_error=False, tags={"spot_pipelines/trigger": "t"})
+    result = dg.materialize(
+        [broken_asset], instance=instance, raise_on_error=False, tags={"spot_pipelines/trigger": "t"}
+    )
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
     context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor", dagster_event=failure, dagster_instance=instance, dagster_run=run,
-        resources={"app_db": AppDatabase(url=db_url)}).for_run_failure()
+        sensor_name="run_failure_alert_sensor",
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"app_db": AppDatabase(url=db_url)},
+    ).for_run_failure()
     run_failure_alert_sensor(context)
 
     with session_factory(db_url)() as session:
@@ -79,10 +85,15 @@ def dagster_cli(*args: str, app_db_url: str) -> subprocess.CompletedProcess:
 def tick(sensor, instance, db_url: str, cursor: str | None):
     """One tick as the daemon runs it: inside the spot_pipelines repository (a context without one would
     match runs that have no origin either)."""
-    return sensor.evaluate_tick(dg.build_sensor_context(
-        instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
-        repository_name=defs.get_repository_def().name,
-        resources={"app_db": AppDatabase(url=db_url)}))
+    return sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            repository_def=defs.get_repository_def(),
+            repository_name=defs.get_repository_def().name,
+            resources={"app_db": AppDatabase(url=db_url)},
+        )
+    )
 
 
 def alert_rows(db_url: str) -> list[SystemLog]:
@@ -100,8 +111,17 @@ def test_run_started_with_dagster_job_execute_is_alerted(tmp_path, sqlite_url):
     cursor = tick(run_failure_alert_sensor, instance, sqlite_url, None).cursor  # the daemon's first tick
     config = tmp_path / "bad.yaml"
     config.write_text("ops:\n  execute_approved:\n    config:\n      retire: bogus\n")
-    done = dagster_cli("job", "execute", "-m", "spot_pipelines.definitions", "-j", "execute_approved_recommendations",
-                       "-c", str(config), app_db_url=sqlite_url)
+    done = dagster_cli(
+        "job",
+        "execute",
+        "-m",
+        "spot_pipelines.definitions",
+        "-j",
+        "execute_approved_recommendations",
+        "-c",
+        str(config),
+        app_db_url=sqlite_url,
+    )
     assert done.returncode != 0 and "resulted in failure" in done.stderr + done.stdout
     run = instance.get_runs(limit=1)[0]
     # What hid it from a location-scoped sensor; and run_retries tags it, though no daemon can retry it.
@@ -120,8 +140,9 @@ def test_will_retry_run_alerts_only_when_its_retry_never_starts(monkeypatch, sql
     # Launched through the workspace (as the UI, schedules and sensors do), so they carry a code-location
     # origin the retry daemon can re-launch; the runs stay queued (no daemon here).
     for _ in range(2):
-        launched = dagster_cli("job", "launch", "-w", "workspace.yaml", "-j", "execute_approved_recommendations",
-                               app_db_url=sqlite_url)
+        launched = dagster_cli(
+            "job", "launch", "-w", "workspace.yaml", "-j", "execute_approved_recommendations", app_db_url=sqlite_url
+        )
         assert launched.returncode == 0, launched.stderr[-2000:]
     retried, abandoned = reversed(instance.get_runs())  # newest first
     for run in (retried, abandoned):  # what run monitoring reports when a run's pod dies with its spot node

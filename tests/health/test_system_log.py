@@ -14,8 +14,10 @@ from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.system_log import SystemLog, system_log_row, write_system_log
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-SESSION_TOKEN = ("IQoJb3JpZ2luX2VjEHYaCXVzLWVhc3QtMSJHMEUCIQDxTHxmbFz6yGj4JkLp2wDxb9yAaZq3TcVb7WnL8sQm0QIg"
-                 "Fq+P1zJt2cVb7WnL8sQm0QIgFq+P1zJt2cVb7WnL8sQm0QIgFq+P1zJt2cVb7WnL8sQm0QIgFq+P1zJt2cVb7Wn")
+SESSION_TOKEN = (
+    "IQoJb3JpZ2luX2VjEHYaCXVzLWVhc3QtMSJHMEUCIQDxTHxmbFz6yGj4JkLp2wDxb9yAaZq3TcVb7WnL8sQm0QIg"
+    "Fq+P1zJt2cVb7WnL8sQm0QIgFq+P1zJt2cVb7WnL8sQm0QIgFq+P1zJt2cVb7WnL8sQm0QIgFq+P1zJt2cVb7Wn"
+)
 
 
 @pytest.fixture
@@ -26,13 +28,21 @@ def stream(monkeypatch):
         buf = io.StringIO()
         system_log.configure(buf, force=True)
         return buf
+
     yield make
     system_log.configure(force=True)
 
 
 def planted(encryption_key: str) -> list[str]:
-    return [AWS_SECRET, SESSION_TOKEN, encryption_key, Fernet(encryption_key).encrypt(b"s3cr3t").decode(),
-            Fernet.generate_key().decode(), "hunter2-db-password", "plain-env-token-value-123"]
+    return [
+        AWS_SECRET,
+        SESSION_TOKEN,
+        encryption_key,
+        Fernet(encryption_key).encrypt(b"s3cr3t").decode(),
+        Fernet.generate_key().decode(),
+        "hunter2-db-password",
+        "plain-env-token-value-123",
+    ]
 
 
 def test_redact_removes_every_kind_of_secret(monkeypatch, encryption_key):
@@ -52,8 +62,13 @@ def test_redact_removes_every_kind_of_secret(monkeypatch, encryption_key):
 
 
 def test_redact_structures_and_pairs():
-    details = {"secret_access_key": "abc", "nested": [{"SessionToken": "xyz"}, AWS_SECRET], "count": 3,
-               "url": "postgresql://app:pw123@db:5432/app", "note": 'aws_secret_access_key="q1w2e3"'}
+    details = {
+        "secret_access_key": "abc",
+        "nested": [{"SessionToken": "xyz"}, AWS_SECRET],
+        "count": 3,
+        "url": "postgresql://app:pw123@db:5432/app",
+        "note": 'aws_secret_access_key="q1w2e3"',
+    }
     out = redaction.redact(details)
     dumped = json.dumps(out)
     for value in ("abc", "xyz", AWS_SECRET, "pw123", "q1w2e3"):
@@ -100,8 +115,14 @@ def test_system_logs_rows_are_redacted(db_url, encryption_key, monkeypatch, stre
     buf = stream("json")
     monkeypatch.setenv("MY_API_SECRET", "plain-env-token-value-123")
     with session_factory(db_url)() as session, session.begin():
-        write_system_log(session, "health", "warning", f"redis key {AWS_SECRET}",
-                         details={"env": "plain-env-token-value-123", "key": encryption_key}, run_id="run-1")
+        write_system_log(
+            session,
+            "health",
+            "warning",
+            f"redis key {AWS_SECRET}",
+            details={"env": "plain-env-token-value-123", "key": encryption_key},
+            run_id="run-1",
+        )
     with session_factory(db_url)() as session, session.begin():
         write_system_log(session, "discovery", logging.ERROR, f"failed with {SESSION_TOKEN}")
         write_system_log(session, "k8s", "error", f"stored {encryption_key}", details={"n": 1})

@@ -33,10 +33,24 @@ T = NOW - timedelta(minutes=30)
 ACCOUNT = "111122223333"
 
 
-def event(event_type="spot_interruption_warning", event_id="e-1", account=ACCOUNT, instance="i-0abc123def4567890",
-          zone="us-east-1a", **kw) -> dict:
-    return eventbridge_event(event_type, event_id=event_id, account=account, region="us-east-1",
-                             instance_id=instance, time_=T, zone=zone, **kw)
+def event(
+    event_type="spot_interruption_warning",
+    event_id="e-1",
+    account=ACCOUNT,
+    instance="i-0abc123def4567890",
+    zone="us-east-1a",
+    **kw,
+) -> dict:
+    return eventbridge_event(
+        event_type,
+        event_id=event_id,
+        account=account,
+        region="us-east-1",
+        instance_id=instance,
+        time_=T,
+        zone=zone,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -49,9 +63,13 @@ def queue(aws, monkeypatch):
 
 def send(sqs, url, bodies) -> None:
     for start in range(0, len(bodies), 10):
-        sqs.send_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
-            for i, b in enumerate(bodies[start:start + 10])])
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
+                for i, b in enumerate(bodies[start : start + 10])
+            ],
+        )
 
 
 def queue_depth(sqs, url) -> int:
@@ -60,12 +78,15 @@ def queue_depth(sqs, url) -> int:
 
 
 def tick(url_db, instance, **queue_kw):
-    context = dg.build_sensor_context(instance=instance, resources={
-        "app_db": AppDatabase(url=url_db), "interruption_queue": SpotInterruptionQueue(**queue_kw)})
+    context = dg.build_sensor_context(
+        instance=instance,
+        resources={"app_db": AppDatabase(url=url_db), "interruption_queue": SpotInterruptionQueue(**queue_kw)},
+    )
     return spot_interruption_sensor(context)
 
 
 # --- parsing ---------------------------------------------------------------------------------
+
 
 def test_parse_each_event_type():
     warning = parse_message(json.dumps(event()))
@@ -81,16 +102,19 @@ def test_parse_each_event_type():
     assert wrapped == warning
 
 
-@pytest.mark.parametrize("body,field", [
-    ("not json {", "not JSON"),
-    ("[1, 2]", "not an EventBridge event object"),
-    (json.dumps({**event(), "detail-type": "EC2 Fleet Error"}), "detail-type"),
-    (json.dumps({**event(), "account": "123"}), "account"),
-    (json.dumps({**event(), "region": "mars-1"}), "region"),
-    (json.dumps({**event(), "time": "yesterday"}), "time"),
-    (json.dumps({**event(), "detail": {"instance-id": "vm-1"}}), "detail.instance-id"),
-    (json.dumps({k: v for k, v in event().items() if k != "id"}), "id"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ("not json {", "not JSON"),
+        ("[1, 2]", "not an EventBridge event object"),
+        (json.dumps({**event(), "detail-type": "EC2 Fleet Error"}), "detail-type"),
+        (json.dumps({**event(), "account": "123"}), "account"),
+        (json.dumps({**event(), "region": "mars-1"}), "region"),
+        (json.dumps({**event(), "time": "yesterday"}), "time"),
+        (json.dumps({**event(), "detail": {"instance-id": "vm-1"}}), "detail.instance-id"),
+        (json.dumps({k: v for k, v in event().items() if k != "id"}), "id"),
+    ],
+)
 def test_parse_rejects_with_the_field(body, field):
     parsed = parse_message(body)
     assert isinstance(parsed, Rejected) and field in parsed.reason
@@ -98,21 +122,26 @@ def test_parse_rejects_with_the_field(body, field):
 
 # --- the sensor ------------------------------------------------------------------------------
 
+
 def test_sensor_records_once_dead_letters_and_requests_rediscovery(db_url, queue):
     sqs, url = queue
     account_id = add_account(db_url, "prod", ACCOUNT)
     add_instance(db_url, account_id, "i-0abc123def4567890", az_id="use1-az4", instance_type="m5.large")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
-    send(sqs, url, [
-        event(event_id="e-1"),
-        event(event_id="e-1"),  # SQS at-least-once: the same event twice
-        event("rebalance_recommendation", event_id="e-2", instance="i-0fff000000000000a"),
-        event("state_change", event_id="e-3", action_or_state="shutting-down"),
-        "definitely not json",
-        {**event(event_id="e-4"), "detail-type": "AWS Health Event"},
-        event(event_id="e-5", account="999999999999"),
-    ])
+    send(
+        sqs,
+        url,
+        [
+            event(event_id="e-1"),
+            event(event_id="e-1"),  # SQS at-least-once: the same event twice
+            event("rebalance_recommendation", event_id="e-2", instance="i-0fff000000000000a"),
+            event("state_change", event_id="e-3", action_or_state="shutting-down"),
+            "definitely not json",
+            {**event(event_id="e-4"), "detail-type": "AWS Health Event"},
+            event(event_id="e-5", account="999999999999"),
+        ],
+    )
 
     result = tick(db_url, instance)
 
@@ -123,9 +152,15 @@ def test_sensor_records_once_dead_letters_and_requests_rediscovery(db_url, queue
         logs = session.scalars(select(SystemLog).where(SystemLog.component == "spot_interruption_sensor")).all()
     assert sorted(rows) == ["e-1", "e-2", "e-3"]
     e1 = rows["e-1"]
-    assert (e1.account_id, e1.aws_account_id, e1.region, e1.availability_zone, e1.availability_zone_id,
-            e1.instance_type, e1.action_or_state) == (account_id, ACCOUNT, "us-east-1", "us-east-1a", "use1-az4",
-                                                      "m5.large", "terminate")
+    assert (
+        e1.account_id,
+        e1.aws_account_id,
+        e1.region,
+        e1.availability_zone,
+        e1.availability_zone_id,
+        e1.instance_type,
+        e1.action_or_state,
+    ) == (account_id, ACCOUNT, "us-east-1", "us-east-1a", "use1-az4", "m5.large", "terminate")
     assert rows["e-2"].instance_type is None and rows["e-2"].availability_zone_id is None  # not discovered yet
     assert rows["e-3"].event_type == "state_change" and rows["e-3"].action_or_state == "shutting-down"
     reasons = [letter.reason for letter in letters]
@@ -161,6 +196,7 @@ def test_run_keys_are_deterministic_per_event_set(sqlite_url, queue):
     send(sqs, url, [event(event_id="a"), event(event_id="b")])
     first = tick(sqlite_url, instance).run_requests[0].run_key
     from spot_pipelines.core.interruptions import event_digest
+
     assert first == f"interruption-prod-{event_digest(['b', 'a'])}"
 
 
@@ -171,8 +207,11 @@ def test_rediscovery_is_throttled_per_account_and_owed_events_are_followed_up(sq
     instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
 
     def run(cursor, **kw):
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={
-            "app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue(**kw)})
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources={"app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue(**kw)},
+        )
         return spot_interruption_sensor(context)
 
     send(sqs, url, [event(event_id="a")])
@@ -185,6 +224,7 @@ def test_rediscovery_is_throttled_per_account_and_owed_events_are_followed_up(sq
     third = run(second.cursor, rediscovery_min_interval_s=0)  # the interval passed, the queue is empty
     [request] = third.run_requests
     from spot_pipelines.core.interruptions import event_digest
+
     assert request.partition_key == "prod" and request.run_key == f"interruption-prod-{event_digest(['b', 'c'])}"
     assert request.tags["spot_pipelines/events"] == "2"
     assert json.loads(third.cursor)["owed"] == {}
@@ -197,8 +237,11 @@ def test_a_corrupt_cursor_is_ignored(sqlite_url, queue):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
     send(sqs, url, [event(event_id="a")])
-    context = dg.build_sensor_context(instance=instance, cursor="not json", resources={
-        "app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()})
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor="not json",
+        resources={"app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()},
+    )
     assert [r.partition_key for r in spot_interruption_sensor(context).run_requests] == ["prod", None]
 
 
@@ -252,6 +295,7 @@ def test_an_sqs_error_mid_drain_keeps_what_was_stored(queue):
         calls["n"] += 1
         if calls["n"] == 3:
             from botocore.exceptions import EndpointConnectionError
+
             raise EndpointConnectionError(endpoint_url=url)
         return real_receive(**kwargs)
 

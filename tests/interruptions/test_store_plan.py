@@ -16,9 +16,15 @@ def msg(n: int, body) -> Message:
 
 def test_plan_store_dedupes_dead_letters_enriches_and_names_affected_accounts():
     received_at = utcnow()
-    batch = split([msg(1, event(event_id="new", zone=None)), msg(2, event(event_id="new", zone=None)),
-                   msg(3, event(event_id="seen")), msg(4, event(event_id="stranger", account=OTHER)),
-                   msg(5, "not json")])
+    batch = split(
+        [
+            msg(1, event(event_id="new", zone=None)),
+            msg(2, event(event_id="new", zone=None)),
+            msg(3, event(event_id="seen")),
+            msg(4, event(event_id="stranger", account=OTHER)),
+            msg(5, "not json"),
+        ]
+    )
     owners = {ACCOUNT: [(7, "prod"), (9, "prod-again")]}
     instances = {(9, INSTANCE): ("us-east-1b", "use1-az2", "m5.large")}
     plan = plan_store(batch, owners, {"seen"}, instances, received_at=received_at)
@@ -27,7 +33,10 @@ def test_plan_store_dedupes_dead_letters_enriches_and_names_affected_accounts():
     assert (row["event_id"], row["account_id"], row["received_at"]) == ("new", 7, received_at)
     # Enriched from whichever owner's inventory knows the instance; the event's own zone is absent here.
     assert (row["availability_zone"], row["availability_zone_id"], row["instance_type"]) == (
-        "us-east-1b", "use1-az2", "m5.large")
+        "us-east-1b",
+        "use1-az2",
+        "m5.large",
+    )
     assert plan.result.recorded == 1 and plan.result.duplicates == 2  # one in the batch, one already stored
     assert plan.result.affected_accounts == {"prod": ["new"], "prod-again": ["new"]}
     assert [m.message_id for m, _ in plan.rejected] == ["m-5", "m-4"]

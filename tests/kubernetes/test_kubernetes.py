@@ -35,8 +35,12 @@ def test_inventory_owners_and_spot_pods():
     assert by_name["ip-10-0-4-71.ec2.internal"]["ready"] is False
     assert by_name["ip-10-0-4-71.ec2.internal"]["capacity_type"] == "unknown"
     workloads = {(w["owner_kind"], w["owner_name"]): w["spot_pods"] for w in inventory.workloads_on_spot()}
-    assert workloads == {("Deployment", "web"): 2, ("DaemonSet", "fluent-bit"): 1, ("Job", "report-28934"): 1,
-                         ("Pod", "debug"): 1}
+    assert workloads == {
+        ("Deployment", "web"): 2,
+        ("DaemonSet", "fluent-bit"): 1,
+        ("Job", "report-28934"): 1,
+        ("Pod", "debug"): 1,
+    }
 
 
 def resources(url, kubeconfig=None, **kw):
@@ -59,7 +63,10 @@ def test_inventory_asset_against_the_fake_api(db_url, tmp_path):
         assert "Deployment | web | 2" in meta["workloads_on_spot"].value
 
         # Second poll after a node and its pods went away: the snapshot is replaced.
-        api.nodes, api.pods = api.nodes[1:], [p for p in api.pods if p["spec"]["nodeName"] != NODES[0]["metadata"]["name"]]
+        api.nodes, api.pods = (
+            api.nodes[1:],
+            [p for p in api.pods if p["spec"]["nodeName"] != NODES[0]["metadata"]["name"]],
+        )
         assert dg.materialize([k8s_node_inventory], resources=resources(db_url, kubeconfig)).success
     with session_factory(db_url)() as session:
         nodes = {n.name: n for n in session.scalars(select(K8sNode))}
@@ -76,8 +83,9 @@ def test_asset_maps_nodes_to_discovered_accounts(sqlite_url, tmp_path):
     account_id = add_account(sqlite_url, "prod", "111122223333")
     add_instance(sqlite_url, account_id, "i-0ccc000000000003c")
     with FakeKubeApi() as api:
-        assert dg.materialize([k8s_node_inventory],
-                              resources=resources(sqlite_url, api.kubeconfig(tmp_path / "kc"))).success
+        assert dg.materialize(
+            [k8s_node_inventory], resources=resources(sqlite_url, api.kubeconfig(tmp_path / "kc"))
+        ).success
     with session_factory(sqlite_url)() as session:
         node = session.scalars(select(K8sNode).where(K8sNode.instance_id == "i-0ccc000000000003c")).one()
     assert node.account_id == account_id and node.capacity_type_source == "node.kubernetes.io/lifecycle"
@@ -90,18 +98,24 @@ def test_not_configured_reports_and_succeeds(sqlite_url):
     assert meta["status"].value == "not configured"
 
 
-@pytest.mark.parametrize("mode,expected", [
-    ("401", "401 Unauthorized"),
-    ("403", 'cannot list resource "nodes"'),
-    ("500", "500 Internal Server Error: etcdserver: request timed out"),
-    ("hang", "timed out"),
-])
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        ("401", "401 Unauthorized"),
+        ("403", 'cannot list resource "nodes"'),
+        ("500", "500 Internal Server Error: etcdserver: request timed out"),
+        ("hang", "timed out"),
+    ],
+)
 def test_api_errors_are_visible_failures(sqlite_url, tmp_path, mode, expected):
     with FakeKubeApi() as api:
         api.mode = mode
         kubeconfig = api.kubeconfig(tmp_path / "kc", token="sekret-bearer-token-value-1234567890")
-        result = dg.materialize([k8s_node_inventory], raise_on_error=False,
-                                resources=resources(sqlite_url, kubeconfig, request_timeout_s=0.5))
+        result = dg.materialize(
+            [k8s_node_inventory],
+            raise_on_error=False,
+            resources=resources(sqlite_url, kubeconfig, request_timeout_s=0.5),
+        )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert expected in failure.event_specific_data.error.message

@@ -28,8 +28,10 @@ PRICE_CONFIG = {"ops": {"spot_price_history": {"config": {"regions": REGIONS}}}}
 
 
 def _range_tags(start, end) -> dict[str, str]:
-    return {"dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat()}
+    return {
+        "dagster/asset_partition_range_start": start.isoformat(),
+        "dagster/asset_partition_range_end": end.isoformat(),
+    }
 
 
 def _stored_prices(url: str) -> pd.DataFrame:
@@ -40,8 +42,12 @@ def _stored_prices(url: str) -> pd.DataFrame:
 
 
 def _materialize(assets, db_url, apis, **kwargs):
-    return dg.materialize(assets, resources={"app_db": AppDatabase(url=db_url), "market_apis": apis},
-                          instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(), **kwargs)
+    return dg.materialize(
+        assets,
+        resources={"app_db": AppDatabase(url=db_url), "market_apis": apis},
+        instance=kwargs.pop("instance", None) or dg.DagsterInstance.ephemeral(),
+        **kwargs,
+    )
 
 
 def _checks(result) -> dict[str, bool]:
@@ -50,13 +56,22 @@ def _checks(result) -> dict[str, bool]:
 
 def test_partition_range_is_one_run_and_rerunning_leaves_the_same_rows(prices, db_url):
     instance = dg.DagsterInstance.ephemeral()
-    result = _materialize([spot_price_history], db_url, stubbed_apis(), instance=instance,
-                          run_config=PRICE_CONFIG, tags=_range_tags(DAY1, DAY2))
+    result = _materialize(
+        [spot_price_history],
+        db_url,
+        stubbed_apis(),
+        instance=instance,
+        run_config=PRICE_CONFIG,
+        tags=_range_tags(DAY1, DAY2),
+    )
     assert result.success
     mats = result.asset_materializations_for_node("spot_price_history")
     assert sorted(m.partition for m in mats) == [DAY1.isoformat(), DAY2.isoformat()]
-    assert _checks(result) == {"prices_positive": True, "all_enabled_regions_present": True,
-                               "no_duplicate_prices": True}
+    assert _checks(result) == {
+        "prices_positive": True,
+        "all_enabled_regions_present": True,
+        "no_duplicate_prices": True,
+    }
     first = _stored_prices(db_url)
     assert set(first["day"]) == {DAY1, DAY2} and set(first["region"]) == set(REGIONS)
     assert set(first["instance_type"]) == set(TYPES) and first["availability_zone_id"].notna().all()
@@ -66,16 +81,29 @@ def test_partition_range_is_one_run_and_rerunning_leaves_the_same_rows(prices, d
     assert metadata["dagster/row_count"].value == len(first)
 
     # A single day again, and the whole range again: exactly the same rows.
-    assert _materialize([spot_price_history], db_url, stubbed_apis(), instance=instance, run_config=PRICE_CONFIG,
-                        partition_key=DAY2.isoformat()).success
-    assert _materialize([spot_price_history], db_url, stubbed_apis(), instance=instance, run_config=PRICE_CONFIG,
-                        tags=_range_tags(DAY1, DAY2)).success
+    assert _materialize(
+        [spot_price_history],
+        db_url,
+        stubbed_apis(),
+        instance=instance,
+        run_config=PRICE_CONFIG,
+        partition_key=DAY2.isoformat(),
+    ).success
+    assert _materialize(
+        [spot_price_history],
+        db_url,
+        stubbed_apis(),
+        instance=instance,
+        run_config=PRICE_CONFIG,
+        tags=_range_tags(DAY1, DAY2),
+    ).success
     pd.testing.assert_frame_equal(first, _stored_prices(db_url))
 
 
 def test_throttled_region_fails_the_run_but_keeps_its_stored_rows(prices, sqlite_url):
-    assert _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG,
-                        partition_key=DAY1.isoformat()).success
+    assert _materialize(
+        [spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG, partition_key=DAY1.isoformat()
+    ).success
     before = _stored_prices(sqlite_url)
 
     # Throttled at the HTTP layer, so botocore's own retries run first (2 attempts here).
@@ -87,22 +115,31 @@ def test_throttled_region_fails_the_run_but_keeps_its_stored_rows(prices, sqlite
         return client
 
     fail_fast = {"ops": {"spot_price_history": {"config": {"regions": REGIONS, "retry_failed_regions": False}}}}
-    result = _materialize([spot_price_history], sqlite_url, stubbed_apis(ec2_for=ec2_for), run_config=fail_fast,
-                          partition_key=DAY1.isoformat(), raise_on_error=False)
+    result = _materialize(
+        [spot_price_history],
+        sqlite_url,
+        stubbed_apis(ec2_for=ec2_for),
+        run_config=fail_fast,
+        partition_key=DAY1.isoformat(),
+        raise_on_error=False,
+    )
     assert not result.success
     failure = result.failure_data_for_node("spot_price_history")
     assert "eu-west-1" in failure.error.message and "RequestLimitExceeded" in failure.error.message
     after = _stored_prices(sqlite_url)
-    pd.testing.assert_frame_equal(after[after["region"] == "eu-west-1"].reset_index(drop=True),
-                                  before[before["region"] == "eu-west-1"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        after[after["region"] == "eu-west-1"].reset_index(drop=True),
+        before[before["region"] == "eu-west-1"].reset_index(drop=True),
+    )
     # us-east-1 answered, so it was replaced with the same (deterministic) rows.
     pd.testing.assert_frame_equal(after, before)
 
 
 def test_region_not_enabled_is_skipped_and_reported(prices, sqlite_url):
     config = {"ops": {"spot_price_history": {"config": {"regions": ["us-east-1", "ap-east-1"]}}}}
-    result = _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=config,
-                          partition_key=DAY1.isoformat())
+    result = _materialize(
+        [spot_price_history], sqlite_url, stubbed_apis(), run_config=config, partition_key=DAY1.isoformat()
+    )
     assert result.success
     metadata = result.asset_materializations_for_node("spot_price_history")[0].metadata
     assert "ap-east-1" in metadata["skipped_regions"].value
@@ -110,10 +147,16 @@ def test_region_not_enabled_is_skipped_and_reported(prices, sqlite_url):
 
 
 def test_inventory_types_plus_families_and_missing_types(prices, sqlite_url):
-    config = {"ops": {"spot_price_history": {"config": {
-        "regions": ["us-east-1"], "all_instance_types": False, "instance_families": ["m5"]}}}}
-    result = _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=config,
-                          partition_key=DAY1.isoformat())
+    config = {
+        "ops": {
+            "spot_price_history": {
+                "config": {"regions": ["us-east-1"], "all_instance_types": False, "instance_families": ["m5"]}
+            }
+        }
+    }
+    result = _materialize(
+        [spot_price_history], sqlite_url, stubbed_apis(), run_config=config, partition_key=DAY1.isoformat()
+    )
     assert result.success
     stored = _stored_prices(sqlite_url)
     # The fleet is empty here: only the m5 family is asked for, and AWS answers for those.
@@ -127,16 +170,29 @@ def _pricing_stub(items_by_region: dict[str, list[str]]):
     pricing = boto3.client("pricing", region_name="us-east-1")
     stub = Stubber(pricing)
     for region, items in items_by_region.items():
-        stub.add_response("get_products", {"PriceList": items, "FormatVersion": "aws_v1"},
-                          {"ServiceCode": "AmazonEC2", "Filters": md.price_list_filters(region),
-                           "FormatVersion": "aws_v1", "MaxResults": 100})
+        stub.add_response(
+            "get_products",
+            {"PriceList": items, "FormatVersion": "aws_v1"},
+            {
+                "ServiceCode": "AmazonEC2",
+                "Filters": md.price_list_filters(region),
+                "FormatVersion": "aws_v1",
+                "MaxResults": 100,
+            },
+        )
     stub.activate()
     return pricing
 
 
 def test_on_demand_prices_from_the_price_list(aws, sqlite_url):
-    pricing = _pricing_stub({"us-east-1": [price_list_item("m5.large", "us-east-1", "0.0960000000"),
-                                           price_list_item("c5.large", "us-east-1", None)]})
+    pricing = _pricing_stub(
+        {
+            "us-east-1": [
+                price_list_item("m5.large", "us-east-1", "0.0960000000"),
+                price_list_item("c5.large", "us-east-1", None),
+            ]
+        }
+    )
     config = {"ops": {"on_demand_prices": {"config": {"regions": ["us-east-1"]}}}}
     result = _materialize([on_demand_prices], sqlite_url, stubbed_apis(pricing=pricing), run_config=config)
     assert result.success
@@ -155,8 +211,9 @@ def test_on_demand_falls_back_to_the_snapshot_and_keeps_newer_prices(aws, sqlite
 
     denied = boto3.client("pricing", region_name="us-east-1")
     stub = Stubber(denied)
-    stub.add_client_error("get_products", "AccessDeniedException", "not authorized to perform pricing:GetProducts",
-                          http_status_code=400)
+    stub.add_client_error(
+        "get_products", "AccessDeniedException", "not authorized to perform pricing:GetProducts", http_status_code=400
+    )
     stub.activate()
     result = _materialize([on_demand_prices], sqlite_url, stubbed_apis(pricing=denied), run_config=config)
     assert result.success
@@ -173,14 +230,17 @@ def test_on_demand_falls_back_to_the_snapshot_and_keeps_newer_prices(aws, sqlite
 
 def _feed(**entries) -> bytes:
     doc = json.loads(md.BUNDLED_ADVISOR.read_bytes())
-    doc["spot_advisor"] = {"us-east-1": {"Linux": {"m5.large": {"s": 64, "r": 1}, "c6g.xlarge": {"s": 55, "r": 0},
-                                                   **entries}}}
+    doc["spot_advisor"] = {
+        "us-east-1": {"Linux": {"m5.large": {"s": 64, "r": 1}, "c6g.xlarge": {"s": 55, "r": 0}, **entries}}
+    }
     return json.dumps(doc).encode()
 
 
 def _advisor_rows(url) -> set[tuple]:
     with session_factory(url)() as s:
-        return {(r.day, r.instance_type, r.interruption_band, r.source) for r in s.scalars(select(market.SpotAdvisorEntry))}
+        return {
+            (r.day, r.instance_type, r.interruption_band, r.source) for r in s.scalars(select(market.SpotAdvisorEntry))
+        }
 
 
 def test_spot_advisor_from_the_feed_then_bad_feeds_lose_nothing(sqlite_url):
@@ -210,8 +270,9 @@ def test_spot_advisor_from_the_feed_then_bad_feeds_lose_nothing(sqlite_url):
 
 
 def test_spot_advisor_unreachable_feed_stores_the_snapshot_for_a_new_day(sqlite_url):
-    result = _materialize([spot_advisor], sqlite_url, stubbed_apis(feed=OSError("timed out")),
-                          partition_key=DAY1.isoformat())
+    result = _materialize(
+        [spot_advisor], sqlite_url, stubbed_apis(feed=OSError("timed out")), partition_key=DAY1.isoformat()
+    )
     assert result.success
     metadata = result.asset_materializations_for_node("spot_advisor")[0].metadata
     assert metadata["source"].value == "bundled_snapshot" and "unreachable" in metadata["fallback_reason"].value
@@ -220,8 +281,9 @@ def test_spot_advisor_unreachable_feed_stores_the_snapshot_for_a_new_day(sqlite_
 
 def test_spot_advisor_refuses_days_the_feed_cannot_show(sqlite_url):
     old = (TODAY - timedelta(days=30)).isoformat()
-    result = _materialize([spot_advisor], sqlite_url, stubbed_apis(feed=_feed()), partition_key=old,
-                          raise_on_error=False)
+    result = _materialize(
+        [spot_advisor], sqlite_url, stubbed_apis(feed=_feed()), partition_key=old, raise_on_error=False
+    )
     assert not result.success
     assert "trailing month" in result.failure_data_for_node("spot_advisor").error.message
     assert _advisor_rows(sqlite_url) == set()
@@ -236,8 +298,14 @@ def test_blocking_check_fails_on_a_zero_price(prices, sqlite_url, monkeypatch):
         return rows, missing, calls
 
     monkeypatch.setattr(md, "region_history", zero_first)
-    result = _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG,
-                          partition_key=DAY1.isoformat(), raise_on_error=False)
+    result = _materialize(
+        [spot_price_history],
+        sqlite_url,
+        stubbed_apis(),
+        run_config=PRICE_CONFIG,
+        partition_key=DAY1.isoformat(),
+        raise_on_error=False,
+    )
     # A failed blocking check fails the step, so nothing downstream in the run consumes the prices.
     assert not result.success and _checks(result)["prices_positive"] is False
     spec = next(s for s in spot_price_history.check_specs if s.name == "prices_positive")
@@ -245,8 +313,9 @@ def test_blocking_check_fails_on_a_zero_price(prices, sqlite_url, monkeypatch):
 
 
 def test_malformed_price_fails_its_region_without_retry_and_keeps_stored_rows(prices, sqlite_url, monkeypatch):
-    assert _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG,
-                        partition_key=DAY1.isoformat()).success
+    assert _materialize(
+        [spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG, partition_key=DAY1.isoformat()
+    ).success
     before = _stored_prices(sqlite_url)
     real = prices.records
 
@@ -257,8 +326,14 @@ def test_malformed_price_fails_its_region_without_retry_and_keeps_stored_rows(pr
         return frame
 
     monkeypatch.setattr(prices, "records", with_bad_price)
-    result = _materialize([spot_price_history], sqlite_url, stubbed_apis(), run_config=PRICE_CONFIG,
-                          partition_key=DAY1.isoformat(), raise_on_error=False)
+    result = _materialize(
+        [spot_price_history],
+        sqlite_url,
+        stubbed_apis(),
+        run_config=PRICE_CONFIG,
+        partition_key=DAY1.isoformat(),
+        raise_on_error=False,
+    )
     assert not result.success
     message = result.failure_data_for_node("spot_price_history").error.message
     assert "eu-west-1" in message and "SpotPrice" in message and "'nan'" in message

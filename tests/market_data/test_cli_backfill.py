@@ -44,19 +44,37 @@ def test_partition_range_from_the_cli_is_one_run(moto_endpoint, tmp_path):
     today = utc_today()
     start, end = (today - timedelta(days=4)).isoformat(), (today - timedelta(days=2)).isoformat()
     env = {k: v for k, v in os.environ.items() if k not in ("ENCRYPTION_KEY", "DAGSTER_PG_URL")}
-    env.update(DAGSTER_HOME=str(home), DATABASE_URL=f"sqlite:///{db}", AWS_ENDPOINT_URL=moto_endpoint,
-               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    env.update(
+        DAGSTER_HOME=str(home),
+        DATABASE_URL=f"sqlite:///{db}",
+        AWS_ENDPOINT_URL=moto_endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     config = {"ops": {"spot_price_history": {"config": {"regions": ["us-east-1", "eu-west-1"]}}}}
-    command = [DAGSTER, "asset", "materialize", "-m", "spot_pipelines.definitions", "--select", "spot_price_history",
-               "--partition-range", f"{start}...{end}", "--config-json", json.dumps(config)]
+    command = [
+        DAGSTER,
+        "asset",
+        "materialize",
+        "-m",
+        "spot_pipelines.definitions",
+        "--select",
+        "spot_price_history",
+        "--partition-range",
+        f"{start}...{end}",
+        "--config-json",
+        json.dumps(config),
+    ]
 
     def run() -> pd.DataFrame:
         done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-3000:]
         assert "RUN_SUCCESS" in done.stderr + done.stdout
         with create_engine(f"sqlite:///{db}").connect() as conn:
-            return pd.read_sql(text("SELECT * FROM spot_price_history ORDER BY availability_zone_id, instance_type, ts"),
-                               conn)
+            return pd.read_sql(
+                text("SELECT * FROM spot_price_history ORDER BY availability_zone_id, instance_type, ts"), conn
+            )
 
     first = run()
     assert sorted(first["day"].unique()) == [(today - timedelta(days=d)).isoformat() for d in (4, 3, 2)]
@@ -66,5 +84,6 @@ def test_partition_range_from_the_cli_is_one_run(moto_endpoint, tmp_path):
     # One run covering the whole range (single-run backfill policy); re-running a range is
     # shown idempotent in test_assets.py.
     assert len(runs) == 1
-    assert {(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-            for r in runs} == {(start, end)}
+    assert {
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in runs
+    } == {(start, end)}

@@ -18,6 +18,7 @@ START, END = md.day_window(DAY)
 
 # ------------------------------------------------------------------ spot price history
 
+
 def test_region_history_keeps_day_open_price_and_maps_az_ids(prices, ec2):
     client = ec2("eu-west-1")
     rows, missing, calls = md.region_history(client, "eu-west-1", DAY, TYPES, ["Linux/UNIX"])
@@ -44,31 +45,51 @@ def test_opening_row_is_the_last_change_before_the_day(prices, ec2):
 
 def _stub_region(client, records, zones=(("us-east-1a", "use1-az4"),)):
     stub = Stubber(client)
-    stub.add_response("describe_availability_zones", {"AvailabilityZones": [
-        {"ZoneName": n, "ZoneId": i, "RegionName": "us-east-1", "State": "available"} for n, i in zones]})
+    stub.add_response(
+        "describe_availability_zones",
+        {
+            "AvailabilityZones": [
+                {"ZoneName": n, "ZoneId": i, "RegionName": "us-east-1", "State": "available"} for n, i in zones
+            ]
+        },
+    )
     stub.add_response("describe_spot_price_history", {"SpotPriceHistory": records})
     return stub
 
 
 def _rec(ts, price, itype="m5.large", zone="us-east-1a"):
-    return {"AvailabilityZone": zone, "InstanceType": itype, "ProductDescription": "Linux/UNIX",
-            "SpotPrice": price, "Timestamp": ts}
+    return {
+        "AvailabilityZone": zone,
+        "InstanceType": itype,
+        "ProductDescription": "Linux/UNIX",
+        "SpotPrice": price,
+        "Timestamp": ts,
+    }
 
 
 def test_change_at_midnight_wins_over_the_carried_in_price():
     client = boto3.client("ec2", region_name="us-east-1")
-    with _stub_region(client, [_rec(START + timedelta(hours=5), "0.0400"), _rec(START, "0.0390"),
-                               _rec(START - timedelta(hours=3), "0.0350"),
-                               _rec(START - timedelta(days=2), "0.0300")]):
+    with _stub_region(
+        client,
+        [
+            _rec(START + timedelta(hours=5), "0.0400"),
+            _rec(START, "0.0390"),
+            _rec(START - timedelta(hours=3), "0.0350"),
+            _rec(START - timedelta(days=2), "0.0300"),
+        ],
+    ):
         rows, _, _ = md.region_history(client, "us-east-1", DAY, ["m5.large"], ["Linux/UNIX"])
     assert sorted(zip(rows["ts"], rows["price"], rows["is_day_open"])) == [
-        (START, 0.039, False), (START + timedelta(hours=5), 0.04, False)]
+        (START, 0.039, False),
+        (START + timedelta(hours=5), 0.04, False),
+    ]
 
 
 def test_malformed_price_names_region_type_and_zone():
     client = boto3.client("ec2", region_name="us-east-1")
-    with _stub_region(client, [_rec(START + timedelta(hours=1), "0.04"),
-                               _rec(START + timedelta(hours=2), "abc", itype="c5.large")]):
+    with _stub_region(
+        client, [_rec(START + timedelta(hours=1), "0.04"), _rec(START + timedelta(hours=2), "abc", itype="c5.large")]
+    ):
         with pytest.raises(ValidationError) as err:
             md.region_history(client, "us-east-1", DAY, None, ["Linux/UNIX"])
     assert err.value.field == "SpotPrice"
@@ -84,17 +105,23 @@ def test_empty_response_for_a_type_is_reported():
 
 def test_regions_fail_or_skip_on_their_own(prices):
     """A throttling region (after retries) fails, a disabled one is skipped, the others are fetched."""
+
     def client_for(region):
         client = boto3.client("ec2", region_name=region)
         if region == "ap-south-1":
             stub = Stubber(client)
-            stub.add_client_error("describe_availability_zones", "RequestLimitExceeded", "Request limit exceeded.",
-                                  http_status_code=503)
+            stub.add_client_error(
+                "describe_availability_zones", "RequestLimitExceeded", "Request limit exceeded.", http_status_code=503
+            )
             stub.activate()
         elif region == "me-south-1":
             stub = Stubber(client)
-            stub.add_client_error("describe_availability_zones", "OptInRequired",
-                                  "You are not subscribed to this service.", http_status_code=401)
+            stub.add_client_error(
+                "describe_availability_zones",
+                "OptInRequired",
+                "You are not subscribed to this service.",
+                http_status_code=401,
+            )
             stub.activate()
         return client
 
@@ -112,9 +139,12 @@ def test_types_of_families():
 
 # ------------------------------------------------------------------ Price List
 
+
 def test_price_list_item_parsing_and_missing_usd():
     assert md.parse_price_list_item(price_list_item("m5.large", "us-east-1", "0.0960000000"), "us-east-1") == (
-        "m5.large", 0.096)
+        "m5.large",
+        0.096,
+    )
     with pytest.raises(ValidationError) as err:
         md.parse_price_list_item(price_list_item("m5.large", "cn-north-1", None), "cn-north-1")
     assert "pricePerUnit.USD" in err.value.field and "m5.large" in str(err.value) and "cn-north-1" in str(err.value)
@@ -124,21 +154,42 @@ def test_fetch_on_demand_pages_and_reports_bad_items():
     pricing = boto3.client("pricing", region_name="us-east-1")
     stub = Stubber(pricing)
     filters = md.price_list_filters("us-east-1")
-    stub.add_response("get_products", {"PriceList": [price_list_item("m5.large", "us-east-1", "0.0960000000"),
-                                                     price_list_item("c5.large", "us-east-1", None)],
-                                       "FormatVersion": "aws_v1", "NextToken": "page2"},
-                      {"ServiceCode": "AmazonEC2", "Filters": filters, "FormatVersion": "aws_v1", "MaxResults": 100})
-    stub.add_response("get_products", {"PriceList": [price_list_item("r5.large", "us-east-1", "0.1260000000")],
-                                       "FormatVersion": "aws_v1"},
-                      {"ServiceCode": "AmazonEC2", "Filters": filters, "FormatVersion": "aws_v1", "MaxResults": 100,
-                       "NextToken": "page2"})
+    stub.add_response(
+        "get_products",
+        {
+            "PriceList": [
+                price_list_item("m5.large", "us-east-1", "0.0960000000"),
+                price_list_item("c5.large", "us-east-1", None),
+            ],
+            "FormatVersion": "aws_v1",
+            "NextToken": "page2",
+        },
+        {"ServiceCode": "AmazonEC2", "Filters": filters, "FormatVersion": "aws_v1", "MaxResults": 100},
+    )
+    stub.add_response(
+        "get_products",
+        {"PriceList": [price_list_item("r5.large", "us-east-1", "0.1260000000")], "FormatVersion": "aws_v1"},
+        {
+            "ServiceCode": "AmazonEC2",
+            "Filters": filters,
+            "FormatVersion": "aws_v1",
+            "MaxResults": 100,
+            "NextToken": "page2",
+        },
+    )
     with stub:
         fetch = md.fetch_on_demand(pricing, ["us-east-1"], as_of=END)
     assert {(r["instance_type"], r["usd_per_hour"]) for r in fetch.rows} == {("m5.large", 0.096), ("r5.large", 0.126)}
     assert fetch.api_calls == 2 and fetch.source == "price_list_api"
     assert len(fetch.problems) == 1 and "c5.large" in fetch.problems[0] and "us-east-1" in fetch.problems[0]
-    assert {f["Field"] for f in filters} == {"regionCode", "operatingSystem", "tenancy", "preInstalledSw",
-                                             "capacitystatus", "marketoption"}
+    assert {f["Field"] for f in filters} == {
+        "regionCode",
+        "operatingSystem",
+        "tenancy",
+        "preInstalledSw",
+        "capacitystatus",
+        "marketoption",
+    }
 
 
 def test_bundled_on_demand_says_why():
@@ -149,18 +200,24 @@ def test_bundled_on_demand_says_why():
 
 # ------------------------------------------------------------------ Spot Advisor
 
+
 def _feed(**changes) -> bytes:
     doc = json.loads(md.BUNDLED_ADVISOR.read_bytes())
-    doc["spot_advisor"] = {"us-east-1": {"Linux": {"m5.large": {"s": 64, "r": 1}, "c6g.xlarge": {"s": 55, "r": 0}},
-                                         "Windows": {"m5.large": {"s": 40, "r": 2}}}}
+    doc["spot_advisor"] = {
+        "us-east-1": {
+            "Linux": {"m5.large": {"s": 64, "r": 1}, "c6g.xlarge": {"s": 55, "r": 0}},
+            "Windows": {"m5.large": {"s": 40, "r": 2}},
+        }
+    }
     doc.update(changes)
     return json.dumps(doc).encode()
 
 
 def test_parse_advisor_rows_and_catalog():
     feed = md.parse_advisor(_feed(), DAY)
-    assert {(r["operating_system"], r["instance_type"], r["interruption_band"], r["savings_pct"]) for r in feed.rows} == {
-        ("Linux", "m5.large", 1, 64), ("Linux", "c6g.xlarge", 0, 55), ("Windows", "m5.large", 2, 40)}
+    assert {
+        (r["operating_system"], r["instance_type"], r["interruption_band"], r["savings_pct"]) for r in feed.rows
+    } == {("Linux", "m5.large", 1, 64), ("Linux", "c6g.xlarge", 0, 55), ("Windows", "m5.large", 2, 40)}
     catalog = {c["instance_type"]: c for c in feed.catalog}
     assert catalog["c6i.32xlarge"]["vcpu"] == 128 and catalog["c6i.32xlarge"]["architecture"] == "x86_64"
     assert catalog["r7g.medium"]["architecture"] == "arm64" and catalog["r7g.medium"]["memory_gib"] == 8.0
@@ -186,12 +243,26 @@ def test_truncated_feed_falls_back_to_the_bundled_snapshot_and_says_so():
     assert unreachable.source == "bundled_snapshot" and "unreachable" in unreachable.fallback_reason
 
 
-@pytest.mark.parametrize("itype, arch", [
-    ("m6g.large", "arm64"), ("c7gn.xlarge", "arm64"), ("r8g.medium", "arm64"), ("t4g.nano", "arm64"),
-    ("a1.large", "arm64"), ("im4gn.large", "arm64"), ("is4gen.large", "arm64"), ("g5g.xlarge", "arm64"),
-    ("mac2-m2.metal", "arm64"), ("mac1.metal", "x86_64"), ("g4dn.xlarge", "x86_64"), ("gr6.4xlarge", "x86_64"),
-    ("m5.large", "x86_64"), ("c7i-flex.large", "x86_64"), ("u7i-12tb.224xlarge", "x86_64"),
-])
+@pytest.mark.parametrize(
+    "itype, arch",
+    [
+        ("m6g.large", "arm64"),
+        ("c7gn.xlarge", "arm64"),
+        ("r8g.medium", "arm64"),
+        ("t4g.nano", "arm64"),
+        ("a1.large", "arm64"),
+        ("im4gn.large", "arm64"),
+        ("is4gen.large", "arm64"),
+        ("g5g.xlarge", "arm64"),
+        ("mac2-m2.metal", "arm64"),
+        ("mac1.metal", "x86_64"),
+        ("g4dn.xlarge", "x86_64"),
+        ("gr6.4xlarge", "x86_64"),
+        ("m5.large", "x86_64"),
+        ("c7i-flex.large", "x86_64"),
+        ("u7i-12tb.224xlarge", "x86_64"),
+    ],
+)
 def test_architecture_of(itype, arch):
     assert md.architecture_of(itype) == arch
 
@@ -203,10 +274,15 @@ def test_ingesting_the_emulator_gives_exactly_the_generators_day(prices, ec2):
     client = ec2("eu-west-1")
     zones = [(z["ZoneName"], z["ZoneId"]) for z in client.describe_availability_zones()["AvailabilityZones"]]
     rows, _, _ = md.region_history(client, "eu-west-1", DAY, TYPES, ["Linux/UNIX"])
-    expected = spot_history_day(default_markets(regions=["eu-west-1"], instance_types=TYPES, seed=prices.seed,
-                                                zones={"eu-west-1": zones}), DAY)
+    expected = spot_history_day(
+        default_markets(regions=["eu-west-1"], instance_types=TYPES, seed=prices.seed, zones={"eu-west-1": zones}), DAY
+    )
     key = ["availability_zone_id", "instance_type", "ts"]
     got = rows.sort_values(key).reset_index(drop=True)
-    want = expected.astype({c: object for c in ("region", "availability_zone", "availability_zone_id",
-                                                "instance_type", "product_description")}).sort_values(key)
+    want = expected.astype(
+        {
+            c: object
+            for c in ("region", "availability_zone", "availability_zone_id", "instance_type", "product_description")
+        }
+    ).sort_values(key)
     assert got[md.SPOT_PRICE_COLUMNS].values.tolist() == want[md.SPOT_PRICE_COLUMNS].values.tolist()

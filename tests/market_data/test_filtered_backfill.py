@@ -21,13 +21,19 @@ FULL = {"ops": {"spot_price_history": {"config": {"regions": ["us-east-1"]}}}}
 
 
 def _filtered(*families: str) -> dict:
-    return {"ops": {"spot_price_history": {"config": {
-        "regions": ["us-east-1"], "all_instance_types": False, "instance_families": list(families)}}}}
+    return {
+        "ops": {
+            "spot_price_history": {
+                "config": {"regions": ["us-east-1"], "all_instance_types": False, "instance_families": list(families)}
+            }
+        }
+    }
 
 
 def _run(db_url, config, **kwargs):
-    return _materialize([spot_price_history], db_url, stubbed_apis(), run_config=config,
-                        partition_key=DAY.isoformat(), **kwargs)
+    return _materialize(
+        [spot_price_history], db_url, stubbed_apis(), run_config=config, partition_key=DAY.isoformat(), **kwargs
+    )
 
 
 def _tamper_m5(db_url, day_open_ts) -> None:
@@ -35,10 +41,19 @@ def _tamper_m5(db_url, day_open_ts) -> None:
     t = market.SpotPrice.__table__
     with get_engine(db_url).begin() as conn:
         conn.execute(update(t).where(t.c.instance_type == "m5.large").values(price=t.c.price + 1))
-        conn.execute(insert(t).values(day=DAY, ts=day_open_ts + timedelta(seconds=7), region="us-east-1",
-                                      availability_zone="us-east-1a", availability_zone_id="use1-stale",
-                                      instance_type="m5.large", product_description="Linux/UNIX", price=9.0,
-                                      is_day_open=False))
+        conn.execute(
+            insert(t).values(
+                day=DAY,
+                ts=day_open_ts + timedelta(seconds=7),
+                region="us-east-1",
+                availability_zone="us-east-1a",
+                availability_zone_id="use1-stale",
+                instance_type="m5.large",
+                product_description="Linux/UNIX",
+                price=9.0,
+                is_day_open=False,
+            )
+        )
 
 
 def test_family_rerun_replaces_only_that_familys_rows(prices, db_url):
@@ -52,12 +67,16 @@ def test_family_rerun_replaces_only_that_familys_rows(prices, db_url):
     after = _stored_prices(db_url)
     others = ~full["instance_type"].str.startswith("m5.")
     # The types the re-run did not ask for are byte-for-byte what the full run stored.
-    pd.testing.assert_frame_equal(after[~after["instance_type"].str.startswith("m5.")].reset_index(drop=True),
-                                  full[others].reset_index(drop=True), check_exact=True)
+    pd.testing.assert_frame_equal(
+        after[~after["instance_type"].str.startswith("m5.")].reset_index(drop=True),
+        full[others].reset_index(drop=True),
+        check_exact=True,
+    )
     # The m5 slice is AWS's answer again: tampered prices and the stray row are gone.
     m5_large = after[after["instance_type"] == "m5.large"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(m5_large, full[full["instance_type"] == "m5.large"].reset_index(drop=True),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        m5_large, full[full["instance_type"] == "m5.large"].reset_index(drop=True), check_exact=True
+    )
     assert set(after["instance_type"]) > set(TYPES)  # the family's other types came in too
     assert after["availability_zone_id"].ne("use1-stale").all()
     metadata = result.asset_materializations_for_node("spot_price_history")[0].metadata

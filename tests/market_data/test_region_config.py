@@ -17,8 +17,14 @@ from tests.support.market_data import DAY, stubbed_apis
 def test_a_bogus_region_in_run_config_fails_once_without_writing(aws, sqlite_url, asset, partition):
     instance = dg.DagsterInstance.ephemeral()
     config = {"ops": {asset.key.path[-1]: {"config": {"regions": ["us-east-1", "us-east-9"]}}}}
-    result = dg.materialize([asset], resources={"app_db": AppDatabase(url=sqlite_url), "market_apis": stubbed_apis()},
-                            instance=instance, run_config=config, partition_key=partition, raise_on_error=False)
+    result = dg.materialize(
+        [asset],
+        resources={"app_db": AppDatabase(url=sqlite_url), "market_apis": stubbed_apis()},
+        instance=instance,
+        run_config=config,
+        partition_key=partition,
+        raise_on_error=False,
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     assert "config regions: 'us-east-9' is not an AWS region (did you mean us-east-2" in failure.message

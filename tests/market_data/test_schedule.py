@@ -25,13 +25,21 @@ def test_emulator_pages_and_filters(prices):
     ec2 = boto3.client("ec2", region_name="us-east-1")
     # A week: a day alone may hold fewer price changes than one page.
     start = datetime.combine(utc_today() - timedelta(days=8), time(), tzinfo=timezone.utc)
-    kwargs = {"StartTime": start, "EndTime": start + timedelta(days=7),
-              "InstanceTypes": ["m5.large"], "ProductDescriptions": ["Linux/UNIX"],
-              "Filters": [{"Name": "availability-zone", "Values": ["us-east-1a"]}]}
+    kwargs = {
+        "StartTime": start,
+        "EndTime": start + timedelta(days=7),
+        "InstanceTypes": ["m5.large"],
+        "ProductDescriptions": ["Linux/UNIX"],
+        "Filters": [{"Name": "availability-zone", "Values": ["us-east-1a"]}],
+    }
     pages = list(ec2.get_paginator("describe_spot_price_history").paginate(**kwargs, PaginationConfig={"PageSize": 5}))
     records = [r for p in pages for r in p["SpotPriceHistory"]]
     assert len(pages) > 1 and len(records) > 5
-    assert {r["AvailabilityZone"] for r in records} == {"us-east-1a"} and {r["InstanceType"] for r in records} == {"m5.large"}
+    assert {r["AvailabilityZone"] for r in records} == {"us-east-1a"} and {r["InstanceType"] for r in records} == {
+        "m5.large"
+    }
     assert sum(r["Timestamp"] < kwargs["StartTime"] for r in records) == 1  # the carried-in price
-    again = [r for p in ec2.get_paginator("describe_spot_price_history").paginate(**kwargs) for r in p["SpotPriceHistory"]]
+    again = [
+        r for p in ec2.get_paginator("describe_spot_price_history").paginate(**kwargs) for r in p["SpotPriceHistory"]
+    ]
     assert [r["SpotPrice"] for r in again] == [r["SpotPrice"] for r in records]

@@ -55,8 +55,9 @@ def test_failed_region_keeps_its_rows(db_url):
     market.replace_spot_price_day(engine, DAY, ["us-east-1"], day[day["region"] == "us-east-1"].iloc[:0])
     after = _stored(db_url)
     assert set(after["region"]) == {"eu-west-1"}
-    pd.testing.assert_frame_equal(after.reset_index(drop=True),
-                                  before[before["region"] == "eu-west-1"].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        after.reset_index(drop=True), before[before["region"] == "eu-west-1"].reset_index(drop=True)
+    )
 
 
 def test_type_that_came_back_empty_keeps_its_rows(db_url):
@@ -66,8 +67,9 @@ def test_type_that_came_back_empty_keeps_its_rows(db_url):
     before = _stored(db_url)
     # This time AWS returned nothing for r5.xlarge in eu-west-1: reported, and its rows stay.
     answer = day[~((day["region"] == "eu-west-1") & (day["instance_type"] == "r5.xlarge"))]
-    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], answer,
-                                  keep_types={"eu-west-1": ["r5.xlarge"]})
+    market.replace_spot_price_day(
+        engine, DAY, ["us-east-1", "eu-west-1"], answer, keep_types={"eu-west-1": ["r5.xlarge"]}
+    )
     pd.testing.assert_frame_equal(before, _stored(db_url))
     # Without the keep, the region's slice is replaced as asked (the type's rows go).
     market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], answer)
@@ -105,8 +107,14 @@ def test_stats_see_bad_prices(db_url):
 
 
 def _od(region, itype, usd, source, as_of):
-    return {"region": region, "instance_type": itype, "operating_system": "Linux", "usd_per_hour": usd,
-            "source": source, "as_of": as_of}
+    return {
+        "region": region,
+        "instance_type": itype,
+        "operating_system": "Linux",
+        "usd_per_hour": usd,
+        "source": source,
+        "as_of": as_of,
+    }
 
 
 def test_on_demand_snapshot_never_overwrites_newer_prices(db_url):
@@ -115,10 +123,17 @@ def test_on_demand_snapshot_never_overwrites_newer_prices(db_url):
     with session() as s, s.begin():
         market.upsert_on_demand(s, [_od("us-east-1", "m5.large", 0.096, "price_list_api", DAY_START)])
     with session() as s, s.begin():
-        market.upsert_on_demand(s, [_od("us-east-1", "m5.large", 0.090, "bundled_snapshot", SNAPSHOT_AS_OF),
-                                    _od("us-east-1", "c5.large", 0.085, "bundled_snapshot", SNAPSHOT_AS_OF)])
+        market.upsert_on_demand(
+            s,
+            [
+                _od("us-east-1", "m5.large", 0.090, "bundled_snapshot", SNAPSHOT_AS_OF),
+                _od("us-east-1", "c5.large", 0.085, "bundled_snapshot", SNAPSHOT_AS_OF),
+            ],
+        )
     with session() as s, s.begin():
-        market.upsert_on_demand(s, [_od("us-east-1", "c5.large", 0.086, "price_list_api", DAY_START + timedelta(days=1))])
+        market.upsert_on_demand(
+            s, [_od("us-east-1", "c5.large", 0.086, "price_list_api", DAY_START + timedelta(days=1))]
+        )
     with session() as s:
         got = {(r.instance_type, r.usd_per_hour, r.source) for r in s.scalars(select(market.OnDemandPrice))}
         summary = market.on_demand_summary(s)
@@ -127,19 +142,35 @@ def test_on_demand_snapshot_never_overwrites_newer_prices(db_url):
 
 
 def _adv(region, itype, band, savings, day=DAY, source="feed", os_name="Linux"):
-    return {"day": day, "region": region, "operating_system": os_name, "instance_type": itype,
-            "interruption_band": band, "savings_pct": savings, "source": source}
+    return {
+        "day": day,
+        "region": region,
+        "operating_system": os_name,
+        "instance_type": itype,
+        "interruption_band": band,
+        "savings_pct": savings,
+        "source": source,
+    }
 
 
 def test_advisor_day_keeps_entries_the_new_feed_had_wrong(db_url):
     session = session_factory(db_url)
     with session() as s, s.begin():
-        market.replace_advisor_day(s, DAY, [_adv("us-east-1", "m5.large", 1, 64), _adv("us-east-1", "c5.large", 2, 60),
-                                            _adv("us-east-1", "gone.large", 0, 50)], "feed")
+        market.replace_advisor_day(
+            s,
+            DAY,
+            [
+                _adv("us-east-1", "m5.large", 1, 64),
+                _adv("us-east-1", "c5.large", 2, 60),
+                _adv("us-east-1", "gone.large", 0, 50),
+            ],
+            "feed",
+        )
     with session() as s, s.begin():
         # c5.large had an unknown band today: its stored row stays; gone.large left the feed.
-        written, reason = market.replace_advisor_day(s, DAY, [_adv("us-east-1", "m5.large", 3, 61)], "feed",
-                                                     keep_keys=[("us-east-1", "Linux", "c5.large")])
+        written, reason = market.replace_advisor_day(
+            s, DAY, [_adv("us-east-1", "m5.large", 3, 61)], "feed", keep_keys=[("us-east-1", "Linux", "c5.large")]
+        )
     with session() as s:
         rows = {(r.instance_type, r.interruption_band) for r in s.scalars(select(market.SpotAdvisorEntry))}
     assert (written, reason) == (1, None)
@@ -152,10 +183,14 @@ def test_advisor_snapshot_does_not_replace_a_day_from_the_feed(db_url):
         market.replace_advisor_day(s, DAY, [_adv("us-east-1", "m5.large", 1, 64)], "feed")
     with session() as s, s.begin():
         written, reason = market.replace_advisor_day(
-            s, DAY, [_adv("us-east-1", "m5.large", 4, 10, source="bundled_snapshot")], "bundled_snapshot")
+            s, DAY, [_adv("us-east-1", "m5.large", 4, 10, source="bundled_snapshot")], "bundled_snapshot"
+        )
     with session() as s:
-        count = s.scalar(select(func.count()).select_from(market.SpotAdvisorEntry).where(
-            market.SpotAdvisorEntry.interruption_band == 1))
+        count = s.scalar(
+            select(func.count())
+            .select_from(market.SpotAdvisorEntry)
+            .where(market.SpotAdvisorEntry.interruption_band == 1)
+        )
     assert written == 0 and "live feed" in reason and count == 1
 
 
@@ -168,10 +203,14 @@ def test_spot_prices_reader(db_url):
 
 # ------------------------------------------------------------------ filtered re-runs (issue 10 item 5)
 
+
 def _two_products(day: date) -> pd.DataFrame:
-    markets = default_markets(regions=["us-east-1", "eu-west-1"], instance_types=["m5.large", "c6g.xlarge",
-                                                                                   "r5.xlarge"],
-                              products=["Linux/UNIX", "Windows"], seed=5)
+    markets = default_markets(
+        regions=["us-east-1", "eu-west-1"],
+        instance_types=["m5.large", "c6g.xlarge", "r5.xlarge"],
+        products=["Linux/UNIX", "Windows"],
+        seed=5,
+    )
     return spot_history_day(markets, day)
 
 
@@ -180,21 +219,38 @@ def test_filtered_replace_touches_only_the_types_and_products_asked_for(db_url):
     full = _two_products(DAY)
     market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], full)
     before = _stored(db_url)
-    in_slice = ((before["region"] == "us-east-1") & (before["instance_type"] == "m5.large")
-                & (before["product_description"] == "Linux/UNIX"))
+    in_slice = (
+        (before["region"] == "us-east-1")
+        & (before["instance_type"] == "m5.large")
+        & (before["product_description"] == "Linux/UNIX")
+    )
     # A re-run for m5.large Linux in us-east-1 answers with other prices (and one change fewer).
-    answer = full[(full["region"] == "us-east-1") & (full["instance_type"] == "m5.large")
-                  & (full["product_description"] == "Linux/UNIX")].iloc[1:].copy()
+    answer = (
+        full[
+            (full["region"] == "us-east-1")
+            & (full["instance_type"] == "m5.large")
+            & (full["product_description"] == "Linux/UNIX")
+        ]
+        .iloc[1:]
+        .copy()
+    )
     answer["price"] = answer["price"] * 1.5
-    written = market.replace_spot_price_day(engine, DAY, ["us-east-1"], answer, instance_types=["m5.large"],
-                                            products=["Linux/UNIX"])
+    written = market.replace_spot_price_day(
+        engine, DAY, ["us-east-1"], answer, instance_types=["m5.large"], products=["Linux/UNIX"]
+    )
     after = _stored(db_url)
     assert written == len(answer) and len(after) == len(before) - 1
-    outside = after[~((after["region"] == "us-east-1") & (after["instance_type"] == "m5.large")
-                      & (after["product_description"] == "Linux/UNIX"))]
+    outside = after[
+        ~(
+            (after["region"] == "us-east-1")
+            & (after["instance_type"] == "m5.large")
+            & (after["product_description"] == "Linux/UNIX")
+        )
+    ]
     # Everything outside the slice (other types, Windows, eu-west-1) is exactly as it was.
-    pd.testing.assert_frame_equal(outside.reset_index(drop=True), before[~in_slice].reset_index(drop=True),
-                                  check_exact=True)
+    pd.testing.assert_frame_equal(
+        outside.reset_index(drop=True), before[~in_slice].reset_index(drop=True), check_exact=True
+    )
     key = ["availability_zone_id", "ts"]
     replaced, answer = after.drop(outside.index).sort_values(key), answer.sort_values(key)
     assert replaced["price"].tolist() == answer["price"].tolist()
@@ -208,8 +264,9 @@ def test_rows_outside_the_type_or_product_slice_are_refused(db_url):
     before = _stored(db_url)
     us = full[full["region"] == "us-east-1"]
     with pytest.raises(ValueError, match=r"instance types \['c6g.xlarge'"):
-        market.replace_spot_price_day(engine, DAY, ["us-east-1"], us[us["instance_type"] != "r5.xlarge"],
-                                      instance_types=["m5.large"])
+        market.replace_spot_price_day(
+            engine, DAY, ["us-east-1"], us[us["instance_type"] != "r5.xlarge"], instance_types=["m5.large"]
+        )
     with pytest.raises(ValueError, match=r"products \['Windows'\]"):
         market.replace_spot_price_day(engine, DAY, ["us-east-1"], us, products=["Linux/UNIX"])
     pd.testing.assert_frame_equal(before, _stored(db_url), check_exact=True)

@@ -27,12 +27,19 @@ from tests.support.factories import END, market_data
 from tests.support.seed import add_instances, add_keys_account, seed_market
 
 AS_OF = END.isoformat()
-ALL = [interruption_risk_scores, interruption_model, interruption_model_quality, interruption_predictions,
-       spot_recommendations]
-RUN_CONFIG = {"ops": {
-    "interruption_risk_scores": {"config": {"as_of": AS_OF}},
-    "interruption_model": {"config": {"as_of": AS_OF, "training_days": 45, "max_iter": 40}},
-}}
+ALL = [
+    interruption_risk_scores,
+    interruption_model,
+    interruption_model_quality,
+    interruption_predictions,
+    spot_recommendations,
+]
+RUN_CONFIG = {
+    "ops": {
+        "interruption_risk_scores": {"config": {"as_of": AS_OF}},
+        "interruption_model": {"config": {"as_of": AS_OF, "training_days": 45, "max_iter": 40}},
+    }
+}
 
 
 class CorruptingStore(LocalModelStore):
@@ -45,20 +52,41 @@ class CorruptingStore(LocalModelStore):
 def seeded(url: str, encryption_key: str) -> int:
     seed_market(url, market_data(days=45, seed=1))
     account_id = add_keys_account(url, CredentialVault(encryption_key=encryption_key))
-    add_instances(url, account_id, [
-        {"instance_id": "i-od", "instance_type": "m5.large", "availability_zone_id": "use1-az1"},
-        *({"instance_id": f"i-web{k}", "instance_type": "m5.xlarge", "availability_zone_id": "use1-az2",
-           "tags": {"aws:autoscaling:groupName": "web"}} for k in range(3)),
-        {"instance_id": "i-mystery", "instance_type": "q9.huge", "availability_zone_id": "use1-az1"},
-        {"instance_id": "i-gone", "instance_type": "m5.large", "availability_zone_id": "use1-az1", "state": "stopped"},
-    ])
+    add_instances(
+        url,
+        account_id,
+        [
+            {"instance_id": "i-od", "instance_type": "m5.large", "availability_zone_id": "use1-az1"},
+            *(
+                {
+                    "instance_id": f"i-web{k}",
+                    "instance_type": "m5.xlarge",
+                    "availability_zone_id": "use1-az2",
+                    "tags": {"aws:autoscaling:groupName": "web"},
+                }
+                for k in range(3)
+            ),
+            {"instance_id": "i-mystery", "instance_type": "q9.huge", "availability_zone_id": "use1-az1"},
+            {
+                "instance_id": "i-gone",
+                "instance_type": "m5.large",
+                "availability_zone_id": "use1-az1",
+                "state": "stopped",
+            },
+        ],
+    )
     return account_id
 
 
 def materialize(url, store, assets=ALL, selection=None, config=RUN_CONFIG, instance=None):
-    return dg.materialize(assets, run_config=config, selection=selection, raise_on_error=False,
-                          instance=instance or dg.DagsterInstance.ephemeral(),
-                          resources={"app_db": AppDatabase(url=url), "model_store": store})
+    return dg.materialize(
+        assets,
+        run_config=config,
+        selection=selection,
+        raise_on_error=False,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        resources={"app_db": AppDatabase(url=url), "model_store": store},
+    )
 
 
 def count(url, model) -> int:
@@ -72,8 +100,7 @@ def registry(url) -> dict[int, ml_rows.ModelRegistryEntry]:
 
 
 def mat_metadata(result, key: str) -> dict:
-    [event] = [e for e in result.get_asset_materialization_events()
-               if e.asset_key == dg.AssetKey(key)]
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(key)]
     return event.materialization.metadata
 
 
@@ -138,8 +165,9 @@ def test_a_corrupted_model_is_blocked_and_the_previous_version_keeps_serving(sql
     assert "v2" in check.description and "corrupted" in check.description
     assert "predictions keep using v1" in check.description
     assert registry(sqlite_url)[2].status == "blocked"
-    assert not [e for e in result.get_asset_materialization_events()
-                if e.asset_key == dg.AssetKey("interruption_predictions")]
+    assert not [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("interruption_predictions")
+    ]
 
     # Materialized on its own, predictions use v1.
     alone = materialize(sqlite_url, good, assets=[interruption_predictions], config=None)
@@ -174,8 +202,9 @@ def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encry
 def test_model_without_enough_history_fails_clearly(sqlite_url, encryption_key, tmp_path):
     seeded(sqlite_url, encryption_key)
     config = {"ops": {"interruption_model": {"config": {"as_of": (END - timedelta(days=82)).isoformat()}}}}
-    result = materialize(sqlite_url, LocalModelStore(base_dir=str(tmp_path)), assets=[interruption_model],
-                         config=config)
+    result = materialize(
+        sqlite_url, LocalModelStore(base_dir=str(tmp_path)), assets=[interruption_model], config=config
+    )
     assert not result.success
     description = result.failure_data_for_node("interruption_model").user_failure_data.description
     assert description.startswith("interruption_model: cannot train:")
@@ -203,10 +232,21 @@ def test_postgres_copy_reader_returns_what_the_row_reader_does(pg_url, encryptio
     start, end = (END - timedelta(days=10)).date(), END.date()
     with get_engine(pg_url).connect() as conn:
         copied = market_rows.read_prices(conn, start, end)
-        rows = frames.read_frame(conn, select(p.ts, p.region, p.availability_zone, p.availability_zone_id, p.instance_type,
-                                       p.product_description, p.price, p.is_day_open)
-                          .where(p.day >= start, p.day < end)
-                          .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts))
+        rows = frames.read_frame(
+            conn,
+            select(
+                p.ts,
+                p.region,
+                p.availability_zone,
+                p.availability_zone_id,
+                p.instance_type,
+                p.product_description,
+                p.price,
+                p.is_day_open,
+            )
+            .where(p.day >= start, p.day < end)
+            .order_by(p.region, p.availability_zone_id, p.instance_type, p.product_description, p.ts),
+        )
     assert len(copied) == len(rows) > 0
     assert list(copied.columns) == list(rows.columns)
     assert (copied["ts"].to_numpy() == pd.to_datetime(rows["ts"], utc=True).to_numpy()).all()

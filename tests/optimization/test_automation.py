@@ -39,8 +39,9 @@ def test_the_sensor_is_on_by_default_and_targets_every_asset_with_a_condition():
     assert isinstance(sensor, dg.AutomationConditionSensorDefinition)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     graph = defs.resolve_asset_graph()
-    with_conditions = {key.to_user_string() for key in graph.get_all_asset_keys()
-                       if graph.get(key).automation_condition is not None}
+    with_conditions = {
+        key.to_user_string() for key in graph.get_all_asset_keys() if graph.get(key).automation_condition is not None
+    }
     assert with_conditions == set(AUTOMATED_ASSETS)
     assert {k.to_user_string() for k in sensor.asset_selection.resolve(graph)} == with_conditions
 
@@ -58,8 +59,11 @@ def test_new_prices_and_a_new_discovery_refresh_recommendations_without_a_click(
     # The first model trains in the same run as the first scores; predictions wait for its blocking check.
     assert daemon.tick() == {"interruption_risk_scores", "interruption_model"}
     materialized(instance, "interruption_risk_scores", "interruption_model")  # the requested run ran
-    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
-        asset_key=dg.AssetKey("interruption_model"), check_name="interruption_model_quality", passed=True))
+    instance.report_runless_asset_event(
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("interruption_model"), check_name="interruption_model_quality", passed=True
+        )
+    )
     assert daemon.tick() == {"interruption_predictions"}
     materialized(instance, "interruption_predictions")
     assert daemon.tick() == set()  # no fleet discovered yet: nothing to recommend for
@@ -85,9 +89,11 @@ def test_automation_follows_new_prices_and_respects_the_blocking_check():
     from spot_pipelines.resources.app_database import AppDatabase
     from spot_pipelines.resources.model_store import LocalModelStore
 
-    local = dg.Definitions(assets=[interruption_risk_scores, interruption_model, interruption_predictions,
-                                   spot_recommendations], asset_checks=[interruption_model_quality],
-                           resources={"app_db": AppDatabase(), "model_store": LocalModelStore()})
+    local = dg.Definitions(
+        assets=[interruption_risk_scores, interruption_model, interruption_predictions, spot_recommendations],
+        asset_checks=[interruption_model_quality],
+        resources={"app_db": AppDatabase(), "model_store": LocalModelStore()},
+    )
     instance = dg.DagsterInstance.ephemeral()
     cursor = None
 
@@ -101,22 +107,37 @@ def test_automation_follows_new_prices_and_respects_the_blocking_check():
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
 
     def check(passed: bool) -> None:
-        instance.report_runless_asset_event(dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey("interruption_model"), check_name="interruption_model_quality", passed=passed,
-            severity=dg.AssetCheckSeverity.ERROR))
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey("interruption_model"),
+                check_name="interruption_model_quality",
+                passed=passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+            )
+        )
 
     tick()
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="spot_price_history", partition=(utc_today() - timedelta(days=1)).isoformat()))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="spot_price_history", partition=(utc_today() - timedelta(days=1)).isoformat())
+    )
     report("on_demand_prices")  # nothing is requested while a required upstream was never materialized
     report("discovered_instances")
     # The first model trains in the same run as the first scores.
-    assert tick() == {"interruption_risk_scores": 1, "interruption_model": 1, "interruption_predictions": 0,
-                      "spot_recommendations": 0}
+    assert tick() == {
+        "interruption_risk_scores": 1,
+        "interruption_model": 1,
+        "interruption_predictions": 0,
+        "spot_recommendations": 0,
+    }
     report("interruption_risk_scores")
     report("interruption_model")
     check(passed=True)
-    assert tick() == {"interruption_risk_scores": 0, "interruption_model": 0, "interruption_predictions": 1,
-                      "spot_recommendations": 1}
+    assert tick() == {
+        "interruption_risk_scores": 0,
+        "interruption_model": 0,
+        "interruption_predictions": 1,
+        "spot_recommendations": 1,
+    }
     report("interruption_predictions")
     report("spot_recommendations")
     tick()

@@ -38,8 +38,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def frame(data):
-    return training_frame(data["prices"], data["on_demand"], data["advisor"], data["events"],
-                          start=END - timedelta(days=DAYS), end=END)
+    return training_frame(
+        data["prices"], data["on_demand"], data["advisor"], data["events"], start=END - timedelta(days=DAYS), end=END
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +72,15 @@ def test_observed_labels_time_holdout_and_honest_metrics(trained, frame):
 
 
 def test_weak_labels_from_the_advisor_band_when_events_are_scarce(data):
-    frame = training_frame(data["prices"], data["on_demand"], data["advisor"], None,
-                           start=END - timedelta(days=DAYS), end=END,
-                           config=TrainingConfig(horizon_days=7))
+    frame = training_frame(
+        data["prices"],
+        data["on_demand"],
+        data["advisor"],
+        None,
+        start=END - timedelta(days=DAYS),
+        end=END,
+        config=TrainingConfig(horizon_days=7),
+    )
     assert frame["observed"].sum() == 0
     model = train(frame, TrainingConfig(horizon_days=7, max_iter=40))
     assert model.label_source == WEAK
@@ -82,8 +89,9 @@ def test_weak_labels_from_the_advisor_band_when_events_are_scarce(data):
 
 def test_too_little_history_or_no_examples_is_a_clear_error(data, frame):
     with pytest.raises(ValidationError, match="training window: 10 day"):
-        training_frame(data["prices"], data["on_demand"], data["advisor"], data["events"],
-                       start=END - timedelta(days=10), end=END)
+        training_frame(
+            data["prices"], data["on_demand"], data["advisor"], data["events"], start=END - timedelta(days=10), end=END
+        )
     with pytest.raises(ValidationError, match="training data: no market-day examples"):
         train(frame.iloc[:0], FAST)
 
@@ -101,8 +109,9 @@ def test_quality_gate_blocks_a_model_worse_than_the_baseline():
     metrics = {"model": {"brier": 0.030, "roc_auc": 0.70}, "baseline": {"brier": 0.020, "roc_auc": 0.75}}
     ok, why = QualityGate().verdict(metrics)
     assert not ok and "Brier 0.03000 is worse than the advisor baseline's 0.02000" in why and "ROC AUC" in why
-    assert QualityGate().verdict({"model": {"brier": 0.0201, "roc_auc": 0.745},
-                                  "baseline": {"brier": 0.020, "roc_auc": 0.75}})[0]
+    assert QualityGate().verdict(
+        {"model": {"brier": 0.0201, "roc_auc": 0.745}, "baseline": {"brier": 0.020, "roc_auc": 0.75}}
+    )[0]
 
 
 def test_band_baseline_rates():
@@ -116,8 +125,9 @@ def test_artifact_round_trip_and_every_kind_of_bad_artifact(trained, frame, tmp_
     data, sha = serialize(trained, 3)
     uri = store.write(store.artifact_name(3), data)
     payload = deserialize(store.read(uri), where="v3", expected_sha256=sha)
-    np.testing.assert_allclose(predict(payload, frame.head(50)),
-                               trained.pipeline.predict_proba(frame.head(50)[FEATURES].to_numpy())[:, 1])
+    np.testing.assert_allclose(
+        predict(payload, frame.head(50)), trained.pipeline.predict_proba(frame.head(50)[FEATURES].to_numpy())[:, 1]
+    )
 
     with pytest.raises(ModelArtifactError, match="v3 is corrupted: its sha256 does not match"):
         deserialize(data[:-10] + b"0" * 10, where="v3", expected_sha256=sha)

@@ -14,16 +14,40 @@ AZ = "use1-az1"
 
 
 def market(itype: str, price: float, p: float = 0.02, az: str = AZ) -> dict:
-    return {"region": "us-east-1", "availability_zone_id": az, "instance_type": itype,
-            "product_description": "Linux/UNIX", "spot_price": price, "p_interruption": p, "horizon_hours": 24,
-            "model_version": 7}
+    return {
+        "region": "us-east-1",
+        "availability_zone_id": az,
+        "instance_type": itype,
+        "product_description": "Linux/UNIX",
+        "spot_price": price,
+        "p_interruption": p,
+        "horizon_hours": 24,
+        "model_version": 7,
+    }
 
 
-def instance(iid: str, itype: str, lifecycle: str = "on-demand", tags: dict | None = None, az: str = AZ,
-             platform: str = "Linux/UNIX", state: str = "running", account: int = 1) -> dict:
-    return {"account_id": account, "instance_id": iid, "region": "us-east-1", "availability_zone_id": az,
-            "instance_type": itype, "lifecycle": lifecycle, "state": state, "platform": platform,
-            "architecture": None, "tags": tags or {}}
+def instance(
+    iid: str,
+    itype: str,
+    lifecycle: str = "on-demand",
+    tags: dict | None = None,
+    az: str = AZ,
+    platform: str = "Linux/UNIX",
+    state: str = "running",
+    account: int = 1,
+) -> dict:
+    return {
+        "account_id": account,
+        "instance_id": iid,
+        "region": "us-east-1",
+        "availability_zone_id": az,
+        "instance_type": itype,
+        "lifecycle": lifecycle,
+        "state": state,
+        "platform": platform,
+        "architecture": None,
+        "tags": tags or {},
+    }
 
 
 def run(instances, markets, **config):
@@ -36,11 +60,13 @@ def by_id(result) -> dict[str, dict]:
 
 def test_move_to_spot_picks_the_cheapest_compatible_risk_adjusted_market():
     markets = [
-        market("m5.large", 0.040), market("m6i.large", 0.035), market("m6a.large", 0.030, p=0.20),
-        market("c5.large", 0.010),        # too little memory (4 GiB < 8 GiB)
-        market("m6g.large", 0.005),       # arm64
-        market("t3.large", 0.004),        # burstable
-        market("m5.2xlarge", 0.020),      # 8 vCPUs > 2 × 2
+        market("m5.large", 0.040),
+        market("m6i.large", 0.035),
+        market("m6a.large", 0.030, p=0.20),
+        market("c5.large", 0.010),  # too little memory (4 GiB < 8 GiB)
+        market("m6g.large", 0.005),  # arm64
+        market("t3.large", 0.004),  # burstable
+        market("m5.2xlarge", 0.020),  # 8 vCPUs > 2 × 2
         market("m6i.large", 0.001, az="use1-az2"),  # another AZ ID
     ]
     result = run([instance("i-a", "m5.large")], markets, restart_cost_usd=0.0, restart_cost_on_demand_hours=10.0)
@@ -72,14 +98,17 @@ def test_minimum_discount_and_interruption_ceiling_keep_instances_on_demand():
 
 
 def test_groups_are_diversified_round_robin_over_at_least_three_pools():
-    markets = [market("m5.xlarge", 0.070), market("m6i.xlarge", 0.060), market("m6a.xlarge", 0.065),
-               market("m5.2xlarge", 0.170)]  # 11% off: below the minimum
+    markets = [
+        market("m5.xlarge", 0.070),
+        market("m6i.xlarge", 0.060),
+        market("m6a.xlarge", 0.065),
+        market("m5.2xlarge", 0.170),
+    ]  # 11% off: below the minimum
     group = {"aws:autoscaling:groupName": "web"}
     result = run([instance(f"i-{k}", "m5.xlarge", tags=group) for k in range(6)], markets)
     recs = result.recommendations
     assert set(recs["action"]) == {"diversify"}
-    assert recs["target_instance_type"].value_counts().to_dict() == {"m6i.xlarge": 2, "m6a.xlarge": 2,
-                                                                     "m5.xlarge": 2}
+    assert recs["target_instance_type"].value_counts().to_dict() == {"m6i.xlarge": 2, "m6a.xlarge": 2, "m5.xlarge": 2}
     assert recs["group_key"].iloc[0] == "1:aws:autoscaling:groupName=web"
     # With only two qualifying pools a group member is simply moved.
     two = run([instance("i-x", "m5.xlarge", tags=group)], markets[:2])
@@ -107,10 +136,10 @@ def test_spot_instances_stay_return_or_move_by_their_own_pool():
 def test_unpriceable_instances_are_skipped_with_reasons_never_priced_at_zero():
     markets = [market("m5.large", 0.030)]
     instances = [
-        instance("i-unknown", "zz9.mega"),                       # not in the catalog
-        instance("i-win", "m5.large", platform="Windows"),       # no Windows on-demand price
-        instance("i-spot", "m6i.large", lifecycle="spot"),       # its own market has no price
-        instance("i-stopped", "m5.large", state="stopped"),      # not running: not considered
+        instance("i-unknown", "zz9.mega"),  # not in the catalog
+        instance("i-win", "m5.large", platform="Windows"),  # no Windows on-demand price
+        instance("i-spot", "m6i.large", lifecycle="spot"),  # its own market has no price
+        instance("i-stopped", "m5.large", state="stopped"),  # not running: not considered
         instance("i-ok", "m5.large"),
     ]
     result = run(instances, markets)
@@ -151,15 +180,28 @@ def test_vectorized_result_matches_a_per_instance_loop_on_a_realistic_fleet():
     assert ((joined["action"] == "move_to_spot") == (joined["action_loop"] == "move_to_spot")).all()
     moved = joined[joined["action"] == "move_to_spot"]
     assert (moved["target_instance_type"] == moved["target"]).all()
-    assert moved["monthly_savings_usd"].to_numpy() == pytest.approx(moved["monthly_savings_usd_loop"].to_numpy(),
-                                                                     abs=0.011)
+    assert moved["monthly_savings_usd"].to_numpy() == pytest.approx(
+        moved["monthly_savings_usd_loop"].to_numpy(), abs=0.011
+    )
 
 
 def test_without_any_predictions_everything_stays_on_demand_or_is_skipped():
-    cols = ["region", "availability_zone_id", "instance_type", "product_description", "spot_price",
-            "p_interruption", "horizon_hours", "model_version"]
-    result = recommend(pd.DataFrame([instance("i-a", "m5.large"), instance("i-s", "m5.large", lifecycle="spot")]),
-                       catalog(), on_demand(), pd.DataFrame(columns=cols))
+    cols = [
+        "region",
+        "availability_zone_id",
+        "instance_type",
+        "product_description",
+        "spot_price",
+        "p_interruption",
+        "horizon_hours",
+        "model_version",
+    ]
+    result = recommend(
+        pd.DataFrame([instance("i-a", "m5.large"), instance("i-s", "m5.large", lifecycle="spot")]),
+        catalog(),
+        on_demand(),
+        pd.DataFrame(columns=cols),
+    )
     assert by_id(result)["i-a"]["action"] == "stay_on_demand"
     assert list(result.skipped["instance_id"]) == ["i-s"]
     only_unknown = run([instance("i-u", "zz.x")], [market("m5.large", 0.03)])

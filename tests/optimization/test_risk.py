@@ -13,8 +13,15 @@ from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.risk import MARKET_KEY, score_markets
 from tests.support.factories import END, market_data
 
-FEATURE_COLUMNS = ["spot_price", "price_mean", "volatility", "changes_per_day", "mean_abs_change_pct",
-                   "spike_ratio_7d", "hours_since_change"]
+FEATURE_COLUMNS = [
+    "spot_price",
+    "price_mean",
+    "volatility",
+    "changes_per_day",
+    "mean_abs_change_pct",
+    "spike_ratio_7d",
+    "hours_since_change",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +32,9 @@ def data():
 def test_vectorized_features_match_a_per_market_reference(data):
     window = 14
     prices = data["prices"][data["prices"]["ts"] >= END - timedelta(days=window)]
-    ours = score_markets(prices, data["on_demand"], data["advisor"], data["events"], as_of=END,
-                         window_days=window).scores.set_index(MARKET_KEY)
+    ours = score_markets(
+        prices, data["on_demand"], data["advisor"], data["events"], as_of=END, window_days=window
+    ).scores.set_index(MARKET_KEY)
     ref = naive_scores(prices, as_of=END, window_days=window)
     ours = ours.loc[ref.index]
     assert len(ours) == len(ref) == 39
@@ -75,8 +83,9 @@ def test_markets_without_history_or_on_demand_price_are_skipped_with_a_reason(da
 def test_a_market_whose_rows_all_fall_before_the_window_is_skipped():
     data = market_data(days=3, seed=1, types=["m5.large"])
     late = market_data(days=3, seed=2, types=["c5.large"], end=END - timedelta(days=30))["prices"]
-    result = score_markets(pd.concat([data["prices"], late]), data["on_demand"], data["advisor"], None,
-                           as_of=END, window_days=7)
+    result = score_markets(
+        pd.concat([data["prices"], late]), data["on_demand"], data["advisor"], None, as_of=END, window_days=7
+    )
     assert set(result.scores["instance_type"]) == {"m5.large"}
     assert set(result.skipped["instance_type"]) == {"c5.large"}
     assert set(result.skipped["reason"]) == {"no spot price history in or before the window"}

@@ -24,13 +24,16 @@ class _Raw:
 
 
 def ec2_error_response(code: str, status: int = 503, message: str = "injected") -> AWSResponse:
-    body = (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
-            f"<RequestID>test</RequestID></Response>").encode()
+    body = (
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+        f"<RequestID>test</RequestID></Response>"
+    ).encode()
     return AWSResponse("https://ec2.amazonaws.com/", status, {}, _Raw(body))
 
 
-def fail_region(code: str, region: str, operation: str = "DescribeInstances", status: int = 403,
-                times: int | None = None) -> Callable:
+def fail_region(
+    code: str, region: str, operation: str = "DescribeInstances", status: int = 403, times: int | None = None
+) -> Callable:
     """A `before-send` hook answering `operation` in `region` with an error (`times` times, or always)."""
     state = {"left": times}
 
@@ -49,19 +52,32 @@ def fail_region(code: str, region: str, operation: str = "DescribeInstances", st
 def role_session(account_id: str = ROLE_ACCOUNT_ID, region: str = "us-east-1") -> boto3.Session:
     """A session inside another moto account (moto keys backends by the assumed role's account)."""
     creds = boto3.client("sts", region_name=region).assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/seed", RoleSessionName="seed")["Credentials"]
-    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                         aws_session_token=creds["SessionToken"], region_name=region)
+        RoleArn=f"arn:aws:iam::{account_id}:role/seed", RoleSessionName="seed"
+    )["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=region,
+    )
 
 
-def seed_instances(session: boto3.Session, region: str, count: int, instance_type: str = "m5.large", *,
-                   spot: bool = False, tags: dict[str, str] | None = None) -> list[str]:
+def seed_instances(
+    session: boto3.Session,
+    region: str,
+    count: int,
+    instance_type: str = "m5.large",
+    *,
+    spot: bool = False,
+    tags: dict[str, str] | None = None,
+) -> list[str]:
     ec2 = session.client("ec2", region_name=region)
     image = linux_image(ec2, architecture_of(instance_type))
     kwargs = {"InstanceMarketOptions": {"MarketType": "spot"}} if spot else {}
     if tags:
-        kwargs["TagSpecifications"] = [{"ResourceType": "instance",
-                                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        kwargs["TagSpecifications"] = [
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
     out = ec2.run_instances(ImageId=image, MinCount=count, MaxCount=count, InstanceType=instance_type, **kwargs)
     return [i["InstanceId"] for i in out["Instances"]]
 
@@ -76,4 +92,5 @@ def vault_clients_with(monkeypatch, hook: Callable, service: str = "ec2") -> Non
         made = original(self, session, service_name, region)
         made.meta.events.register(f"before-send.{service}", hook)
         return made
+
     monkeypatch.setattr(CredentialVault, "client", client)

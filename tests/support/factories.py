@@ -17,22 +17,25 @@ from spot_pipelines.core.clock import utcnow
 END = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)  # the data ends at today's UTC midnight
 REGION = "us-east-1"
 AZS = {"use1-az1": "us-east-1a", "use1-az2": "us-east-1b", "use1-az4": "us-east-1c"}
-CATALOG = pd.DataFrame([
-    # instance_type, family, vcpu, memory_gib, architecture, on-demand usd/h
-    ("m5.large", "m5", 2, 8.0, "x86_64", 0.096),
-    ("m5.xlarge", "m5", 4, 16.0, "x86_64", 0.192),
-    ("m5.2xlarge", "m5", 8, 32.0, "x86_64", 0.384),
-    ("m6i.large", "m6i", 2, 8.0, "x86_64", 0.096),
-    ("m6i.xlarge", "m6i", 4, 16.0, "x86_64", 0.192),
-    ("m6a.large", "m6a", 2, 8.0, "x86_64", 0.0864),
-    ("m6a.xlarge", "m6a", 4, 16.0, "x86_64", 0.1728),
-    ("c5.large", "c5", 2, 4.0, "x86_64", 0.085),
-    ("c5.xlarge", "c5", 4, 8.0, "x86_64", 0.17),
-    ("r5.large", "r5", 2, 16.0, "x86_64", 0.126),
-    ("m6g.large", "m6g", 2, 8.0, "arm64", 0.077),
-    ("m6g.xlarge", "m6g", 4, 16.0, "arm64", 0.154),
-    ("t3.large", "t3", 2, 8.0, "x86_64", 0.0832),
-], columns=["instance_type", "family", "vcpu", "memory_gib", "architecture", "usd_per_hour"])
+CATALOG = pd.DataFrame(
+    [
+        # instance_type, family, vcpu, memory_gib, architecture, on-demand usd/h
+        ("m5.large", "m5", 2, 8.0, "x86_64", 0.096),
+        ("m5.xlarge", "m5", 4, 16.0, "x86_64", 0.192),
+        ("m5.2xlarge", "m5", 8, 32.0, "x86_64", 0.384),
+        ("m6i.large", "m6i", 2, 8.0, "x86_64", 0.096),
+        ("m6i.xlarge", "m6i", 4, 16.0, "x86_64", 0.192),
+        ("m6a.large", "m6a", 2, 8.0, "x86_64", 0.0864),
+        ("m6a.xlarge", "m6a", 4, 16.0, "x86_64", 0.1728),
+        ("c5.large", "c5", 2, 4.0, "x86_64", 0.085),
+        ("c5.xlarge", "c5", 4, 8.0, "x86_64", 0.17),
+        ("r5.large", "r5", 2, 16.0, "x86_64", 0.126),
+        ("m6g.large", "m6g", 2, 8.0, "arm64", 0.077),
+        ("m6g.xlarge", "m6g", 4, 16.0, "arm64", 0.154),
+        ("t3.large", "t3", 2, 8.0, "x86_64", 0.0832),
+    ],
+    columns=["instance_type", "family", "vcpu", "memory_gib", "architecture", "usd_per_hour"],
+)
 
 
 def catalog() -> pd.DataFrame:
@@ -43,8 +46,9 @@ def on_demand() -> pd.DataFrame:
     return CATALOG[["instance_type", "usd_per_hour"]].assign(region=REGION, operating_system="Linux")
 
 
-def market_data(days: int = 30, seed: int = 0, end: datetime = END, types: list[str] | None = None,
-                event_scale: float = 1.0) -> dict[str, pd.DataFrame]:
+def market_data(
+    days: int = 30, seed: int = 0, end: datetime = END, types: list[str] | None = None, event_scale: float = 1.0
+) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     types = types or list(CATALOG["instance_type"])
     od = dict(zip(CATALOG["instance_type"], CATALOG["usd_per_hour"]))
@@ -74,22 +78,25 @@ def market_data(days: int = 30, seed: int = 0, end: datetime = END, types: list[
                 hazard = 1 / (1 + np.exp(-(-5.0 + 6.0 * (end_ratio - 0.4) + 2.5 * spike)))
                 if d + 1 < days and rng.random() < min(1.0, hazard * event_scale):
                     t = start + timedelta(days=d + 1, seconds=float(rng.uniform(0, 86_000)))
-                    events.append((f"ev-{itype}-{az_id}-{d}", "spot_interruption_warning", t, REGION, az_id,
-                                   itype))
-    prices = pd.DataFrame(rows, columns=["ts", "availability_zone_id", "availability_zone", "instance_type",
-                                         "price", "is_day_open"])
+                    events.append((f"ev-{itype}-{az_id}-{d}", "spot_interruption_warning", t, REGION, az_id, itype))
+    prices = pd.DataFrame(
+        rows, columns=["ts", "availability_zone_id", "availability_zone", "instance_type", "price", "is_day_open"]
+    )
     prices["region"] = REGION
     prices["product_description"] = "Linux/UNIX"
     prices["day"] = prices["ts"].dt.floor("D").dt.date
     type_mean = pd.Series(base_ratio).groupby(level=0).mean()
-    advisor = pd.DataFrame({
-        "day": (end - timedelta(days=1)).date(),
-        "region": REGION,
-        "operating_system": "Linux",
-        "instance_type": type_mean.index,
-        "interruption_band": np.clip(((type_mean.to_numpy() - 0.25) / 0.1).astype(int), 0, 4),
-        "savings_pct": np.round(100 * (1 - type_mean.to_numpy())).astype(int),
-    })
-    ev = pd.DataFrame(events, columns=["event_id", "event_type", "event_time", "region", "availability_zone_id",
-                                       "instance_type"])
+    advisor = pd.DataFrame(
+        {
+            "day": (end - timedelta(days=1)).date(),
+            "region": REGION,
+            "operating_system": "Linux",
+            "instance_type": type_mean.index,
+            "interruption_band": np.clip(((type_mean.to_numpy() - 0.25) / 0.1).astype(int), 0, 4),
+            "savings_pct": np.round(100 * (1 - type_mean.to_numpy())).astype(int),
+        }
+    )
+    ev = pd.DataFrame(
+        events, columns=["event_id", "event_type", "event_time", "region", "availability_zone_id", "instance_type"]
+    )
     return {"prices": prices, "on_demand": on_demand(), "advisor": advisor, "events": ev, "catalog": catalog()}

@@ -10,23 +10,39 @@ from urllib.parse import parse_qs, urlparse
 
 def node(name, *, instance_id, zone="us-east-1a", itype="m5.large", labels=None, ready=True):
     return {
-        "kind": "Node", "apiVersion": "v1",
-        "metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": "1234",
-                     "creationTimestamp": "2026-11-20T08:00:00Z",
-                     "labels": {"kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
-                                "kubernetes.io/os": "linux", "node.kubernetes.io/instance-type": itype,
-                                "topology.kubernetes.io/region": zone[:-1], "topology.kubernetes.io/zone": zone,
-                                **(labels or {})},
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": f"uid-{name}",
+            "resourceVersion": "1234",
+            "creationTimestamp": "2026-11-20T08:00:00Z",
+            "labels": {
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": itype,
+                "topology.kubernetes.io/region": zone[:-1],
+                "topology.kubernetes.io/zone": zone,
+                **(labels or {}),
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
         "spec": {"providerID": f"aws:///{zone}/{instance_id}", "podCIDR": "10.0.1.0/24"},
         "status": {
             "capacity": {"cpu": "2", "memory": "7934940Ki", "pods": "29"},
             "allocatable": {"cpu": "1930m", "memory": "7244764Ki", "pods": "29"},
-            "conditions": [{"type": "MemoryPressure", "status": "False"},
-                           {"type": "Ready", "status": "True" if ready else "False", "reason": "KubeletReady"}],
+            "conditions": [
+                {"type": "MemoryPressure", "status": "False"},
+                {"type": "Ready", "status": "True" if ready else "False", "reason": "KubeletReady"},
+            ],
             "addresses": [{"type": "InternalIP", "address": "10.0.1.17"}],
-            "nodeInfo": {"kubeletVersion": "v1.31.2-eks-7f9249a", "osImage": "Amazon Linux 2023",
-                         "containerRuntimeVersion": "containerd://1.7.22", "architecture": "amd64"},
+            "nodeInfo": {
+                "kubeletVersion": "v1.31.2-eks-7f9249a",
+                "osImage": "Amazon Linux 2023",
+                "containerRuntimeVersion": "containerd://1.7.22",
+                "architecture": "amd64",
+            },
         },
     }
 
@@ -37,20 +53,44 @@ def pod(name, namespace, node_name, owner=None, template_hash=None, phase="Runni
         meta["labels"]["pod-template-hash"] = template_hash
     if owner:
         kind, owner_name = owner
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": kind, "name": owner_name, "uid": "u",
-                                    "controller": True, "blockOwnerDeletion": True}]
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta,
-            "spec": {"nodeName": node_name, "containers": [{"name": "main", "image": "nginx:1.27"}]},
-            "status": {"phase": phase, "podIP": "10.0.1.40"}}
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": kind,
+                "name": owner_name,
+                "uid": "u",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": meta,
+        "spec": {"nodeName": node_name, "containers": [{"name": "main", "image": "nginx:1.27"}]},
+        "status": {"phase": phase, "podIP": "10.0.1.40"},
+    }
 
 
 NODES = [
-    node("ip-10-0-1-17.ec2.internal", instance_id="i-0aaa000000000001a", labels={"karpenter.sh/capacity-type": "spot",
-                                                                               "karpenter.sh/nodepool": "default"}),
-    node("ip-10-0-2-33.ec2.internal", instance_id="i-0bbb000000000002b", zone="us-east-1b", itype="c6i.xlarge",
-         labels={"eks.amazonaws.com/capacityType": "ON_DEMAND", "eks.amazonaws.com/nodegroup": "system"}),
-    node("ip-10-0-3-50.ec2.internal", instance_id="i-0ccc000000000003c", zone="us-east-1c",
-         labels={"node.kubernetes.io/lifecycle": "spot"}),
+    node(
+        "ip-10-0-1-17.ec2.internal",
+        instance_id="i-0aaa000000000001a",
+        labels={"karpenter.sh/capacity-type": "spot", "karpenter.sh/nodepool": "default"},
+    ),
+    node(
+        "ip-10-0-2-33.ec2.internal",
+        instance_id="i-0bbb000000000002b",
+        zone="us-east-1b",
+        itype="c6i.xlarge",
+        labels={"eks.amazonaws.com/capacityType": "ON_DEMAND", "eks.amazonaws.com/nodegroup": "system"},
+    ),
+    node(
+        "ip-10-0-3-50.ec2.internal",
+        instance_id="i-0ccc000000000003c",
+        zone="us-east-1c",
+        labels={"node.kubernetes.io/lifecycle": "spot"},
+    ),
     node("ip-10-0-4-71.ec2.internal", instance_id="i-0ddd000000000004d", labels={}, ready=False),
 ]
 PODS = [
@@ -98,23 +138,41 @@ class FakeKubeApi:
                 if api.mode in ("401", "403", "500"):
                     code = int(api.mode)
                     reason = {401: "Unauthorized", 403: "Forbidden", 500: "InternalError"}[code]
-                    message = {401: "Unauthorized",
-                               403: 'nodes is forbidden: User "system:serviceaccount:dagster:spot" cannot list '
-                                    'resource "nodes" in API group "" at the cluster scope',
-                               500: "etcdserver: request timed out"}[code]
-                    return self._send(code, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                             "status": "Failure", "message": message, "reason": reason, "code": code})
+                    message = {
+                        401: "Unauthorized",
+                        403: 'nodes is forbidden: User "system:serviceaccount:dagster:spot" cannot list '
+                        'resource "nodes" in API group "" at the cluster scope',
+                        500: "etcdserver: request timed out",
+                    }[code]
+                    return self._send(
+                        code,
+                        {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "metadata": {},
+                            "status": "Failure",
+                            "message": message,
+                            "reason": reason,
+                            "code": code,
+                        },
+                    )
                 items = {"/api/v1/nodes": (api.nodes, "NodeList"), "/api/v1/pods": (api.pods, "PodList")}.get(url.path)
                 if items is None:
                     return self._send(404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404})
                 query = parse_qs(url.query)
                 limit = int(query.get("limit", ["500"])[0])
                 start = int(query.get("continue", ["0"])[0])
-                page = items[0][start:start + limit]
+                page = items[0][start : start + limit]
                 more = start + limit < len(items[0])
-                self._send(200, {"kind": items[1], "apiVersion": "v1",
-                                 "metadata": {"resourceVersion": "99", **({"continue": str(start + limit)} if more else {})},
-                                 "items": page})
+                self._send(
+                    200,
+                    {
+                        "kind": items[1],
+                        "apiVersion": "v1",
+                        "metadata": {"resourceVersion": "99", **({"continue": str(start + limit)} if more else {})},
+                        "items": page,
+                    },
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -16,23 +16,52 @@ REGIONS = ["us-east-1", "eu-west-1"]
 
 def price_list_item(instance_type: str, region: str, usd: str | None, *, sku: str = "ABCDEF") -> str:
     """A GetProducts PriceList entry as AWS returns it (a JSON string), trimmed to what matters."""
-    dimension = {"unit": "Hrs", "endRange": "Inf", "beginRange": "0", "appliesTo": [], "rateCode":
-                 f"{sku}.JRTCKXETXF.6YS6EN2CT7", "description": f"${usd} per On Demand Linux {instance_type} Instance Hour"}
+    dimension = {
+        "unit": "Hrs",
+        "endRange": "Inf",
+        "beginRange": "0",
+        "appliesTo": [],
+        "rateCode": f"{sku}.JRTCKXETXF.6YS6EN2CT7",
+        "description": f"${usd} per On Demand Linux {instance_type} Instance Hour",
+    }
     if usd is not None:
         dimension["pricePerUnit"] = {"USD": usd}
     else:
         dimension["pricePerUnit"] = {"CNY": "1.0000000000"}
-    return json.dumps({
-        "product": {"productFamily": "Compute Instance", "sku": sku, "attributes": {
-            "instanceType": instance_type, "regionCode": region, "operatingSystem": "Linux", "tenancy": "Shared",
-            "preInstalledSw": "NA", "capacitystatus": "Used", "marketoption": "OnDemand", "vcpu": "2",
-            "servicecode": "AmazonEC2", "location": "US East (N. Virginia)"}},
-        "serviceCode": "AmazonEC2",
-        "terms": {"OnDemand": {f"{sku}.JRTCKXETXF": {
-            "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": dimension},
-            "sku": sku, "effectiveDate": "2026-11-01T00:00:00Z", "offerTermCode": "JRTCKXETXF", "termAttributes": {}}}},
-        "version": "20261101000000", "publicationDate": "2026-11-01T00:00:00Z",
-    })
+    return json.dumps(
+        {
+            "product": {
+                "productFamily": "Compute Instance",
+                "sku": sku,
+                "attributes": {
+                    "instanceType": instance_type,
+                    "regionCode": region,
+                    "operatingSystem": "Linux",
+                    "tenancy": "Shared",
+                    "preInstalledSw": "NA",
+                    "capacitystatus": "Used",
+                    "marketoption": "OnDemand",
+                    "vcpu": "2",
+                    "servicecode": "AmazonEC2",
+                    "location": "US East (N. Virginia)",
+                },
+            },
+            "serviceCode": "AmazonEC2",
+            "terms": {
+                "OnDemand": {
+                    f"{sku}.JRTCKXETXF": {
+                        "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": dimension},
+                        "sku": sku,
+                        "effectiveDate": "2026-11-01T00:00:00Z",
+                        "offerTermCode": "JRTCKXETXF",
+                        "termAttributes": {},
+                    }
+                }
+            },
+            "version": "20261101000000",
+            "publicationDate": "2026-11-01T00:00:00Z",
+        }
+    )
 
 
 def stubbed_apis(pricing=None, feed: bytes | Exception | None = None, ec2_for=None) -> MarketDataAPIs:

@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-22
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -33,16 +34,13 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.Column("last_discovered_at", UTCDateTime),
         sa.CheckConstraint("auth_method IN ('role', 'keys')", name="ck_accounts_auth_method"),
-        sa.CheckConstraint(
-            "status IN ('pending', 'connected', 'active', 'failed')", name="ck_accounts_status"
-        ),
+        sa.CheckConstraint("status IN ('pending', 'connected', 'active', 'failed')", name="ck_accounts_status"),
     )
     op.create_index("ix_accounts_status", "accounts", ["status"])
 
     op.create_table(
         "instances",
-        sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("instance_id", sa.String(32), primary_key=True),
         sa.Column("region", sa.String(32), nullable=False),
         sa.Column("availability_zone", sa.String(32)),
@@ -63,8 +61,7 @@ def upgrade() -> None:
 
     op.create_table(
         "system_logs",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("component", sa.String(64), nullable=False),
         sa.Column("level", sa.String(16), nullable=False),

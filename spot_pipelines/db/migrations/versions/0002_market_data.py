@@ -4,6 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -28,11 +29,13 @@ def upgrade() -> None:
         sa.Column("price", sa.Float, nullable=False),
         sa.Column("is_day_open", sa.Boolean, nullable=False, server_default=sa.false()),
         # The unique key (one price per AZ ID, type, product and instant) is the primary key.
-        sa.PrimaryKeyConstraint("availability_zone_id", "instance_type", "product_description", "ts",
-                                name="pk_spot_price_history"),
+        sa.PrimaryKeyConstraint(
+            "availability_zone_id", "instance_type", "product_description", "ts", name="pk_spot_price_history"
+        ),
     )
-    op.create_index("ix_spot_price_history_type_az_ts", "spot_price_history",
-                    ["instance_type", "availability_zone_id", "ts"])
+    op.create_index(
+        "ix_spot_price_history_type_az_ts", "spot_price_history", ["instance_type", "availability_zone_id", "ts"]
+    )
     op.create_index("ix_spot_price_history_day", "spot_price_history", ["day"])
 
     op.create_table(
@@ -43,8 +46,7 @@ def upgrade() -> None:
         sa.Column("usd_per_hour", sa.Float, nullable=False),
         sa.Column("source", sa.String(32), nullable=False),
         sa.Column("as_of", UTCDateTime, nullable=False),
-        sa.CheckConstraint("source IN ('price_list_api', 'bundled_snapshot')",
-                           name="ck_on_demand_prices_source"),
+        sa.CheckConstraint("source IN ('price_list_api', 'bundled_snapshot')", name="ck_on_demand_prices_source"),
     )
 
     op.create_table(

@@ -4,6 +4,7 @@ Revision ID: 0003
 Revises: 0001
 Create Date: 2026-11-22
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -39,10 +40,12 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_spot_interruption_events_time", "spot_interruption_events", ["event_time"])
-    op.create_index("ix_spot_interruption_events_account_time", "spot_interruption_events",
-                    ["account_id", "event_time"])
-    op.create_index("ix_spot_interruption_events_type_az_id", "spot_interruption_events",
-                    ["instance_type", "availability_zone_id"])
+    op.create_index(
+        "ix_spot_interruption_events_account_time", "spot_interruption_events", ["account_id", "event_time"]
+    )
+    op.create_index(
+        "ix_spot_interruption_events_type_az_id", "spot_interruption_events", ["instance_type", "availability_zone_id"]
+    )
     op.create_index("ix_spot_interruption_events_instance", "spot_interruption_events", ["instance_id"])
 
     op.create_table(
@@ -66,8 +69,9 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("latency_ms", sa.Float),
         sa.Column("details", JSONType),
-        sa.CheckConstraint("status IN ('healthy', 'degraded', 'critical', 'not_configured')",
-                           name="ck_component_health_status"),
+        sa.CheckConstraint(
+            "status IN ('healthy', 'degraded', 'critical', 'not_configured')", name="ck_component_health_status"
+        ),
     )
     op.create_index("ix_component_health_component_checked", "component_health", ["component", "checked_at"])
     op.create_index("ix_component_health_checked_at", "component_health", ["checked_at"])
@@ -126,6 +130,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("k8s_watcher_heartbeats", "k8s_pods", "k8s_nodes", "component_health_state",
-                  "component_health", "dead_letters", "spot_interruption_events"):
+    for table in (
+        "k8s_watcher_heartbeats",
+        "k8s_pods",
+        "k8s_nodes",
+        "component_health_state",
+        "component_health",
+        "dead_letters",
+        "spot_interruption_events",
+    ):
         op.drop_table(table)

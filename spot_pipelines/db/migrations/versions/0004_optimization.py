@@ -5,6 +5,7 @@ Revision ID: 0004
 Revises: 0001
 Create Date: 2026-11-22
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -121,23 +122,27 @@ def upgrade() -> None:
         sa.Column("executed_at", UTCDateTime),
         sa.Column("replacement_instance_id", sa.String(32)),
         sa.Column("error", sa.Text),
-        sa.CheckConstraint("action IN ('move_to_spot', 'diversify', 'stay_on_demand', 'return_to_on_demand')",
-                           name="ck_spot_recommendations_action"),
-        sa.CheckConstraint("status IN ('proposed', 'approved', 'executing', 'executed', 'failed', 'rejected', "
-                           "'superseded')", name="ck_spot_recommendations_status"),
+        sa.CheckConstraint(
+            "action IN ('move_to_spot', 'diversify', 'stay_on_demand', 'return_to_on_demand')",
+            name="ck_spot_recommendations_action",
+        ),
+        sa.CheckConstraint(
+            "status IN ('proposed', 'approved', 'executing', 'executed', 'failed', 'rejected', 'superseded')",
+            name="ck_spot_recommendations_status",
+        ),
         sa.CheckConstraint("on_demand_hourly_cost > 0", name="ck_spot_recommendations_od_price"),
     )
     op.create_index("ix_spot_recommendations_generation_id", "spot_recommendations", ["generation_id"])
     op.create_index("ix_spot_recommendations_status", "spot_recommendations", ["status"])
     op.create_index("ix_spot_recommendations_generated_at", "spot_recommendations", ["generated_at"])
-    op.create_index("ix_spot_recommendations_account_instance", "spot_recommendations",
-                    ["account_id", "instance_id"])
+    op.create_index("ix_spot_recommendations_account_instance", "spot_recommendations", ["account_id", "instance_id"])
 
     op.create_table(
         "recommendation_actions",
         sa.Column("id", _BigId, primary_key=True, autoincrement=True),
-        sa.Column("recommendation_id", _BigId, sa.ForeignKey("spot_recommendations.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "recommendation_id", _BigId, sa.ForeignKey("spot_recommendations.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("run_id", sa.String(64)),
         sa.Column("dry_run", sa.Boolean, nullable=False),
         sa.Column("step", sa.Integer, nullable=False),

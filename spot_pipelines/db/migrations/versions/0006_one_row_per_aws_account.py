@@ -9,6 +9,7 @@ Existing duplicates are reported and the upgrade refused: which row to keep is t
 so nothing is merged or deleted here. A unique index (not a table rebuild) keeps SQLite from
 dropping and recreating `accounts`, which would cascade-delete every instance row.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,9 +26,15 @@ INDEX = "uq_accounts_aws_account_id"
 def upgrade() -> None:
     accounts = sa.table("accounts", sa.column("id"), sa.column("name"), sa.column("aws_account_id"))
     shared = sa.select(accounts.c.aws_account_id).group_by(accounts.c.aws_account_id).having(sa.func.count() > 1)
-    rows = op.get_bind().execute(
-        sa.select(accounts.c.aws_account_id, accounts.c.name, accounts.c.id)
-        .where(accounts.c.aws_account_id.in_(shared))).all()
+    rows = (
+        op.get_bind()
+        .execute(
+            sa.select(accounts.c.aws_account_id, accounts.c.name, accounts.c.id).where(
+                accounts.c.aws_account_id.in_(shared)
+            )
+        )
+        .all()
+    )
     if rows:
         raise duplicates_report([tuple(r) for r in rows])
     op.create_index(INDEX, "accounts", ["aws_account_id"], unique=True)
