@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.accounts import AccountRequest, build_request
+from spot_pipelines.core.clock import utc_today
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.interruptions import DETAIL_TYPES, InterruptionEvent, Message, Rejected, parse_message
 
@@ -145,7 +146,10 @@ def test_fuzz_sqs_eventbridge_messages(body):
 
 # --- DescribeSpotPriceHistory pages -------------------------------------------------------------
 
-DAY = date(2026, 11, 20)
+# A recent day from the one clock; records range from 19 days before it to 3 days after (around the window).
+DAY = utc_today() - timedelta(days=12)
+_FIRST = datetime.combine(DAY - timedelta(days=19), datetime.min.time())
+_LAST = datetime.combine(DAY + timedelta(days=3), datetime.min.time())
 ZONES = {"us-east-1a": "use1-az4", "us-east-1b": "use1-az6"}
 
 
@@ -174,9 +178,7 @@ records = st.fixed_dictionaries(
         "AvailabilityZone": st.sampled_from(["us-east-1a", "us-east-1b", "us-east-1z"]),
         "InstanceType": st.sampled_from(["m5.large", "c6g.xlarge", "r5.xlarge"]),
         "ProductDescription": st.sampled_from(["Linux/UNIX", "Windows"]),
-        "Timestamp": st.datetimes(
-            min_value=datetime(2026, 11, 1), max_value=datetime(2026, 11, 23), timezones=st.just(timezone.utc)
-        ),
+        "Timestamp": st.datetimes(min_value=_FIRST, max_value=_LAST, timezones=st.just(timezone.utc)),
     },
     optional={
         "SpotPrice": st.one_of(
