@@ -326,9 +326,9 @@ def test_drain_respects_budget_and_limit(queue):
     ticks = iter(range(0, 1000, 10))
     budgeted = drain_queue(sqs, url, store, time_budget_s=15, clock=lambda: next(ticks), workers=1)
     assert budgeted.stopped_by == "time budget" and budgeted.received == 10
-    rest = drain_queue(sqs, url, store)
-    assert rest.stopped_by == "queue empty" and rest.received == 10 and queue_depth(sqs, url) == 0
-    assert len(stored) == 30
+    rest = drain_queue(sqs, url, store)  # 4 concurrent receives: SQS (and moto) may hand one message out twice
+    assert rest.stopped_by == "queue empty" and rest.received >= 10 and queue_depth(sqs, url) == 0
+    assert len({m.message_id for m in stored}) == 30  # at least once each, none lost
 
 
 def test_events_asset_summarises_the_table(sqlite_url, queue):
