@@ -1,0 +1,597 @@
+"""Reserved Instances and Savings Plans: the AWS responses parsed, the allocation as AWS applies it, and the
+change of the fleet's hourly bill that makes a move's net savings.
+
+Allocation, per hour, within a pool of commitments (one account, or a billing family that shares them):
+
+1. zonal RIs cover running on-demand instances of their exact type, platform and AZ ID;
+2. regional RIs: Linux/UNIX, shared tenancy, with a normalization factor (nano 0.25 … xlarge 8, Nxlarge 8N) are
+   size-flexible within their family and region, applied from the smallest size up (as AWS does); other regional
+   RIs (Windows, metal sizes) cover their exact type in any AZ of the region;
+3. EC2 Instance Savings Plans (family + region), then 4. Compute Savings Plans (any family, any region), each plan
+   in turn (by id), its $/h commitment spent at the plan's own rate on the eligible usage with the highest
+   discount against on-demand first; coverage may be fractional.
+
+What a commitment covers is paid for whatever happens (RI fees, SP commitments): the part of the bill a move
+changes is the uncovered on-demand usage, `Σ remaining units × on-demand $/h`. The net saving of moving one
+instance is that bill with it minus the bill without it (the freed commitment covering whatever then takes it),
+minus the spot cost it moves to. Identical instances (same pool, region, AZ ID, type, platform) are
+interchangeable to the bill, so the work is per shape: one row of a matrix per evaluated change, one column per
+shape, each stage a cumulative sum along the columns. A shape that keeps at least one uncovered unit saves its
+full on-demand price when one instance leaves (no commitment moves), so only covered shapes need a row.
+Instance tenancy is not discovered: instances count as shared tenancy, so dedicated RIs match nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from spot_pipelines.core.errors import ValidationError
+
+HOURS_PER_MONTH = 730.0
+LINUX, WINDOWS = "Linux/UNIX", "Windows"
+ZONAL, REGIONAL = "Availability Zone", "Region"
+EC2_INSTANCE_SP, COMPUTE_SP = "EC2Instance", "Compute"
+NF_BY_SIZE = {"nano": 0.25, "micro": 0.5, "small": 1.0, "medium": 2.0, "large": 4.0, "xlarge": 8.0}
+RI_COLUMNS = [
+    "commitment_id",
+    "account_id",
+    "region",
+    "scope",
+    "availability_zone_id",
+    "instance_type",
+    "product_description",
+    "tenancy",
+    "instance_count",
+    "offering_class",
+    "start",
+    "end",
+    "usd_per_hour",  # effective $/h of one reserved instance: upfront amortized over the term + hourly charges
+]
+SP_COLUMNS = [
+    "commitment_id",
+    "account_id",
+    "plan_type",
+    "region",
+    "instance_family",
+    "commitment_usd_per_hour",
+    "term_years",
+    "start",
+    "end",
+]
+RATE_COLUMNS = ["commitment_id", "region", "instance_type", "product_description", "usd_per_hour"]
+# States that cover usage now; the others (queued, retired, payment-failed, returned …) are skipped and counted.
+ACTIVE = "active"
+
+
+# --------------------------------------------------------------------------- parsing AWS responses
+
+
+@dataclass
+class Parsed:
+    rows: list[dict]
+    skipped: list[str] = field(default_factory=list)  # one line per commitment not used, saying why
+
+
+def _field(item: Mapping, key: str, where: str):
+    if not isinstance(item, Mapping) or item.get(key) in (None, ""):
+        raise ValidationError(f"{where}.{key}", "missing from the response")
+    return item[key]
+
+
+def _number(item: Mapping, key: str, where: str) -> float:
+    value = _field(item, key, where)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}.{key}", f"not a number: {str(value)[:40]!r}") from None
+    if not np.isfinite(number) or number < 0:
+        raise ValidationError(f"{where}.{key}", f"must be a non-negative number, got {number}")
+    return number
+
+
+def _time(item: Mapping, key: str, where: str) -> datetime:
+    value = _field(item, key, where)
+    if isinstance(value, datetime):
+        return value
+    try:
+        return pd.Timestamp(value).to_pydatetime()
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}.{key}", f"not a timestamp: {str(value)[:40]!r}") from None
+
+
+def platform_of(product_description: str) -> str:
+    """'Linux/UNIX (Amazon VPC)' → 'Linux/UNIX', 'Windows (Amazon VPC)' → 'Windows'; others (RHEL, SUSE,
+    Windows with SQL Server) stay as they are and match no discovered instance's platform."""
+    text = str(product_description)
+    for platform in (LINUX, WINDOWS):
+        if text == platform or text == f"{platform} (Amazon VPC)":
+            return platform
+    return text
+
+
+def parse_reserved_instances(
+    items: Iterable[Mapping], *, account_id: int, region: str, zone_ids: Mapping[str, str], now: datetime
+) -> Parsed:
+    """DescribeReservedInstances' `ReservedInstances` of one region → RI rows (active, not yet ended)."""
+    out = Parsed([])
+    for i, ri in enumerate(items):
+        where = f"DescribeReservedInstances({region}).ReservedInstances[{i}]"
+        rid = _field(ri, "ReservedInstancesId", where)
+        state, end = _field(ri, "State", where), _time(ri, "End", where)
+        if state != ACTIVE or end <= now:
+            out.skipped.append(f"RI {rid}: {state if state != ACTIVE else 'expired'}, covers nothing")
+            continue
+        count = _number(ri, "InstanceCount", where)
+        scope = ri.get("Scope") or REGIONAL
+        zone = None
+        if scope == ZONAL:
+            zone = ri.get("AvailabilityZoneId") or zone_ids.get(_field(ri, "AvailabilityZone", where))
+            if zone is None:
+                out.skipped.append(f"RI {rid}: AZ {ri['AvailabilityZone']} has no known AZ ID in {region}")
+                continue
+        hourly = _number(ri, "UsagePrice", where) if ri.get("UsagePrice") is not None else 0.0
+        hourly += sum(_number(c, "Amount", f"{where}.RecurringCharges") for c in ri.get("RecurringCharges") or [])
+        duration_h = _number(ri, "Duration", where) / 3600
+        usd = (_number(ri, "FixedPrice", where) if ri.get("FixedPrice") is not None else 0.0) / max(duration_h, 1)
+        currency = ri.get("CurrencyCode") or "USD"
+        if currency != "USD":
+            # Its coverage still counts (units, not dollars); only its own price is unknown in USD.
+            out.skipped.append(f"RI {rid}: priced in {currency}, not USD: its effective rate is not shown")
+        out.rows.append(
+            {
+                "commitment_id": rid,
+                "account_id": account_id,
+                "region": region,
+                "scope": scope,
+                "availability_zone_id": zone,
+                "instance_type": _field(ri, "InstanceType", where),
+                "product_description": platform_of(_field(ri, "ProductDescription", where)),
+                "tenancy": ri.get("InstanceTenancy") or "default",
+                "instance_count": int(count),
+                "offering_class": ri.get("OfferingClass") or "standard",
+                "start": _time(ri, "Start", where) if ri.get("Start") else None,
+                "end": end,
+                "usd_per_hour": round(usd + hourly, 6) if currency == "USD" else None,
+            }
+        )
+    return out
+
+
+def parse_savings_plans(items: Iterable[Mapping], *, account_id: int, now: datetime) -> Parsed:
+    """DescribeSavingsPlans' `savingsPlans` → SP rows (active EC2-applicable plans in USD)."""
+    out = Parsed([])
+    for i, sp in enumerate(items):
+        where = f"DescribeSavingsPlans.savingsPlans[{i}]"
+        pid = _field(sp, "savingsPlanId", where)
+        state, end = _field(sp, "state", where), _time(sp, "end", where)
+        plan_type = _field(sp, "savingsPlanType", where)
+        currency = sp.get("currency") or "USD"
+        if state != ACTIVE or end <= now:
+            out.skipped.append(f"Savings Plan {pid}: {state if state != ACTIVE else 'expired'}, covers nothing")
+            continue
+        if plan_type not in (EC2_INSTANCE_SP, COMPUTE_SP):
+            out.skipped.append(f"Savings Plan {pid}: {plan_type} plans cover no EC2 usage")
+            continue
+        commitment = _number(sp, "commitment", where)
+        if currency != "USD":
+            out.skipped.append(
+                f"Savings Plan {pid}: commitment in {currency}, not USD: not compared with USD prices, not applied"
+            )
+            continue
+        if plan_type == EC2_INSTANCE_SP:
+            _field(sp, "ec2InstanceFamily", where)
+            _field(sp, "region", where)
+        out.rows.append(
+            {
+                "commitment_id": pid,
+                "account_id": account_id,
+                "plan_type": plan_type,
+                "region": sp.get("region") if plan_type == EC2_INSTANCE_SP else None,
+                "instance_family": sp.get("ec2InstanceFamily") if plan_type == EC2_INSTANCE_SP else None,
+                "commitment_usd_per_hour": commitment,
+                "term_years": round(_number(sp, "termDurationInSeconds", where) / (365 * 86400), 1),
+                "start": _time(sp, "start", where) if sp.get("start") else None,
+                "end": end,
+            }
+        )
+    return out
+
+
+def parse_savings_plan_rates(plan_id: str, results: Iterable[Mapping]) -> Parsed:
+    """DescribeSavingsPlanRates' `searchResults` → per-hour EC2 rates in shared tenancy (Linux, Windows)."""
+    out = Parsed([])
+    for i, rate in enumerate(results):
+        where = f"DescribeSavingsPlanRates({plan_id}).searchResults[{i}]"
+        if rate.get("productType", "EC2") != "EC2" or rate.get("unit", "Hrs") != "Hrs":
+            continue
+        props = {p.get("name"): p.get("value") for p in _field(rate, "properties", where) if isinstance(p, Mapping)}
+        if props.get("tenancy", "shared") != "shared":
+            continue
+        platform = platform_of(props.get("productDescription", ""))
+        if platform not in (LINUX, WINDOWS):
+            continue
+        if (rate.get("currency") or "USD") != "USD":
+            out.skipped.append(f"Savings Plan {plan_id}: a rate in {rate['currency']}, not USD, is not used")
+            continue
+        for key in ("region", "instanceType"):
+            if not props.get(key):
+                raise ValidationError(f"{where}.properties.{key}", "missing from the response")
+        out.rows.append(
+            {
+                "commitment_id": plan_id,
+                "region": props["region"],
+                "instance_type": props["instanceType"],
+                "product_description": platform,
+                "usd_per_hour": _number(rate, "rate", where),
+            }
+        )
+    return out
+
+
+def utilization_pct(response: Mapping, kind: str) -> float | None:
+    """Total utilization % of GetSavingsPlansUtilization (kind 'savings_plans') or GetReservationUtilization."""
+    total = response.get("Total") or {}
+    value = (total.get("Utilization") or {}).get("UtilizationPercentage") if kind == "savings_plans" else None
+    value = value if value is not None else total.get("UtilizationPercentage")
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{kind} utilization.Total.UtilizationPercentage", f"not a number: {value!r}") from None
+
+
+# --------------------------------------------------------------------------- the commitments in force
+
+
+@dataclass(frozen=True)
+class Book:
+    """Commitments with their pool (the billing family that shares them), and what could not be read."""
+
+    reserved: pd.DataFrame  # RI_COLUMNS + pool
+    savings_plans: pd.DataFrame  # SP_COLUMNS + pool
+    rates: pd.DataFrame  # RATE_COLUMNS
+    utilization: dict[str, dict[str, float]] = field(default_factory=dict)  # pool → kind → %
+    gaps: dict[str, list[str]] = field(default_factory=dict)  # pool → what could not be read
+
+    @classmethod
+    def empty(cls) -> Book:
+        return cls(
+            pd.DataFrame(columns=[*RI_COLUMNS, "pool"]),
+            pd.DataFrame(columns=[*SP_COLUMNS, "pool"]),
+            pd.DataFrame(columns=RATE_COLUMNS),
+        )
+
+    def active_at(self, at: datetime) -> Book:
+        def live(frame):
+            end = pd.to_datetime(frame["end"], utc=True)
+            return frame[end > pd.Timestamp(at)]
+
+        return Book(live(self.reserved), live(self.savings_plans), self.rates, self.utilization, self.gaps)
+
+
+def normalization_factor(instance_type: pd.Series) -> pd.Series:
+    size = instance_type.astype(str).str.split(".", n=1).str[1]
+    n = pd.to_numeric(size.str.extract(r"^(\d+)xlarge$")[0], errors="coerce")
+    return size.map(NF_BY_SIZE).astype(np.float64).fillna(n * 8)
+
+
+def _family(instance_type: pd.Series) -> pd.Series:
+    return instance_type.astype(str).str.split(".", n=1).str[0]
+
+
+# --------------------------------------------------------------------------- allocation
+
+
+@dataclass
+class PoolAllocation:
+    """One pool's shapes (columns) and the allocation of each evaluated usage row of `units`."""
+
+    shapes: pd.DataFrame  # pool, region, availability_zone_id, instance_type, product_description, od, family, nf
+    remaining: np.ndarray  # rows × shapes: uncovered units after every stage
+    covered_cost: np.ndarray  # base row: $/h of commitment spent on each shape (NaN where a price is unknown)
+    covered_by: list[dict[str, float]]  # base row, per shape: commitment label → units covered
+    commitments: list[dict]  # per commitment group: kind, ids, used/unused $/h
+
+
+def allocate_pool(shapes: pd.DataFrame, units: np.ndarray, book: Book) -> PoolAllocation:
+    """Allocate one pool's commitments (`book`, already the pool's) to each row of `units` (rows × shapes).
+    Row 0 is the base fleet: attribution and used/unused are reported for it."""
+    R = np.array(units, dtype=np.float64, copy=True)
+    n = len(shapes)
+    cost = np.zeros(n)
+    covered_by: list[dict[str, float]] = [{} for _ in range(n)]
+    groups: list[dict] = []
+    od = shapes["od"].to_numpy(np.float64)
+    nf = shapes["nf"].to_numpy(np.float64)
+    key = shapes[["region", "availability_zone_id", "instance_type", "product_description"]].astype(str)
+
+    def credit(cols, cov0, label, unit_price):
+        for c, u in zip(cols, cov0):
+            if u > 1e-12:
+                covered_by[c][label] = covered_by[c].get(label, 0.0) + float(u)
+        cost[cols] += cov0 * unit_price
+
+    ri = book.reserved
+    ri = ri[ri["tenancy"].astype(str) == "default"]
+    # 1. zonal RIs: capacity per (AZ ID, type, platform), in instances
+    zonal = ri[ri["scope"] == ZONAL]
+    if len(zonal):
+        zkey = zonal[["region", "availability_zone_id", "instance_type", "product_description"]].astype(str)
+        for k, part in zonal.groupby([zkey[c] for c in zkey.columns]):
+            cols = np.flatnonzero((key.to_numpy() == np.array(k, dtype=object)).all(axis=1))
+            cap = float(part["instance_count"].sum())
+            if len(cols):
+                cov = np.minimum(R[:, cols], cap)
+                R[:, cols] -= cov
+                used = float(cov[0].sum())
+            else:
+                used = 0.0
+            price = _mean_price(part)
+            label = "RI " + ", ".join(sorted(part["commitment_id"].astype(str)))
+            if len(cols):
+                credit(cols, cov[0], label, price)
+            groups.append(_group("zonal RI", part, cap * price, used * price))
+    # 2. regional RIs: size-flexible (Linux, shared, known NF) in NF units, else the exact type in units
+    regional = ri[ri["scope"] != ZONAL].assign(nf=lambda f: normalization_factor(f["instance_type"]))
+    flexible = (regional["product_description"] == LINUX) & regional["nf"].notna()
+    fam = _family(shapes["instance_type"]).to_numpy()
+    for (region, family), part in regional[flexible].groupby([regional["region"], _family(regional["instance_type"])]):
+        mask = (
+            (shapes["region"].to_numpy() == region)
+            & (fam == family)
+            & (shapes["product_description"].to_numpy() == LINUX)
+            & ~np.isnan(nf)
+        )
+        cols = np.flatnonzero(mask)
+        cols = cols[np.lexsort((shapes["availability_zone_id"].astype(str).to_numpy()[cols], nf[cols]))]
+        cap = float((part["instance_count"] * part["nf"]).sum())
+        per_nf = _mean_price(part, per=part["nf"])
+        used = _greedy(R, cols, nf[cols], cap, credit, "RI " + ", ".join(sorted(part["commitment_id"])), per_nf)
+        groups.append(_group("regional RI (size-flexible)", part, cap * per_nf, used * per_nf))
+    for (region, itype, platform), part in regional[~flexible].groupby(
+        ["region", "instance_type", "product_description"]
+    ):
+        mask = (
+            (shapes["region"].to_numpy() == region)
+            & (shapes["instance_type"].to_numpy() == itype)
+            & (shapes["product_description"].to_numpy() == platform)
+        )
+        cols = np.flatnonzero(mask)
+        cols = cols[np.argsort(shapes["availability_zone_id"].astype(str).to_numpy()[cols], kind="stable")]
+        cap = float(part["instance_count"].sum())
+        price = _mean_price(part)
+        used = _greedy(
+            R, cols, np.ones(len(cols)), cap, credit, "RI " + ", ".join(sorted(part["commitment_id"])), price
+        )
+        groups.append(_group("regional RI", part, cap * price, used * price))
+    # 3, 4. Savings Plans, EC2 Instance plans first, each on its highest-discount usage first
+    plans = book.savings_plans.assign(_o=(book.savings_plans["plan_type"] != EC2_INSTANCE_SP).astype(int))
+    rate_of = _rates_by_plan(book.rates, shapes)
+    for plan in plans.sort_values(["_o", "commitment_id"]).to_dict("records"):
+        rate = rate_of.get(plan["commitment_id"], np.full(n, np.nan))
+        eligible = rate > 0
+        if plan["plan_type"] == EC2_INSTANCE_SP:
+            eligible &= (shapes["region"].to_numpy() == plan["region"]) & (fam == plan["instance_family"])
+        cols = np.flatnonzero(eligible)
+        cols = cols[np.lexsort((cols, -(1 - rate[cols] / od[cols])))]
+        cap = float(plan["commitment_usd_per_hour"])
+        used = _greedy(R, cols, rate[cols], cap, credit, f"Savings Plan {plan['commitment_id']}", 1.0)
+        kind = "EC2 Instance Savings Plan" if plan["plan_type"] == EC2_INSTANCE_SP else "Compute Savings Plan"
+        groups.append(
+            {
+                "kind": kind,
+                "commitment_ids": plan["commitment_id"],
+                "commitment_usd_per_hour": round(cap, 6),
+                "used_usd_per_hour": round(used, 6),
+                "unused_usd_per_hour": round(cap - used, 6),
+            }
+        )
+    return PoolAllocation(shapes, R, cost, covered_by, groups)
+
+
+def _greedy(R, cols, weight, capacity, credit, label, unit_price) -> float:
+    """Cover R[:, cols] in column order until `capacity` (in `weight` units) is spent; returns the base row's use."""
+    if not len(cols):
+        return 0.0
+    demand = R[:, cols] * weight
+    before = np.cumsum(demand, axis=1) - demand
+    cov = np.clip(capacity - before, 0.0, demand)
+    units = cov / weight
+    R[:, cols] -= units
+    credit(cols, units[0], label, unit_price * weight)
+    return float(cov[0].sum())
+
+
+def _mean_price(part: pd.DataFrame, per: pd.Series | None = None) -> float:
+    """The group's effective $/h per capacity unit, weighted by count; NaN when an RI's USD price is unknown."""
+    price = pd.to_numeric(part["usd_per_hour"], errors="coerce")
+    units = part["instance_count"] * (per if per is not None else 1)
+    per_unit = price / (per if per is not None else 1)
+    return float((per_unit * units).sum(min_count=len(part)) / units.sum()) if units.sum() else 0.0
+
+
+def _group(kind: str, part: pd.DataFrame, capacity_usd: float, used_usd: float) -> dict:
+    return {
+        "kind": kind,
+        "commitment_ids": ", ".join(sorted(part["commitment_id"].astype(str))),
+        "commitment_usd_per_hour": round(capacity_usd, 6),
+        "used_usd_per_hour": round(used_usd, 6),
+        "unused_usd_per_hour": round(capacity_usd - used_usd, 6),
+    }
+
+
+def _rates_by_plan(rates: pd.DataFrame, shapes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """commitment_id → the plan's $/h rate for each shape (NaN: the plan has no rate for it)."""
+    if rates.empty:
+        return {}
+    keys = ["region", "instance_type", "product_description"]
+    cols = shapes[keys].reset_index(drop=True).assign(_col=np.arange(len(shapes)))
+    hit = rates.merge(cols, on=keys, how="inner")
+    out = {}
+    for pid, part in hit.groupby("commitment_id"):
+        arr = np.full(len(shapes), np.nan)
+        arr[part["_col"].to_numpy()] = part["usd_per_hour"].astype(np.float64).to_numpy()
+        out[pid] = arr
+    return out
+
+
+# --------------------------------------------------------------------------- the fleet-bill delta
+
+SHAPE = ["pool", "region", "availability_zone_id", "instance_type", "product_description"]
+
+
+@dataclass
+class Evaluation:
+    changes: pd.DataFrame  # the changes + bill_change_monthly_usd, bill_change_usd_per_hour, unabsorbed_usd_per_hour,
+    #                        absorbed_by (an instance the freed commitment then covers)
+    coverage: pd.DataFrame  # per fleet instance: covered_fraction, effective_hourly_cost, covered_by
+    commitments: pd.DataFrame  # per pool and commitment group: used / unused $/h now
+    segments: list[tuple[datetime, float]]  # (start, hours) of each stretch with one set of commitments
+
+
+def evaluate(
+    fleet: pd.DataFrame, changes: pd.DataFrame, book: Book, now: datetime, hours: float = HOURS_PER_MONTH
+) -> Evaluation:
+    """The change of the pool's on-demand bill for each change, one at a time, over the next `hours`.
+
+    `fleet`: the running on-demand instances (SHAPE, instance_id, od = on-demand $/h). `changes`: SHAPE,
+    instance_id, od, delta (-1: leaves on-demand, e.g. moves to spot; +1: joins it, e.g. returns from spot).
+    Commitments ending within the window count until they end: the window is cut at each end."""
+    end_of_window = now + timedelta(hours=hours)
+    ends = [e for f in (book.reserved, book.savings_plans) for e in pd.to_datetime(f["end"], utc=True)]
+    ends = sorted({e.to_pydatetime() for e in ends if now < e < end_of_window})
+    bounds = [now, *ends, end_of_window]
+    segments = [(a, (b - a).total_seconds() / 3600) for a, b in zip(bounds, bounds[1:]) if b > a]
+    changes = changes.reset_index(drop=True)
+    monthly = np.zeros(len(changes))
+    hourly_now = np.zeros(len(changes))
+    absorbed = np.full(len(changes), None, dtype=object)
+    coverage, commitments = [], []
+    fleet_shapes = fleet.groupby(SHAPE, dropna=False, sort=True).agg(od=("od", "max"), n=("instance_id", "size"))
+    change_shapes = changes.groupby(SHAPE, dropna=False).agg(od=("od", "max")).assign(n=0)
+    all_shapes = pd.concat([fleet_shapes, change_shapes[~change_shapes.index.isin(fleet_shapes.index)]])
+    all_shapes = all_shapes.reset_index()
+    for pool, shapes in all_shapes.groupby("pool", sort=True):
+        shapes = shapes.reset_index(drop=True).assign(
+            family=lambda f: _family(f["instance_type"]), nf=lambda f: normalization_factor(f["instance_type"])
+        )
+        col = pd.MultiIndex.from_frame(shapes[SHAPE].astype(str)).get_indexer(
+            pd.MultiIndex.from_frame(changes[SHAPE].astype(str))
+        )
+        mine = np.flatnonzero(changes["pool"].astype(str).to_numpy() == str(pool))
+        col, delta = col[mine], changes["delta"].to_numpy()[mine]
+        base = shapes["n"].to_numpy(np.float64)
+        od = shapes["od"].to_numpy(np.float64)
+        members = _members(fleet[fleet["pool"].astype(str) == str(pool)], shapes)
+        for k, (start, seg_hours) in enumerate(segments):
+            pool_book = _of_pool(book.active_at(start), pool)
+            alloc = allocate_pool(shapes, base[None, :], pool_book)
+            rest = alloc.remaining[0]
+            # Only a change that moves commitments needs its own allocation: leaving from a shape with an uncovered
+            # unit, or joining one with some uncovered usage, changes the bill by exactly the on-demand price.
+            moves_commitment = np.where(delta < 0, rest[col] < 1 - 1e-9, rest[col] <= 1e-9)
+            rows = sorted(set(zip(col[moves_commitment].tolist(), delta[moves_commitment].tolist())))
+            change = delta * od[col]
+            if rows:
+                units = np.repeat(base[None, :], len(rows) + 1, axis=0)
+                for r, (c, d) in enumerate(rows, start=1):
+                    units[r, c] += d
+                scen = allocate_pool(shapes, units, pool_book)
+                bills = scen.remaining @ od
+                index = {key: r for r, key in enumerate(rows, start=1)}
+                which = [index[(c, d)] for c, d in zip(col[moves_commitment].tolist(), delta[moves_commitment])]
+                change[moves_commitment] = bills[which] - bills[0]
+                if k == 0:
+                    freed = (scen.remaining[0][None, :] - scen.remaining[which]) * od[None, :]
+                    freed[np.arange(len(which)), col[moves_commitment]] = 0.0
+                    best = freed.argmax(axis=1)
+                    takers = np.where(freed.max(axis=1) > 1e-9, best, -1)
+                    absorbed[mine[moves_commitment]] = [
+                        _uncovered_instance(members, shapes, rest, t) if t >= 0 else None for t in takers
+                    ]
+            monthly[mine] += change * seg_hours
+            if k == 0:
+                hourly_now[mine] = change
+                coverage.append(_coverage(members, shapes, alloc))
+                # A covered instance leaving a shape with uncovered units: one of those takes its commitment.
+                fraction = coverage[-1].set_index("instance_id")["covered_fraction"]
+                own = changes["instance_id"].iloc[mine].map(fraction).fillna(0.0).to_numpy()
+                for i in np.flatnonzero((delta < 0) & (own > 0) & (rest[col] > 1e-9) & ~moves_commitment):
+                    absorbed[mine[i]] = _uncovered_instance(members, shapes, rest, col[i])
+                commitments += [{"pool": pool, **g} for g in alloc.commitments]
+    out = changes.assign(
+        bill_change_monthly_usd=monthly,
+        bill_change_usd_per_hour=hourly_now,
+        # What leaving frees that no other usage absorbs ($/h, priced at the leaving shape's on-demand rate).
+        unabsorbed_usd_per_hour=np.where(changes["delta"] < 0, changes["od"] + hourly_now, 0.0),
+        absorbed_by=absorbed,
+    )
+    cov = pd.concat(coverage, ignore_index=True) if coverage else pd.DataFrame(columns=COVERAGE_COLUMNS)
+    groups = pd.DataFrame(commitments, columns=COMMITMENT_GROUP_COLUMNS)
+    return Evaluation(out, cov, groups, segments)
+
+
+COVERAGE_COLUMNS = ["pool", "instance_id", "covered_fraction", "effective_hourly_cost", "covered_by"]
+COMMITMENT_GROUP_COLUMNS = [
+    "pool",
+    "kind",
+    "commitment_ids",
+    "commitment_usd_per_hour",
+    "used_usd_per_hour",
+    "unused_usd_per_hour",
+]
+
+
+def _of_pool(book: Book, pool) -> Book:
+    return Book(
+        book.reserved[book.reserved["pool"].astype(str) == str(pool)],
+        book.savings_plans[book.savings_plans["pool"].astype(str) == str(pool)],
+        book.rates,
+        book.utilization,
+        book.gaps,
+    )
+
+
+def _members(fleet: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
+    """The fleet's instances with their shape's column, in instance id order within a shape."""
+    col = pd.MultiIndex.from_frame(shapes[SHAPE].astype(str)).get_indexer(
+        pd.MultiIndex.from_frame(fleet[SHAPE].astype(str))
+    )
+    return fleet.assign(_col=col)[col >= 0].sort_values(["_col", "instance_id"])
+
+
+def _coverage(members: pd.DataFrame, shapes: pd.DataFrame, alloc: PoolAllocation) -> pd.DataFrame:
+    """AWS applies a commitment to matching usage, not to a named instance: the covered units of a shape go to its
+    instances in id order (whole instances first), which only decides which one is shown as covered."""
+    c = members["_col"].to_numpy()
+    position = members.groupby("_col").cumcount().to_numpy()
+    covered_units = shapes["n"].to_numpy(np.float64) - alloc.remaining[0]
+    fraction = np.clip(covered_units[c] - position, 0.0, 1.0).round(6)
+    od = shapes["od"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit_cost = np.where(covered_units > 1e-12, alloc.covered_cost / covered_units, 0.0)
+    labels = ["; ".join(sorted(d)) for d in alloc.covered_by]
+    return pd.DataFrame(
+        {
+            "pool": members["pool"].to_numpy(),
+            "instance_id": members["instance_id"].to_numpy(),
+            "covered_fraction": fraction,
+            "effective_hourly_cost": ((1 - fraction) * od[c] + fraction * unit_cost[c]).round(6),
+            "covered_by": [labels[k] if f > 0 else None for k, f in zip(c, fraction)],
+        }
+    )
+
+
+def _uncovered_instance(members: pd.DataFrame, shapes: pd.DataFrame, rest: np.ndarray, column: int) -> str | None:
+    """An instance of the shape that is (at least partly) uncovered now: the one a freed commitment covers."""
+    ids = members.loc[members["_col"] == column, "instance_id"].tolist()
+    if not ids:
+        return None
+    covered = shapes["n"].iloc[column] - rest[column]
+    return ids[min(int(np.floor(covered + 1e-9)), len(ids) - 1)]
