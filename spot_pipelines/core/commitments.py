@@ -29,7 +29,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from botocore.exceptions import ClientError
 
+from spot_pipelines.core.aws_errors import error_code
 from spot_pipelines.core.errors import ValidationError
 
 HOURS_PER_MONTH = 730.0
@@ -244,6 +246,116 @@ def utilization_pct(response: Mapping, kind: str) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         raise ValidationError(f"{kind} utilization.Total.UtilizationPercentage", f"not a number: {value!r}") from None
+
+
+# --------------------------------------------------------------------------- reading one account
+
+DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"})
+UTILIZATION_DAYS = 30
+
+
+@dataclass
+class Fetched:
+    reserved: list[dict] = field(default_factory=list)
+    savings_plans: list[dict] = field(default_factory=list)
+    rates: list[dict] = field(default_factory=list)
+    utilization: dict[str, float] = field(default_factory=dict)  # savings_plans | reserved_instances → %
+    gaps: list[str] = field(default_factory=list)  # what could not be read, and what net savings assume then
+    skipped: list[str] = field(default_factory=list)  # commitments read but not applied, and why
+    api_calls: int = 0
+
+
+def fetch_commitments(client, regions: Iterable[str], *, account_id: int, now: datetime) -> Fetched:
+    """An account's active RIs (every region), Savings Plans with their EC2 rates, and their utilization.
+    `client(service, region)` returns a boto3 client. A denied permission is a stated gap, never "none";
+    other AWS errors (throttling, outages) propagate, so the run fails and retries instead of storing a hole."""
+    out = Fetched()
+    regions = sorted(regions)
+
+    def denied(exc: ClientError, action: str, assumption: str) -> None:
+        if error_code(exc) not in DENIED:
+            raise exc
+        out.gaps.append(f"{action} denied ({error_code(exc)}): {assumption}")
+
+    for region in regions:
+        ec2 = client("ec2", region)
+        try:
+            out.api_calls += 1
+            items = ec2.describe_reserved_instances().get("ReservedInstances", [])
+        except ClientError as exc:
+            denied(exc, f"ec2:DescribeReservedInstances in {region}", "Reserved Instances there are unknown")
+            continue
+        zone_ids = {}
+        if any(i.get("Scope") == ZONAL and not i.get("AvailabilityZoneId") for i in items):
+            out.api_calls += 1
+            zones = ec2.describe_availability_zones().get("AvailabilityZones", [])
+            zone_ids = {z["ZoneName"]: z["ZoneId"] for z in zones if z.get("ZoneName") and z.get("ZoneId")}
+        parsed = parse_reserved_instances(items, account_id=account_id, region=region, zone_ids=zone_ids, now=now)
+        out.reserved += parsed.rows
+        out.skipped += parsed.skipped
+    sp = client("savingsplans", None)
+    try:
+        plans = _pages(sp.describe_savings_plans, "savingsPlans", out)
+    except ClientError as exc:
+        denied(exc, "savingsplans:DescribeSavingsPlans", "Savings Plans are unknown")
+        plans = []
+    parsed = parse_savings_plans(plans, account_id=account_id, now=now)
+    out.savings_plans, out.skipped = parsed.rows, out.skipped + parsed.skipped
+    filters = [
+        {"name": "productType", "values": ["EC2"]},
+        {"name": "tenancy", "values": ["shared"]},
+        {"name": "productDescription", "values": [LINUX, WINDOWS]},
+        {"name": "region", "values": regions},
+    ]
+    for plan in out.savings_plans:
+        pid = plan["commitment_id"]
+        try:
+            results = _pages(sp.describe_savings_plan_rates, "searchResults", out, savingsPlanId=pid, filters=filters)
+        except ClientError as exc:
+            denied(
+                exc, "savingsplans:DescribeSavingsPlanRates", f"Savings Plan {pid} has no known rates, covers nothing"
+            )
+            continue
+        rates = parse_savings_plan_rates(pid, results)
+        out.rates += rates.rows
+        out.skipped += rates.skipped
+    _utilization(client("ce", None), out, now, denied)
+    return out
+
+
+def _pages(call, key: str, out: Fetched, **params) -> list[dict]:
+    """The savingsplans API pages by nextToken and has no paginators."""
+    items, token = [], None
+    while True:
+        out.api_calls += 1
+        page = call(**params, **({"nextToken": token} if token else {}))
+        items += page.get(key) or []
+        token = page.get("nextToken")
+        if not token:
+            return items
+
+
+def _utilization(ce, out: Fetched, now: datetime, denied) -> None:
+    """Cost Explorer utilization over the last 30 days, for the kinds the account holds."""
+    period = {"Start": (now - timedelta(days=UTILIZATION_DAYS)).strftime("%Y-%m-%d"), "End": now.strftime("%Y-%m-%d")}
+    calls = [
+        ("savings_plans", out.savings_plans, ce.get_savings_plans_utilization, "ce:GetSavingsPlansUtilization"),
+        ("reserved_instances", out.reserved, ce.get_reservation_utilization, "ce:GetReservationUtilization"),
+    ]
+    for kind, held, call, action in calls:
+        if not held:
+            continue
+        try:
+            out.api_calls += 1
+            value = utilization_pct(call(TimePeriod=period), kind)
+        except ClientError as exc:
+            if error_code(exc) == "DataUnavailableException":
+                out.gaps.append(f"{action}: Cost Explorer has no data (not enabled?): {kind} utilization unknown")
+                continue
+            denied(exc, action, f"{kind} utilization unknown")
+            continue
+        if value is not None:
+            out.utilization[kind] = value
 
 
 # --------------------------------------------------------------------------- the commitments in force
