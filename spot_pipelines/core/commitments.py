@@ -32,6 +32,7 @@ import pandas as pd
 from botocore.exceptions import ClientError
 
 from spot_pipelines.core.aws_errors import error_code
+from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 
 HOURS_PER_MONTH = 730.0
@@ -707,3 +708,89 @@ def _uncovered_instance(members: pd.DataFrame, shapes: pd.DataFrame, rest: np.nd
         return None
     covered = shapes["n"].iloc[column] - rest[column]
     return ids[min(int(np.floor(covered + 1e-9)), len(ids) - 1)]
+
+
+# --------------------------------------------------------------------------- recommendations
+
+UNDER_USED_PCT = 95.0
+
+
+@dataclass(frozen=True)
+class InForce:
+    """What the recommender needs: the commitments, which pool each account draws on, and the time."""
+
+    book: Book
+    pools: Mapping[int, str]
+    now: datetime
+
+    @classmethod
+    def none(cls) -> InForce:
+        return cls(Book.empty(), {}, utcnow())
+
+    def pool_of(self, account_id) -> str:
+        return self.pools.get(account_id, f"account:{account_id}")
+
+
+def one_year_rates(book: Book) -> pd.Series:
+    """(pool, region, instance_type, product_description) → the lowest 1-year Savings Plan rate the pool holds."""
+    plans = book.savings_plans[book.savings_plans["term_years"].astype(float).round() == 1]
+    keyed = book.rates.merge(plans[["commitment_id", "pool"]], on="commitment_id")
+    return keyed.groupby(["pool", "region", "instance_type", "product_description"])["usd_per_hour"].min()
+
+
+def notes(rows: pd.DataFrame, commitments: InForce, restart_usd: float, restart_on_demand_hours: float) -> pd.Series:
+    """What commitments add to each recommendation's reason, in words ('' when nothing)."""
+    rates = one_year_rates(commitments.book).to_dict()
+    book = commitments.book
+
+    def text(r) -> str:
+        out = ""
+        pct, net, lst = r["commitment_covered_fraction"], r["net_monthly_savings_usd"], r["list_monthly_savings_usd"]
+        money = f"net ${net:,.0f}/month (list ${lst:,.0f})"
+        unused = r["unabsorbed_usd_per_hour"] if pd.notna(r["unabsorbed_usd_per_hour"]) else 0.0
+        leaving = r["lifecycle"] != "spot" and r["action"] in ("move_to_spot", "diversify")
+        if r["kept_by_commitments"]:
+            out = (
+                f": {pct:.0%} covered by {r['covered_by']}; moving it would leave ${unused:.4f}/h of it unused; {money}"
+            )
+        elif leaving and pct > 0:
+            out = f"; {pct:.0%} covered by {r['covered_by']}"
+            if isinstance(r["absorbed_by"], str):
+                out += f": the freed commitment covers {r['absorbed_by']} instead"
+            if unused > 5e-5:
+                out += f"; ${unused:.4f}/h of it would go unused"
+            out += f"; {money}"
+        elif abs(net - lst) >= 0.5:
+            out = f"; {money} against the bill under the pool's commitments"
+        if leaving and not r["kept_by_commitments"]:
+            key = (r["pool"], r["region"], r["instance_type"], r["product_description"])
+            out += _break_even(rates.get(key), r, restart_usd + restart_on_demand_hours * r["on_demand_hourly_cost"])
+        used = book.utilization.get(r["pool"], {})
+        low = {k: v for k, v in used.items() if v < UNDER_USED_PCT}
+        if low:
+            kind, value = min(low.items(), key=lambda kv: kv[1])
+            out += f"; the pool's {kind.replace('_', ' ')} already run at {value:.0f}% utilization (Cost Explorer, 30 days)"
+        gaps = book.gaps.get(r["pool"], [])
+        if gaps:
+            more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
+            out += f"; net savings assume what could be read: {gaps[0]}{more}"
+        return out
+
+    return pd.Series([text(r) for r in rows.to_dict("records")], index=rows.index, dtype=object)
+
+
+def _break_even(rate: float | None, r: Mapping, restart: float) -> str:
+    """At what P(interruption/day) a 1-year Savings Plan for this shape would cost less than the spot move."""
+    spot = r.get("target_spot_price")
+    if rate is None or spot is None or pd.isna(spot) or restart <= 0:
+        return ""
+    p_hour = (rate - spot) / restart
+    if p_hour <= 0:
+        return f"; a 1-year Savings Plan at ${rate:.4f}/h costs less than this spot market even without interruptions"
+    if p_hour >= 1:
+        return ""
+    p_day = 1 - (1 - p_hour) ** 24
+    return (
+        f"; a 1-year Savings Plan at ${rate:.4f}/h beats spot above P(interruption/day) {p_day:.1%} "
+        f"(forecast {r['p_interruption']:.1%})"
+    )
