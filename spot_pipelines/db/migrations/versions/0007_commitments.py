@@ -1,5 +1,6 @@
 """commitments: account_billing_families; commitment_refreshes, reserved_instances, savings_plans,
-savings_plan_rates (one snapshot per refresh and account: history is kept)
+savings_plan_rates (one snapshot per refresh and account: history is kept); list and net monthly savings and
+the commitment-covered fraction on spot_recommendations
 
 Revision ID: 0007
 Revises: 0006
@@ -23,7 +24,12 @@ def _refresh_fk() -> sa.Column:
     )
 
 
+NEW_RECOMMENDATION_COLUMNS = ("list_monthly_savings_usd", "net_monthly_savings_usd", "commitment_covered_fraction")
+
+
 def upgrade() -> None:
+    for column in NEW_RECOMMENDATION_COLUMNS:  # plain ADD COLUMN, nullable: rows written before stay as they were
+        op.add_column("spot_recommendations", sa.Column(column, sa.Float))
     # A table of its own, not a column of accounts: the Account model keeps reading databases not yet migrated.
     op.create_table(
         "account_billing_families",
@@ -89,3 +95,5 @@ def downgrade() -> None:
         "account_billing_families",
     ):
         op.drop_table(table)
+    for column in NEW_RECOMMENDATION_COLUMNS:  # native DROP COLUMN (SQLite >= 3.35): no table rebuild
+        op.drop_column("spot_recommendations", column)
