@@ -192,6 +192,22 @@ def test_demo_recommends_every_action_and_prices_every_instance(interrupted_then
     assert scored["skipped_markets"] == 0, scored["skipped_reasons"]
     # Every seeded instance has a recommendation or sits in a spot pool that still qualifies.
     assert len(recs) + recommended["unchanged_spot_instances"] == SEEDED_INSTANCES
+    # The demo's RI keeps its c5.2xlarge on-demand, and the Savings Plan makes net differ from list somewhere.
+    with sqlite3.connect(home / "spot_pipelines.db") as db:
+        latest = " WHERE generated_at = (SELECT max(generated_at) FROM spot_recommendations)"
+        kept = db.execute(
+            "SELECT current_instance_type, commitment_covered_fraction, reason FROM spot_recommendations"
+            + latest
+            + " AND action = 'stay_on_demand' AND commitment_covered_fraction > 0"
+        ).fetchall()
+        differ = db.execute(
+            "SELECT count(*) FROM spot_recommendations" + latest + " AND action <> 'stay_on_demand'"
+            " AND abs(net_monthly_savings_usd - list_monthly_savings_usd) >= 1"
+        ).fetchone()[0]
+    assert [k[:2] for k in kept] == [("c5.2xlarge", 1.0)], kept
+    assert kept[0][2].startswith("stays on-demand: 100% covered by RI ri-0demo0c52xlarge01")
+    assert differ >= 1
+    assert recommended["reserved_instances"] == 1 and recommended["savings_plans"] == 1
 
 
 def test_demo_env_points_a_shell_at_the_running_emulator(tmp_path, monkeypatch):

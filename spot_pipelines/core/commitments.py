@@ -412,131 +412,150 @@ class PoolAllocation:
     commitments: list[dict]  # per commitment group: kind, ids, used/unused $/h
 
 
-def allocate_pool(shapes: pd.DataFrame, units: np.ndarray, book: Book) -> PoolAllocation:
-    """Allocate one pool's commitments (`book`, already the pool's) to each row of `units` (rows × shapes).
-    Row 0 is the base fleet: attribution and used/unused are reported for it."""
-    R = np.array(units, dtype=np.float64, copy=True)
-    n = len(shapes)
-    cost = np.zeros(n)
-    covered_by: list[dict[str, float]] = [{} for _ in range(n)]
-    groups: list[dict] = []
+@dataclass(frozen=True)
+class _Stage:
+    """One group of commitments applied together, in AWS's order: the columns it covers in the order it covers
+    them, capacity units per unit of each column's usage, and its commitments' capacity and end."""
+
+    kind: str
+    label: str
+    ids: str
+    cols: np.ndarray
+    weight: np.ndarray  # 1 (instances), the normalization factor (NF units) or the plan's rate ($)
+    capacity: np.ndarray  # per member commitment, in capacity units
+    ends: np.ndarray  # per member commitment (datetime64[ns, UTC] as int64)
+    unit_price: np.ndarray  # per member: $/h per capacity unit (NaN: not known in USD)
+
+
+def plan_pool(shapes: pd.DataFrame, book: Book) -> list[_Stage]:
+    """The stages of one pool's allocation over its shapes (`book`: that pool's commitments). Built once; each
+    allocation then only sums capacities and walks arrays."""
+    stages: list[_Stage] = []
     od = shapes["od"].to_numpy(np.float64)
     nf = shapes["nf"].to_numpy(np.float64)
-    key = shapes[["region", "availability_zone_id", "instance_type", "product_description"]].astype(str)
+    region, az = shapes["region"].astype(str).to_numpy(), shapes["availability_zone_id"].astype(str).to_numpy()
+    itype, platform = shapes["instance_type"].astype(str).to_numpy(), shapes["product_description"].to_numpy()
+    fam = shapes["family"].astype(str).to_numpy()
+    col_of = {k: i for i, k in enumerate(zip(region, az, itype, platform))}
+    ri = book.reserved[book.reserved["tenancy"].astype(str) == "default"].assign(
+        nf=lambda f: normalization_factor(f["instance_type"]),
+        family=lambda f: _family(f["instance_type"]),
+        _end=lambda f: _epoch(f["end"]),
+        _price=lambda f: pd.to_numeric(f["usd_per_hour"], errors="coerce"),
+    )
 
-    def credit(cols, cov0, label, unit_price):
-        for c, u in zip(cols, cov0):
-            if u > 1e-12:
-                covered_by[c][label] = covered_by[c].get(label, 0.0) + float(u)
-        cost[cols] += cov0 * unit_price
+    def add(kind, part, cols, weight, capacity, unit_price):
+        ids = ", ".join(sorted(part["commitment_id"].astype(str)))
+        stages.append(
+            _Stage(
+                kind,
+                f"RI {ids}",
+                ids,
+                np.asarray(cols, dtype=np.int64),
+                np.asarray(weight, np.float64),
+                np.asarray(capacity, np.float64),
+                part["_end"].to_numpy(),
+                np.asarray(unit_price, np.float64),
+            )
+        )
 
-    ri = book.reserved
-    ri = ri[ri["tenancy"].astype(str) == "default"]
-    # 1. zonal RIs: capacity per (AZ ID, type, platform), in instances
+    # 1. zonal RIs: instances of the exact type and platform in the AZ ID
     zonal = ri[ri["scope"] == ZONAL]
-    if len(zonal):
-        zkey = zonal[["region", "availability_zone_id", "instance_type", "product_description"]].astype(str)
-        for k, part in zonal.groupby([zkey[c] for c in zkey.columns]):
-            cols = np.flatnonzero((key.to_numpy() == np.array(k, dtype=object)).all(axis=1))
-            cap = float(part["instance_count"].sum())
-            if len(cols):
-                cov = np.minimum(R[:, cols], cap)
-                R[:, cols] -= cov
-                used = float(cov[0].sum())
-            else:
-                used = 0.0
-            price = _mean_price(part)
-            label = "RI " + ", ".join(sorted(part["commitment_id"].astype(str)))
-            if len(cols):
-                credit(cols, cov[0], label, price)
-            groups.append(_group("zonal RI", part, cap * price, used * price))
-    # 2. regional RIs: size-flexible (Linux, shared, known NF) in NF units, else the exact type in units
-    regional = ri[ri["scope"] != ZONAL].assign(nf=lambda f: normalization_factor(f["instance_type"]))
+    for key, part in zonal.groupby(["region", "availability_zone_id", "instance_type", "product_description"]):
+        cols = [col_of[key]] if key in col_of else []
+        add("zonal RI", part, cols, np.ones(len(cols)), part["instance_count"], part["_price"])
+    # 2. regional RIs: size-flexible ones in NF units from the smallest size up, the others by exact type
+    regional = ri[ri["scope"] != ZONAL]
     flexible = (regional["product_description"] == LINUX) & regional["nf"].notna()
-    fam = _family(shapes["instance_type"]).to_numpy()
-    for (region, family), part in regional[flexible].groupby([regional["region"], _family(regional["instance_type"])]):
-        mask = (
-            (shapes["region"].to_numpy() == region)
-            & (fam == family)
-            & (shapes["product_description"].to_numpy() == LINUX)
-            & ~np.isnan(nf)
+    for (reg, family), part in regional[flexible].groupby(["region", "family"]):
+        cols = np.flatnonzero((region == reg) & (fam == family) & (platform == LINUX) & ~np.isnan(nf))
+        cols = cols[np.lexsort((az[cols], nf[cols]))]
+        add(
+            "regional RI (size-flexible)",
+            part,
+            cols,
+            nf[cols],
+            part["instance_count"] * part["nf"],
+            part["_price"] / part["nf"],
         )
-        cols = np.flatnonzero(mask)
-        cols = cols[np.lexsort((shapes["availability_zone_id"].astype(str).to_numpy()[cols], nf[cols]))]
-        cap = float((part["instance_count"] * part["nf"]).sum())
-        per_nf = _mean_price(part, per=part["nf"])
-        used = _greedy(R, cols, nf[cols], cap, credit, "RI " + ", ".join(sorted(part["commitment_id"])), per_nf)
-        groups.append(_group("regional RI (size-flexible)", part, cap * per_nf, used * per_nf))
-    for (region, itype, platform), part in regional[~flexible].groupby(
-        ["region", "instance_type", "product_description"]
-    ):
-        mask = (
-            (shapes["region"].to_numpy() == region)
-            & (shapes["instance_type"].to_numpy() == itype)
-            & (shapes["product_description"].to_numpy() == platform)
-        )
-        cols = np.flatnonzero(mask)
-        cols = cols[np.argsort(shapes["availability_zone_id"].astype(str).to_numpy()[cols], kind="stable")]
-        cap = float(part["instance_count"].sum())
-        price = _mean_price(part)
-        used = _greedy(
-            R, cols, np.ones(len(cols)), cap, credit, "RI " + ", ".join(sorted(part["commitment_id"])), price
-        )
-        groups.append(_group("regional RI", part, cap * price, used * price))
+    for (reg, typ, plat), part in regional[~flexible].groupby(["region", "instance_type", "product_description"]):
+        cols = np.flatnonzero((region == reg) & (itype == typ) & (platform == plat))
+        cols = cols[np.argsort(az[cols], kind="stable")]
+        add("regional RI", part, cols, np.ones(len(cols)), part["instance_count"], part["_price"])
     # 3, 4. Savings Plans, EC2 Instance plans first, each on its highest-discount usage first
     plans = book.savings_plans.assign(_o=(book.savings_plans["plan_type"] != EC2_INSTANCE_SP).astype(int))
     rate_of = _rates_by_plan(book.rates, shapes)
     for plan in plans.sort_values(["_o", "commitment_id"]).to_dict("records"):
-        rate = rate_of.get(plan["commitment_id"], np.full(n, np.nan))
+        rate = rate_of.get(plan["commitment_id"], np.full(len(shapes), np.nan))
         eligible = rate > 0
         if plan["plan_type"] == EC2_INSTANCE_SP:
-            eligible &= (shapes["region"].to_numpy() == plan["region"]) & (fam == plan["instance_family"])
+            eligible &= (region == plan["region"]) & (fam == plan["instance_family"])
         cols = np.flatnonzero(eligible)
         cols = cols[np.lexsort((cols, -(1 - rate[cols] / od[cols])))]
-        cap = float(plan["commitment_usd_per_hour"])
-        used = _greedy(R, cols, rate[cols], cap, credit, f"Savings Plan {plan['commitment_id']}", 1.0)
         kind = "EC2 Instance Savings Plan" if plan["plan_type"] == EC2_INSTANCE_SP else "Compute Savings Plan"
+        pid = str(plan["commitment_id"])
+        stages.append(
+            _Stage(
+                kind,
+                f"Savings Plan {pid}",
+                pid,
+                cols,
+                rate[cols],
+                np.array([plan["commitment_usd_per_hour"]], float),
+                _epoch(pd.Series([plan["end"]])),
+                np.ones(1),
+            )
+        )
+    return stages
+
+
+def _epoch(values: pd.Series) -> np.ndarray:
+    return pd.to_datetime(values, utc=True).astype("int64").to_numpy()
+
+
+def run_plan(
+    stages: list[_Stage], shapes: pd.DataFrame, units: np.ndarray, at: datetime | None = None
+) -> PoolAllocation:
+    """Allocate each row of `units` (rows × shapes; row 0 is the base fleet, the one attribution and used/unused
+    are reported for) with the commitments in force at `at` (None: all of them)."""
+    R = np.array(units, dtype=np.float64, copy=True)
+    cost = np.zeros(len(shapes))
+    covered_by: list[dict[str, float]] = [{} for _ in range(len(shapes))]
+    groups = []
+    t = None if at is None else pd.Timestamp(at).value
+    for st in stages:
+        live = st.ends > t if t is not None else np.ones(len(st.ends), bool)
+        if not live.any():
+            continue
+        cap = float(st.capacity[live].sum())
+        price = float((st.capacity[live] * st.unit_price[live]).sum() / cap) if cap else 0.0
+        used = 0.0
+        if len(st.cols):
+            demand = R[:, st.cols] * st.weight
+            before = np.cumsum(demand, axis=1) - demand
+            cov = np.clip(cap - before, 0.0, demand)
+            covered = cov / st.weight
+            R[:, st.cols] -= covered
+            used = float(cov[0].sum())
+            cost[st.cols] += cov[0] * price
+            for k in np.flatnonzero(covered[0] > 1e-12):
+                c = st.cols[k]
+                covered_by[c][st.label] = covered_by[c].get(st.label, 0.0) + float(covered[0, k])
         groups.append(
             {
-                "kind": kind,
-                "commitment_ids": plan["commitment_id"],
-                "commitment_usd_per_hour": round(cap, 6),
-                "used_usd_per_hour": round(used, 6),
-                "unused_usd_per_hour": round(cap - used, 6),
+                "kind": st.kind,
+                "commitment_ids": st.ids,
+                "commitment_usd_per_hour": round(cap * price, 6),
+                "used_usd_per_hour": round(used * price, 6),
+                "unused_usd_per_hour": round((cap - used) * price, 6),
             }
         )
     return PoolAllocation(shapes, R, cost, covered_by, groups)
 
 
-def _greedy(R, cols, weight, capacity, credit, label, unit_price) -> float:
-    """Cover R[:, cols] in column order until `capacity` (in `weight` units) is spent; returns the base row's use."""
-    if not len(cols):
-        return 0.0
-    demand = R[:, cols] * weight
-    before = np.cumsum(demand, axis=1) - demand
-    cov = np.clip(capacity - before, 0.0, demand)
-    units = cov / weight
-    R[:, cols] -= units
-    credit(cols, units[0], label, unit_price * weight)
-    return float(cov[0].sum())
-
-
-def _mean_price(part: pd.DataFrame, per: pd.Series | None = None) -> float:
-    """The group's effective $/h per capacity unit, weighted by count; NaN when an RI's USD price is unknown."""
-    price = pd.to_numeric(part["usd_per_hour"], errors="coerce")
-    units = part["instance_count"] * (per if per is not None else 1)
-    per_unit = price / (per if per is not None else 1)
-    return float((per_unit * units).sum(min_count=len(part)) / units.sum()) if units.sum() else 0.0
-
-
-def _group(kind: str, part: pd.DataFrame, capacity_usd: float, used_usd: float) -> dict:
-    return {
-        "kind": kind,
-        "commitment_ids": ", ".join(sorted(part["commitment_id"].astype(str))),
-        "commitment_usd_per_hour": round(capacity_usd, 6),
-        "used_usd_per_hour": round(used_usd, 6),
-        "unused_usd_per_hour": round(capacity_usd - used_usd, 6),
-    }
+def allocate_pool(shapes: pd.DataFrame, units: np.ndarray, book: Book, at: datetime | None = None) -> PoolAllocation:
+    """Allocate one pool's commitments (`book`, already the pool's) to each row of `units` (rows × shapes)."""
+    return run_plan(plan_pool(shapes, book), shapes, units, at)
 
 
 def _rates_by_plan(rates: pd.DataFrame, shapes: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -602,9 +621,9 @@ def evaluate(
         base = shapes["n"].to_numpy(np.float64)
         od = shapes["od"].to_numpy(np.float64)
         members = _members(fleet[fleet["pool"].astype(str) == str(pool)], shapes)
+        stages = plan_pool(shapes, _of_pool(book, pool))
         for k, (start, seg_hours) in enumerate(segments):
-            pool_book = _of_pool(book.active_at(start), pool)
-            alloc = allocate_pool(shapes, base[None, :], pool_book)
+            alloc = run_plan(stages, shapes, base[None, :], start)
             rest = alloc.remaining[0]
             # Only a change that moves commitments needs its own allocation: leaving from a shape with an uncovered
             # unit, or joining one with some uncovered usage, changes the bill by exactly the on-demand price.
@@ -615,7 +634,7 @@ def evaluate(
                 units = np.repeat(base[None, :], len(rows) + 1, axis=0)
                 for r, (c, d) in enumerate(rows, start=1):
                     units[r, c] += d
-                scen = allocate_pool(shapes, units, pool_book)
+                scen = run_plan(stages, shapes, units, start)
                 bills = scen.remaining @ od
                 index = {key: r for r, key in enumerate(rows, start=1)}
                 which = [index[(c, d)] for c, d in zip(col[moves_commitment].tolist(), delta[moves_commitment])]

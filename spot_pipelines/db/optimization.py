@@ -201,6 +201,21 @@ def list_recommendations(
     return list(session.scalars(stmt.limit(limit)))
 
 
+def covered_stays(session: Session) -> list[SpotRecommendation]:
+    """Proposed rows kept on-demand while a commitment covers the instance: moving it would idle the commitment."""
+    return list(
+        session.scalars(
+            select(SpotRecommendation)
+            .where(
+                SpotRecommendation.status == PROPOSED,
+                SpotRecommendation.action == "stay_on_demand",
+                SpotRecommendation.commitment_covered_fraction > 0,
+            )
+            .order_by(SpotRecommendation.id)
+        )
+    )
+
+
 def savings_over_time(conn: Connection, days: int = 30) -> pd.DataFrame:
     """Per generation: recommendations, proposed monthly savings, and what was executed of them."""
     r = SpotRecommendation

@@ -160,7 +160,7 @@ def materialize_everything(instance: dg.DagsterInstance, history_days: int = HIS
         _execute(
             defs,
             instance,
-            [dg.AssetKey("discovered_instances")],
+            [dg.AssetKey("discovered_instances"), dg.AssetKey("aws_commitments")],
             partition_key=key,
             tags={"spot_pipelines/trigger": "demo"},
         )

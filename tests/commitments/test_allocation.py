@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from spot_pipelines.core import commitments as cm
@@ -155,3 +157,31 @@ def test_a_fleet_without_commitments_saves_list():
     ev = run(f, leaving(f, "i-1", "i-2"), cm.Book.empty())
     assert ev.changes["bill_change_usd_per_hour"].tolist() == pytest.approx([-0.192, -0.17])
     assert ev.coverage["covered_fraction"].tolist() == [0.0, 0.0]
+
+
+def test_the_matrix_evaluation_equals_re_allocating_the_pool_per_instance():
+    """On a random fleet with zonal, regional, size-flexible RIs, both kinds of Savings Plans, expiries within the
+    month and billing families: the same monthly bill change for every move and every return as the loop."""
+    from benchmarks.bench_commitments import naive_bill_changes, pools, synthetic_book
+    from benchmarks.bench_optimization import synthetic_fleet
+
+    data = synthetic_fleet(400, seed=3, n_regions=2)
+    b = synthetic_book(data, 60, 6, seed=9)
+    od = data["on_demand"].drop_duplicates("instance_type").set_index("instance_type")["usd_per_hour"]
+    inst = data["instances"].assign(
+        pool=lambda f: f["account_id"].map(pools()),
+        od=lambda f: f["instance_type"].map(od),
+        product_description=cm.LINUX,
+    )
+    on_demand = inst[inst["lifecycle"] == "on-demand"]
+    changes = pd.concat(
+        [on_demand.assign(delta=-1), inst[inst["lifecycle"] == "spot"].head(40).assign(delta=1)], ignore_index=True
+    )
+    now = utcnow()
+    ev = cm.evaluate(on_demand, changes, b, now)
+    assert len(ev.segments) > 1 and (ev.coverage["covered_fraction"] > 0).sum() > 20
+    sample = changes.sample(30, random_state=1)
+    expected = naive_bill_changes(on_demand, sample, b, now)
+    got = ev.changes["bill_change_monthly_usd"].to_numpy()[sample.index]
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert (np.abs(got + sample["od"].to_numpy() * MONTH) > 0.01).any()  # some moves are not worth list
