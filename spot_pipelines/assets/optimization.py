@@ -173,6 +173,9 @@ def _metadata(result, commitments: InForce, names: dict[int, str], history: pd.D
         "reserved_instances": len(commitments.book.reserved),
         "savings_plans": len(commitments.book.savings_plans),
         "commitment_gaps": dg.MetadataValue.json(commitments.book.gaps),
+        "commitments_used_unused": dg.MetadataValue.md(
+            markdown_table(records(result.commitments), list(result.commitments.columns), limit=50)
+        ),
         "skipped_instances": len(result.skipped),
         "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
         "summary": dg.MetadataValue.md(summary_markdown(recs, names)),

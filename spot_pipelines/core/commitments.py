@@ -509,16 +509,25 @@ def plan_pool(shapes: pd.DataFrame, book: Book) -> list[_Stage]:
     return stages
 
 
+def _live(stages: list[_Stage], at: datetime) -> bytes:
+    t = pd.Timestamp(at).value
+    return np.concatenate([st.ends > t for st in stages] or [np.zeros(0, bool)]).tobytes()
+
+
 def _epoch(values: pd.Series) -> np.ndarray:
     return pd.to_datetime(values, utc=True).astype("int64").to_numpy()
 
 
 def run_plan(
-    stages: list[_Stage], shapes: pd.DataFrame, units: np.ndarray, at: datetime | None = None
+    stages: list[_Stage], shapes: pd.DataFrame, units: np.ndarray, at: datetime | None = None, attribute: bool = True
 ) -> PoolAllocation:
     """Allocate each row of `units` (rows × shapes; row 0 is the base fleet, the one attribution and used/unused
-    are reported for) with the commitments in force at `at` (None: all of them)."""
-    R = np.array(units, dtype=np.float64, copy=True)
+    are reported for, unless `attribute` is False) with the commitments in force at `at` (None: all of them)."""
+    # Shapes × rows internally: each stage gathers whole rows of columns (contiguous), not strided columns.
+    R = np.array(np.asarray(units, dtype=np.float64).T, order="C")
+    # How far each row's usage strays from the base row's (units, all shapes): it bounds where a stage's capacity
+    # can run out in any row, so the columns past that point (no coverage in any row) are skipped.
+    stray = np.abs(R - R[:, :1]).sum(axis=0)
     cost = np.zeros(len(shapes))
     covered_by: list[dict[str, float]] = [{} for _ in range(len(shapes))]
     groups = []
@@ -530,17 +539,27 @@ def run_plan(
         cap = float(st.capacity[live].sum())
         price = float((st.capacity[live] * st.unit_price[live]).sum() / cap) if cap else 0.0
         used = 0.0
-        if len(st.cols):
-            demand = R[:, st.cols] * st.weight
-            before = np.cumsum(demand, axis=1) - demand
-            cov = np.clip(cap - before, 0.0, demand)
-            covered = cov / st.weight
-            R[:, st.cols] -= covered
-            used = float(cov[0].sum())
-            cost[st.cols] += cov[0] * price
-            for k in np.flatnonzero(covered[0] > 1e-12):
-                c = st.cols[k]
-                covered_by[c][st.label] = covered_by[c].get(st.label, 0.0) + float(covered[0, k])
+        cols = st.cols
+        if len(cols) and R.shape[1] > 1:
+            base = R[cols, 0] * st.weight
+            reach = np.searchsorted(np.cumsum(base) - base, cap + stray.max() * st.weight.max(), side="left")
+            cols = cols[:reach]
+        if len(cols):
+            weight = st.weight[: len(cols), None]
+            before_stage = np.abs(R[cols] - R[cols, :1]).sum(axis=0)
+            demand = R[cols] * weight
+            before = np.cumsum(demand, axis=0)
+            before -= demand
+            np.subtract(cap, before, out=before)
+            cov = np.clip(before, 0.0, demand, out=before)
+            covered = cov / weight
+            R[cols] -= covered
+            stray += np.abs(R[cols] - R[cols, :1]).sum(axis=0) - before_stage
+            used = float(cov[:, 0].sum())
+            cost[cols] += cov[:, 0] * price
+            for k in np.flatnonzero(covered[:, 0] > 1e-12) if attribute else ():
+                c = cols[k]
+                covered_by[c][st.label] = covered_by[c].get(st.label, 0.0) + float(covered[k, 0])
         groups.append(
             {
                 "kind": st.kind,
@@ -550,7 +569,7 @@ def run_plan(
                 "unused_usd_per_hour": round((cap - used) * price, 6),
             }
         )
-    return PoolAllocation(shapes, R, cost, covered_by, groups)
+    return PoolAllocation(shapes, R.T, cost, covered_by, groups)
 
 
 def allocate_pool(shapes: pd.DataFrame, units: np.ndarray, book: Book, at: datetime | None = None) -> PoolAllocation:
@@ -622,7 +641,12 @@ def evaluate(
         od = shapes["od"].to_numpy(np.float64)
         members = _members(fleet[fleet["pool"].astype(str) == str(pool)], shapes)
         stages = plan_pool(shapes, _of_pool(book, pool))
+        seen: dict[bytes, np.ndarray] = {}  # the pool's live commitments → the changes' bill change
         for k, (start, seg_hours) in enumerate(segments):
+            live = _live(stages, start)
+            if live in seen:  # what ended since belonged to other pools: same allocation as before
+                monthly[mine] += seen[live] * seg_hours
+                continue
             alloc = run_plan(stages, shapes, base[None, :], start)
             rest = alloc.remaining[0]
             # Only a change that moves commitments needs its own allocation: leaving from a shape with an uncovered
@@ -634,7 +658,7 @@ def evaluate(
                 units = np.repeat(base[None, :], len(rows) + 1, axis=0)
                 for r, (c, d) in enumerate(rows, start=1):
                     units[r, c] += d
-                scen = run_plan(stages, shapes, units, start)
+                scen = run_plan(stages, shapes, units, start, attribute=False)
                 bills = scen.remaining @ od
                 index = {key: r for r, key in enumerate(rows, start=1)}
                 which = [index[(c, d)] for c, d in zip(col[moves_commitment].tolist(), delta[moves_commitment])]
@@ -644,9 +668,9 @@ def evaluate(
                     freed[np.arange(len(which)), col[moves_commitment]] = 0.0
                     best = freed.argmax(axis=1)
                     takers = np.where(freed.max(axis=1) > 1e-9, best, -1)
-                    absorbed[mine[moves_commitment]] = [
-                        _uncovered_instance(members, shapes, rest, t) if t >= 0 else None for t in takers
-                    ]
+                    taker_ids = _first_uncovered(members, shapes, rest)
+                    absorbed[mine[moves_commitment]] = np.where(takers >= 0, taker_ids[takers], None)
+            seen[live] = change
             monthly[mine] += change * seg_hours
             if k == 0:
                 hourly_now[mine] = change
@@ -654,8 +678,8 @@ def evaluate(
                 # A covered instance leaving a shape with uncovered units: one of those takes its commitment.
                 fraction = coverage[-1].set_index("instance_id")["covered_fraction"]
                 own = changes["instance_id"].iloc[mine].map(fraction).fillna(0.0).to_numpy()
-                for i in np.flatnonzero((delta < 0) & (own > 0) & (rest[col] > 1e-9) & ~moves_commitment):
-                    absorbed[mine[i]] = _uncovered_instance(members, shapes, rest, col[i])
+                same = np.flatnonzero((delta < 0) & (own > 0) & (rest[col] > 1e-9) & ~moves_commitment)
+                absorbed[mine[same]] = _first_uncovered(members, shapes, rest)[col[same]]
                 commitments += [{"pool": pool, **g} for g in alloc.commitments]
     out = changes.assign(
         bill_change_monthly_usd=monthly,
@@ -720,13 +744,19 @@ def _coverage(members: pd.DataFrame, shapes: pd.DataFrame, alloc: PoolAllocation
     )
 
 
-def _uncovered_instance(members: pd.DataFrame, shapes: pd.DataFrame, rest: np.ndarray, column: int) -> str | None:
-    """An instance of the shape that is (at least partly) uncovered now: the one a freed commitment covers."""
-    ids = members.loc[members["_col"] == column, "instance_id"].tolist()
-    if not ids:
-        return None
-    covered = shapes["n"].iloc[column] - rest[column]
-    return ids[min(int(np.floor(covered + 1e-9)), len(ids) - 1)]
+def _first_uncovered(members: pd.DataFrame, shapes: pd.DataFrame, rest: np.ndarray) -> np.ndarray:
+    """Per shape, an instance that is (at least partly) uncovered now, the one a freed commitment would cover
+    (None: the shape has no running instance)."""
+    cols = members["_col"].to_numpy()
+    ids = members["instance_id"].to_numpy()
+    start = np.searchsorted(cols, np.arange(len(shapes)))
+    count = np.bincount(cols, minlength=len(shapes))
+    covered = np.floor(shapes["n"].to_numpy(np.float64) - rest + 1e-9).astype(np.int64)
+    pick = start + np.clip(covered, 0, np.maximum(count - 1, 0))
+    out = np.full(len(shapes), None, dtype=object)
+    has = count > 0
+    out[has] = ids[pick[has]]
+    return out
 
 
 # --------------------------------------------------------------------------- recommendations

@@ -23,7 +23,7 @@ Instances that cannot be priced are skipped with a reason, never priced at zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -99,6 +99,8 @@ class RecommendResult:
     recommendations: pd.DataFrame
     skipped: pd.DataFrame  # account_id, instance_id, instance_type, reason
     unchanged: int = 0  # spot instances whose pool still qualifies
+    # Per pool and commitment group: used / unused $/h now.
+    commitments: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=cm.COMMITMENT_GROUP_COLUMNS))
 
 
 def family_category(family: pd.Series) -> pd.Series:
@@ -155,9 +157,9 @@ def recommend(
     unchanged = int((fleet["action"] == "keep").sum())
     rows = _with_targets(fleet[fleet["action"] != "keep"], top)
     rows = _with_costs(rows)
-    rows = _with_net_savings(rows, fleet, top, commitments or cm.InForce.none(), config)
+    rows, used = _with_net_savings(rows, fleet, top, commitments or cm.InForce.none(), config)
     out = _output(rows, top, _model_version(mk), config)
-    return RecommendResult(out, skipped.frame(), unchanged=unchanged)
+    return RecommendResult(out, skipped.frame(), unchanged=unchanged, commitments=used)
 
 
 class _SetAside:
@@ -503,7 +505,7 @@ def _with_costs(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _with_net_savings(
     rows: pd.DataFrame, fleet: pd.DataFrame, top: pd.DataFrame, commitments: cm.InForce, config: RecommendConfig
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """List and net monthly savings and the covered fraction; the threshold on net. Net is the change of the
     pool's whole bill under its commitments (core.commitments.evaluate): an on-demand instance leaving saves only
     what no commitment covered plus what its freed commitment then covers elsewhere; one returning to on-demand
@@ -562,7 +564,7 @@ def _with_net_savings(
         config.restart_cost_usd,
         config.restart_cost_on_demand_hours,
     )
-    return rows
+    return rows, ev.commitments
 
 
 def _output(rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, config: RecommendConfig) -> pd.DataFrame:
