@@ -80,6 +80,14 @@ def shipped_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def dagster_storage(request, monkeypatch) -> str:
+    """The Dagster instance on its embedded SQLite, or on dagster-postgres (DAGSTER_PG_URL), as deployed."""
+    if request.param == "postgres":
+        monkeypatch.setenv("DAGSTER_PG_URL", request.getfixturevalue("dagster_pg_url"))
+    return request.param
+
+
 def dagster_cli(*args: str, app_db_url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": app_db_url, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
     return subprocess.run([DAGSTER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
@@ -109,7 +117,7 @@ def test_shipped_dagster_yaml_enables_run_retries():
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
 
 
-def test_run_started_with_dagster_job_execute_is_alerted(tmp_path, sqlite_url):
+def test_run_started_with_dagster_job_execute_is_alerted(tmp_path, sqlite_url, dagster_storage):
     instance = shipped_instance()
     cursor = tick(run_failure_alert_sensor, instance, sqlite_url, None).cursor  # the daemon's first tick
     config = tmp_path / "bad.yaml"
@@ -171,14 +179,6 @@ def test_will_retry_run_alerts_only_when_its_retry_never_starts(monkeypatch, sql
     assert "spot node reclaimed" in row.message and "no automatic retry started" in row.message
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def dagster_storage(request, monkeypatch) -> str:
-    """The Dagster instance on its embedded SQLite, or on dagster-postgres (DAGSTER_PG_URL), as deployed."""
-    if request.param == "postgres":
-        monkeypatch.setenv("DAGSTER_PG_URL", request.getfixturevalue("dagster_pg_url"))
-    return request.param
-
-
 def run_group(instance: dg.DagsterInstance, root_run_id: str) -> list[dg.DagsterRun]:
     """The root run and its re-executions, oldest first."""
     retries = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": root_run_id}))
@@ -219,3 +219,27 @@ def test_the_retry_daemon_really_re_executes_a_will_retry_run(dagster_storage, s
     assert [r.status for r in group] == [dg.DagsterRunStatus.FAILURE] * 3  # the first run and max_retries=2
     assert [r.tags.get("dagster/parent_run_id") for r in group] == [None, group[0].run_id, group[1].run_id]
     assert [r.tags.get("dagster/will_retry") for r in group] == ["true", "true", "false"]
+
+
+def test_run_started_with_dagster_asset_materialize_is_alerted(sqlite_url):
+    instance = shipped_instance()
+    cursor = tick(run_failure_alert_sensor, instance, sqlite_url, None).cursor
+    unreachable = "postgresql+psycopg2://nobody@127.0.0.1:1/none"  # the asset fails at its first query
+    done = dagster_cli(
+        "asset",
+        "materialize",
+        "-m",
+        "spot_pipelines.definitions",
+        "--select",
+        "spot_recommendations",
+        app_db_url=unreachable,
+    )
+    assert done.returncode != 0
+    run = instance.get_runs(limit=1)[0]
+    assert run.remote_job_origin is None and run.status == dg.DagsterRunStatus.FAILURE
+
+    tick(run_failure_alert_sensor, instance, sqlite_url, cursor)
+
+    [row] = alert_rows(sqlite_url)
+    assert row.run_id == run.run_id and row.details["assets"] == ["spot_recommendations"]
+    assert "spot_recommendations" in row.message and "Connection refused" in row.message
