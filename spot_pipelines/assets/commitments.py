@@ -3,7 +3,7 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.asset_support import aws_failure
+from spot_pipelines.assets import aws_failure
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.commitments import fetch_commitments
 from spot_pipelines.core.discovery import resolve_regions

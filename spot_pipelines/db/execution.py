@@ -1,8 +1,7 @@
-"""The execution audit trail and the approved rows an execution run takes (table of migration 0004)."""
+"""The execution audit trail: one row per EC2 call of a recommendation (table of migration 0004)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +9,6 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, s
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.optimization import APPROVED, SpotRecommendation
 
 _BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -35,13 +33,6 @@ class RecommendationAction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-def approved_for_execution(session: Session, ids: Sequence[int] | None = None) -> list[SpotRecommendation]:
-    stmt = select(SpotRecommendation).where(SpotRecommendation.status == APPROVED).order_by(SpotRecommendation.id)
-    if ids:
-        stmt = stmt.where(SpotRecommendation.id.in_(list(ids)))
-    return list(session.scalars(stmt))
 
 
 def record_call(session: Session, recommendation_id: int, run_id: str | None, dry_run: bool, call) -> None:

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from spot_pipelines.cli import main
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.engine import session_factory
+from spot_pipelines.db.engine import transaction
 from tests.support.accounts import add_account
 
 
@@ -46,7 +46,7 @@ def test_list_is_sorted_by_net_with_list_beside_it(db_url):
         # written before migration 0007: only monthly_savings_usd (list) is known
         rec(account, "i-old", list_usd=None, net_usd=None, covered=None, monthly=30.0),
     ]
-    with session_factory(db_url)() as session, session.begin():
+    with transaction(db_url) as session:
         opt.write_recommendations(session, rows, generated_at=utcnow())
     out = CliRunner().invoke(main, ["recommendations", "list"], env={"DATABASE_URL": db_url})
     assert out.exit_code == 0, out.output

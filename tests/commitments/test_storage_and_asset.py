@@ -15,7 +15,7 @@ from spot_pipelines.cli import main
 from spot_pipelines.core import commitments as cm
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db import commitments as rows
-from spot_pipelines.db.engine import get_engine, session_factory
+from spot_pipelines.db.engine import get_engine, transaction
 from spot_pipelines.demo.commitments import demo_commitments, emulate_commitments
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
@@ -44,7 +44,7 @@ def fetched_with_ri(rid: str, count: int) -> cm.Fetched:
 
 
 def store(url, account_id, fetched):
-    with session_factory(url)() as session, session.begin():
+    with transaction(url) as session:
         return rows.write_refresh(session, account_id, fetched, fetched_at=utcnow())
 
 
