@@ -624,8 +624,27 @@ def evaluate(
     hourly_now = np.zeros(len(changes))
     absorbed = np.full(len(changes), None, dtype=object)
     coverage, commitments = [], []
+    # A pool holding no commitment needs no allocation: each change moves the bill by its on-demand price.
+    held = {str(p) for f in (book.reserved, book.savings_plans) for p in f["pool"]}
+    free = ~changes["pool"].astype(str).isin(held).to_numpy()
+    monthly[free] = changes["delta"].to_numpy()[free] * changes["od"].to_numpy()[free] * hours
+    hourly_now[free] = changes["delta"].to_numpy()[free] * changes["od"].to_numpy()[free]
+    committed = fleet["pool"].astype(str).isin(held).to_numpy()
+    uncommitted = fleet[~committed]
+    coverage.append(
+        pd.DataFrame(
+            {
+                "pool": uncommitted["pool"].to_numpy(),
+                "instance_id": uncommitted["instance_id"].to_numpy(),
+                "covered_fraction": 0.0,
+                "effective_hourly_cost": uncommitted["od"].astype(np.float64).round(6).to_numpy(),
+                "covered_by": None,
+            }
+        )
+    )
+    fleet, changes_held = fleet[committed], changes[~free]
     fleet_shapes = fleet.groupby(SHAPE, dropna=False, sort=True).agg(od=("od", "max"), n=("instance_id", "size"))
-    change_shapes = changes.groupby(SHAPE, dropna=False).agg(od=("od", "max")).assign(n=0)
+    change_shapes = changes_held.groupby(SHAPE, dropna=False).agg(od=("od", "max")).assign(n=0)
     all_shapes = pd.concat([fleet_shapes, change_shapes[~change_shapes.index.isin(fleet_shapes.index)]])
     all_shapes = all_shapes.reset_index()
     for pool, shapes in all_shapes.groupby("pool", sort=True):
@@ -825,7 +844,17 @@ def notes(rows: pd.DataFrame, commitments: InForce, restart_usd: float, restart_
             out += f"; net savings assume what could be read: {gaps[0]}{more}"
         return out
 
-    return pd.Series([text(r) for r in rows.to_dict("records")], index=rows.index, dtype=object)
+    # Only rows whose pool holds, measures or misses something, or whose net differs from list, get words.
+    pools = {key[0] for key in rates} | set(book.utilization) | {p for p, g in book.gaps.items() if g}
+    worded = (
+        rows["kept_by_commitments"].astype(bool)
+        | (rows["commitment_covered_fraction"] > 0)
+        | ((rows["net_monthly_savings_usd"] - rows["list_monthly_savings_usd"]).abs() >= 0.5)
+        | rows["pool"].isin(pools)
+    )
+    out = pd.Series("", index=rows.index, dtype=object)
+    out[worded] = [text(r) for r in rows[worded].to_dict("records")]
+    return out
 
 
 def _break_even(rate: float | None, r: Mapping, restart: float) -> str:
