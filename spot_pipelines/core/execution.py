@@ -132,6 +132,51 @@ def build_run_params(rec: RecommendationView, instance: dict[str, Any], subnet_i
     return params
 
 
+class _Stop(Exception):
+    """Ends a run early: the message is the failed row's error."""
+
+
+class _Run:
+    """The calls of one execution, numbered and recorded as each finishes."""
+
+    def __init__(self, ec2, rec: RecommendationView, record: Callable[[Call], None]):
+        self.ec2, self.rec, self.record = ec2, rec, record
+        self.calls: list[Call] = []
+
+    def call(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        fn: Callable[[], dict] | None,
+        before: dict | None = None,
+        after: Callable[[dict], dict | None] | None = None,
+    ) -> tuple[Call, dict | None]:
+        c = Call(step=len(self.calls) + 1, operation=operation, params=params, outcome="planned", before_state=before)
+        response = None
+        if fn is not None:
+            try:
+                response = fn()
+                c.outcome = "succeeded"
+                if after is not None:
+                    c.after_state = after(response)
+            except (ClientError, BotoCoreError) as exc:
+                c.outcome, c.error = "failed", _error_text(exc, operation, self.rec.account_name)
+        c.finished_at = utcnow()
+        self.calls.append(c)
+        self.record(c)
+        return c, response
+
+
+def _first_instance(resp: dict) -> dict | None:
+    found = [i for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
+    return found[0] if found else None
+
+
+def _describe_state(resp: dict) -> dict | None:
+    found = _first_instance(resp)
+    return _state(found) if found else None
+
+
 def execute(
     ec2,
     rec: RecommendationView,
@@ -143,77 +188,73 @@ def execute(
     """Replace the recommended instance (or plan to). Never raises for AWS errors: returns the outcome."""
     if retire not in ("terminate", "stop"):
         raise ExecutionError(f"retire: must be 'terminate' or 'stop', got {retire!r}")
-    calls: list[Call] = []
-    step = 0
+    run = _Run(ec2, rec, record)
+    launched: dict | None = None
+    try:
+        _check_recommendation(rec)
+        instance = _current_source(run)
+        run_params = build_run_params(rec, instance, _target_subnet(run, instance))
+        retire_op = "TerminateInstances" if retire == "terminate" else "StopInstances"
+        if dry_run:
+            run.call("RunInstances", run_params, None, before=_state(instance))
+            run.call(retire_op, {"InstanceIds": [rec.instance_id]}, None, before=_state(instance))
+            return Outcome(status="approved", calls=run.calls)
+        launched = _launch(run, run_params, _state(instance))
+        retire_error = _retire(run, retire_op, launched["InstanceId"], _state(instance))
+    except _Stop as stop:
+        return Outcome(status="failed", error=str(stop), calls=run.calls)
+    new_id = launched["InstanceId"]
+    replacement = _read_back(run, launched, run_params["SubnetId"])
+    if retire_error:
+        error = (
+            f"replacement {new_id} was launched, but retiring {rec.instance_id} failed: {retire_error}; "
+            "both instances are running"
+        )
+        return Outcome("failed", new_id, error, run.calls, replacement)
+    return Outcome(status="executed", replacement_instance_id=new_id, calls=run.calls, replacement=replacement)
 
-    def call(
-        operation: str,
-        params: dict[str, Any],
-        fn: Callable[[], dict] | None,
-        before: dict | None = None,
-        after: Callable[[dict], dict | None] | None = None,
-    ) -> tuple[Call, dict | None]:
-        nonlocal step
-        step += 1
-        c = Call(step=step, operation=operation, params=params, outcome="planned", before_state=before)
-        response = None
-        if fn is not None:
-            try:
-                response = fn()
-                c.outcome = "succeeded"
-                if after is not None:
-                    c.after_state = after(response)
-            except (ClientError, BotoCoreError) as exc:
-                c.outcome, c.error = "failed", _error_text(exc, operation, rec.account_name)
-        c.finished_at = utcnow()
-        calls.append(c)
-        record(c)
-        return c, response
 
-    def fail(message: str) -> Outcome:
-        return Outcome(status="failed", error=message, calls=calls)
-
+def _check_recommendation(rec: RecommendationView) -> None:
     if rec.action not in ("move_to_spot", "diversify", "return_to_on_demand"):
-        return fail(f"recommendation {rec.id}: action {rec.action!r} has nothing to execute")
+        raise _Stop(f"recommendation {rec.id}: action {rec.action!r} has nothing to execute")
     if not rec.target_instance_type or rec.target_market not in ("spot", "on-demand"):
-        return fail(f"recommendation {rec.id}: no target instance type or market recorded")
+        raise _Stop(f"recommendation {rec.id}: no target instance type or market recorded")
 
-    describe_params = {"InstanceIds": [rec.instance_id]}
 
-    def first_instance(resp: dict) -> dict | None:
-        found = [i for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
-        return found[0] if found else None
-
-    c, resp = call(
-        "DescribeInstances",
-        describe_params,
-        lambda: ec2.describe_instances(**describe_params),
-        after=lambda r: _state(first_instance(r)) if first_instance(r) else None,
-    )
+def _current_source(run: _Run) -> dict[str, Any]:
+    """The source instance as EC2 has it now; stops when it is no longer what was recommended."""
+    rec = run.rec
+    params = {"InstanceIds": [rec.instance_id]}
+    c, resp = run.call("DescribeInstances", params, lambda: run.ec2.describe_instances(**params), after=_describe_state)
     if c.outcome == "failed":
         if "InvalidInstanceID" in (c.error or ""):
-            return fail(f"instance {rec.instance_id} no longer exists ({c.error})")
-        return fail(c.error)
-    instance = first_instance(resp)
+            raise _Stop(f"instance {rec.instance_id} no longer exists ({c.error})")
+        raise _Stop(c.error)
+    instance = _first_instance(resp)
     if instance is None:
-        return fail(f"instance {rec.instance_id} no longer exists")
+        raise _Stop(f"instance {rec.instance_id} no longer exists")
     before = _state(instance)
     if before["State"] != "running":
-        return fail(f"instance {rec.instance_id} is {before['State']}, not running: the recommendation is stale")
+        raise _Stop(f"instance {rec.instance_id} is {before['State']}, not running: the recommendation is stale")
     if before["InstanceType"] != rec.current_instance_type:
-        return fail(
+        raise _Stop(
             f"instance {rec.instance_id} is now {before['InstanceType']}, not "
             f"{rec.current_instance_type}: the recommendation is stale"
         )
     managed = {t["Key"]: t["Value"] for t in instance.get("Tags", []) if t["Key"] in GROUP_TAGS}
     if managed:
         key, value = next(iter(managed.items()))
-        return fail(
+        raise _Stop(
             f"instance {rec.instance_id} is managed by {key}={value}: replacing it behind the group's "
             "back would be undone; change the group's instance mix (mixed instances policy / node pool) "
             "instead"
         )
+    return instance
 
+
+def _target_subnet(run: _Run, instance: dict[str, Any]) -> str:
+    """The source's subnet, or the roomiest subnet of its VPC in the target AZ ID."""
+    rec = run.rec
     subnet_id = instance.get("SubnetId")
     current_az_id = (instance.get("Placement") or {}).get("AvailabilityZoneId")
     if rec.target_availability_zone_id and current_az_id and rec.target_availability_zone_id != current_az_id:
@@ -223,82 +264,67 @@ def execute(
                 {"Name": "availability-zone-id", "Values": [rec.target_availability_zone_id]},
             ]
         }
-        c, resp = call("DescribeSubnets", sp, lambda: ec2.describe_subnets(**sp))
+        c, resp = run.call("DescribeSubnets", sp, lambda: run.ec2.describe_subnets(**sp))
         if c.outcome == "failed":
-            return fail(c.error)
+            raise _Stop(c.error)
         subnets = resp.get("Subnets", [])
         if not subnets:
-            return fail(f"no subnet of {instance.get('VpcId')} in {rec.target_availability_zone_id}")
+            raise _Stop(f"no subnet of {instance.get('VpcId')} in {rec.target_availability_zone_id}")
         subnet_id = sorted(subnets, key=lambda s: -s.get("AvailableIpAddressCount", 0))[0]["SubnetId"]
     if not subnet_id:
-        return fail(f"instance {rec.instance_id} has no subnet (EC2-Classic?); cannot place a replacement")
+        raise _Stop(f"instance {rec.instance_id} has no subnet (EC2-Classic?); cannot place a replacement")
+    return subnet_id
 
-    run_params = build_run_params(rec, instance, subnet_id)
-    retire_op = "TerminateInstances" if retire == "terminate" else "StopInstances"
-    retire_params = {"InstanceIds": [rec.instance_id]}
-    if dry_run:
-        call("RunInstances", run_params, None, before=before)
-        call(retire_op, retire_params, None, before=before)
-        return Outcome(status="approved", calls=calls)
 
-    c, resp = call(
+def _launch(run: _Run, run_params: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    c, resp = run.call(
         "RunInstances",
         run_params,
-        lambda: ec2.run_instances(**run_params),
+        lambda: run.ec2.run_instances(**run_params),
         before=before,
         after=lambda r: _state(r["Instances"][0]),
     )
     if c.outcome == "failed":
-        return fail(c.error + "; nothing was launched and the old instance is untouched")
-    launched = resp["Instances"][0]
-    new_id = launched["InstanceId"]
-    fn = (
-        (lambda: ec2.terminate_instances(**retire_params))
-        if retire == "terminate"
-        else (lambda: ec2.stop_instances(**retire_params))
-    )
+        raise _Stop(c.error + "; nothing was launched and the old instance is untouched")
+    return resp["Instances"][0]
+
+
+def _retire(run: _Run, retire_op: str, new_id: str, before: dict[str, Any]) -> str | None:
+    """Terminate or stop the source; the error text when that failed (the replacement is running)."""
+    params = {"InstanceIds": [run.rec.instance_id]}
+    fn = run.ec2.terminate_instances if retire_op == "TerminateInstances" else run.ec2.stop_instances
 
     def retired(r: dict) -> dict:
         changes = r.get("TerminatingInstances") or r.get("StoppingInstances") or []
         return {
-            "InstanceId": rec.instance_id,
+            "InstanceId": run.rec.instance_id,
             "ReplacedBy": new_id,
             "State": (changes[0].get("CurrentState") or {}).get("Name") if changes else None,
         }
 
-    c, resp = call(retire_op, retire_params, fn, before=before, after=retired)
-    retire_error = c.error if c.outcome == "failed" else None
+    c, _ = run.call(retire_op, params, lambda: fn(**params), before=before, after=retired)
+    return c.error if c.outcome == "failed" else None
 
-    # The inventory records the new instance at once: read back what RunInstances' answer lacks. A failed
-    # read-back only leaves a field empty (audited) until the next discovery; the replacement did happen.
+
+def _read_back(run: _Run, launched: dict[str, Any], subnet_id: str) -> dict[str, Any]:
+    """The new instance as an inventory row. RunInstances' answer often lacks fields (the AZ ID): read
+    them back. A failed read-back only leaves a field empty (audited) until the next discovery."""
     raw = launched
     if not _inventory_complete(raw):
-        new_params = {"InstanceIds": [new_id]}
-        c, resp = call(
-            "DescribeInstances",
-            new_params,
-            lambda: ec2.describe_instances(**new_params),
-            after=lambda r: _state(first_instance(r)) if first_instance(r) else None,
+        params = {"InstanceIds": [launched["InstanceId"]]}
+        c, resp = run.call(
+            "DescribeInstances", params, lambda: run.ec2.describe_instances(**params), after=_describe_state
         )
-        raw = (first_instance(resp) if c.outcome == "succeeded" else None) or launched
+        raw = (_first_instance(resp) if c.outcome == "succeeded" else None) or launched
     az_ids: dict[str, str] = {}
     if not (raw.get("Placement") or {}).get("AvailabilityZoneId"):
         # The subnet names its AZ ID (DescribeSubnets is already in the execution role's policy).
-        net_params = {"SubnetIds": [raw.get("SubnetId") or run_params["SubnetId"]]}
-        c, resp = call("DescribeSubnets", net_params, lambda: ec2.describe_subnets(**net_params))
+        params = {"SubnetIds": [raw.get("SubnetId") or subnet_id]}
+        c, resp = run.call("DescribeSubnets", params, lambda: run.ec2.describe_subnets(**params))
         if c.outcome == "succeeded":
             az_ids = {
                 s["AvailabilityZone"]: s["AvailabilityZoneId"]
                 for s in resp.get("Subnets", [])
                 if s.get("AvailabilityZoneId")
             }
-    replacement = instance_row(raw, rec.region, az_ids)
-
-    if retire_error:
-        out = fail(
-            f"replacement {new_id} was launched, but retiring {rec.instance_id} failed: {retire_error}; "
-            "both instances are running"
-        )
-        out.replacement_instance_id, out.replacement = new_id, replacement
-        return out
-    return Outcome(status="executed", replacement_instance_id=new_id, calls=calls, replacement=replacement)
+    return instance_row(raw, run.rec.region, az_ids)
