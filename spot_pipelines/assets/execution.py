@@ -11,7 +11,7 @@ import dagster as dg
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
-from spot_pipelines.core.execution import Outcome, RecommendationView, execute
+from spot_pipelines.core.execution import Outcome, RecommendationView, WaitPolicy, execute
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import execution as execution_rows
@@ -24,7 +24,9 @@ from spot_pipelines.resources.credential_vault import CredentialVault
 class ExecuteConfig(dg.Config):
     dry_run: bool = True
     recommendation_ids: list[int] = []
-    retire: str = "terminate"  # or "stop": keep the old instance's volumes around
+    retire: str = "terminate"  # or "stop": keep an on-demand source's volumes around (spot sources terminate)
+    health_timeout_seconds: float = 600.0  # the replacement's time to pass status and target-group checks
+    health_poll_seconds: float = 15.0
     stop_on_failure: bool = True
     max_recommendations: int = 50
 
@@ -59,7 +61,7 @@ def execute_approved(
     summary: list[dict] = []
     failures = 0
     for rec in batch:
-        outcome = _execute_one(context, app_db, vault, rec.id, dry_run=config.dry_run, retire=config.retire)
+        outcome = _execute_one(context, app_db, vault, rec.id, config)
         summary.append(
             {
                 "id": rec.id,
@@ -67,6 +69,7 @@ def execute_approved(
                 "action": rec.action,
                 "target": rec.target_instance_type,
                 "status": outcome.status,
+                "verdict": outcome.verdict,
                 "replacement": outcome.replacement_instance_id,
                 "error": outcome.error,
                 "calls": len(outcome.calls),
@@ -90,7 +93,7 @@ def execute_approved(
         "left_approved": still_approved,
         "results": dg.MetadataValue.md(
             markdown_table(
-                summary, ["id", "instance_id", "action", "target", "status", "replacement", "calls", "error"]
+                summary, ["id", "instance_id", "action", "target", "status", "verdict", "replacement", "calls", "error"]
             )
         ),
     }
@@ -118,10 +121,8 @@ def _approved(app_db: AppDatabase, recommendation_ids: list[int]) -> list:
     return approved
 
 
-def _execute_one(
-    context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, *, dry_run: bool, retire: str
-) -> Outcome:
-    run_id = context.run_id
+def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, config: ExecuteConfig) -> Outcome:
+    run_id, dry_run = context.run_id, config.dry_run
     with app_db.transaction() as session:
         rec = session.get(opt.SpotRecommendation, rec_id, with_for_update=True)
         if rec is None or rec.status != opt.APPROVED:  # changed since the batch was read
@@ -131,7 +132,8 @@ def _execute_one(
         if not dry_run:
             rec.status, rec.status_changed_at = opt.EXECUTING, utcnow()
     try:
-        ec2 = vault.client(vault.session_for(account), "ec2", view.region)
+        session = vault.session_for(account)
+        ec2, elbv2 = vault.client(session, "ec2", view.region), vault.client(session, "elbv2", view.region)
     except CredentialError as exc:
         outcome = Outcome(status=opt.FAILED, error=str(exc))
     else:
@@ -144,7 +146,8 @@ def _execute_one(
 
     if outcome is None:
         try:
-            outcome = execute(ec2, view, dry_run=dry_run, retire=retire, record=record)
+            wait = WaitPolicy(timeout_seconds=config.health_timeout_seconds, poll_seconds=config.health_poll_seconds)
+            outcome = execute(ec2, view, dry_run=dry_run, retire=config.retire, record=record, elbv2=elbv2, wait=wait)
         except Exception as exc:  # a bug must not leave the row `executing`
             outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
     if dry_run:
@@ -154,7 +157,7 @@ def _execute_one(
         return outcome  # a dry run changes no status and no inventory
     try:
         with app_db.transaction() as session:
-            _finish(session, rec_id, outcome, retire)
+            _finish(session, rec_id, outcome)
     except Exception as exc:  # the EC2 calls are done: the row must say so, never claim a clean success
         outcome = Outcome(
             status=opt.FAILED,
@@ -163,11 +166,11 @@ def _execute_one(
             error=_not_recorded(outcome, exc),
         )
         with app_db.transaction() as session:  # if this fails too, the row stays `executing`
-            _finish(session, rec_id, outcome, retire)
+            _finish(session, rec_id, outcome)
     return outcome
 
 
-def _finish(session, rec_id: int, outcome: Outcome, retire: str) -> None:
+def _finish(session, rec_id: int, outcome: Outcome) -> None:
     """One transaction: the row's final status, and the inventory as EC2 now has it (so the next
     spot_recommendations neither proposes the replaced instance again nor mistakes the new one)."""
     rec = session.get(opt.SpotRecommendation, rec_id)
@@ -178,7 +181,7 @@ def _finish(session, rec_id: int, outcome: Outcome, retire: str) -> None:
         inventory.record_launched(session, rec.account_id, outcome.replacement, seen_at=now)
     if outcome.status == opt.EXECUTED:
         rec.executed_at = now
-        inventory.mark_retired(session, rec.account_id, rec.instance_id, retire, at=now)
+        inventory.mark_retired(session, rec.account_id, rec.instance_id, outcome.retired, at=now)
         opt.supersede_for_replaced(session, rec, now)
 
 
