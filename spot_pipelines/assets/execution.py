@@ -13,7 +13,6 @@ from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.execution import Outcome, RecommendationView, WaitPolicy, execute
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.accounts import Account
@@ -31,7 +30,7 @@ class ExecuteConfig(dg.Config):
     max_recommendations: int = 50
 
 
-def _view(rec: opt.SpotRecommendation, account: Account) -> RecommendationView:
+def recommendation_view(rec: opt.SpotRecommendation, account: Account) -> RecommendationView:
     return RecommendationView(
         id=rec.id,
         account_name=account.name,
@@ -128,7 +127,7 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
         if rec is None or rec.status != opt.APPROVED:  # changed since the batch was read
             return Outcome(status=rec.status if rec else "missing", error=None)
         account = session.get(Account, rec.account_id)
-        view = _view(rec, account)
+        view = recommendation_view(rec, account)
         if not dry_run:
             rec.status, rec.status_changed_at = opt.EXECUTING, utcnow()
     try:
@@ -157,7 +156,7 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
         return outcome  # a dry run changes no status and no inventory
     try:
         with app_db.transaction() as session:
-            _finish(session, rec_id, outcome)
+            execution_rows.record_outcome(session, rec_id, outcome)
     except Exception as exc:  # the EC2 calls are done: the row must say so, never claim a clean success
         outcome = Outcome(
             status=opt.FAILED,
@@ -166,23 +165,8 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
             error=_not_recorded(outcome, exc),
         )
         with app_db.transaction() as session:  # if this fails too, the row stays `executing`
-            _finish(session, rec_id, outcome)
+            execution_rows.record_outcome(session, rec_id, outcome)
     return outcome
-
-
-def _finish(session, rec_id: int, outcome: Outcome) -> None:
-    """One transaction: the row's final status, and the inventory as EC2 now has it (so the next
-    spot_recommendations neither proposes the replaced instance again nor mistakes the new one)."""
-    rec = session.get(opt.SpotRecommendation, rec_id)
-    now = utcnow()
-    rec.status, rec.status_changed_at, rec.error = outcome.status, now, outcome.error
-    rec.replacement_instance_id = outcome.replacement_instance_id
-    if outcome.replacement is not None:
-        inventory.record_launched(session, rec.account_id, outcome.replacement, seen_at=now)
-    if outcome.status == opt.EXECUTED:
-        rec.executed_at = now
-        inventory.mark_retired(session, rec.account_id, rec.instance_id, outcome.retired, at=now)
-        opt.supersede_for_replaced(session, rec, now)
 
 
 def _not_recorded(outcome: Outcome, exc: Exception) -> str:

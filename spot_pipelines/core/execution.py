@@ -336,7 +336,7 @@ def execute(
         if dry_run:
             _plan(run, spec, retire)
             return Outcome(status="approved", calls=run.calls, verdict="replaceable", retired=retire)
-        launched = _launch(run, spec)
+        launched = _adopted(run) or _launch(run, spec)
     except _Stop as stop:
         return Outcome(status="failed", error=str(stop), calls=run.calls, verdict=str(stop))
     new_id = launched["InstanceId"]
@@ -492,6 +492,77 @@ def _eip_params(spec: _Spec, instance_id: str) -> dict[str, Any]:
 def _target_params(target: dict[str, Any], instance_id: str) -> dict[str, Any]:
     entry = {"Id": instance_id, **({"Port": target["Port"]} if target.get("Port") else {})}
     return {"TargetGroupArn": target["TargetGroupArn"], "Targets": [entry]}
+
+
+def _tagged(run: _Run, states: list[str]) -> list[dict[str, Any]]:
+    """The instances carrying this recommendation's tag (every replacement launched for it), in `states`."""
+    params = {
+        "Filters": [
+            {"Name": f"tag:{TAG_RECOMMENDATION}", "Values": [str(run.rec.id)]},
+            {"Name": "instance-state-name", "Values": states},
+        ]
+    }
+    resp = run.read("DescribeInstances", params, run.ec2.describe_instances)
+    return [i for r in resp.get("Reservations", []) for i in r.get("Instances", [])]
+
+
+def _adopted(run: _Run) -> dict[str, Any] | None:
+    """A live replacement an earlier, interrupted run launched: carried on with, never launched twice
+    (the ClientToken makes RunInstances idempotent too, but only for identical parameters)."""
+    live = _tagged(run, ["pending", "running"])
+    if len(live) > 1:
+        raise _Stop(f"needs an operator: {len(live)} live replacements {[i['InstanceId'] for i in live]} carry the tag")
+    return live[0] if live else None
+
+
+def reconcile(ec2, rec: RecommendationView, record: Callable[[Call], None] = lambda call: None) -> Outcome:
+    """Settle a row a killed run left `executing`, from what EC2 says now (read calls only)."""
+    run = _Run(ec2, None, rec, record, dry_run=False)
+    try:
+        replacements = _tagged(run, ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"])
+        params = {"InstanceIds": [rec.instance_id]}
+        c, resp = run.call("DescribeInstances", params, lambda: ec2.describe_instances(**params))
+        if c.outcome == "failed" and "InvalidInstanceID" not in (c.error or ""):
+            raise _Stop(c.error)
+    except _Stop as stop:
+        return Outcome(status="executing", error=f"not reconciled yet: {stop}", calls=run.calls)
+    out = settle(rec, _first_instance(resp or {}), replacements)
+    if out.replacement is not None:  # the live replacement, as an inventory row
+        out.replacement = _read_back(run, out.replacement, out.replacement.get("SubnetId"))
+    out.calls = run.calls
+    return out
+
+
+def settle(rec: RecommendationView, source: dict[str, Any] | None, replacements: list[dict[str, Any]]) -> Outcome:
+    """The truthful final state of an interrupted execution. Pure."""
+    live = [i for i in replacements if (i.get("State") or {}).get("Name") in ("pending", "running")]
+    state = (source.get("State") or {}).get("Name") if source else "gone"
+    src_live = state in ("pending", "running")
+    prefix = "reconciled after the run stopped mid-execution: "
+    if len(live) > 1:
+        ids = ", ".join(i["InstanceId"] for i in live)
+        return Outcome("failed", error=prefix + f"needs an operator: {len(live)} live replacements ({ids})")
+    if live and not src_live:
+        new = live[0]
+        retired = "stop" if state in ("stopping", "stopped") else "terminate"
+        return Outcome("executed", new["InstanceId"], None, replacement=new, retired=retired)
+    if live:
+        new_id = live[0]["InstanceId"]
+        return Outcome(
+            "failed",
+            new_id,
+            prefix + f"needs an operator: both the source {rec.instance_id} and its replacement {new_id} are "
+            f"running; re-approve to finish the move (the run carries on with {new_id}, it launches no "
+            f"second instance) or terminate {new_id}",
+            replacement=live[0],
+        )
+    if src_live:
+        return Outcome("failed", error=prefix + f"no replacement is running; the source {rec.instance_id} is untouched")
+    return Outcome(
+        "failed",
+        error=prefix
+        + f"needs an operator: neither the source {rec.instance_id} ({state}) nor a replacement is running",
+    )
 
 
 def _launch(run: _Run, spec: _Spec) -> dict[str, Any]:

@@ -9,8 +9,11 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.db import discovery as inventory
+from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.optimization import APPROVED, SpotRecommendation
+from spot_pipelines.db.optimization import APPROVED, EXECUTING, SpotRecommendation
 
 _BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -71,3 +74,29 @@ def actions_for(session: Session, recommendation_id: int) -> list[Recommendation
             .order_by(RecommendationAction.id)
         )
     )
+
+
+def stuck_executing(session: Session, older_than: datetime) -> list[SpotRecommendation]:
+    """Rows a run left `executing` (killed between its first mutating call and its final write)."""
+    return list(
+        session.scalars(
+            select(SpotRecommendation)
+            .where(SpotRecommendation.status == EXECUTING, SpotRecommendation.status_changed_at < older_than)
+            .order_by(SpotRecommendation.id)
+        )
+    )
+
+
+def record_outcome(session: Session, rec_id: int, outcome) -> None:
+    """One transaction: the row's final status, and the inventory as EC2 now has it (so the next
+    spot_recommendations neither proposes the replaced instance again nor mistakes the new one)."""
+    rec = session.get(SpotRecommendation, rec_id)
+    now = utcnow()
+    rec.status, rec.status_changed_at, rec.error = outcome.status, now, outcome.error
+    rec.replacement_instance_id = outcome.replacement_instance_id
+    if outcome.replacement is not None:
+        inventory.record_launched(session, rec.account_id, outcome.replacement, seen_at=now)
+    if outcome.status == opt.EXECUTED:
+        rec.executed_at = now
+        inventory.mark_retired(session, rec.account_id, rec.instance_id, outcome.retired, at=now)
+        opt.supersede_for_replaced(session, rec, now)

@@ -153,16 +153,17 @@ def test_live_run_replaces_the_instance_with_spot_and_audits_before_and_after(aw
     # moto's RunInstances answer lacks the AZ ID: the new instance is read back for the inventory.
     assert not any(c.dry_run for c in calls)
     assert [(c.operation, c.outcome) for c in calls] == READS + [
+        ("DescribeInstances", "succeeded"),  # no live replacement of an earlier, interrupted run
         ("RunInstances", "succeeded"),
         ("DescribeInstanceStatus", "succeeded"),  # launch before terminate: the new one passed its checks
         ("TerminateInstances", "succeeded"),
         ("DescribeInstances", "succeeded"),
         ("DescribeSubnets", "succeeded"),
     ]
-    assert calls[6].after_state["InstanceId"] == rec.replacement_instance_id
-    assert calls[7].after_state["statuses"][0] == {"State": "running", "InstanceStatus": "ok", "SystemStatus": "ok"}
-    assert calls[8].after_state["ReplacedBy"] == rec.replacement_instance_id
-    assert calls[9].params == {"InstanceIds": [rec.replacement_instance_id]}
+    assert calls[7].after_state["InstanceId"] == rec.replacement_instance_id
+    assert calls[8].after_state["statuses"][0] == {"State": "running", "InstanceStatus": "ok", "SystemStatus": "ok"}
+    assert calls[9].after_state["ReplacedBy"] == rec.replacement_instance_id
+    assert calls[10].params == {"InstanceIds": [rec.replacement_instance_id]}
     # Executed rows are never executed twice.
     again = run_job(db_url, vault, dry_run=False)
     assert again.success and len(audit(db_url, rec_id)) == len(calls)
@@ -204,7 +205,10 @@ def test_credentials_without_run_instances_fail_clearly_and_touch_nothing(aws, s
     assert "the credentials lack permission for ec2:RunInstances (UnauthorizedOperation)" in rec.error
     assert "nothing was launched and the old instance is untouched" in rec.error
     assert ec2_state(old)["State"]["Name"] == "running"
-    assert [(c.operation, c.outcome) for c in audit(sqlite_url, rec_id)] == READS + [("RunInstances", "failed")]
+    assert [(c.operation, c.outcome) for c in audit(sqlite_url, rec_id)] == READS + [
+        ("DescribeInstances", "succeeded"),
+        ("RunInstances", "failed"),
+    ]
     failure = result.failure_data_for_node("execute_approved")
     assert "lack permission for ec2:RunInstances" in failure.user_failure_data.description
 
@@ -256,6 +260,7 @@ def test_unauthorized_run_instances_with_a_stubbed_client():
         }
         stub.add_response("describe_volumes", {"Volumes": [volume]}, {"VolumeIds": ["vol-1"]})
         stub.add_response("describe_addresses", {"Addresses": []})
+        stub.add_response("describe_instances", {"Reservations": []})  # no replacement of an earlier run
         stub.add_client_error(
             "run_instances",
             service_error_code="UnauthorizedOperation",
@@ -266,7 +271,7 @@ def test_unauthorized_run_instances_with_a_stubbed_client():
         stub.assert_no_pending_responses()
     assert outcome.status == "failed"
     assert outcome.error.startswith("account 'prod': the credentials lack permission for ec2:RunInstances")
-    assert [c.operation for c in outcome.calls][-2:] == ["DescribeAddresses", "RunInstances"]
+    assert [c.operation for c in outcome.calls][-3:] == ["DescribeAddresses", "DescribeInstances", "RunInstances"]
     assert outcome.calls[-1].params["BlockDeviceMappings"] == [
         {
             "DeviceName": ROOT,

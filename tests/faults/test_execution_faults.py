@@ -85,7 +85,7 @@ def test_replacement_never_passing_status_checks_is_rolled_back(aws, sqlite_url,
     result = run_job(sqlite_url, vault, dry_run=False, health_poll_seconds=0.01, health_timeout_seconds=0.05)
     assert not result.success
     row = rec_rows(sqlite_url)[rec_id]
-    new = audit(sqlite_url, rec_id)[6].after_state["InstanceId"]
+    new = audit(sqlite_url, rec_id)[7].after_state["InstanceId"]
     assert row.status == "failed" and row.replacement_instance_id is None
     assert f"replacement {new} did not pass its status checks within 0.05s" in row.error
     assert f"rolled back: replacement {new} terminated, source {old} untouched" in row.error
