@@ -5,12 +5,26 @@ the reliability matrix, live instances lost (a source retired without a healthy 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
 import boto3
+import dagster as dg
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.engine import session_factory
+from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.sensors.execution import STUCK_AFTER, execution_reconciler_sensor
+from spot_pipelines.settings import PROJECT_ROOT
 from tests.execution.test_execution import REGION, audit, ec2_state, rec_rows, run_job, setup_fleet
+from tests.faults.test_concurrency import CHILD_PYTHONPATH
 
 LIVE = ("pending", "running")
 
@@ -169,3 +183,65 @@ def test_missing_elasticloadbalancing_permission_fails_the_row_clearly(
     assert "RunInstances" not in [c.operation for c in audit(sqlite_url, rec_id)]
     assert live_instances() == [old]
     count(report, old, row)
+
+
+KILLED_CHILD = """
+import sys, threading
+import spot_pipelines.core.execution as ex
+def launched_then_block(run, retire, new_id, before):
+    print("LAUNCHED", new_id, flush=True)
+    threading.Event().wait()  # until SIGKILL: the replacement runs, the source is not retired
+ex._retire = launched_then_block
+from spot_pipelines.resources.credential_vault import CredentialVault
+from tests.execution.test_execution import run_job
+run_job(sys.argv[1], CredentialVault(encryption_key=sys.argv[2], max_attempts=2), dry_run=False, health_poll_seconds=0)
+print("NOT KILLED", flush=True)
+"""
+
+
+def test_run_sigkilled_between_launch_and_retire_is_reconciled_and_rerun_without_a_duplicate(
+    moto_server, sqlite_url, encryption_key, tmp_path, report
+):
+    vault = CredentialVault(encryption_key=encryption_key, max_attempts=2)
+    _, (old,), (rec_id,) = setup_fleet(sqlite_url, vault)
+    err = tmp_path / "child.err"
+    with open(err, "w") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_CHILD, sqlite_url, encryption_key],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": CHILD_PYTHONPATH},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            line = child.stdout.readline()
+            assert line.startswith("LAUNCHED"), (line, err.read_text()[-3000:])
+            os.kill(child.pid, signal.SIGKILL)
+            assert child.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            if child.poll() is None:
+                child.kill()
+    new = line.split()[1]
+    assert rec_rows(sqlite_url)[rec_id].status == "executing" and sorted(live_instances()) == sorted([old, new])
+
+    # Past the timeout the reconciler says what EC2 has: both running, and what to do.
+    with session_factory(sqlite_url)() as session, session.begin():
+        row = session.get(opt.SpotRecommendation, rec_id)
+        row.status_changed_at = utcnow() - STUCK_AFTER - timedelta(minutes=1)
+    context = dg.build_sensor_context(resources={"app_db": AppDatabase(url=sqlite_url), "vault": vault})
+    assert execution_reconciler_sensor(context).skip_message == f"settled {rec_id}: failed"
+    row = rec_rows(sqlite_url)[rec_id]
+    assert row.replacement_instance_id == new and "needs an operator: both the source" in row.error
+
+    # The operator re-approves: the re-run carries on with the live replacement, launching none.
+    with session_factory(sqlite_url)() as session, session.begin():
+        session.get(opt.SpotRecommendation, rec_id).status = opt.APPROVED
+    assert run_job(sqlite_url, vault, dry_run=False, health_poll_seconds=0).success
+    row = rec_rows(sqlite_url)[rec_id]
+    assert row.status == "executed" and row.replacement_instance_id == new
+    assert live_instances() == [new]
+    launches = [c.run_id for c in audit(sqlite_url, rec_id) if c.operation == "RunInstances"]
+    assert len(launches) == 1  # only the killed run launched
+    count(report, old, row)
+    report.runs = 3  # the killed run, the reconciler, the re-run
