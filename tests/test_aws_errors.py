@@ -16,7 +16,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from spot_pipelines.asset_support import aws_failure
+from spot_pipelines.assets import aws_failure
 from spot_pipelines.assets.market_data import MarketDataAPIs, spot_price_history
 from spot_pipelines.core.aws_errors import describe, is_permanent
 from spot_pipelines.core.clock import utcnow

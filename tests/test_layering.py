@@ -1,8 +1,8 @@
 """The grid of domains x layers holds (ARCHITECTURE.md "Layout"), read from the source files' ASTs.
 
-core/ is pure (no database, no Dagster); an asset module never imports another asset module; sensors/ holds
-sensors and schedules only; every ConfigurableResource lives in resources/; every module is named after a
-domain or a declared shared module.
+core/ is pure (no database, no Dagster); an asset module never imports another asset module (the package itself,
+assets/__init__.py, is their shared wiring and defines no asset); sensors/ holds sensors and schedules only; every
+ConfigurableResource lives in resources/; every module is named after a domain or a declared shared module.
 """
 
 import ast
@@ -65,9 +65,33 @@ def test_core_imports_neither_the_database_nor_dagster(path):
     assert not [v for prefix in CORE_FORBIDDEN for v in violates(names, prefix)], path.name
 
 
+ASSET_MODULES = {p.stem for p in modules("assets")} - {"__init__"}
+
+
+def asset_modules_imported(names: set[str]) -> list[str]:
+    """The asset submodules (assets/<name>.py) among the imported names; the package itself, with its shared
+    wiring (`from spot_pipelines.assets import aws_failure`), is not one."""
+    parts = [n.split(".") for n in names if n.startswith("spot_pipelines.assets.")]
+    return sorted({".".join(p[:3]) for p in parts if p[2] in ASSET_MODULES})
+
+
 @pytest.mark.parametrize("path", modules("assets"), ids=lambda p: p.stem)
 def test_no_asset_module_imports_another(path):
-    assert not violates(imported(path), "spot_pipelines.assets"), path.name
+    assert not asset_modules_imported(imported(path)), path.name
+
+
+def test_the_asset_import_check_refuses_a_submodule_and_spares_the_shared_wiring(tmp_path):
+    shared = tmp_path / "shared.py"
+    shared.write_text("from spot_pipelines.assets import AFTER_NEW_DATA, aws_failure\nimport spot_pipelines.assets\n")
+    assert asset_modules_imported(imported(shared)) == []
+    for source in (
+        "from spot_pipelines.assets import discovery\n",
+        "from spot_pipelines.assets.discovery import discovered_instances\n",
+        "def f():\n    import spot_pipelines.assets.discovery\n",
+    ):
+        other = tmp_path / "other.py"
+        other.write_text(source)
+        assert asset_modules_imported(imported(other)) == ["spot_pipelines.assets.discovery"], source
 
 
 def _calls_or_decorators(path: Path) -> set[str]:

@@ -8,7 +8,7 @@ from dataclasses import fields
 
 import pytest
 
-from spot_pipelines.asset_support import core_config
+from spot_pipelines.assets import core_config
 from spot_pipelines.assets.health import ComponentHealthConfig
 from spot_pipelines.assets.ml import TrainModelConfig
 from spot_pipelines.assets.optimization import RecommendationsConfig

@@ -3,7 +3,7 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.asset_support import aws_failure, refresh_component_health
+from spot_pipelines.assets import aws_failure, refresh_component_health
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.discovery import scan_account
 from spot_pipelines.core.errors import SpotPipelinesError
@@ -13,6 +13,8 @@ from spot_pipelines.db.discovery import write_scan
 from spot_pipelines.partitions import aws_accounts_partitions
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
 
 PREVIEW_COLUMNS = ["instance_id", "region", "availability_zone_id", "instance_type", "lifecycle", "state"]
 
@@ -40,7 +42,11 @@ def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
     ),
 )
 def discovered_instances(
-    context: dg.AssetExecutionContext, app_db: AppDatabase, vault: CredentialVault
+    context: dg.AssetExecutionContext,
+    app_db: AppDatabase,
+    vault: CredentialVault,
+    redis: RedisResource,
+    kubernetes: KubernetesResource,
 ) -> dg.MaterializeResult:
     name = context.partition_key
     account = _discoverable_account(app_db, name)
@@ -51,25 +57,12 @@ def discovered_instances(
     except (SpotPipelinesError, ClientError, BotoCoreError) as exc:
         raise _fail(app_db, name, exc) from None
 
-    failed = "; ".join(f"{region}: {cause}" for region, cause in sorted(scan.failed_regions.items()))
-    with app_db.transaction() as session:
-        account = accounts.by_name(session, name)
-        if account is None:
-            raise dg.Failure(
-                description=f"account {name!r} was removed during its discovery; nothing written", allow_retries=False
-            )
-        summary = write_scan(session, account.id, scan.instances, scanned_regions=scan.scanned_regions, seen_at=seen_at)
-        accounts.record_discovery(
-            session,
-            account,
-            succeeded=not scan.failed_regions,
-            error=f"discovery of account {name!r} failed in {len(scan.failed_regions)} region(s): {failed}",
-        )
+    summary = _store_scan(app_db, name, scan, seen_at)
     if scan.failed_regions:
         # What the healthy regions returned is stored; the failed regions' rows are untouched.
         # Retried only when some region failed on something a retry can fix (throttling, 5xx).
         raise dg.Failure(
-            description=f"discovery of account {name!r} failed in {len(scan.failed_regions)} region(s): {failed}",
+            description=_regions_failed(name, scan),
             metadata={"failed_regions": scan.failed_regions, "stored_instances": summary.upserted},
             allow_retries=bool(scan.retryable_regions),
         )
@@ -79,10 +72,33 @@ def discovered_instances(
         f"{summary.newly_terminated} newly terminated, {len(scan.skipped_regions)} regions skipped"
     )
     try:  # operators see fresh health data now, not at the next schedule tick
-        refresh_component_health(app_db.resolved_url(), context.instance, trigger="discovery", run_id=context.run_id)
+        refresh_component_health(
+            app_db, context.instance, redis=redis, kubernetes=kubernetes, trigger="discovery", run_id=context.run_id
+        )
     except Exception as exc:  # a failing health round never fails discovery
         context.log.warning(f"component health refresh after discovery failed: {type(exc).__name__}")
     return dg.MaterializeResult(metadata=_discovery_metadata(scan, summary))
+
+
+def _regions_failed(name: str, scan) -> str:
+    failed = "; ".join(f"{region}: {cause}" for region, cause in sorted(scan.failed_regions.items()))
+    return f"discovery of account {name!r} failed in {len(scan.failed_regions)} region(s): {failed}"
+
+
+def _store_scan(app_db: AppDatabase, name: str, scan, seen_at):
+    """Store the scan and the account's discovery outcome in one transaction; refused when the account was
+    removed meanwhile."""
+    with app_db.transaction() as session:
+        account = accounts.by_name(session, name)
+        if account is None:
+            raise dg.Failure(
+                description=f"account {name!r} was removed during its discovery; nothing written", allow_retries=False
+            )
+        summary = write_scan(session, account.id, scan.instances, scanned_regions=scan.scanned_regions, seen_at=seen_at)
+        accounts.record_discovery(
+            session, account, succeeded=not scan.failed_regions, error=_regions_failed(name, scan)
+        )
+    return summary
 
 
 def _discoverable_account(app_db: AppDatabase, name: str):

@@ -61,40 +61,20 @@ def execute_approved(
     failures = 0
     for rec in batch:
         outcome = _execute_one(context, app_db, vault, rec.id, config)
-        summary.append(
-            {
-                "id": rec.id,
-                "instance_id": rec.instance_id,
-                "action": rec.action,
-                "target": rec.target_instance_type,
-                "status": outcome.status,
-                "verdict": outcome.verdict,
-                "replacement": outcome.replacement_instance_id,
-                "error": outcome.error,
-                "calls": len(outcome.calls),
-            }
-        )
+        summary.append(_summary_row(rec, outcome))
         if outcome.status == opt.FAILED:
             failures += 1
             context.log.error(f"recommendation {rec.id}: {outcome.error}")
             if config.stop_on_failure:
                 break
     untouched = len(approved) - len(summary)
-    with app_db.transaction() as session:
-        still_approved = (
-            len(execution_rows.approved_for_execution(session, [r.id for r in approved] or None)) if approved else 0
-        )
     metadata = {
         "dry_run": config.dry_run,
         "approved": len(approved),
         "processed": len(summary),
         "failed": failures,
-        "left_approved": still_approved,
-        "results": dg.MetadataValue.md(
-            markdown_table(
-                summary, ["id", "instance_id", "action", "target", "status", "verdict", "replacement", "calls", "error"]
-            )
-        ),
+        "left_approved": _still_approved(app_db, approved),
+        "results": dg.MetadataValue.md(markdown_table(summary, SUMMARY_COLUMNS)),
     }
     if failures:
         raise dg.Failure(
@@ -106,10 +86,35 @@ def execute_approved(
     return dg.Output(value={"processed": len(summary)}, metadata=metadata)
 
 
+SUMMARY_COLUMNS = ["id", "instance_id", "action", "target", "status", "verdict", "replacement", "calls", "error"]
+
+
+def _summary_row(rec: opt.SpotRecommendation, outcome: Outcome) -> dict:
+    return {
+        "id": rec.id,
+        "instance_id": rec.instance_id,
+        "action": rec.action,
+        "target": rec.target_instance_type,
+        "status": outcome.status,
+        "verdict": outcome.verdict,
+        "replacement": outcome.replacement_instance_id,
+        "error": outcome.error,
+        "calls": len(outcome.calls),
+    }
+
+
+def _still_approved(app_db: AppDatabase, approved: list) -> int:
+    """How many of the batch's rows are still `approved` after it (dry runs and stop_on_failure leave some)."""
+    if not approved:
+        return 0
+    with app_db.transaction() as session:
+        return len(opt.approved_for_execution(session, [r.id for r in approved]))
+
+
 def _approved(app_db: AppDatabase, recommendation_ids: list[int]) -> list:
     """The approved rows to execute; every id asked for by name must be one of them."""
     with app_db.transaction() as session:
-        approved = execution_rows.approved_for_execution(session, recommendation_ids or None)
+        approved = opt.approved_for_execution(session, recommendation_ids or None)
     not_ready = sorted(set(recommendation_ids) - {r.id for r in approved})
     if not_ready:
         raise dg.Failure(

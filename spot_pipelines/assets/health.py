@@ -1,16 +1,17 @@
 """component_health: seven concurrent checks (app DB, Redis, Kubernetes watcher, optimizer, price
 data, risk scores, ML model) written to the `component_health` table; status transitions go to
-`system_logs`. The probes and the round live in db/health.py; discovery refreshes health through asset_support."""
+`system_logs`. The probes and the round live in db/health.py; the round is `refresh_component_health`
+(spot_pipelines.assets), which discovery also runs."""
 
 from dataclasses import fields
 
 import dagster as dg
 from pydantic import Field
 
-from spot_pipelines.asset_support import latest_materialization_lookup
+from spot_pipelines.assets import refresh_component_health
 from spot_pipelines.core import health
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.db.health import build_checks, run_health_round
+from spot_pipelines.db.health import HealthRound
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.redis import RedisResource
@@ -86,41 +87,21 @@ def component_health(
     redis: RedisResource,
     kubernetes: KubernetesResource,
 ) -> dg.MaterializeResult:
-    url = app_db.resolved_url()
-    checks = build_checks(
-        url,
-        thresholds=config.thresholds(),
-        timeout_s=config.timeout_s,
+    result = refresh_component_health(
+        app_db,
+        context.instance,
         redis=redis,
-        k8s_configured=kubernetes.is_configured(),
-        latest_materialization=latest_materialization_lookup(context.instance),
-    )
-    result = run_health_round(
-        url,
-        checks,
+        kubernetes=kubernetes,
+        thresholds=config.thresholds(),
         timeout_s=config.timeout_s,
         run_id=context.run_id,
         trigger=context.run.tags.get("dagster/schedule_name", "manual"),
     )
     for change in result.transitions:
         (context.log.warning if change.level != "INFO" else context.log.info)(change.message)
-    rows = [
-        {"component": r.component, "status": r.status, "latency_ms": r.latency_ms, "summary": _summary(r)}
-        for r in result.results
-    ]
     critical = [r.component for r in result.results if r.status == health.CRITICAL]
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(result.results),
-            "overall": result.overall,
-            "statuses": dg.MetadataValue.json({r.component: r.status for r in result.results}),
-            "round_seconds": round(result.seconds, 3),
-            "transitions": len(result.transitions),
-            "not_configured": dg.MetadataValue.json(
-                [r.component for r in result.results if r.status == health.NOT_CONFIGURED]
-            ),
-            "preview": dg.MetadataValue.md(markdown_table(rows, PREVIEW_COLUMNS)),
-        },
+        metadata=_round_metadata(result),
         check_results=[
             dg.AssetCheckResult(
                 check_name="no_critical_components",
@@ -130,6 +111,24 @@ def component_health(
             )
         ],
     )
+
+
+def _round_metadata(result: HealthRound) -> dict:
+    rows = [
+        {"component": r.component, "status": r.status, "latency_ms": r.latency_ms, "summary": _summary(r)}
+        for r in result.results
+    ]
+    return {
+        "dagster/row_count": len(result.results),
+        "overall": result.overall,
+        "statuses": dg.MetadataValue.json({r.component: r.status for r in result.results}),
+        "round_seconds": round(result.seconds, 3),
+        "transitions": len(result.transitions),
+        "not_configured": dg.MetadataValue.json(
+            [r.component for r in result.results if r.status == health.NOT_CONFIGURED]
+        ),
+        "preview": dg.MetadataValue.md(markdown_table(rows, PREVIEW_COLUMNS)),
+    }
 
 
 component_health_job = dg.define_asset_job(

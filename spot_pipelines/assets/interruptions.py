@@ -55,55 +55,68 @@ PREVIEW_COLUMNS = [
     ),
 )
 def spot_interruption_events(context: dg.AssetExecutionContext, app_db: AppDatabase) -> dg.MaterializeResult:
-    now = utcnow()
+    with app_db.transaction() as session:
+        read = _read_summary(session, utcnow())
+    context.log.info(
+        f"{read['total']} interruption events recorded; {sum(read['by_type_24h'].values())} in the last 24 h"
+    )
+    return dg.MaterializeResult(metadata=_summary_metadata(read))
+
+
+def _summary_metadata(read: dict) -> dict:
+    preview = [{c: getattr(e, c) for c in PREVIEW_COLUMNS} for e in read["latest"]]
+    pools = [
+        {"instance_type": it or "?", "availability_zone_id": az or "?", "warnings_7d": n}
+        for it, az, n in read["warnings_by_pool"]
+    ]
+    last_received = read["last_received"]
+    return {
+        "dagster/row_count": read["total"],
+        "dagster/column_schema": COLUMN_SCHEMA,
+        "events_24h_by_type": dg.MetadataValue.json(read["by_type_24h"]),
+        "events_7d_by_type": dg.MetadataValue.json(read["by_type_7d"]),
+        "warnings_7d_by_pool": dg.MetadataValue.md(
+            markdown_table(pools, ["instance_type", "availability_zone_id", "warnings_7d"])
+        ),
+        "events_without_az_id": read["unenriched"],
+        "dead_letters_24h": read["dead_24h"],
+        "last_received_at": last_received.isoformat() if last_received else "never",
+        "preview": dg.MetadataValue.md(markdown_table(preview, PREVIEW_COLUMNS)),
+    }
+
+
+def _read_summary(session, now) -> dict:
+    """The counts the materialization reports: totals, events by type (24 h, 7 d), the pools with the most
+    warnings in 7 d, events not matched to a discovered instance, dead letters, and the latest events."""
     day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
     t = SpotInterruptionEvent
-    with app_db.transaction() as session:
-        total = session.scalar(select(func.count()).select_from(t)) or 0
-        by_type_24h = dict(
-            session.execute(select(t.event_type, func.count()).where(t.event_time >= day_ago).group_by(t.event_type))
+
+    def by_type(since) -> dict:
+        return dict(
+            session.execute(select(t.event_type, func.count()).where(t.event_time >= since).group_by(t.event_type))
             .tuples()
             .all()
         )
-        by_type_7d = dict(
-            session.execute(select(t.event_type, func.count()).where(t.event_time >= week_ago).group_by(t.event_type))
-            .tuples()
-            .all()
-        )
-        warnings_by_pool = session.execute(
+
+    return {
+        "total": session.scalar(select(func.count()).select_from(t)) or 0,
+        "by_type_24h": by_type(day_ago),
+        "by_type_7d": by_type(week_ago),
+        "warnings_by_pool": session.execute(
             select(t.instance_type, t.availability_zone_id, func.count())
             .where(t.event_type == "spot_interruption_warning", t.event_time >= week_ago)
             .group_by(t.instance_type, t.availability_zone_id)
             .order_by(func.count().desc())
             .limit(20)
-        ).all()
-        unenriched = session.scalar(select(func.count()).select_from(t).where(t.availability_zone_id.is_(None))) or 0
-        dead_24h = (
-            session.scalar(select(func.count()).select_from(DeadLetter).where(DeadLetter.received_at >= day_ago)) or 0
+        ).all(),
+        "unenriched": session.scalar(select(func.count()).select_from(t).where(t.availability_zone_id.is_(None))) or 0,
+        "dead_24h": session.scalar(
+            select(func.count()).select_from(DeadLetter).where(DeadLetter.received_at >= day_ago)
         )
-        latest = session.scalars(select(t).order_by(t.event_time.desc()).limit(20)).all()
-        last_received = session.scalar(select(func.max(t.received_at)))
-    preview = [{c: getattr(e, c) for c in PREVIEW_COLUMNS} for e in latest]
-    pools = [
-        {"instance_type": it or "?", "availability_zone_id": az or "?", "warnings_7d": n}
-        for it, az, n in warnings_by_pool
-    ]
-    context.log.info(f"{total} interruption events recorded; {sum(by_type_24h.values())} in the last 24 h")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": total,
-            "dagster/column_schema": COLUMN_SCHEMA,
-            "events_24h_by_type": dg.MetadataValue.json(by_type_24h),
-            "events_7d_by_type": dg.MetadataValue.json(by_type_7d),
-            "warnings_7d_by_pool": dg.MetadataValue.md(
-                markdown_table(pools, ["instance_type", "availability_zone_id", "warnings_7d"])
-            ),
-            "events_without_az_id": unenriched,
-            "dead_letters_24h": dead_24h,
-            "last_received_at": last_received.isoformat() if last_received else "never",
-            "preview": dg.MetadataValue.md(markdown_table(preview, PREVIEW_COLUMNS)),
-        }
-    )
+        or 0,
+        "latest": session.scalars(select(t).order_by(t.event_time.desc()).limit(20)).all(),
+        "last_received": session.scalar(select(func.max(t.received_at))),
+    }
 
 
 spot_interruption_events_job = dg.define_asset_job(

@@ -46,6 +46,22 @@ def describe_k8s_error(exc: BaseException) -> tuple[str, bool]:
     return redact_text(f"{type(exc).__name__}: {exc}")[:500], False
 
 
+def _poll_failure(context, app_db: AppDatabase, kubernetes: KubernetesResource, cluster: str, exc) -> dg.Failure:
+    """Store the failed poll (heartbeat not ok, an ERROR system log) and build the run's Failure."""
+    cause, retryable = describe_k8s_error(exc)
+    with app_db.transaction() as session:
+        write_heartbeat(session, cluster, at=utcnow(), ok=False, error=cause)
+        write_system_log(
+            session,
+            COMPONENT,
+            "ERROR",
+            f"cluster {cluster!r}: {cause}",
+            run_id=context.run_id,
+            details={"cluster": cluster, "mode": kubernetes.mode()},
+        )
+    return dg.Failure(description=f"cluster {cluster!r}: {cause}", allow_retries=retryable)
+
+
 @dg.asset(
     name="k8s_node_inventory",
     group_name="operations",
@@ -75,18 +91,7 @@ def k8s_node_inventory(
             api.list_pod_for_all_namespaces, page_size=kubernetes.page_size, timeout_s=kubernetes.request_timeout_s
         )
     except Exception as exc:
-        cause, retryable = describe_k8s_error(exc)
-        with app_db.transaction() as session:
-            write_heartbeat(session, cluster, at=utcnow(), ok=False, error=cause)
-            write_system_log(
-                session,
-                COMPONENT,
-                "ERROR",
-                f"cluster {cluster!r}: {cause}",
-                run_id=context.run_id,
-                details={"cluster": cluster, "mode": kubernetes.mode()},
-            )
-        raise dg.Failure(description=f"cluster {cluster!r}: {cause}", allow_retries=retryable) from None
+        raise _poll_failure(context, app_db, kubernetes, cluster, exc) from None
 
     inventory = build_inventory(nodes, pods)
     observed_at = utcnow()

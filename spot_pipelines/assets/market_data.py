@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 from sqlalchemy import select
 
-from spot_pipelines.asset_support import aws_failure
+from spot_pipelines.assets import aws_failure
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core import validation
 from spot_pipelines.core.aws_errors import describe
@@ -22,6 +22,7 @@ from spot_pipelines.core.bundled_data import bundled_advisor
 from spot_pipelines.core.clock import utc_today, utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import market_data as market
 from spot_pipelines.partitions import check_fetchable, market_daily_partitions
 from spot_pipelines.resources.app_database import AppDatabase
@@ -185,7 +186,7 @@ def _fleet_instance_types(app_db: AppDatabase, instance_families: Sequence[str])
             families = md.types_of_families(instance_families, catalog)
         except ValidationError as exc:
             raise dg.Failure(description=f"config {exc}; nothing fetched or written", allow_retries=False) from None
-        instance_types = sorted(set(market.inventory_instance_types(session)) | set(families))
+        instance_types = sorted(set(inventory.inventory_instance_types(session)) | set(families))
     if not instance_types:
         raise dg.Failure(
             description="all_instance_types is false, but the discovered fleet is empty and "
@@ -441,41 +442,42 @@ def spot_advisor(
         context.log.warning(f"spot advisor entry skipped: {problem}")
     written_by_day, not_written = _store_advisor_days(app_db, days, feed)
     stored, bad = _stored_advisor_days(app_db, days)
-    by_band: dict[str, int] = {}
-    for row in feed.rows:
-        by_band[str(row["interruption_band"])] = by_band.get(str(row["interruption_band"]), 0) + 1
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": sum(written_by_day.values()),
-            "stored_rows": stored,
-            "source": feed.source,
-            "fallback_reason": feed.fallback_reason or "",
-            "not_written": dg.MetadataValue.json(not_written),
-            "regions": len({r["region"] for r in feed.rows}),
-            "rows_by_band": dg.MetadataValue.json(dict(sorted(by_band.items()))),
-            "skipped_entries": dg.MetadataValue.json(feed.problems[:200]),
-            "catalog_types": len(feed.catalog),
-            "preview": dg.MetadataValue.md(
-                markdown_table(
-                    feed.rows, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]
-                )
-            ),
-        },
+        metadata=_advisor_metadata(feed, written_by_day, not_written, stored),
         check_results=[
             dg.AssetCheckResult(
                 check_name="bands_in_range",
                 passed=not bad,
                 metadata={
                     "stored_rows": stored,
-                    "out_of_range_sample": dg.MetadataValue.md(
-                        markdown_table(
-                            bad, ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]
-                        )
-                    ),
+                    "out_of_range_sample": dg.MetadataValue.md(markdown_table(bad, ADVISOR_COLUMNS)),
                 },
             )
         ],
     )
+
+
+ADVISOR_COLUMNS = ["region", "operating_system", "instance_type", "interruption_band", "savings_pct"]
+
+
+def _advisor_metadata(
+    feed: md.AdvisorFeed, written_by_day: dict[str, int], not_written: dict[str, str], stored: int
+) -> dict:
+    by_band: dict[str, int] = {}
+    for row in feed.rows:
+        by_band[str(row["interruption_band"])] = by_band.get(str(row["interruption_band"]), 0) + 1
+    return {
+        "dagster/row_count": sum(written_by_day.values()),
+        "stored_rows": stored,
+        "source": feed.source,
+        "fallback_reason": feed.fallback_reason or "",
+        "not_written": dg.MetadataValue.json(not_written),
+        "regions": len({r["region"] for r in feed.rows}),
+        "rows_by_band": dg.MetadataValue.json(dict(sorted(by_band.items()))),
+        "skipped_entries": dg.MetadataValue.json(feed.problems[:200]),
+        "catalog_types": len(feed.catalog),
+        "preview": dg.MetadataValue.md(markdown_table(feed.rows, ADVISOR_COLUMNS)),
+    }
 
 
 def _refuse_unreconstructable_days(days: Sequence[date], max_lag_days: int) -> None:

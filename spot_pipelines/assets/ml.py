@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.asset_support import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
+from spot_pipelines.assets import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.ml import (

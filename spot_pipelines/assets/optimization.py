@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.asset_support import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
+from spot_pipelines.assets import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig, recommend
@@ -100,12 +100,7 @@ def spot_recommendations(
         rc = core_config(RecommendConfig, config)
     except ValidationError as exc:
         raise dg.Failure(description=f"spot_recommendations config: {exc}", allow_retries=False) from None
-    with app_db.connection() as conn:
-        instances = instance_rows.read_running_instances(conn)
-        catalog = market_rows.read_catalog(conn)
-        on_demand = market_rows.read_on_demand(conn)
-        markets = ml_rows.read_predictions(conn)
-        names = account_rows.account_names(conn)
+    instances, catalog, on_demand, markets, names = _read_inputs(app_db)
     if markets.empty and not instances.empty:
         context.log.warning("no interruption predictions yet: every instance will stay on demand")
     result = recommend(instances, catalog, on_demand, markets, rc)
@@ -114,8 +109,6 @@ def spot_recommendations(
     rows = records(recs.assign(generation_id=context.run_id, status=opt.PROPOSED, generated_at=generated_at))
     with app_db.transaction() as session:
         written = opt.write_recommendations(session, rows, generated_at=generated_at)
-    with app_db.connection() as conn:
-        history = opt.savings_over_time(conn)
     actionable = recs[recs["action"] != "stay_on_demand"]
     return dg.MaterializeResult(
         metadata={
@@ -129,12 +122,29 @@ def spot_recommendations(
             "skipped_instances": len(result.skipped),
             "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
             "summary": dg.MetadataValue.md(summary_markdown(recs, names)),
-            "savings_over_time": dg.MetadataValue.md(
-                markdown_table(
-                    records(history.assign(generated_at=history["generated_at"].astype(str)).round(2)),
-                    ["generated_at", "recommendations", "monthly_savings_usd", "executed_monthly_savings_usd"],
-                    limit=60,
-                )
-            ),
+            "savings_over_time": dg.MetadataValue.md(_savings_over_time(app_db)),
         }
+    )
+
+
+def _read_inputs(app_db: AppDatabase) -> tuple:
+    """(running instances, instance-type catalog, on-demand prices, interruption predictions, account names)."""
+    with app_db.connection() as conn:
+        return (
+            instance_rows.read_running_instances(conn),
+            market_rows.read_catalog(conn),
+            market_rows.read_on_demand(conn),
+            ml_rows.read_predictions(conn),
+            account_rows.account_names(conn),
+        )
+
+
+def _savings_over_time(app_db: AppDatabase) -> str:
+    """Every generation's savings, this one included, as a markdown table."""
+    with app_db.connection() as conn:
+        history = opt.savings_over_time(conn)
+    return markdown_table(
+        records(history.assign(generated_at=history["generated_at"].astype(str)).round(2)),
+        ["generated_at", "recommendations", "monthly_savings_usd", "executed_monthly_savings_usd"],
+        limit=60,
     )

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from spot_pipelines.asset_support import AFTER_NEW_DATA, frame_schema, upstream_present
+from spot_pipelines.assets import AFTER_NEW_DATA, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import markdown_table, records
@@ -55,45 +55,51 @@ def interruption_risk_scores(
     context: dg.AssetExecutionContext, config: RiskScoreConfig, app_db: AppDatabase
 ) -> dg.MaterializeResult:
     as_of = parse_as_of(config.as_of)
-    end_day = window_end(as_of).date()
-    start_day = end_day - timedelta(days=config.window_days)
-    with app_db.connection() as conn:
-        prices = market_rows.read_prices(conn, start_day, end_day)
-        on_demand = market_rows.read_on_demand(conn)
-        advisor = market_rows.read_advisor(conn, as_of.date())
-        events = event_rows.read_events(conn, window_end(as_of) - timedelta(days=config.window_days), window_end(as_of))
+    prices, on_demand, advisor, events = _read_window(app_db, as_of, config.window_days)
     try:
         result = score_markets(prices, on_demand, advisor, events, as_of=as_of, window_days=config.window_days)
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_risk_scores: {exc}", allow_retries=False) from None
-    scored_at = utcnow()
-    scores = result.scores.assign(scored_at=scored_at)
+    scores = result.scores.assign(scored_at=utcnow())
     columns = {c.name for c in risk_rows.InterruptionRiskScore.__table__.columns}
     with app_db.transaction() as session:
         risk_rows.replace_rows(
             session, risk_rows.InterruptionRiskScore, records(scores[[c for c in scores if c in columns]])
         )
-    skipped_reasons = result.skipped["reason"].value_counts().to_dict() if len(result.skipped) else {}
     context.log.info(
         f"scored {len(scores)} markets over {result.window_start:%Y-%m-%d}..{result.window_end:%Y-%m-%d}, "
         f"skipped {len(result.skipped)}"
     )
+    return dg.MaterializeResult(metadata=_scores_metadata(result, scores, prices, events))
+
+
+def _read_window(app_db: AppDatabase, as_of, window_days: int) -> tuple:
+    """(spot prices, on-demand prices, the Spot Advisor of the day, interruption events) of the window."""
+    end_day = window_end(as_of).date()
+    start_day = end_day - timedelta(days=window_days)
+    with app_db.connection() as conn:
+        return (
+            market_rows.read_prices(conn, start_day, end_day),
+            market_rows.read_on_demand(conn),
+            market_rows.read_advisor(conn, as_of.date()),
+            event_rows.read_events(conn, window_end(as_of) - timedelta(days=window_days), window_end(as_of)),
+        )
+
+
+def _scores_metadata(result, scores, prices, events) -> dict:
+    skipped_reasons = result.skipped["reason"].value_counts().to_dict() if len(result.skipped) else {}
     top = scores.sort_values("score", ascending=False)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(scores),
-            "dagster/column_schema": frame_schema(scores),
-            "window": f"{result.window_start:%Y-%m-%d} .. {result.window_end:%Y-%m-%d} (exclusive)",
-            "price_rows": len(prices),
-            "interruption_warnings_in_window": int((events["event_type"] == "spot_interruption_warning").sum())
-            if len(events)
-            else 0,
-            "skipped_markets": len(result.skipped),
-            "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
-            "skipped_preview": dg.MetadataValue.md(
-                markdown_table(records(result.skipped), list(result.skipped.columns))
-            ),
-            "markets_by_risk_band": dg.MetadataValue.json(scores["risk_band"].value_counts().to_dict()),
-            "preview": dg.MetadataValue.md(markdown_table(records(top.round(4)), PREVIEW)),
-        }
-    )
+    return {
+        "dagster/row_count": len(scores),
+        "dagster/column_schema": frame_schema(scores),
+        "window": f"{result.window_start:%Y-%m-%d} .. {result.window_end:%Y-%m-%d} (exclusive)",
+        "price_rows": len(prices),
+        "interruption_warnings_in_window": int((events["event_type"] == "spot_interruption_warning").sum())
+        if len(events)
+        else 0,
+        "skipped_markets": len(result.skipped),
+        "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
+        "skipped_preview": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
+        "markets_by_risk_band": dg.MetadataValue.json(scores["risk_band"].value_counts().to_dict()),
+        "preview": dg.MetadataValue.md(markdown_table(records(top.round(4)), PREVIEW)),
+    }

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select
 
 from spot_pipelines.cli import Group
 from spot_pipelines.core.errors import ConfigError, SpotPipelinesError
 from spot_pipelines.core.keyring import ENV_VAR, Keyring, generate_key
-from spot_pipelines.db.accounts import Account
+from spot_pipelines.db import accounts as account_rows
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.settings import PROJECT_ROOT, encryption_keys_from_env
 
@@ -42,7 +41,7 @@ def encryption_key(db: AppDatabase) -> str:
             "become unreadable)"
         )
     with db.transaction() as session:
-        stored = session.scalar(select(func.count()).where(Account.encrypted_secret.is_not(None)))
+        stored = account_rows.stored_secret_count(session)
     if stored:
         raise ConfigError(
             f"{ENV_VAR} is not set and {stored} stored secret(s) were encrypted under it: "
@@ -71,7 +70,7 @@ def keys_rotate() -> None:
     db = AppDatabase()
     keyring = Keyring(encryption_key(db))
     with db.transaction() as session:
-        rows = list(session.scalars(select(Account).where(Account.encrypted_secret.is_not(None)).with_for_update()))
+        rows = account_rows.accounts_with_secrets_for_update(session)
         for account in rows:
             account.encrypted_secret = keyring.rotate(account.encrypted_secret, owner=f"account {account.name!r}")
         # Nothing is committed unless every secret is now readable by the primary key alone.

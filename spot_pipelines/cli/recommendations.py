@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import getpass
-import sys
 
 import click
 
+from spot_pipelines.cli import Group
 from spot_pipelines.core.errors import SpotPipelinesError
 from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.resources.app_database import AppDatabase
-
-
-class _Group(click.Group):
-    """Project errors become one clear line and exit code 1."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except SpotPipelinesError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
 
 
 def _operator(by: str | None) -> str:
@@ -33,7 +22,7 @@ def _operator(by: str | None) -> str:
         return "unknown"
 
 
-@click.group(cls=_Group)
+@click.group(cls=Group)
 def recommendations() -> None:
     """Spot recommendations: review, approve or reject; the execute_approved_recommendations job acts."""
 

@@ -23,7 +23,7 @@ Instances that cannot be priced are skipped with a reason, never priced at zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,29 @@ GROUP_TAGS = (
     "karpenter.sh/provisioner-name",
 )
 SHAPE = ["region", "availability_zone_id", "product_description", "instance_type"]
+_COLUMNS = [
+    "account_id",
+    "instance_id",
+    "region",
+    "availability_zone_id",
+    "current_instance_type",
+    "current_lifecycle",
+    "group_key",
+    "action",
+    "target_instance_type",
+    "target_availability_zone_id",
+    "target_market",
+    "candidates",
+    "on_demand_hourly_cost",
+    "current_hourly_cost",
+    "recommended_hourly_cost",
+    "p_interruption",
+    "monthly_savings_usd",
+    "reason",
+    "model_version",
+]
+_SKIPPED_COLUMNS = ["account_id", "instance_id", "instance_type", "reason"]
+_MOVES = ["move_to_spot", "diversify"]
 
 
 @dataclass(frozen=True)
@@ -106,60 +129,95 @@ def recommend(
     config: RecommendConfig = RecommendConfig(),
 ) -> RecommendResult:
     """`markets`: region, availability_zone_id, instance_type, product_description, spot_price,
-    p_interruption, horizon_hours[, model_version] — one row per priced spot market."""
-    cols_out = [
-        "account_id",
-        "instance_id",
-        "region",
-        "availability_zone_id",
-        "current_instance_type",
-        "current_lifecycle",
-        "group_key",
-        "action",
-        "target_instance_type",
-        "target_availability_zone_id",
-        "target_market",
-        "candidates",
-        "on_demand_hourly_cost",
-        "current_hourly_cost",
-        "recommended_hourly_cost",
-        "p_interruption",
-        "monthly_savings_usd",
-        "reason",
-        "model_version",
-    ]
-    empty = RecommendResult(
-        pd.DataFrame(columns=cols_out), pd.DataFrame(columns=["account_id", "instance_id", "instance_type", "reason"])
+    p_interruption, horizon_hours[, model_version] — one row per priced spot market.
+
+    Candidates are found and priced once per instance shape; instances that cannot be priced are set
+    aside with a reason at the step that finds out."""
+    running = instances[instances["state"] == "running"].copy() if not instances.empty else instances
+    if running.empty:
+        return RecommendResult(pd.DataFrame(columns=_COLUMNS), pd.DataFrame(columns=_SKIPPED_COLUMNS))
+    skipped = _SetAside()
+    specs = _catalog_specs(catalog)
+    fleet = _fleet_with_specs_and_on_demand(running, specs, on_demand, skipped)
+    mk = _priced_markets(markets, specs)
+    shapes = _shapes(fleet)
+    shape_rows, market_rows = _compatible_pairs(shapes, mk, config)
+    candidates = _price_candidates(shapes, mk, shape_rows, market_rows, config)
+    shapes, top = _rank_candidates(shapes, mk, candidates, config)
+    fleet = _with_own_market(fleet, shapes, mk, config, skipped)
+    fleet = _choose_actions(fleet, config)
+    unchanged = int((fleet["action"] == "keep").sum())
+    rows = _with_targets(fleet[fleet["action"] != "keep"], top)
+    rows = _with_costs(rows)
+    out = _output(rows, top, _model_version(mk), config)
+    return RecommendResult(out, skipped.frame(), unchanged=unchanged)
+
+
+class _SetAside:
+    """Instances that cannot be priced, with the reason, in the order they were set aside."""
+
+    def __init__(self) -> None:
+        self._parts: list[pd.DataFrame] = []
+
+    def drop(self, frame: pd.DataFrame, mask: pd.Series, reason) -> pd.DataFrame:
+        """`frame` without the masked rows; `reason` is a string or a function of the set-aside rows."""
+        if not mask.any():
+            return frame
+        part = frame.loc[mask].copy()
+        part["reason"] = reason(part) if callable(reason) else reason
+        self._parts.append(part[_SKIPPED_COLUMNS])
+        return frame[~mask]
+
+    def frame(self) -> pd.DataFrame:
+        if not self._parts:
+            return pd.DataFrame(columns=_SKIPPED_COLUMNS)
+        return pd.concat(self._parts, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Compatible (shape, market) pairs, by row position in the shapes and markets frames, with their price."""
+
+    shape: np.ndarray
+    market: np.ndarray
+    cost: np.ndarray  # risk-adjusted expected hourly cost
+    discount: np.ndarray  # against the shape's on-demand price, as a fraction
+    p_interruption: np.ndarray
+    qualifies: np.ndarray
+
+    def take(self, order: np.ndarray) -> _Candidates:
+        return _Candidates(*(getattr(self, f.name)[order] for f in fields(self)))
+
+
+def _risk_adjusted_cost(spot_price, p_hour, on_demand, config: RecommendConfig):
+    """spot price + P(interruption per hour) × restart cost; arrays or Series alike."""
+    return spot_price + p_hour * (config.restart_cost_usd + config.restart_cost_on_demand_hours * on_demand)
+
+
+def _qualifies(discount, p_interruption, config: RecommendConfig):
+    return (discount >= config.min_discount_pct / 100) & (p_interruption <= config.max_p_interruption)
+
+
+def _catalog_specs(catalog: pd.DataFrame) -> pd.DataFrame:
+    cat = catalog[["instance_type", "family", "vcpu", "memory_gib", "architecture"]].rename(
+        columns={"architecture": "type_architecture"}
     )
-    if instances.empty:
-        return empty
-    inst = instances[instances["state"] == "running"].copy()
-    skipped: list[pd.DataFrame] = []
+    return cat.assign(category=family_category(cat["family"]))
 
-    def skip(mask: pd.Series, reason) -> None:
-        """Set aside the masked instances; `reason` is a string or a function of the set-aside rows."""
-        nonlocal inst
-        if mask.any():
-            part = inst.loc[mask].copy()
-            part["reason"] = reason(part) if callable(reason) else reason
-            skipped.append(part[["account_id", "instance_id", "instance_type", "reason"]])
-            inst = inst[~mask]
 
-    if inst.empty:
-        return empty
+def _fleet_with_specs_and_on_demand(
+    inst: pd.DataFrame, specs: pd.DataFrame, on_demand: pd.DataFrame, skipped: _SetAside
+) -> pd.DataFrame:
+    """Running instances with their OS, group, catalog specs and on-demand price; the rest set aside."""
     inst["product_description"] = np.where(
         inst["platform"].astype(str).str.lower().str.startswith("windows"), "Windows", "Linux/UNIX"
     )
     inst["operating_system"] = operating_system(inst["product_description"])
     inst["group_key"] = group_keys(inst)
-    skip(inst["availability_zone_id"].isna(), "no availability zone ID recorded for the instance")
-
-    cat = catalog[["instance_type", "family", "vcpu", "memory_gib", "architecture"]].rename(
-        columns={"architecture": "type_architecture"}
-    )
-    cat = cat.assign(category=family_category(cat["family"]))
-    inst = inst.merge(cat, on="instance_type", how="left")
-    skip(
+    inst = skipped.drop(inst, inst["availability_zone_id"].isna(), "no availability zone ID recorded for the instance")
+    inst = inst.merge(specs, on="instance_type", how="left")
+    inst = skipped.drop(
+        inst,
         inst["family"].isna(),
         lambda f: (
             "instance type "
@@ -167,7 +225,8 @@ def recommend(
             + " is not in the instance type catalog: compatibility cannot be judged"
         ),
     )
-    skip(
+    inst = skipped.drop(
+        inst,
         inst["vcpu"].isna() | inst["memory_gib"].isna(),
         lambda f: "the catalog has no vCPU/memory for " + f["instance_type"].astype(str),
     )
@@ -177,7 +236,8 @@ def recommend(
         .drop_duplicates(["region", "instance_type", "operating_system"], keep="last")
     )
     inst = inst.merge(od, on=["region", "instance_type", "operating_system"], how="left")
-    skip(
+    inst = skipped.drop(
+        inst,
         ~(inst["on_demand_hourly_cost"] > 0),
         lambda f: (
             "no on-demand price for "
@@ -194,8 +254,11 @@ def recommend(
         if "architecture" in inst.columns
         else inst["type_architecture"]
     )
+    return inst
 
-    # ---- priced markets with their specs and risk-adjusted costs (one row per market)
+
+def _priced_markets(markets: pd.DataFrame, specs: pd.DataFrame) -> pd.DataFrame:
+    """One row per market with a positive spot price and a catalog entry, with P(interruption per hour)."""
     mk = markets[
         [
             "region",
@@ -209,14 +272,28 @@ def recommend(
         + (["model_version"] if "model_version" in markets.columns else [])
     ]
     mk = mk.astype({"spot_price": np.float64, "p_interruption": np.float64, "horizon_hours": np.float64})
-    mk = mk[mk["spot_price"] > 0].merge(cat, on="instance_type", how="inner")
+    mk = mk[mk["spot_price"] > 0].merge(specs, on="instance_type", how="inner")
     horizon = mk["horizon_hours"].astype(np.float64).clip(lower=1)
     mk = mk.assign(p_hour=1 - (1 - mk["p_interruption"].clip(0, 1)) ** (1 / horizon))
+    # Candidates refer to markets by row position.
+    return mk.reset_index(drop=True)
 
-    # ---- one row per shape; candidates per shape
+
+def _model_version(mk: pd.DataFrame) -> int | None:
+    return int(mk["model_version"].max()) if "model_version" in mk.columns and len(mk) else None
+
+
+def _shapes(inst: pd.DataFrame) -> pd.DataFrame:
+    """One row per instance shape (region, AZ ID, OS, type): candidates are found per shape, not per instance."""
     shape_cols = SHAPE + ["family", "category", "vcpu", "memory_gib", "arch", "on_demand_hourly_cost"]
     shapes = inst[shape_cols].drop_duplicates(SHAPE).reset_index(drop=True)
     shapes["shape_id"] = np.arange(len(shapes))
+    return shapes
+
+
+def _compatible_pairs(shapes: pd.DataFrame, mk: pd.DataFrame, config: RecommendConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(shape row, market row) of every compatible pair: same region, OS, architecture (and AZ ID), at
+    least the vCPUs and memory, at most `max_vcpu_factor` × the vCPUs, an allowed family."""
     join_on = ["region", "product_description"] + (["availability_zone_id"] if config.same_az_only else [])
     right = mk.rename(
         columns={
@@ -237,7 +314,6 @@ def recommend(
         left_keys.append("category")
         right_keys.append("c_category")
     # Only keys and row numbers go through the merge; everything else is gathered by position.
-    mk = mk.reset_index(drop=True)
     # Each shape may only take the vCPU sizes in [its vCPUs, max_vcpu_factor × its vCPUs]: expanding the
     # shapes by those few sizes and joining on the size too avoids building every same-family pair.
     sizes = np.unique(mk["vcpu"].dropna().to_numpy(np.float64))
@@ -261,63 +337,65 @@ def recommend(
         compatible &= fam_pairs.isin(list(allowed))
         if not config.allow_burstable:
             compatible &= (mk["category"].to_numpy()[mid] != "t") | (shapes["category"].to_numpy()[sid] == "t")
-    sid, mid = sid[compatible], mid[compatible]
+    return sid[compatible], mid[compatible]
+
+
+def _price_candidates(
+    shapes: pd.DataFrame, mk: pd.DataFrame, sid: np.ndarray, mid: np.ndarray, config: RecommendConfig
+) -> _Candidates:
+    """Every compatible pair's risk-adjusted cost, its discount against on-demand and whether it qualifies
+    (minimum discount, interruption ceiling): the one place a candidate gets its price."""
     od_price = shapes["on_demand_hourly_cost"].to_numpy(np.float64)[sid]
     p_int = mk["p_interruption"].to_numpy(np.float64)[mid]
-    restart = config.restart_cost_usd + config.restart_cost_on_demand_hours * od_price
-    cost = mk["spot_price"].to_numpy(np.float64)[mid] + mk["p_hour"].to_numpy(np.float64)[mid] * restart
+    cost = _risk_adjusted_cost(
+        mk["spot_price"].to_numpy(np.float64)[mid], mk["p_hour"].to_numpy(np.float64)[mid], od_price, config
+    )
     discount = 1 - cost / od_price
-    qualifies = (discount >= config.min_discount_pct / 100) & (p_int <= config.max_p_interruption)
-    order = np.lexsort((cost, ~qualifies, sid))
-    sid, mid, cost, discount, qualifies, p_int = (x[order] for x in (sid, mid, cost, discount, qualifies, p_int))
+    return _Candidates(sid, mid, cost, discount, p_int, _qualifies(discount, p_int, config))
+
+
+def _rank_candidates(
+    shapes: pd.DataFrame, mk: pd.DataFrame, cands: _Candidates, config: RecommendConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Shapes with their counts of compatible and qualifying markets and best discount; and the top
+    `top_candidates` qualifying markets per shape, cheapest first (rank 0 = the target)."""
+    c = cands.take(np.lexsort((cands.cost, ~cands.qualifies, cands.shape)))
+    sid = c.shape
     n_shapes = len(shapes)
-    shapes["n_compatible"] = np.bincount(sid, minlength=n_shapes)
-    shapes["n_ok"] = np.bincount(sid, weights=qualifies, minlength=n_shapes).astype(int)
     best = np.full(n_shapes, np.nan)
     if len(sid):
         starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        best[sid[starts]] = np.maximum.reduceat(discount, starts)
-    shapes["best_discount"] = best
+        best[sid[starts]] = np.maximum.reduceat(c.discount, starts)
+    shapes = shapes.assign(
+        n_compatible=np.bincount(sid, minlength=n_shapes),
+        n_ok=np.bincount(sid, weights=c.qualifies, minlength=n_shapes).astype(int),
+        best_discount=best,
+    )
     # Qualifying markets come first within a shape, cheapest first: the rank is the position in the run.
     first_of = np.zeros(n_shapes + 1, dtype=np.int64)
     np.add.at(first_of, sid + 1, 1)
     rank = np.arange(len(sid)) - np.cumsum(first_of)[sid]
-    keep = qualifies & (rank < config.top_candidates)
+    keep = c.qualifies & (rank < config.top_candidates)
     top = pd.DataFrame(
         {
             "shape_id": sid[keep],
             "rank": rank[keep],
-            "c_type": mk["instance_type"].to_numpy()[mid[keep]],
-            "c_az": mk["availability_zone_id"].to_numpy()[mid[keep]],
-            "spot_price": mk["spot_price"].to_numpy(np.float64)[mid[keep]].round(6),
-            "p_interruption": p_int[keep].round(4),
-            "risk_adjusted": cost[keep],
-            "discount": discount[keep],
+            "c_type": mk["instance_type"].to_numpy()[c.market[keep]],
+            "c_az": mk["availability_zone_id"].to_numpy()[c.market[keep]],
+            "spot_price": mk["spot_price"].to_numpy(np.float64)[c.market[keep]].round(6),
+            "p_interruption": c.p_interruption[keep].round(4),
+            "risk_adjusted": c.cost[keep],
+            "discount": c.discount[keep],
         }
     )
+    return shapes, top
 
-    cand_lists: dict[int, list[dict]] = {}
-    for s_id, c_type, c_az, price, p, c, disc in zip(
-        top["shape_id"].tolist(),
-        top["c_type"].tolist(),
-        top["c_az"].tolist(),
-        top["spot_price"].tolist(),
-        top["p_interruption"].tolist(),
-        top["risk_adjusted"].round(6).tolist(),
-        (100 * top["discount"]).round(1).tolist(),
-    ):
-        cand_lists.setdefault(s_id, []).append(
-            {
-                "instance_type": c_type,
-                "availability_zone_id": c_az,
-                "spot_price": price,
-                "p_interruption": p,
-                "risk_adjusted_hourly_cost": c,
-                "discount_pct": disc,
-            }
-        )
 
-    # ---- back to instances
+def _with_own_market(
+    inst: pd.DataFrame, shapes: pd.DataFrame, mk: pd.DataFrame, config: RecommendConfig, skipped: _SetAside
+) -> pd.DataFrame:
+    """Instances with their shape's counts and their own market's risk-adjusted cost and whether it still
+    qualifies; spot instances whose own market has no price are set aside."""
     inst = inst.merge(shapes[SHAPE + ["shape_id", "n_compatible", "n_ok", "best_discount"]], on=SHAPE, how="left")
     own = mk[
         [
@@ -331,7 +409,10 @@ def recommend(
         ]
     ].rename(columns={"spot_price": "own_price", "p_interruption": "own_p", "p_hour": "own_p_hour"})
     inst = inst.merge(own, on=SHAPE, how="left")
-    skip(
+    inst["own_cost"] = _risk_adjusted_cost(inst["own_price"], inst["own_p_hour"], inst["on_demand_hourly_cost"], config)
+    inst["own_ok"] = _qualifies(1 - inst["own_cost"] / inst["on_demand_hourly_cost"], inst["own_p"], config)
+    return skipped.drop(
+        inst,
         (inst["lifecycle"] == "spot") & inst["own_price"].isna(),
         lambda f: (
             "spot instance of "
@@ -341,14 +422,13 @@ def recommend(
             + ": no spot price history for its own market"
         ),
     )
+
+
+def _choose_actions(inst: pd.DataFrame, config: RecommendConfig) -> pd.DataFrame:
+    """The action per instance and, for group members spread over the pools, the rank of its target.
+    A spot instance whose pool still qualifies is kept (`keep`) unless its group needs more pools."""
     inst = inst.sort_values(["group_key", "instance_id"], na_position="last").reset_index(drop=True)
     inst["n_ok"] = inst["n_ok"].fillna(0).astype(int)
-    inst["own_cost"] = inst["own_price"] + inst["own_p_hour"] * (
-        config.restart_cost_usd + config.restart_cost_on_demand_hours * inst["on_demand_hourly_cost"]
-    )
-    inst["own_ok"] = (1 - inst["own_cost"] / inst["on_demand_hourly_cost"] >= config.min_discount_pct / 100) & (
-        inst["own_p"] <= config.max_p_interruption
-    )
     is_spot = (inst["lifecycle"] == "spot").to_numpy()
     own_ok = inst["own_ok"].to_numpy()
     in_group = inst["group_key"].notna().to_numpy()
@@ -377,48 +457,76 @@ def recommend(
     ]
     choices = ["stay_on_demand", "diversify", "move_to_spot", "diversify", "keep", "diversify", "return_to_on_demand"]
     inst["action"] = np.select(conditions, choices, default="keep")
-    unchanged = int((inst["action"] == "keep").sum())
-    inst = inst[inst["action"] != "keep"].copy()
+    return inst
 
+
+def _with_targets(rows: pd.DataFrame, top: pd.DataFrame) -> pd.DataFrame:
+    """The target type, AZ ID and market of each action: the ranked candidate for moves, the same type
+    on demand for a return."""
     tgt = top[["shape_id", "rank", "c_type", "c_az", "risk_adjusted", "p_interruption", "discount"]].rename(
         columns={"rank": "target_rank", "p_interruption": "target_p"}
     )
-    inst = inst.merge(tgt, on=["shape_id", "target_rank"], how="left")
-    moves = inst["action"].isin(["move_to_spot", "diversify"])
-    inst["target_instance_type"] = np.where(
-        moves, inst["c_type"], np.where(inst["action"] == "return_to_on_demand", inst["instance_type"], None)
+    rows = rows.merge(tgt, on=["shape_id", "target_rank"], how="left")
+    moves = rows["action"].isin(_MOVES)
+    back = rows["action"] == "return_to_on_demand"
+    rows["target_instance_type"] = np.where(moves, rows["c_type"], np.where(back, rows["instance_type"], None))
+    rows["target_availability_zone_id"] = np.where(
+        moves, rows["c_az"], np.where(back, rows["availability_zone_id"], None)
     )
-    inst["target_availability_zone_id"] = np.where(
-        moves, inst["c_az"], np.where(inst["action"] == "return_to_on_demand", inst["availability_zone_id"], None)
+    rows["target_market"] = np.select([moves, back], ["spot", "on-demand"], default=None)
+    return rows
+
+
+def _with_costs(rows: pd.DataFrame) -> pd.DataFrame:
+    """Current and recommended hourly cost, monthly savings and the interruption probability taken on."""
+    moves = rows["action"].isin(_MOVES)
+    rows["current_hourly_cost"] = np.where(rows["lifecycle"] == "spot", rows["own_cost"], rows["on_demand_hourly_cost"])
+    rows["recommended_hourly_cost"] = np.select(
+        [moves, rows["action"] == "return_to_on_demand"],
+        [rows["risk_adjusted"], rows["on_demand_hourly_cost"]],
+        default=rows["current_hourly_cost"],
     )
-    inst["target_market"] = np.select(
-        [moves, inst["action"] == "return_to_on_demand"], ["spot", "on-demand"], default=None
-    )
-    inst["current_hourly_cost"] = np.where(inst["lifecycle"] == "spot", inst["own_cost"], inst["on_demand_hourly_cost"])
-    inst["recommended_hourly_cost"] = np.select(
-        [moves, inst["action"] == "return_to_on_demand"],
-        [inst["risk_adjusted"], inst["on_demand_hourly_cost"]],
-        default=inst["current_hourly_cost"],
-    )
-    inst["recommended_hourly_cost"] = inst["recommended_hourly_cost"].astype(np.float64)
-    inst["monthly_savings_usd"] = (
-        (inst["current_hourly_cost"] - inst["recommended_hourly_cost"]) * HOURS_PER_MONTH
+    rows["recommended_hourly_cost"] = rows["recommended_hourly_cost"].astype(np.float64)
+    rows["monthly_savings_usd"] = (
+        (rows["current_hourly_cost"] - rows["recommended_hourly_cost"]) * HOURS_PER_MONTH
     ).round(2)
-    inst["p_interruption"] = np.where(moves, inst["target_p"], inst["own_p"])
-    inst["candidates"] = [cand_lists.get(s, []) for s in inst["shape_id"].tolist()]
-    inst["reason"] = _reasons(inst, config)
-    if "model_version" in mk.columns and len(mk):
-        inst["model_version"] = int(mk["model_version"].max())
-    else:
-        inst["model_version"] = None
-    out = inst.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
-    out = out[cols_out].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
-    skipped_df = (
-        pd.concat(skipped, ignore_index=True)
-        if skipped
-        else pd.DataFrame(columns=["account_id", "instance_id", "instance_type", "reason"])
-    )
-    return RecommendResult(out, skipped_df, unchanged=unchanged)
+    rows["p_interruption"] = np.where(moves, rows["target_p"], rows["own_p"])
+    return rows
+
+
+def _output(rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, config: RecommendConfig) -> pd.DataFrame:
+    """The candidates and reason of each row, in the output columns, largest savings first."""
+    lists = _candidate_lists(top)
+    rows["candidates"] = [lists.get(s, []) for s in rows["shape_id"].tolist()]
+    rows["reason"] = _reasons(rows, config)
+    rows["model_version"] = model_version
+    out = rows.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
+    return out[_COLUMNS].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
+
+
+def _candidate_lists(top: pd.DataFrame) -> dict[int, list[dict]]:
+    """Shape ID → its top qualifying markets as plain records, cheapest first."""
+    lists: dict[int, list[dict]] = {}
+    for s_id, c_type, c_az, price, p, c, disc in zip(
+        top["shape_id"].tolist(),
+        top["c_type"].tolist(),
+        top["c_az"].tolist(),
+        top["spot_price"].tolist(),
+        top["p_interruption"].tolist(),
+        top["risk_adjusted"].round(6).tolist(),
+        (100 * top["discount"]).round(1).tolist(),
+    ):
+        lists.setdefault(s_id, []).append(
+            {
+                "instance_type": c_type,
+                "availability_zone_id": c_az,
+                "spot_price": price,
+                "p_interruption": p,
+                "risk_adjusted_hourly_cost": c,
+                "discount_pct": disc,
+            }
+        )
+    return lists
 
 
 def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:

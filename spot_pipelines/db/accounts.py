@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, Index, Integer, String, Text, select
+from sqlalchemy import Connection, Index, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.core.clock import utcnow
@@ -65,3 +66,26 @@ def by_aws_account_id(session: Session, aws_account_id: str) -> Account | None:
 
 def account_names(conn: Connection) -> dict[int, str]:
     return dict(conn.execute(select(Account.id, Account.name)).all())
+
+
+def owners_by_aws_account_id(session: Session, aws_account_ids: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
+    """AWS account id → the (id, name) of the accounts onboarded with it, oldest first."""
+    ids = sorted(set(aws_account_ids))
+    owners: dict[str, list[tuple[int, str]]] = {}
+    if ids:
+        for id_, name, aws_id in session.execute(
+            select(Account.id, Account.name, Account.aws_account_id)
+            .where(Account.aws_account_id.in_(ids))
+            .order_by(Account.id)
+        ):
+            owners.setdefault(aws_id, []).append((id_, name))
+    return owners
+
+
+def stored_secret_count(session: Session) -> int:
+    return session.scalar(select(func.count()).where(Account.encrypted_secret.is_not(None))) or 0
+
+
+def accounts_with_secrets_for_update(session: Session) -> list[Account]:
+    """The accounts holding an encrypted secret, locked until the transaction ends (key rotation)."""
+    return list(session.scalars(select(Account).where(Account.encrypted_secret.is_not(None)).with_for_update()))

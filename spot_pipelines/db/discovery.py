@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -121,3 +121,52 @@ def read_running_instances(conn: Connection) -> pd.DataFrame:
             i.tags,
         ).where(i.state == "running", i.terminated_at.is_(None)),
     )
+
+
+# --------------------------------------------------------------------------- lookups for other domains
+
+
+def inventory_instance_types(session: Session) -> list[str]:
+    """Instance types of the discovered fleet that is still there."""
+    rows = session.scalars(select(Instance.instance_type).where(Instance.terminated_at.is_(None)).distinct())
+    return sorted(rows)
+
+
+def running_instance_keys(session: Session) -> set[tuple[int, str]]:
+    """(account id, instance id) of every running instance of the inventory."""
+    rows = session.execute(
+        select(Instance.account_id, Instance.instance_id).where(
+            Instance.state == "running", Instance.terminated_at.is_(None)
+        )
+    )
+    return {tuple(r) for r in rows}
+
+
+def accounts_of_instances(session: Session, instance_ids: Sequence[str]) -> dict[str, int]:
+    """Instance id → the account it was discovered in, for the ids that are in the inventory."""
+    ids = sorted(set(instance_ids))
+    owners: dict[str, int] = {}
+    for start in range(0, len(ids), 1000):
+        owners.update(
+            session.execute(
+                select(Instance.instance_id, Instance.account_id).where(
+                    Instance.instance_id.in_(ids[start : start + 1000])
+                )
+            )
+            .tuples()
+            .all()
+        )
+    return owners
+
+
+def placements(session: Session, instance_ids: Sequence[str]) -> dict[tuple[int, str], tuple[str | None, ...]]:
+    """(account id, instance id) → (AZ, AZ ID, instance type) of the inventory's instances with these ids."""
+    if not instance_ids:
+        return {}
+    i = Instance
+    rows = session.execute(
+        select(i.account_id, i.instance_id, i.availability_zone, i.availability_zone_id, i.instance_type).where(
+            i.instance_id.in_(list(instance_ids))
+        )
+    )
+    return {(account_id, instance_id): (az, az_id, itype) for account_id, instance_id, az, az_id, itype in rows}

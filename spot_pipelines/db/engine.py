@@ -60,6 +60,16 @@ def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(url), expire_on_commit=False)
 
 
+@contextlib.contextmanager
+def transaction(url: str, *, migrate: bool = True) -> Iterator[Session]:
+    """A session in one transaction: committed when the block ends, rolled back if it raises. The one way
+    in for callers outside Dagster resources (AppDatabase.transaction is this, on its URL)."""
+    if migrate:
+        ensure_schema(url)
+    with session_factory(url)() as session, session.begin():
+        yield session
+
+
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

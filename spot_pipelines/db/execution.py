@@ -1,8 +1,7 @@
-"""The execution audit trail and the approved rows an execution run takes (table of migration 0004)."""
+"""The execution audit trail: one row per EC2 call of a recommendation (table of migration 0004)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.optimization import APPROVED, EXECUTING, SpotRecommendation
+from spot_pipelines.db.optimization import EXECUTING, SpotRecommendation
 
 _BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -38,13 +37,6 @@ class RecommendationAction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-def approved_for_execution(session: Session, ids: Sequence[int] | None = None) -> list[SpotRecommendation]:
-    stmt = select(SpotRecommendation).where(SpotRecommendation.status == APPROVED).order_by(SpotRecommendation.id)
-    if ids:
-        stmt = stmt.where(SpotRecommendation.id.in_(list(ids)))
-    return list(session.scalars(stmt))
 
 
 def record_call(session: Session, recommendation_id: int, run_id: str | None, dry_run: bool, call) -> None:

@@ -34,8 +34,9 @@ from spot_pipelines.core.health import (
     transitions,
     worst,
 )
+from spot_pipelines.db import kubernetes, ml
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.engine import ensure_schema, session_factory
+from spot_pipelines.db.engine import ensure_schema, transaction
 from spot_pipelines.db.system_log import write_system_log
 from spot_pipelines.db.upsert import insert_ignoring_conflicts
 
@@ -146,20 +147,6 @@ def _json(details: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(details, default=str))
 
 
-def latest_health(session: Session) -> list[ComponentHealth]:
-    """The newest row of each component."""
-    newest = (
-        select(ComponentHealth.component, func.max(ComponentHealth.id).label("id"))
-        .group_by(ComponentHealth.component)
-        .subquery()
-    )
-    return list(
-        session.scalars(
-            select(ComponentHealth).join(newest, ComponentHealth.id == newest.c.id).order_by(ComponentHealth.component)
-        )
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The probes: read the app database, leave the verdict to core.health
 
@@ -208,16 +195,8 @@ def check_k8s_watcher(
     engine: Engine, configured: bool, t: HealthThresholds, now: Callable[[], datetime] = utcnow
 ) -> CheckOutcome:
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                column("cluster"),
-                column("heartbeat_at", UTCDateTime),
-                column("status"),
-                column("error"),
-                column("last_success_at", UTCDateTime),
-            ).select_from(table("k8s_watcher_heartbeats"))
-        ).all()
-    return k8s_watcher_outcome([tuple(r) for r in rows], configured, t, now())
+        rows = kubernetes.watcher_heartbeats(conn)
+    return k8s_watcher_outcome(rows, configured, t, now())
 
 
 def check_optimizer(
@@ -262,9 +241,8 @@ def check_ml_model(
     (its `loaded_sha256` detail); bytes with that same sha256 need no second unpickling."""
     if not _has_table(engine, "model_registry"):
         return CheckOutcome(NOT_CONFIGURED, {"reason": "table model_registry does not exist (ML not deployed yet)"})
-    cols = ", ".join(["version", "status", "trained_at", "artifact_uri", "artifact_sha256", "status_reason"])
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT {cols} FROM model_registry ORDER BY version DESC LIMIT 50")).all()
+        rows = ml.newest_models(conn)
     if not rows:
         return CheckOutcome(DEGRADED, {"reason": "no model has been trained yet"})
     newest = rows[0]
@@ -305,9 +283,8 @@ def check_ml_model(
                 {"reason": f"model v{ready.version} cannot be loaded", "version": ready.version, **error_details(exc)},
             )
         loaded = {"loaded_sha256": ready.artifact_sha256, "load_proven": "this round"}
-    trained_at = UTCDateTime().process_result_value(_as_datetime(ready.trained_at), None)
     outcome = age_outcome(
-        trained_at,
+        ready.trained_at,
         now(),
         t.model_age_degraded_s,
         t.model_age_critical_s,
@@ -327,9 +304,7 @@ def ml_load_state(engine: Engine) -> tuple[str | None, str | None]:
     import the (heavy) loader only when there is something new to load."""
     try:
         with engine.connect() as conn:
-            ready = conn.execute(
-                text("SELECT artifact_sha256 FROM model_registry WHERE status = 'ready' ORDER BY version DESC LIMIT 1")
-            ).scalar()
+            ready = ml.newest_ready_sha256(conn)
             last = conn.execute(
                 select(column("details", JSONType))
                 .select_from(table("component_health"))
@@ -340,12 +315,6 @@ def ml_load_state(engine: Engine) -> tuple[str | None, str | None]:
     except Exception:  # no registry (yet): nothing to load
         return None, None
     return ready, (last or {}).get("loaded_sha256") if isinstance(last, dict) else None
-
-
-def _as_datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,7 +397,7 @@ def run_health_round(
     results = health.run_checks(checks, timeout_s=timeout_s)
     round_id = str(uuid.uuid4())
     context = {"trigger": trigger, "host": socket.gethostname(), "pid": os.getpid()}
-    with session_factory(db_url)() as session, session.begin():
+    with transaction(db_url) as session:
         changes = write_health_round(
             session, results, round_id=round_id, checked_at=checked_at, run_id=run_id, context=context
         )

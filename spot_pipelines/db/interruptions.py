@@ -13,9 +13,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY, StoreResult, plan_store, split
 from spot_pipelines.core.redaction import redact_text
-from spot_pipelines.db.accounts import Account
+from spot_pipelines.db import accounts, discovery
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.discovery import Instance
 from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.upsert import insert_ignoring_conflicts
 
@@ -88,34 +87,14 @@ def store_interruption_messages(
     dead-lettered with its reason (the decisions: core.interruptions.plan_store)."""
     batch = split(messages)
     events = [e for _, e in batch.events]
-    owners: dict[str, list[tuple[int, str]]] = {}
-    account_ids = sorted({e.aws_account_id for e in events})
-    if account_ids:
-        for id_, name, aws_id in session.execute(
-            select(Account.id, Account.name, Account.aws_account_id)
-            .where(Account.aws_account_id.in_(account_ids))
-            .order_by(Account.id)
-        ):
-            owners.setdefault(aws_id, []).append((id_, name))
+    owners = accounts.owners_by_aws_account_id(session, (e.aws_account_id for e in events))
     ids = [e.event_id for e in events]
     existing = (
         set(session.scalars(select(SpotInterruptionEvent.event_id).where(SpotInterruptionEvent.event_id.in_(ids))))
         if ids
         else set()
     )
-    instances: dict[tuple[int, str], tuple[str | None, str | None, str | None]] = {}
-    instance_ids = sorted({e.instance_id for e in events if e.event_id not in existing})
-    if instance_ids:
-        for account_id, instance_id, az, az_id, itype in session.execute(
-            select(
-                Instance.account_id,
-                Instance.instance_id,
-                Instance.availability_zone,
-                Instance.availability_zone_id,
-                Instance.instance_type,
-            ).where(Instance.instance_id.in_(instance_ids))
-        ):
-            instances[(account_id, instance_id)] = (az, az_id, itype)
+    instances = discovery.placements(session, sorted({e.instance_id for e in events if e.event_id not in existing}))
 
     plan = plan_store(batch, owners, existing, instances, received_at=received_at)
     insert_ignoring_conflicts(session, SpotInterruptionEvent.__table__, plan.rows, ["event_id"])

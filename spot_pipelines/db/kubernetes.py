@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy import Boolean, Connection, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from spot_pipelines.db import discovery
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.discovery import Instance
 
 
 class K8sNode(Base):
@@ -76,18 +76,7 @@ def write_k8s_inventory(
 
     from spot_pipelines.db.upsert import bulk_upsert
 
-    instance_ids = sorted({n["instance_id"] for n in nodes if n.get("instance_id")})
-    owners: dict[str, int] = {}
-    for start in range(0, len(instance_ids), 1000):
-        owners.update(
-            session.execute(
-                select(Instance.instance_id, Instance.account_id).where(
-                    Instance.instance_id.in_(instance_ids[start : start + 1000])
-                )
-            )
-            .tuples()
-            .all()
-        )
+    owners = discovery.accounts_of_instances(session, [n["instance_id"] for n in nodes if n.get("instance_id")])
     node_rows = [
         {**n, "cluster": cluster, "account_id": owners.get(n.get("instance_id")), "observed_at": observed_at}
         for n in nodes
@@ -139,3 +128,10 @@ def write_heartbeat(
     heartbeat.error = None if ok else error
     if ok:
         heartbeat.node_count, heartbeat.pod_count, heartbeat.last_success_at = node_count, pod_count, at
+
+
+def watcher_heartbeats(conn: Connection) -> list[tuple]:
+    """(cluster, heartbeat_at, status, error, last_success_at) of every watched cluster."""
+    h = K8sWatcherHeartbeat
+    rows = conn.execute(select(h.cluster, h.heartbeat_at, h.status, h.error, h.last_success_at))
+    return [tuple(r) for r in rows]

@@ -34,8 +34,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from spot_pipelines.core.market_data import SPOT_PRICE_COLUMNS
 from spot_pipelines.db.base import Base, UTCDateTime
-from spot_pipelines.db.discovery import Instance
 from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.upsert import bulk_upsert
 
@@ -110,31 +110,11 @@ class InstanceTypeSpec(Base):
 # writers
 # ---------------------------------------------------------------------------------------------
 
-SPOT_PRICE_COLUMNS = [
-    "day",
-    "ts",
-    "region",
-    "availability_zone",
-    "availability_zone_id",
-    "instance_type",
-    "product_description",
-    "price",
-    "is_day_open",
-]
 SQLITE_BATCH_ROWS = 20_000
 CSV_CHUNK_ROWS = 50_000
 # Staging holds the slice without its (constant) day and with `ts` as integer microseconds since
 # the epoch: both make the CSV cheap to produce, and the conversion back is exact.
-STAGE_COLUMNS = [
-    "ts",
-    "region",
-    "availability_zone",
-    "availability_zone_id",
-    "instance_type",
-    "product_description",
-    "price",
-    "is_day_open",
-]
+STAGE_COLUMNS = [c for c in SPOT_PRICE_COLUMNS if c != "day"]
 _STAGE_DDL = """
 CREATE TEMP TABLE spot_price_stage (
     ts_us bigint NOT NULL, region text NOT NULL, availability_zone text NOT NULL,
@@ -354,12 +334,6 @@ def upsert_instance_types(session: Session, rows: Sequence[dict[str, Any]]) -> i
 # ---------------------------------------------------------------------------------------------
 
 
-def inventory_instance_types(session: Session) -> list[str]:
-    """Instance types of the discovered fleet that is still there."""
-    rows = session.scalars(select(Instance.instance_type).where(Instance.terminated_at.is_(None)).distinct())
-    return sorted(rows)
-
-
 def catalog_instance_types(session: Session) -> list[str]:
     return sorted(session.scalars(select(InstanceTypeSpec.instance_type)))
 
@@ -432,39 +406,6 @@ def advisor_day_summary(session: Session, day: date) -> dict[str, Any]:
         .all()
     )
     return {"rows": rows, "out_of_range": [dict(r) for r in bad]}
-
-
-def spot_prices(
-    engine: Engine,
-    start: datetime,
-    end: datetime,
-    instance_types: Sequence[str] | None = None,
-    availability_zone_ids: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Stored price rows with start <= ts < end (day-open rows included), oldest first."""
-    t = SpotPrice.__table__
-    query = select(t).where(t.c.ts >= start, t.c.ts < end)
-    if instance_types:
-        query = query.where(t.c.instance_type.in_(list(instance_types)))
-    if availability_zone_ids:
-        query = query.where(t.c.availability_zone_id.in_(list(availability_zone_ids)))
-    with engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(query.order_by(t.c.instance_type, t.c.availability_zone_id, t.c.ts)).mappings().all(),
-            columns=SPOT_PRICE_COLUMNS,
-        )
-    if len(frame):
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    return frame
-
-
-def on_demand_prices_by_market(session: Session, operating_system: str = "Linux") -> dict[tuple[str, str], float]:
-    """(region, instance type) → USD per hour."""
-    t = OnDemandPrice.__table__
-    rows = session.execute(
-        select(t.c.region, t.c.instance_type, t.c.usd_per_hour).where(t.c.operating_system == operating_system)
-    )
-    return {(r, it): p for r, it, p in rows}
 
 
 # --------------------------------------------------------------------------- readers (DataFrames for core/)

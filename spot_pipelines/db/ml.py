@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Float, Integer, String, Text, func, select, update
+from sqlalchemy import Connection, Float, Integer, Row, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.core.clock import utcnow
@@ -86,3 +86,15 @@ def set_model_status(session: Session, version: int, status: str, reason: str | 
 
 def read_predictions(conn: Connection) -> pd.DataFrame:
     return read_frame(conn, select(InterruptionPrediction))
+
+
+def newest_models(conn: Connection, limit: int = 50) -> list[Row]:
+    """What the health probe judges of the newest registry entries, newest first."""
+    m = ModelRegistryEntry
+    stmt = select(m.version, m.status, m.trained_at, m.artifact_uri, m.artifact_sha256, m.status_reason)
+    return list(conn.execute(stmt.order_by(m.version.desc()).limit(limit)))
+
+
+def newest_ready_sha256(conn: Connection) -> str | None:
+    m = ModelRegistryEntry
+    return conn.scalar(select(m.artifact_sha256).where(m.status == READY).order_by(m.version.desc()).limit(1))

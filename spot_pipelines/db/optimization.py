@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
-from spot_pipelines.db.discovery import Instance
+from spot_pipelines.db.discovery import running_instance_keys
 from spot_pipelines.db.frames import read_frame
 
 # spot_recommendations.status
@@ -196,6 +196,14 @@ def list_recommendations(
     return list(session.scalars(stmt.limit(limit)))
 
 
+def approved_for_execution(session: Session, ids: Sequence[int] | None = None) -> list[SpotRecommendation]:
+    """The approved rows (of `ids`, else all), oldest first: what an execution run takes."""
+    stmt = select(SpotRecommendation).where(SpotRecommendation.status == APPROVED).order_by(SpotRecommendation.id)
+    if ids:
+        stmt = stmt.where(SpotRecommendation.id.in_(list(ids)))
+    return list(session.scalars(stmt))
+
+
 def savings_over_time(conn: Connection, days: int = 30) -> pd.DataFrame:
     """Per generation: recommendations, proposed monthly savings, and what was executed of them."""
     r = SpotRecommendation
@@ -223,14 +231,7 @@ def fleet_savings(session: Session) -> tuple[dict[int, dict[str, float]], list[S
     Each saving is counted once: a replaced instance is no longer running, so its savings live only in the
     executed row (counted through the new instance); the replacement's own row says what else it could save.
     """
-    running = {
-        tuple(r)
-        for r in session.execute(
-            select(Instance.account_id, Instance.instance_id).where(
-                Instance.state == "running", Instance.terminated_at.is_(None)
-            )
-        )
-    }
+    running = running_instance_keys(session)
     stats: dict[int, dict[str, float]] = {}
 
     def of(account_id: int) -> dict[str, float]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from spot_pipelines.db.accounts import account_names
-from spot_pipelines.db.engine import session_factory
 from spot_pipelines.db.optimization import fleet_savings
+from spot_pipelines.resources.app_database import AppDatabase
 
 
 def savings_summary(url: str, top: int = 5) -> str:
-    with session_factory(url)() as session:
+    with AppDatabase(url=url).transaction() as session:
         stats, open_rows = fleet_savings(session)
         names = account_names(session.connection())
     if not stats:

@@ -53,17 +53,6 @@ _DIRECTIONS = {
 }
 # Price changes per market and day (≈ 280,000 rows for a full all-region Linux day).
 MEAN_CHANGES = 4.6
-SPOT_PRICE_COLUMNS = [
-    "day",
-    "ts",
-    "region",
-    "availability_zone",
-    "availability_zone_id",
-    "instance_type",
-    "product_description",
-    "price",
-    "is_day_open",
-]
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

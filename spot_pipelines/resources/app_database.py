@@ -7,7 +7,7 @@ import dagster as dg
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from spot_pipelines.db.engine import ensure_schema, session_factory
+from spot_pipelines.db.engine import ensure_schema, transaction
 from spot_pipelines.settings import database_url
 
 
@@ -30,9 +30,7 @@ class AppDatabase(dg.ConfigurableResource):
     @contextmanager
     def transaction(self, *, migrate: bool = True) -> Iterator[Session]:
         """`migrate=False` only for the CLI commands that must run while a migration is blocked."""
-        if migrate:
-            ensure_schema(self.resolved_url())
-        with session_factory(self.resolved_url())() as session, session.begin():
+        with transaction(self.resolved_url(), migrate=migrate) as session:
             yield session
 
     @contextmanager

@@ -7,6 +7,7 @@ from moto.core.authorization import enable_iam_authentication
 from sqlalchemy import select
 
 from spot_pipelines.cli import main
+from spot_pipelines.cli.recommendations import recommendations
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.keyring import Keyring
 from spot_pipelines.db.accounts import Account
@@ -321,6 +322,15 @@ def test_keys_rotate_with_an_unknown_ciphertext_changes_nothing(aws, cli, db_url
 def test_unreachable_database_is_one_clear_line_without_the_password(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://spot:hunter2secret@127.0.0.1:9/spot")
     out = CliRunner().invoke(main, ["accounts", "list"])
+    assert out.exit_code == 1
+    assert out.output.startswith("error: the app database postgresql://spot:***@127.0.0.1:9/spot failed: connection")
+    assert "Traceback" not in out.output and "hunter2secret" not in out.output
+
+
+@pytest.mark.parametrize("group, args", [(main, ["recommendations", "list"]), (recommendations, ["approve", "1"])])
+def test_unreachable_database_is_one_clear_line_for_recommendations_too(monkeypatch, group, args):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://spot:hunter2secret@127.0.0.1:9/spot")
+    out = CliRunner().invoke(group, args)
     assert out.exit_code == 1
     assert out.output.startswith("error: the app database postgresql://spot:***@127.0.0.1:9/spot failed: connection")
     assert "Traceback" not in out.output and "hunter2secret" not in out.output

@@ -11,6 +11,8 @@ from spot_pipelines.db.engine import session_factory
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
 from tests.support.aws_fakes import (
     KEYS_ACCOUNT_ID,
     ROLE_ACCOUNT_ID,
@@ -42,7 +44,12 @@ def discover(url, vault, name, instance=None):
         partition_key=name,
         instance=instance,
         raise_on_error=False,
-        resources={"app_db": AppDatabase(url=url), "vault": vault},
+        resources={
+            "app_db": AppDatabase(url=url),
+            "vault": vault,
+            "redis": RedisResource(),
+            "kubernetes": KubernetesResource(),
+        },
     )
 
 

@@ -14,6 +14,8 @@ from spot_pipelines.db.engine import session_factory
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
 from tests.support.aws_fakes import KEYS_ACCOUNT_ID
 
 ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -65,6 +67,8 @@ def discover(
         resources={
             "app_db": AppDatabase(url=url),
             "vault": CredentialVault(encryption_key=encryption_key, max_attempts=max_attempts),
+            "redis": RedisResource(),
+            "kubernetes": KubernetesResource(),
         },
     )
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 import spot_pipelines.assets.discovery as discovery_asset
 from spot_pipelines.assets.market_data import spot_price_history
 from spot_pipelines.core.clock import utc_today
+from spot_pipelines.core.market_data import SPOT_PRICE_COLUMNS
 from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
@@ -115,7 +116,7 @@ def _stored_prices(url: str) -> pd.DataFrame:
     t = market.SpotPrice.__table__
     with get_engine(url).connect() as conn:
         rows = conn.execute(select(t).order_by(t.c.day, t.c.availability_zone_id, t.c.instance_type, t.c.ts))
-        return pd.DataFrame(rows.mappings().all(), columns=market.SPOT_PRICE_COLUMNS)
+        return pd.DataFrame(rows.mappings().all(), columns=SPOT_PRICE_COLUMNS)
 
 
 def _ingest(url: str, day, instance):

@@ -29,6 +29,8 @@ from spot_pipelines.db.engine import get_engine
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.settings import PROJECT_ROOT
 from tests.support.aws_fakes import (
     KEYS_ACCOUNT_ID,
@@ -40,6 +42,11 @@ from tests.support.aws_fakes import (
 )
 
 CANARY = f"CANARY{uuid.uuid4().hex[:12]}"
+
+
+def discovery_resources(vault: CredentialVault) -> dict:
+    """What discovered_instances needs, from the environment (app DB, Redis, Kubernetes), with this vault."""
+    return {"app_db": AppDatabase(), "vault": vault, "redis": RedisResource(), "kubernetes": KubernetesResource()}
 
 
 def scan_files(root: Path, needles: list[str]) -> list[str]:
@@ -206,7 +213,7 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
                 [discovery_asset.discovered_instances],
                 partition_key=name,
                 instance=instance,
-                resources={"app_db": AppDatabase(), "vault": CredentialVault(encryption_key=old_key, max_attempts=1)},
+                resources=discovery_resources(CredentialVault(encryption_key=old_key, max_attempts=1)),
             )
             assert result.success
         # Failing runs: AWS refusing the credentials, and a vault without the right key.
@@ -218,7 +225,7 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
                 partition_key=name,
                 instance=instance,
                 raise_on_error=False,
-                resources={"app_db": AppDatabase(), "vault": CredentialVault(encryption_key=old_key, max_attempts=1)},
+                resources=discovery_resources(CredentialVault(encryption_key=old_key, max_attempts=1)),
             )
             assert not failed.success
         monkeypatch.setattr(CredentialVault, "client", original_client)
@@ -227,7 +234,7 @@ def test_planted_secrets_never_leak(aws, storage, monkeypatch, tmp_path, capfd, 
             partition_key="dev",
             instance=instance,
             raise_on_error=False,
-            resources={"app_db": AppDatabase(), "vault": CredentialVault(encryption_key=new_key, max_attempts=1)},
+            resources=discovery_resources(CredentialVault(encryption_key=new_key, max_attempts=1)),
         )
         assert not wrong_key.success
         try:

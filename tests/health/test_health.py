@@ -8,7 +8,7 @@ from datetime import timedelta
 import dagster as dg
 from sqlalchemy import create_engine, select, text
 
-from spot_pipelines.asset_support import refresh_component_health
+from spot_pipelines.assets import refresh_component_health
 from spot_pipelines.assets.health import ComponentHealthConfig, component_health
 from spot_pipelines.core import health
 from spot_pipelines.core.clock import utcnow
@@ -19,7 +19,6 @@ from spot_pipelines.db.health import (
     ComponentHealth,
     ComponentHealthState,
     build_checks,
-    latest_health,
     run_health_round,
 )
 from spot_pipelines.db.kubernetes import K8sWatcherHeartbeat
@@ -29,6 +28,7 @@ from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.redis import RedisResource, check_redis
 from spot_pipelines.sensors.health import component_health_schedule
 from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
+from tests.support.health import latest_health
 
 T = HealthThresholds()
 NOW = utcnow().replace(minute=0, second=0, microsecond=0)
@@ -281,7 +281,9 @@ def test_ml_model_check(tmp_path):
 
 
 def test_refresh_writes_seven_components_not_configured_is_not_an_error(db_url):
-    result = refresh_component_health(db_url)
+    result = refresh_component_health(
+        AppDatabase(url=db_url), None, redis=RedisResource(), kubernetes=KubernetesResource()
+    )
     assert result.seconds < 3
     statuses = {r.component: r.status for r in result.results}
     assert set(statuses) == set(health.COMPONENTS)
@@ -384,7 +386,9 @@ def test_optimizer_lookup_sees_a_materialization(sqlite_url):
 
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([fake_recommendations], instance=instance).success
-    result = refresh_component_health(sqlite_url, instance=instance)
+    result = refresh_component_health(
+        AppDatabase(url=sqlite_url), instance, redis=RedisResource(), kubernetes=KubernetesResource()
+    )
     optimizer = next(r for r in result.results if r.component == "optimizer")
     assert optimizer.status == "healthy" and optimizer.details["age_s"] < 60
 

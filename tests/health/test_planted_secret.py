@@ -6,10 +6,12 @@ import boto3
 import dagster as dg
 from sqlalchemy import text
 
-from spot_pipelines.asset_support import refresh_component_health
+from spot_pipelines.assets import refresh_component_health
 from spot_pipelines.core.interruptions import eventbridge_event
 from spot_pipelines.db.engine import get_engine
 from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.sensors.interruptions import SpotInterruptionQueue, spot_interruption_sensor
 from tests.support.accounts import NOW, add_account
 
@@ -49,7 +51,9 @@ def test_a_planted_secret_never_reaches_storage(sqlite_url, aws, encryption_key,
             resources={"app_db": AppDatabase(url=sqlite_url), "interruption_queue": SpotInterruptionQueue()},
         )
     )
-    refresh_component_health(sqlite_url, instance=instance, timeout_s=2)
+    refresh_component_health(
+        AppDatabase(url=sqlite_url), instance, redis=RedisResource(), kubernetes=KubernetesResource(), timeout_s=2
+    )
 
     dump = []
     with get_engine(sqlite_url).connect() as conn:

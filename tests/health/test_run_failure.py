@@ -2,12 +2,15 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
@@ -77,6 +80,14 @@ def shipped_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def dagster_storage(request, monkeypatch) -> str:
+    """The Dagster instance on its embedded SQLite, or on dagster-postgres (DAGSTER_PG_URL), as deployed."""
+    if request.param == "postgres":
+        monkeypatch.setenv("DAGSTER_PG_URL", request.getfixturevalue("dagster_pg_url"))
+    return request.param
+
+
 def dagster_cli(*args: str, app_db_url: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": app_db_url, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
     return subprocess.run([DAGSTER, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
@@ -106,7 +117,7 @@ def test_shipped_dagster_yaml_enables_run_retries():
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
 
 
-def test_run_started_with_dagster_job_execute_is_alerted(tmp_path, sqlite_url):
+def test_run_started_with_dagster_job_execute_is_alerted(tmp_path, sqlite_url, dagster_storage):
     instance = shipped_instance()
     cursor = tick(run_failure_alert_sensor, instance, sqlite_url, None).cursor  # the daemon's first tick
     config = tmp_path / "bad.yaml"
@@ -166,3 +177,69 @@ def test_will_retry_run_alerts_only_when_its_retry_never_starts(monkeypatch, sql
     [row] = alert_rows(sqlite_url)
     assert row.run_id == abandoned.run_id and row.details["retry_missing"] is True
     assert "spot node reclaimed" in row.message and "no automatic retry started" in row.message
+
+
+def run_group(instance: dg.DagsterInstance, root_run_id: str) -> list[dg.DagsterRun]:
+    """The root run and its re-executions, oldest first."""
+    retries = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/root_run_id": root_run_id}))
+    return [instance.get_run_by_id(root_run_id), *reversed(retries)]
+
+
+def test_the_retry_daemon_really_re_executes_a_will_retry_run(dagster_storage, sqlite_url):
+    """The shipped dagster.yaml's run_retries, driven by a real dagster-daemon: a run that fails is re-executed
+    until max_retries, each retry names its parent, and the last one says no retry follows."""
+    instance = shipped_instance()
+    unreachable = "postgresql+psycopg2://nobody@127.0.0.1:1/none"  # the run fails at its first query
+    launched = dagster_cli(
+        "job", "launch", "-w", "workspace.yaml", "-j", "execute_approved_recommendations", app_db_url=unreachable
+    )
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    [root] = instance.get_runs(limit=1)
+    env = {**os.environ, "DATABASE_URL": sqlite_url, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    env["DATABASE_URL"] = unreachable  # the runs the daemon launches inherit it: every attempt fails
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            group = run_group(instance, root.run_id)
+            if len(group) == 3 and group[-1].status == dg.DagsterRunStatus.FAILURE:
+                break
+            time.sleep(2)
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+    group = run_group(instance, root.run_id)
+    assert [r.status for r in group] == [dg.DagsterRunStatus.FAILURE] * 3  # the first run and max_retries=2
+    assert [r.tags.get("dagster/parent_run_id") for r in group] == [None, group[0].run_id, group[1].run_id]
+    assert [r.tags.get("dagster/will_retry") for r in group] == ["true", "true", "false"]
+
+
+def test_run_started_with_dagster_asset_materialize_is_alerted(sqlite_url):
+    instance = shipped_instance()
+    cursor = tick(run_failure_alert_sensor, instance, sqlite_url, None).cursor
+    unreachable = "postgresql+psycopg2://nobody@127.0.0.1:1/none"  # the asset fails at its first query
+    done = dagster_cli(
+        "asset",
+        "materialize",
+        "-m",
+        "spot_pipelines.definitions",
+        "--select",
+        "spot_recommendations",
+        app_db_url=unreachable,
+    )
+    assert done.returncode != 0
+    run = instance.get_runs(limit=1)[0]
+    assert run.remote_job_origin is None and run.status == dg.DagsterRunStatus.FAILURE
+
+    tick(run_failure_alert_sensor, instance, sqlite_url, cursor)
+
+    [row] = alert_rows(sqlite_url)
+    assert row.run_id == run.run_id and row.details["assets"] == ["spot_recommendations"]
+    assert "spot_recommendations" in row.message and "Connection refused" in row.message

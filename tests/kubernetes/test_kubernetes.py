@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
-from spot_pipelines.asset_support import refresh_component_health
+from spot_pipelines.assets import refresh_component_health
 from spot_pipelines.assets.kubernetes import k8s_node_inventory
 from spot_pipelines.core.kubernetes import build_inventory, capacity_type, parse_provider_id
 from spot_pipelines.db.engine import session_factory
@@ -12,6 +12,7 @@ from spot_pipelines.db.kubernetes import K8sNode, K8sPod, K8sWatcherHeartbeat
 from spot_pipelines.db.system_log import SystemLog
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
+from spot_pipelines.resources.redis import RedisResource
 from tests.support.accounts import add_account, add_instance
 from tests.support.k8s_fake import NODES, PODS, FakeKubeApi
 
@@ -74,7 +75,9 @@ def test_inventory_asset_against_the_fake_api(db_url, tmp_path):
         heartbeat = session.get(K8sWatcherHeartbeat, "prod-eks")
     assert len(nodes) == 3 and len(pods) == 4
     assert heartbeat.status == "ok" and heartbeat.node_count == 3 and heartbeat.last_success_at is not None
-    health = refresh_component_health(db_url, kubernetes=KubernetesResource(kubeconfig=kubeconfig))
+    health = refresh_component_health(
+        AppDatabase(url=db_url), None, redis=RedisResource(), kubernetes=KubernetesResource(kubeconfig=kubeconfig)
+    )
     watcher = next(r for r in health.results if r.component == "kubernetes_watcher")
     assert watcher.status == "healthy"
 
@@ -125,7 +128,9 @@ def test_api_errors_are_visible_failures(sqlite_url, tmp_path, mode, expected):
     assert heartbeat.status == "error" and expected in heartbeat.error
     assert log.level == "ERROR" and expected in log.message
     assert "sekret-bearer-token" not in log.message + str(log.details) + heartbeat.error
-    health = refresh_component_health(sqlite_url, kubernetes=KubernetesResource(kubeconfig=kubeconfig))
+    health = refresh_component_health(
+        AppDatabase(url=sqlite_url), None, redis=RedisResource(), kubernetes=KubernetesResource(kubeconfig=kubeconfig)
+    )
     watcher = next(r for r in health.results if r.component == "kubernetes_watcher")
     # Failing and never succeeded: critical (an error after a recent success is only degraded).
     assert watcher.status == "critical" and expected in watcher.details["error"]

@@ -38,7 +38,7 @@ def _stored_prices(url: str) -> pd.DataFrame:
     t = market.SpotPrice.__table__
     with get_engine(url).connect() as conn:
         rows = conn.execute(select(t).order_by(t.c.availability_zone_id, t.c.instance_type, t.c.ts)).mappings().all()
-    return pd.DataFrame(rows, columns=market.SPOT_PRICE_COLUMNS)
+    return pd.DataFrame(rows, columns=md.SPOT_PRICE_COLUMNS)
 
 
 def _materialize(assets, db_url, apis, **kwargs):
@@ -200,8 +200,7 @@ def test_on_demand_prices_from_the_price_list(aws, sqlite_url):
     assert metadata["source"].value == "price_list_api" and metadata["fallback_reason"].value == ""
     assert any("c5.large" in p for p in metadata["skipped_items"].value)
     assert _checks(result) == {"prices_positive": True, "prices_recent": True}
-    with session_factory(sqlite_url)() as s:
-        assert market.on_demand_prices_by_market(s) == {("us-east-1", "m5.large"): 0.096}
+    assert _on_demand(sqlite_url) == {("us-east-1", "m5.large"): 0.096}
 
 
 def test_on_demand_falls_back_to_the_snapshot_and_keeps_newer_prices(aws, sqlite_url):
@@ -222,10 +221,18 @@ def test_on_demand_falls_back_to_the_snapshot_and_keeps_newer_prices(aws, sqlite
     assert "AccessDeniedException" in metadata["fallback_reason"].value
     # The snapshot is months old: the (non-blocking) age check says so.
     assert _checks(result) == {"prices_positive": True, "prices_recent": False}
+    prices = _on_demand(sqlite_url)
     with session_factory(sqlite_url)() as s:
-        prices = market.on_demand_prices_by_market(s)
         m5 = s.get(market.OnDemandPrice, ("us-east-1", "m5.large", "Linux"))
     assert len(prices) > 1000 and prices[("us-east-1", "m5.large")] == 0.096 and m5.source == "price_list_api"
+
+
+def _on_demand(url: str) -> dict[tuple[str, str], float]:
+    """Stored Linux prices, (region, instance type) → USD per hour, as the optimizer reads them."""
+    with get_engine(url).connect() as conn:
+        frame = market.read_on_demand(conn)
+    linux = frame[frame["operating_system"] == "Linux"]
+    return dict(zip(zip(linux["region"], linux["instance_type"]), linux["usd_per_hour"]))
 
 
 def _feed(**entries) -> bytes:

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from spot_pipelines.core.market_data import SPOT_PRICE_COLUMNS
 from spot_pipelines.db import market_data as market
 from spot_pipelines.db.engine import get_engine, session_factory
 from spot_pipelines.demo.synthetic_prices import default_markets, spot_history_day
@@ -24,7 +25,7 @@ def _stored(url: str, day: date | None = None) -> pd.DataFrame:
     if day is not None:
         query = query.where(t.c.day == day)
     with get_engine(url).connect() as conn:
-        return pd.DataFrame(conn.execute(query).mappings().all(), columns=market.SPOT_PRICE_COLUMNS)
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=SPOT_PRICE_COLUMNS)
 
 
 def test_replace_day_is_exact_and_idempotent(db_url):
@@ -194,11 +195,26 @@ def test_advisor_snapshot_does_not_replace_a_day_from_the_feed(db_url):
     assert written == 0 and "live feed" in reason and count == 1
 
 
-def test_spot_prices_reader(db_url):
+def test_read_prices_returns_the_days_rows_by_market_then_time(db_url):
     engine = get_engine(db_url)
     market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], _day(DAY))
-    got = market.spot_prices(engine, DAY_START, DAY_START + timedelta(days=1), instance_types=["m5.large"])
-    assert len(got) and set(got["instance_type"]) == {"m5.large"} and got["ts"].dt.tz is not None
+    market.replace_spot_price_day(
+        engine, DAY - timedelta(days=1), ["us-east-1", "eu-west-1"], _day(DAY - timedelta(days=1))
+    )
+    with engine.connect() as conn:
+        got = market.read_prices(conn, DAY, DAY + timedelta(days=1))
+    want = _stored(db_url, DAY)
+    assert len(got) == len(want) > 0 and got["ts"].dt.tz is not None
+    assert got["ts"].min() == DAY_START and got["is_day_open"].sum() == (got["ts"] == DAY_START).sum()
+    # Ordered by market then time: each market's rows are contiguous and oldest first.
+    market_of = (
+        got[["region", "availability_zone_id", "instance_type", "product_description"]]
+        .astype(str)
+        .agg("|".join, axis=1)
+    )
+    starts = market_of.ne(market_of.shift())
+    assert starts.sum() == market_of.nunique()
+    assert (got["ts"].diff()[~starts] >= pd.Timedelta(0)).all()
 
 
 # ------------------------------------------------------------------ filtered re-runs (issue 10 item 5)
