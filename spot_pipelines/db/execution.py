@@ -12,6 +12,7 @@ from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
+from spot_pipelines.db.market_data import OnDemandPrice, SpotPrice
 from spot_pipelines.db.optimization import EXECUTING, SpotRecommendation
 
 _BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -90,5 +91,37 @@ def record_outcome(session: Session, rec_id: int, outcome) -> None:
         inventory.record_launched(session, rec.account_id, outcome.replacement, seen_at=now)
     if outcome.status == opt.EXECUTED:
         rec.executed_at = now
+        if outcome.replacement is not None:
+            rec.realised_hourly_usd, rec.realised_price_basis = realised_price(session, outcome.replacement, now)
         inventory.mark_retired(session, rec.account_id, rec.instance_id, outcome.retired, at=now)
         opt.supersede_for_replaced(session, rec, now)
+
+
+def realised_price(session: Session, launched: dict[str, Any], at: datetime) -> tuple[float | None, str]:
+    """(USD per hour, basis) of a launched instance from stored list prices: the spot price in force for
+    its type and AZ ID at `at`, or its on-demand price. None, saying which input is missing, never zero."""
+    itype, az_id = launched["instance_type"], launched.get("availability_zone_id")
+    if launched.get("lifecycle") == "spot":
+        product = launched.get("platform") or "Linux/UNIX"
+        price = session.scalars(
+            select(SpotPrice)
+            .where(
+                SpotPrice.instance_type == itype,
+                SpotPrice.availability_zone_id == az_id,
+                SpotPrice.product_description == product,
+                SpotPrice.ts <= at,
+            )
+            .order_by(SpotPrice.ts.desc())
+            .limit(1)
+        ).first()
+        if price is None:
+            return None, f"no stored spot price for {itype} {product} in {az_id} at or before {at.isoformat()}"
+        return price.price, f"list spot price of {itype} {product} in {az_id} since {price.ts.isoformat()}"
+    os_name = "Linux" if (launched.get("platform") or "Linux/UNIX").startswith("Linux") else launched["platform"]
+    price = session.get(OnDemandPrice, (launched["region"], itype, os_name))
+    if price is None:
+        return None, f"no stored on-demand price for {itype} ({os_name}) in {launched['region']}"
+    return (
+        price.usd_per_hour,
+        f"list on-demand price of {itype} in {launched['region']} ({price.source}, {price.as_of.date()})",
+    )
