@@ -49,7 +49,7 @@ NO_CAPACITY = (
     "MaxSpotInstanceCountExceeded",
 )
 # The IAM service prefix of each client's operations (an audit row names the operation only).
-IAM_PREFIX = {"ec2": "ec2", "elbv2": "elasticloadbalancing"}
+IAM_PREFIX = {"ec2": "ec2", "elbv2": "elasticloadbalancing", "autoscaling": "autoscaling"}
 
 
 def client_token(recommendation_id: int) -> str:
@@ -798,3 +798,131 @@ def spread_across_pools(
                 assignment[instance_id] = pool
                 break
     return assignment
+
+
+# --- group-aware plans: change the group's instance mix instead of replacing its members -------------
+
+
+def group_policy(
+    group: dict[str, Any], instance_types: list[str], *, on_demand_base: int = 0, on_demand_percentage: int = 0
+) -> dict[str, Any]:
+    """The MixedInstancesPolicy for an Auto Scaling group (DescribeAutoScalingGroups' entry): its launch
+    template, the qualifying types as overrides, price-capacity-optimized spot above an on-demand base."""
+    name = group.get("AutoScalingGroupName")
+    if group.get("LaunchConfigurationName"):
+        raise ExecutionError(
+            f"Auto Scaling group {name!r} uses launch configuration {group['LaunchConfigurationName']!r}: a "
+            "mixed instances policy needs a launch template; migrate the group to one first"
+        )
+    current = group.get("MixedInstancesPolicy") or {}
+    spec = (current.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or group.get("LaunchTemplate")
+    if not spec:
+        raise ExecutionError(f"Auto Scaling group {name!r} has no launch template")
+    if not instance_types:
+        raise ExecutionError(f"instance_types: no qualifying instance type for Auto Scaling group {name!r}")
+    if on_demand_base < 0 or not 0 <= on_demand_percentage <= 100:
+        raise ExecutionError(
+            f"on_demand_base must be >= 0 and on_demand_percentage in 0..100, got {on_demand_base}, {on_demand_percentage}"
+        )
+    template = {k: v for k, v in spec.items() if k in ("LaunchTemplateId", "Version")} or dict(spec)
+    return {
+        "LaunchTemplate": {
+            "LaunchTemplateSpecification": template,
+            "Overrides": [{"InstanceType": t} for t in dict.fromkeys(instance_types)],
+        },
+        "InstancesDistribution": {
+            "OnDemandBaseCapacity": on_demand_base,
+            "OnDemandPercentageAboveBaseCapacity": on_demand_percentage,
+            "SpotAllocationStrategy": "price-capacity-optimized",
+        },
+    }
+
+
+def group_config(group: dict[str, Any]) -> dict[str, Any]:
+    """What UpdateAutoScalingGroup takes to put the group's instance configuration back as it is now."""
+    if group.get("MixedInstancesPolicy"):
+        return {"MixedInstancesPolicy": group["MixedInstancesPolicy"]}
+    spec = group.get("LaunchTemplate") or {}
+    return {"LaunchTemplate": {k: v for k, v in spec.items() if k in ("LaunchTemplateId", "Version")}}
+
+
+def apply_group_plan(
+    autoscaling,
+    rec: RecommendationView,
+    group_name: str,
+    instance_types: list[str],
+    *,
+    dry_run: bool,
+    record: Callable[[Call], None] = lambda call: None,
+    on_demand_base: int = 0,
+    on_demand_percentage: int = 0,
+) -> Outcome:
+    """UpdateAutoScalingGroup with a MixedInstancesPolicy (dry-run: planned only). The audit row keeps the
+    previous configuration as its before_state: `revert_group_plan` puts it back."""
+    run = _Run(None, None, rec, record, dry_run)
+    try:
+        group = _group(run, autoscaling, group_name)
+        try:
+            policy = group_policy(
+                group, instance_types, on_demand_base=on_demand_base, on_demand_percentage=on_demand_percentage
+            )
+        except ExecutionError as exc:
+            raise _Stop(str(exc)) from None
+        params = {"AutoScalingGroupName": group_name, "MixedInstancesPolicy": policy}
+        _update_group(run, autoscaling, params, before=group_config(group))
+    except _Stop as stop:
+        return Outcome(status="failed", error=str(stop), calls=run.calls, verdict=str(stop))
+    return Outcome(status="approved" if dry_run else "executed", calls=run.calls, verdict="group plan")
+
+
+def revert_group_plan(
+    autoscaling,
+    rec: RecommendationView,
+    group_name: str,
+    previous: dict[str, Any],
+    *,
+    dry_run: bool,
+    record: Callable[[Call], None] = lambda call: None,
+) -> Outcome:
+    """Put back the configuration an applied plan recorded (its UpdateAutoScalingGroup's before_state)."""
+    run = _Run(None, None, rec, record, dry_run)
+    try:
+        group = _group(run, autoscaling, group_name)
+        _update_group(run, autoscaling, {"AutoScalingGroupName": group_name, **previous}, before=group_config(group))
+    except _Stop as stop:
+        return Outcome(status="failed", error=str(stop), calls=run.calls)
+    return Outcome(status="approved" if dry_run else "executed", calls=run.calls)
+
+
+def _group(run: _Run, autoscaling, group_name: str) -> dict[str, Any]:
+    params = {"AutoScalingGroupNames": [group_name]}
+    groups = run.read(
+        "DescribeAutoScalingGroups", params, autoscaling.describe_auto_scaling_groups, service="autoscaling"
+    ).get("AutoScalingGroups", [])
+    if not groups:
+        raise _Stop(f"Auto Scaling group {group_name!r} no longer exists")
+    return groups[0]
+
+
+def _update_group(run: _Run, autoscaling, params: dict[str, Any], before: dict[str, Any]) -> None:
+    fn = None if run.dry_run else (lambda: autoscaling.update_auto_scaling_group(**params))
+    c, _ = run.call("UpdateAutoScalingGroup", params, fn, before=before, service="autoscaling")
+    if c.outcome == "failed":
+        raise _Stop(c.error)
+
+
+def node_pool_snippet(group_tag: str, group_name: str, instance_types: list[str]) -> str:
+    """The change a Karpenter NodePool's or an EKS managed node group's owner applies (we never edit them)."""
+    types = list(dict.fromkeys(instance_types))
+    if group_tag.startswith("karpenter.sh/"):
+        values = ", ".join(f'"{t}"' for t in types)
+        return (
+            f"# Karpenter NodePool {group_name}: spec.template.spec.requirements\n"
+            '- key: "karpenter.sh/capacity-type"\n  operator: In\n  values: ["spot", "on-demand"]\n'
+            f'- key: "node.kubernetes.io/instance-type"\n  operator: In\n  values: [{values}]\n'
+        )
+    return (
+        f"# EKS managed node group {group_name}: a spot node group beside it (capacityType cannot change in place)\n"
+        f"aws eks create-nodegroup --nodegroup-name {group_name}-spot --capacity-type SPOT "
+        f"--instance-types {' '.join(types)} ...  # same cluster, subnets, node role and labels as {group_name}\n"
+    )
