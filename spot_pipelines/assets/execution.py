@@ -11,7 +11,7 @@ import dagster as dg
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
-from spot_pipelines.core.execution import Outcome, RecommendationView, WaitPolicy, execute
+from spot_pipelines.core.execution import ASG_TAG, Outcome, RecommendationView, WaitPolicy, apply_group_plan, execute
 from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
@@ -28,21 +28,6 @@ class ExecuteConfig(dg.Config):
     health_poll_seconds: float = 15.0
     stop_on_failure: bool = True
     max_recommendations: int = 50
-
-
-def recommendation_view(rec: opt.SpotRecommendation, account: Account) -> RecommendationView:
-    return RecommendationView(
-        id=rec.id,
-        account_name=account.name,
-        instance_id=rec.instance_id,
-        region=rec.region,
-        current_instance_type=rec.current_instance_type,
-        current_lifecycle=rec.current_lifecycle,
-        action=rec.action,
-        target_instance_type=rec.target_instance_type,
-        target_availability_zone_id=rec.target_availability_zone_id,
-        target_market=rec.target_market,
-    )
 
 
 @dg.op(
@@ -132,28 +117,21 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
         if rec is None or rec.status != opt.APPROVED:  # changed since the batch was read
             return Outcome(status=rec.status if rec else "missing", error=None)
         account = session.get(Account, rec.account_id)
-        view = recommendation_view(rec, account)
+        view = execution_rows.recommendation_view(rec, account)
         if not dry_run:
             rec.status, rec.status_changed_at = opt.EXECUTING, utcnow()
-    try:
-        session = vault.session_for(account)
-        ec2, elbv2 = vault.client(session, "ec2", view.region), vault.client(session, "elbv2", view.region)
-    except CredentialError as exc:
-        outcome = Outcome(status=opt.FAILED, error=str(exc))
-    else:
-        outcome = None
 
     def record(call) -> None:
         # Each call is committed as it completes: a crash still leaves what really happened.
         with app_db.transaction() as s:
             execution_rows.record_call(s, rec_id, run_id, dry_run, call)
 
-    if outcome is None:
-        try:
-            wait = WaitPolicy(timeout_seconds=config.health_timeout_seconds, poll_seconds=config.health_poll_seconds)
-            outcome = execute(ec2, view, dry_run=dry_run, retire=config.retire, record=record, elbv2=elbv2, wait=wait)
-        except Exception as exc:  # a bug must not leave the row `executing`
-            outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
+    try:
+        outcome = _act(vault, account, view, config, record)
+    except CredentialError as exc:
+        outcome = Outcome(status=opt.FAILED, error=str(exc))
+    except Exception as exc:  # a bug must not leave the row `executing`
+        outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
     if dry_run:
         if outcome.status == opt.FAILED:
             with app_db.transaction() as session:
@@ -172,6 +150,19 @@ def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: i
         with app_db.transaction() as session:  # if this fails too, the row stays `executing`
             execution_rows.record_outcome(session, rec_id, outcome)
     return outcome
+
+
+def _act(vault: CredentialVault, account: Account, view: RecommendationView, config: ExecuteConfig, record) -> Outcome:
+    """A group member changes its Auto Scaling group's instance mix; any other instance is replaced."""
+    session = vault.session_for(account)
+    if (view.group_key or "").startswith(ASG_TAG + "="):
+        autoscaling = vault.client(session, "autoscaling", view.region)
+        group = view.group_key.split("=", 1)[1]
+        types = [view.target_instance_type, *view.candidate_types]
+        return apply_group_plan(autoscaling, view, group, types, dry_run=config.dry_run, record=record)
+    ec2, elbv2 = vault.client(session, "ec2", view.region), vault.client(session, "elbv2", view.region)
+    wait = WaitPolicy(timeout_seconds=config.health_timeout_seconds, poll_seconds=config.health_poll_seconds)
+    return execute(ec2, view, dry_run=config.dry_run, retire=config.retire, record=record, elbv2=elbv2, wait=wait)
 
 
 def _not_recorded(outcome: Outcome, exc: Exception) -> str:

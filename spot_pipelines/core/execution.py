@@ -41,6 +41,7 @@ from spot_pipelines.core.optimization import GROUP_TAGS
 
 TAG_REPLACES = "spot-pipelines:replaces"
 TAG_RECOMMENDATION = "spot-pipelines:recommendation-id"
+ASG_TAG = "aws:autoscaling:groupName"
 DENIED = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure")
 NO_CAPACITY = (
     "InsufficientInstanceCapacity",
@@ -72,6 +73,8 @@ class RecommendationView:
     target_instance_type: str | None
     target_availability_zone_id: str | None
     target_market: str | None
+    group_key: str | None = None  # "tag=value" of the group managing the instance
+    candidate_types: tuple[str, ...] = ()  # the qualifying pools' instance types, best first
 
 
 @dataclass

@@ -9,8 +9,10 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, s
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.execution import RecommendationView
 from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 from spot_pipelines.db.market_data import OnDemandPrice, SpotPrice
 from spot_pipelines.db.optimization import EXECUTING, SpotRecommendation
@@ -69,6 +71,25 @@ def actions_for(session: Session, recommendation_id: int) -> list[Recommendation
     )
 
 
+def recommendation_view(rec: SpotRecommendation, account: Account) -> RecommendationView:
+    return RecommendationView(
+        id=rec.id,
+        account_name=account.name,
+        instance_id=rec.instance_id,
+        region=rec.region,
+        current_instance_type=rec.current_instance_type,
+        current_lifecycle=rec.current_lifecycle,
+        action=rec.action,
+        target_instance_type=rec.target_instance_type,
+        target_availability_zone_id=rec.target_availability_zone_id,
+        target_market=rec.target_market,
+        group_key=rec.group_key,
+        candidate_types=tuple(
+            dict.fromkeys(c["instance_type"] for c in rec.candidates or [] if c.get("instance_type"))
+        ),
+    )
+
+
 def stuck_executing(session: Session, older_than: datetime) -> list[SpotRecommendation]:
     """Rows a run left `executing` (killed between its first mutating call and its final write)."""
     return list(
@@ -93,6 +114,7 @@ def record_outcome(session: Session, rec_id: int, outcome) -> None:
         rec.executed_at = now
         if outcome.replacement is not None:
             rec.realised_hourly_usd, rec.realised_price_basis = realised_price(session, outcome.replacement, now)
+    if outcome.status == opt.EXECUTED and outcome.retired:  # a group plan retires no instance itself
         inventory.mark_retired(session, rec.account_id, rec.instance_id, outcome.retired, at=now)
         opt.supersede_for_replaced(session, rec, now)
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import dagster as dg
 
-from spot_pipelines.assets.execution import recommendation_view
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
 from spot_pipelines.core.execution import reconcile
@@ -34,7 +33,7 @@ def execution_reconciler_sensor(context: dg.SensorEvaluationContext, app_db: App
         stuck = [
             (
                 rec.id,
-                recommendation_view(rec, session.get(Account, rec.account_id)),
+                execution_rows.recommendation_view(rec, session.get(Account, rec.account_id)),
                 session.get(Account, rec.account_id),
             )
             for rec in execution_rows.stuck_executing(session, utcnow() - STUCK_AFTER)

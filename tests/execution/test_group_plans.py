@@ -7,8 +7,16 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from click.testing import CliRunner
+from sqlalchemy import update
 
+from spot_pipelines.cli.recommendations import recommendations
 from spot_pipelines.core.execution import RecommendationView, apply_group_plan, node_pool_snippet, revert_group_plan
+from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.engine import session_factory
+from spot_pipelines.resources.credential_vault import CredentialVault
+from tests.execution.test_execution import audit, rec_rows, run_job
+from tests.support.seed import add_keys_account, add_recommendation
 
 REGION = "us-east-1"
 VIEW = RecommendationView(
@@ -113,3 +121,60 @@ def test_node_pool_snippets_name_the_types_and_capacity_type():
     assert 'values: ["m6i.large", "m5a.large", "m6a.large"]' in karpenter
     eks = node_pool_snippet("eks:nodegroup-name", "ng-1", TYPES)
     assert "--capacity-type SPOT --instance-types m6i.large m5a.large m6a.large" in eks
+
+
+def test_the_job_applies_an_approved_group_recommendation_and_the_cli_reverts_it(
+    aws, sqlite_url, encryption_key, monkeypatch
+):
+    asg = web_group()
+    vault = CredentialVault(encryption_key=encryption_key, max_attempts=2)
+    account_id = add_keys_account(sqlite_url, vault)
+    rec_id = add_recommendation(sqlite_url, account_id, "i-0123456789abcdef0", action="diversify")
+    candidates = [
+        {
+            "instance_type": t,
+            "availability_zone_id": "use1-az1",
+            "spot_price": 0.04,
+            "p_interruption": 0.02,
+            "risk_adjusted_hourly_cost": 0.041,
+        }
+        for t in ("m5a.large", "m6a.large")
+    ]
+    with session_factory(sqlite_url)() as session, session.begin():
+        session.execute(
+            update(opt.SpotRecommendation)
+            .where(opt.SpotRecommendation.id == rec_id)
+            .values(group_key="aws:autoscaling:groupName=web", candidates=candidates)
+        )
+    assert run_job(sqlite_url, vault).success  # dry-run: planned only
+    assert "MixedInstancesPolicy" not in group(asg) and rec_rows(sqlite_url)[rec_id].status == "approved"
+    assert run_job(sqlite_url, vault, dry_run=False).success
+    row = rec_rows(sqlite_url)[rec_id]
+    assert row.status == "executed" and row.replacement_instance_id is None
+    overrides = group(asg)["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    assert [o["InstanceType"] for o in overrides] == ["m6i.large", "m5a.large", "m6a.large"]
+    (update_row,) = [a for a in audit(sqlite_url, rec_id) if a.operation == "UpdateAutoScalingGroup" and not a.dry_run]
+    assert "LaunchTemplate" in update_row.before_state  # the revert's input, in the audit trail
+    # The revert is one command: dry-run first, then --apply puts the launch template back.
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    out = CliRunner().invoke(recommendations, ["show", str(rec_id)])
+    assert out.exit_code == 0 and "group plan: UpdateAutoScalingGroup web MixedInstancesPolicy" in out.output
+    out = CliRunner().invoke(recommendations, ["revert-group", str(rec_id)])
+    assert out.exit_code == 0, out.output
+    assert "dry-run: would revert" in out.output and "MixedInstancesPolicy" in group(asg)
+    out = CliRunner().invoke(recommendations, ["revert-group", str(rec_id), "--apply"])
+    assert out.exit_code == 0, out.output
+    assert "MixedInstancesPolicy" not in group(asg) and group(asg)["LaunchTemplate"]["LaunchTemplateName"] == "web"
+
+
+def test_show_prints_the_node_pool_artifact(sqlite_url, encryption_key, monkeypatch):
+    vault = CredentialVault(encryption_key=encryption_key)
+    account_id = add_keys_account(sqlite_url, vault)
+    rec_id = add_recommendation(sqlite_url, account_id, "i-1", status="proposed")
+    with session_factory(sqlite_url)() as session, session.begin():
+        session.get(opt.SpotRecommendation, rec_id).group_key = "karpenter.sh/nodepool=default"
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    out = CliRunner().invoke(recommendations, ["show", str(rec_id)])
+    assert out.exit_code == 0, out.output
+    assert "artifact (for the group's owner to apply):" in out.output
+    assert "# Karpenter NodePool default" in out.output and '"karpenter.sh/capacity-type"' in out.output

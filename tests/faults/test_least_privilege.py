@@ -178,7 +178,7 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     # setup_fleet onboards moto's key account again as 'prod': one AWS account is one row.
     assert runner.invoke(main, ["accounts", "remove", "dev", "--yes"]).exit_code == 0
     # Burstable types: their credit specification is carried over.
-    _, instance_ids, recs = setup_fleet(sqlite_url, vault, count=2, itype="t3.large", target="t3a.large")
+    account_id, instance_ids, recs = setup_fleet(sqlite_url, vault, count=2, itype="t3.large", target="t3a.large")
     ec2 = boto3.client("ec2", region_name="us-east-1")
     # The first has an Elastic IP and a target-group registration: both move to the replacement.
     allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
@@ -210,6 +210,17 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     fast = {"dry_run": False, "health_poll_seconds": 0}
     assert run_job(sqlite_url, vault, recommendation_ids=[recs[0]], **fast).success
     assert run_job(sqlite_url, vault, retire="stop", recommendation_ids=[recs[1]], **fast).success
+    # An Auto Scaling group member: the plan changes the group's instance mix.
+    recorder.phase = None
+    from tests.execution.test_group_plans import web_group
+    from tests.support.seed import add_recommendation
+
+    web_group()
+    group_rec = add_recommendation(sqlite_url, account_id, "i-0123456789abcdef0", action="diversify")
+    with session_factory(sqlite_url)() as session, session.begin():
+        session.get(opt.SpotRecommendation, group_rec).group_key = "aws:autoscaling:groupName=web"
+    recorder.phase = EXECUTION
+    assert run_job(sqlite_url, vault, recommendation_ids=[group_rec], dry_run=False).success
     recorder.phase = None
 
     called, documented = recorder.actions, _policy()
@@ -220,7 +231,7 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
             f"{sid}: called but not in the policy {sorted(missing)}, in the policy but never called {sorted(unused)}"
         )
     report.fault = "least privilege: " + ", ".join(f"{sid}={len(a)}" for sid, a in sorted(called.items()))
-    report.runs = 6
+    report.runs = 7
     report.rows_checked = sum(len(a) for a in called.values())
 
 
