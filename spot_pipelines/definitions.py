@@ -4,6 +4,7 @@ import warnings
 
 import dagster as dg
 
+from spot_pipelines.assets.commitments import aws_commitments, commitments_job
 from spot_pipelines.assets.discovery import discovered_instances, discovery_job
 from spot_pipelines.assets.execution import execute_approved_recommendations
 from spot_pipelines.assets.health import component_health, component_health_job
@@ -21,6 +22,7 @@ from spot_pipelines.resources.market_data import MarketDataAPIs
 from spot_pipelines.resources.model_store import LocalModelStore
 from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.sensors.automation import spot_pipelines_automation_sensor
+from spot_pipelines.sensors.commitments import daily_commitments_schedule
 from spot_pipelines.sensors.discovery import account_onboarding_sensor, nightly_rediscovery_schedule
 from spot_pipelines.sensors.execution import execution_reconciler_sensor
 from spot_pipelines.sensors.health import (
@@ -39,6 +41,7 @@ with warnings.catch_warnings():
     assets = dg.with_source_code_references(
         [
             discovered_instances,
+            aws_commitments,
             *market_data_assets,
             component_health,
             spot_interruption_events,
@@ -55,6 +58,7 @@ defs = dg.Definitions(
     asset_checks=[interruption_model_quality],
     jobs=[
         discovery_job,
+        commitments_job,
         *market_data_jobs,
         component_health_job,
         k8s_inventory_job,
@@ -71,6 +75,7 @@ defs = dg.Definitions(
     ],
     schedules=[
         nightly_rediscovery_schedule,
+        daily_commitments_schedule,
         daily_market_data_schedule,
         component_health_schedule,
         k8s_inventory_schedule,

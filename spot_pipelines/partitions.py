@@ -12,6 +12,23 @@ from spot_pipelines.settings import settings
 AWS_ACCOUNTS_PARTITION = "spot_pipelines_aws_accounts"
 aws_accounts_partitions = dg.DynamicPartitionsDefinition(name=AWS_ACCOUNTS_PARTITION)
 
+
+def daily_account_runs(
+    context: dg.ScheduleEvaluationContext, names: list[str], *, run_key_prefix: str, trigger: str
+) -> list[dg.RunRequest]:
+    """One run per named account that has its partition, keyed by account and scheduled day (so a
+    schedule's retried tick never launches a second run for the same day)."""
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
+    return [
+        dg.RunRequest(
+            run_key=f"{run_key_prefix}-{name}-{day}", partition_key=name, tags={"spot_pipelines/trigger": trigger}
+        )
+        for name in names
+        if name in existing
+    ]
+
+
 HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
 
 

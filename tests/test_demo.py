@@ -4,12 +4,16 @@ instance priced) and `demo env`, which points another shell at the running demo.
 
 The demo-process tests share one module-scoped pair of real demo processes (the test-sized
 `--quick` flow): the first is interrupted with SIGINT (a user's Ctrl-C) once it has onboarded and
-discovered both accounts; the second, over the same DAGSTER_HOME, runs to completion, re-discovering both.
+discovered both accounts; the second, over the same DAGSTER_HOME, runs to completion, re-discovering
+both, and serves the UI. While it serves, the README's workbench commands run as typed from another
+shell (after its `eval "$(… demo env)"` line); then it gets Ctrl-C too.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import socket
 import sqlite3
 import subprocess
@@ -29,7 +33,8 @@ from spot_pipelines.demo.emulator import local_aws
 from spot_pipelines.demo.fleet import DEMO_ACCOUNTS
 from spot_pipelines.demo.interruptions import create_queue
 from spot_pipelines.demo.ports import free_port
-from tests.browser.processes import BIN, demo_env, run_demo, run_demo_until
+from tests.browser.processes import BIN, REPO, demo_env, run_demo_until
+from tests.test_readme_commands import FENCE, readme_commands
 
 SEEDED_INSTANCES = sum(g.count for a in DEMO_ACCOUNTS for g in a.groups)
 
@@ -101,7 +106,50 @@ class TwoRuns:
     home: Path
     interrupted_code: int
     interrupted_output: str
+    code: int
     output: str
+    ui_port: int
+    workbench_runs: dict[str, subprocess.CompletedProcess]  # "tool sub sub" of a README command -> its run
+
+
+README = (REPO / "README.md").read_text()
+# The README's line that points another shell at the running demo (the command parser skips `eval`).
+EVAL_DEMO_ENV = next(
+    line for block in FENCE.findall(README) for line in block.splitlines() if line.startswith('eval "$(')
+)
+SERVING = "==> the README's commands work against this demo"
+
+
+def workbench_commands() -> list[list[str]]:
+    """The README's accounts and recommendations listings, its approve command and its dry-run
+    execute job (the one without a `-c` file)."""
+    commands = readme_commands(README)
+    wanted = (
+        ["spot-pipelines", "accounts", "list"],
+        ["spot-pipelines", "recommendations", "list"],
+        ["spot-pipelines", "recommendations", "approve"],
+        ["dagster", "job", "execute"],
+    )
+    return [next(c for c in commands if c[:3] == w and "-c" not in c) for w in wanted]
+
+
+def use_workbench(env: dict[str, str]) -> dict[str, subprocess.CompletedProcess]:
+    """Each workbench command in a fresh shell (no AWS variables, a profile that would break boto3)
+    that first runs the README's eval line, from the repository as the README types it."""
+    shell_env = {k: v for k, v in env.items() if not k.startswith("AWS_")} | {"AWS_PROFILE": "not-a-profile"}
+    done: dict[str, subprocess.CompletedProcess] = {}
+    for command in workbench_commands():
+        if command[2] == "approve":  # the README's ids are examples: approve the listed move_to_spot
+            listed = done["spot-pipelines recommendations list"].stdout
+            found = re.search(r"^(\d+)\s+proposed\s+\S+\s+move_to_spot\s", listed, re.M)
+            assert found, f"no proposed move_to_spot listed:\n{listed}"
+            rec_id = found[1]
+            command = [*command[:3], rec_id, *(w for w in command[3:] if not w.isdigit())]
+        script = f"{EVAL_DEMO_ENV}\n.venv/bin/{shlex.join(command)}"
+        done[" ".join(command[:3])] = subprocess.run(
+            ["bash", "-c", script], env=shell_env, cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +159,24 @@ def interrupted_then_rerun(tmp_path_factory) -> TwoRuns:
     env = demo_env(home)  # no DATABASE_URL, no DAGSTER_PG_*: a newcomer's machine
     # Ctrl-C after onboarding and discovery, while market data is loading: rows exist to be duplicated.
     code, first = run_demo_until(env, root / "interrupted.log", marker="==> spot_interruption_sensor drained")
-    output = run_demo(env, root / "rerun.log")
-    return TwoRuns(home=home, interrupted_code=code, interrupted_output=first, output=output)
+    # The second run serves the UI (as `make demo PORT=…` does); Ctrl-C once the workbench was used.
+    ui_port, used = free_port(), {}
+    rerun_code, output = run_demo_until(
+        env,
+        root / "rerun.log",
+        marker=SERVING,
+        cmd=[str(BIN / "spot-pipelines"), "demo", "--quick", "--port", str(ui_port)],
+        at_marker=lambda: used.update(use_workbench(env)),
+    )
+    return TwoRuns(
+        home=home,
+        interrupted_code=code,
+        interrupted_output=first,
+        code=rerun_code,
+        output=output,
+        ui_port=ui_port,
+        workbench_runs=used,
+    )
 
 
 @pytest.mark.timeout(900)
@@ -161,9 +225,16 @@ def test_terminal_shows_a_line_per_stage_names_the_log_and_ends_with_the_summary
     assert "RUN_SUCCESS" not in runs.output and "DEBUG" not in runs.output
     summary = next(i for i, line in enumerate(lines) if line.startswith("Savings summary"))
     assert lines[summary - 2].startswith("==> end-to-end flow done in ")
-    assert not [line for line in lines[summary:] if line.startswith("==>")]
+    # After the summary, only where the UI is and how to use the demo from another shell.
+    assert [line for line in lines[summary:] if line.startswith("==>")] == [
+        f"==> Dagster UI on http://127.0.0.1:{runs.ui_port}  (asset graph: Assets → View lineage; runs: Runs)."
+        " Ctrl-C stops everything.",
+        f"{SERVING} from another shell after: {EVAL_DEMO_ENV.split('#')[0].rstrip()}",
+    ]
     assert "Top recommendations:" in lines[summary:]
-    assert not (runs.home / workbench.STATE_FILE).exists()  # --no-ui: the emulator is gone, nothing to point at
+    # Ctrl-C stopped it cleanly, and `demo env` no longer points at the stopped emulator.
+    assert runs.code == 0, runs.output[-2000:]
+    assert not (runs.home / workbench.STATE_FILE).exists()
 
 
 @pytest.mark.timeout(900)
@@ -192,6 +263,88 @@ def test_demo_recommends_every_action_and_prices_every_instance(interrupted_then
     assert scored["skipped_markets"] == 0, scored["skipped_reasons"]
     # Every seeded instance has a recommendation or sits in a spot pool that still qualifies.
     assert len(recs) + recommended["unchanged_spot_instances"] == SEEDED_INSTANCES
+    # The demo's RI keeps its c5.2xlarge on-demand, and the Savings Plan makes net differ from list somewhere.
+    with sqlite3.connect(home / "spot_pipelines.db") as db:
+        latest = " WHERE generated_at = (SELECT max(generated_at) FROM spot_recommendations)"
+        kept = db.execute(
+            "SELECT current_instance_type, commitment_covered_fraction, reason FROM spot_recommendations"
+            + latest
+            + " AND action = 'stay_on_demand' AND commitment_covered_fraction > 0"
+        ).fetchall()
+        differ = db.execute(
+            "SELECT count(*) FROM spot_recommendations" + latest + " AND action <> 'stay_on_demand'"
+            " AND abs(net_monthly_savings_usd - list_monthly_savings_usd) >= 1"
+        ).fetchone()[0]
+    assert [k[:2] for k in kept] == [("c5.2xlarge", 1.0)], kept
+    assert kept[0][2].startswith("stays on-demand: 100% covered by RI ri-0demo0c52xlarge01")
+    assert differ >= 1
+    assert recommended["reserved_instances"] == 1 and recommended["savings_plans"] == 1
+
+
+@pytest.mark.timeout(900)
+def test_demo_warns_why_prices_are_old_and_shows_no_red_of_its_own(interrupted_then_rerun, monkeypatch):
+    """Item 13: the bundled on-demand snapshot's age is a WARN that says how old and why; nothing
+    the demo did is critical in component_health or a failed check of error severity."""
+    from spot_pipelines.definitions import defs
+
+    home = interrupted_then_rerun.home
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    check_keys = list(defs.resolve_asset_graph().asset_check_keys)
+    with dg.DagsterInstance.get() as instance:
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    data = {k.name: r.event.dagster_event.event_specific_data for k, r in latest.items() if r.event}
+    evaluations = {name: e for name, e in data.items() if isinstance(e, dg.AssetCheckEvaluation)}  # not planned
+    prices = evaluations["prices_recent"]
+    age = prices.metadata["oldest_age_days"].value
+    assert not prices.passed and prices.severity == dg.AssetCheckSeverity.WARN
+    assert prices.description.startswith(f"the oldest stored on-demand price is {age:g} days old (limit 7); ")
+    assert "the bundled snapshot was used because Price List API unusable: " in prices.description
+    red = {
+        n: e.description for n, e in evaluations.items() if not e.passed and e.severity != dg.AssetCheckSeverity.WARN
+    }
+    assert not red, red
+    assert evaluations["no_critical_components"].passed
+
+    with sqlite3.connect(home / "spot_pipelines.db") as db:
+        health = db.execute(
+            "SELECT component, status, details FROM component_health"
+            " WHERE round_id = (SELECT round_id FROM component_health ORDER BY checked_at DESC LIMIT 1)"
+        ).fetchall()
+    statuses = {component: status for component, status, _ in health}
+    assert len(statuses) == 7 and "critical" not in statuses.values(), health
+    # What the demo itself just materialized is healthy (component_health runs after it).
+    assert [statuses[c] for c in ("optimizer", "risk_scores", "ml_model")] == ["healthy"] * 3, health
+
+
+@pytest.mark.timeout(900)
+def test_readme_workbench_commands_work_as_typed_against_the_serving_demo(interrupted_then_rerun):
+    """Item 3 of issue 10: list accounts and recommendations, approve one, dry-run the execute job,
+    from a shell that only ran the README's eval line; the dry run asks the demo's emulator."""
+    runs = interrupted_then_rerun
+    assert list(runs.workbench_runs) == [" ".join(c[:3]) for c in workbench_commands()]
+    for done in runs.workbench_runs.values():
+        assert done.returncode == 0, f"{done.args[-1]}\n{done.stdout[-2000:]}{done.stderr[-4000:]}"
+    listed = runs.workbench_runs["spot-pipelines accounts list"].stdout
+    for account in DEMO_ACCOUNTS:
+        assert re.search(rf"^{account.name}\s.*\bactive\b", listed, re.M), listed
+    approved = runs.workbench_runs["spot-pipelines recommendations approve"].stdout
+    rec_id = int(re.match(r"approved 1 recommendation\(s\): (\d+)\.", approved)[1])
+
+    with sqlite3.connect(runs.home / "spot_pipelines.db") as db:
+        status, approved_by = db.execute(
+            "SELECT status, approved_by FROM spot_recommendations WHERE id = ?", (rec_id,)
+        ).fetchone()
+        actions = db.execute(
+            "SELECT operation, outcome, dry_run FROM recommendation_actions WHERE recommendation_id = ? ORDER BY step",
+            (rec_id,),
+        ).fetchall()
+    # The dry run described the real instance in the emulator and only planned the replacement.
+    assert actions == [
+        ("DescribeInstances", "succeeded", 1),
+        ("RunInstances", "planned", 1),
+        ("TerminateInstances", "planned", 1),
+    ]
+    assert (status, approved_by) == ("approved", "alice")
 
 
 def test_demo_env_points_a_shell_at_the_running_emulator(tmp_path, monkeypatch):

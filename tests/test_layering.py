@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spot_pipelines"
 LAYERS = ("assets", "sensors", "resources", "core", "db", "cli")
 DOMAINS = {
     "accounts",
+    "commitments",
     "discovery",
     "market_data",
     "risk",

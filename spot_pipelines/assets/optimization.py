@@ -3,12 +3,14 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.assets import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
+from spot_pipelines.assets import AFTER_NEW_DATA, core_config, upstream_present
 from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.commitments import InForce
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig, recommend
 from spot_pipelines.core.reporting import markdown_table, records
 from spot_pipelines.db import accounts as account_rows
+from spot_pipelines.db import commitments as commitment_rows
 from spot_pipelines.db import discovery as instance_rows
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import ml as ml_rows
@@ -30,48 +32,52 @@ class RecommendationsConfig(dg.Config):
 
 
 def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
-    actionable = recs[recs["action"] != "stay_on_demand"]
+    """List and net savings side by side, per account and in total (net: under the pool's commitments)."""
     if recs.empty:
         return "_no running instances to recommend for_"
+    actionable = recs[recs["action"] != "stay_on_demand"]
+    money = {
+        "list_monthly_savings_usd": ("list_monthly_savings_usd", "sum"),
+        "net_monthly_savings_usd": ("net_monthly_savings_usd", "sum"),
+    }
     by_account = (
         actionable.assign(account=actionable["account_id"].map(names).fillna(actionable["account_id"].astype(str)))
         .groupby("account")
-        .agg(recommendations=("instance_id", "size"), monthly_savings_usd=("monthly_savings_usd", "sum"))
-        .sort_values("monthly_savings_usd", ascending=False)
+        .agg(recommendations=("instance_id", "size"), **money)
+        .sort_values("net_monthly_savings_usd", ascending=False)
         .round(2)
         .reset_index()
     )
-    by_action = (
-        recs.groupby("action")
-        .agg(instances=("instance_id", "size"), monthly_savings_usd=("monthly_savings_usd", "sum"))
-        .round(2)
-        .reset_index()
-    )
+    kept = recs[(recs["action"] == "stay_on_demand") & (recs["commitment_covered_fraction"] > 0)]
+    by_action = recs.groupby("action").agg(instances=("instance_id", "size"), **money).round(2).reset_index()
     top = actionable.head(10).assign(account=lambda f: f["account_id"].map(names))
+    covered = kept.assign(account=lambda f: f["account_id"].map(names))
     return "\n\n".join(
         [
-            f"**Total monthly savings if all are executed: ${actionable['monthly_savings_usd'].sum():,.2f}**",
+            f"**Total monthly savings if all are executed: net ${actionable['net_monthly_savings_usd'].sum():,.2f} "
+            f"(list ${actionable['list_monthly_savings_usd'].sum():,.2f})**",
             "### Savings by account",
             markdown_table(records(by_account), list(by_account.columns)),
             "### By action",
             markdown_table(records(by_action), list(by_action.columns)),
             "### Top recommendations",
-            markdown_table(
-                records(top),
-                [
-                    "account",
-                    "instance_id",
-                    "current_instance_type",
-                    "action",
-                    "target_instance_type",
-                    "target_availability_zone_id",
-                    "monthly_savings_usd",
-                    "reason",
-                ],
-                limit=10,
-            ),
+            markdown_table(records(top), [*TOP_COLUMNS, "reason"], limit=10),
+            f"### Kept on-demand because commitments cover them ({len(kept)})",
+            markdown_table(records(covered), ["account", "instance_id", "current_instance_type", "reason"], limit=10),
         ]
     )
+
+
+TOP_COLUMNS = [
+    "account",
+    "instance_id",
+    "current_instance_type",
+    "action",
+    "target_instance_type",
+    "target_availability_zone_id",
+    "list_monthly_savings_usd",
+    "net_monthly_savings_usd",
+]
 
 
 @dg.asset(
@@ -83,13 +89,15 @@ def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
         dg.AssetKey("interruption_predictions"),
         dg.AssetKey("on_demand_prices"),
         dg.AssetKey("spot_advisor"),
+        dg.AssetKey("aws_commitments"),
     ],
     automation_condition=AFTER_NEW_DATA
     & upstream_present("discovered_instances", "interruption_predictions", "on_demand_prices"),
     description=(
         "Per running instance: compatible spot candidates priced in its AZ ID, the risk-adjusted expected hourly "
         "cost (spot price + P(interruption) × restart cost), and an action (move_to_spot, diversify, "
-        "stay_on_demand, return_to_on_demand) with monthly savings and the reason in words. New rows are "
+        "stay_on_demand, return_to_on_demand) with list and net monthly savings (net: under the account's RIs and "
+        "Savings Plans, read by aws_commitments) and the reason in words. New rows are "
         "`proposed`; the previous generation's proposed rows become `superseded`; decisions are never touched."
     ),
 )
@@ -100,35 +108,76 @@ def spot_recommendations(
         rc = core_config(RecommendConfig, config)
     except ValidationError as exc:
         raise dg.Failure(description=f"spot_recommendations config: {exc}", allow_retries=False) from None
-    instances, catalog, on_demand, markets, names = _read_inputs(app_db)
+    instances, catalog, on_demand, markets, names, commitments = _read_inputs(app_db)
     if markets.empty and not instances.empty:
         context.log.warning("no interruption predictions yet: every instance will stay on demand")
-    result = recommend(instances, catalog, on_demand, markets, rc)
+    result = recommend(instances, catalog, on_demand, markets, rc, commitments)
     recs = result.recommendations
     generated_at = utcnow()
     rows = records(recs.assign(generation_id=context.run_id, status=opt.PROPOSED, generated_at=generated_at))
     with app_db.transaction() as session:
         written = opt.write_recommendations(session, rows, generated_at=generated_at)
-    actionable = recs[recs["action"] != "stay_on_demand"]
+    metadata = _metadata(result, commitments, names, _savings_over_time(app_db))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": written,
-            "dagster/column_schema": frame_schema(recs.drop(columns=["candidates"])),
             "running_instances": len(instances),
-            "recommendations_by_action": dg.MetadataValue.json(recs["action"].value_counts().to_dict()),
-            "unchanged_spot_instances": result.unchanged,
             "held_back_pending_decisions": len(rows) - written,
-            "monthly_savings_usd": round(float(actionable["monthly_savings_usd"].sum()), 2),
-            "skipped_instances": len(result.skipped),
-            "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
-            "summary": dg.MetadataValue.md(summary_markdown(recs, names)),
-            "savings_over_time": dg.MetadataValue.md(_savings_over_time(app_db)),
+            **metadata,
         }
     )
 
 
+# Units and meaning of the recommendation columns, for the column schema in the UI.
+COLUMN_DESCRIPTIONS = {
+    "on_demand_hourly_cost": "USD/h: list on-demand price of the current instance",
+    "current_hourly_cost": "USD/h: what it costs now (risk-adjusted for spot)",
+    "recommended_hourly_cost": "USD/h: risk-adjusted cost after the action",
+    "p_interruption": "probability of an interruption within a day",
+    "monthly_savings_usd": "USD/month (730 h): the saving the action is taken for; net, 0 for stay_on_demand",
+    "list_monthly_savings_usd": "USD/month (730 h): against the list on-demand price, commitments ignored",
+    "net_monthly_savings_usd": "USD/month (730 h): change of the pool's whole bill under its RIs and Savings Plans "
+    "(a freed commitment counts only where other usage absorbs it), minus the new cost",
+    "commitment_covered_fraction": "0-1: share of this instance's hour covered by an RI or Savings Plan now",
+}
+
+
+def _schema(frame: pd.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(str(c), str(t), description=COLUMN_DESCRIPTIONS.get(str(c))) for c, t in frame.dtypes.items()
+        ]
+    )
+
+
+def _metadata(result, commitments: InForce, names: dict[int, str], history_table: str) -> dict:
+    recs = result.recommendations
+    actionable = recs[recs["action"] != "stay_on_demand"]
+    kept = recs[(recs["action"] == "stay_on_demand") & (recs["commitment_covered_fraction"] > 0)]
+    return {
+        "dagster/column_schema": _schema(recs.drop(columns=["candidates"])),
+        "recommendations_by_action": dg.MetadataValue.json(recs["action"].value_counts().to_dict()),
+        "unchanged_spot_instances": result.unchanged,
+        "monthly_savings_usd": round(float(actionable["monthly_savings_usd"].sum()), 2),
+        "list_monthly_savings_usd": round(float(actionable["list_monthly_savings_usd"].sum()), 2),
+        "net_monthly_savings_usd": round(float(actionable["net_monthly_savings_usd"].sum()), 2),
+        "kept_on_demand_covered": len(kept),
+        "reserved_instances": len(commitments.book.reserved),
+        "savings_plans": len(commitments.book.savings_plans),
+        "commitment_gaps": dg.MetadataValue.json(commitments.book.gaps),
+        "commitments_used_unused": dg.MetadataValue.md(
+            markdown_table(records(result.commitments), list(result.commitments.columns), limit=50)
+        ),
+        "skipped_instances": len(result.skipped),
+        "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
+        "summary": dg.MetadataValue.md(summary_markdown(recs, names)),
+        "savings_over_time": dg.MetadataValue.md(history_table),
+    }
+
+
 def _read_inputs(app_db: AppDatabase) -> tuple:
-    """(running instances, instance-type catalog, on-demand prices, interruption predictions, account names)."""
+    """(running instances, instance-type catalog, on-demand prices, interruption predictions, account names, the
+    commitments in force with each account's pool)."""
     with app_db.connection() as conn:
         return (
             instance_rows.read_running_instances(conn),
@@ -136,6 +185,7 @@ def _read_inputs(app_db: AppDatabase) -> tuple:
             market_rows.read_on_demand(conn),
             ml_rows.read_predictions(conn),
             account_rows.account_names(conn),
+            InForce(commitment_rows.read_book(conn), commitment_rows.account_pools(conn), utcnow()),
         )
 
 

@@ -1,4 +1,4 @@
-"""`spot-pipelines accounts add|list|remove`: onboarding AWS accounts (secrets never shown)."""
+"""`spot-pipelines accounts add|list|remove|billing-family`: onboarding AWS accounts (secrets never shown)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from spot_pipelines.core.accounts import DuplicateAwsAccountsError, already_onbo
 from spot_pipelines.core.errors import SpotPipelinesError
 from spot_pipelines.core.validation import secret_access_key, shown
 from spot_pipelines.db import accounts as account_rows
+from spot_pipelines.db import commitments as commitment_rows
 from spot_pipelines.db.accounts import Account
 from spot_pipelines.db.engine import ensure_schema
 from spot_pipelines.resources.app_database import AppDatabase
@@ -144,3 +145,25 @@ def accounts_remove(name: str, yes: bool) -> None:
             click.confirm(f"remove account {name!r} and its discovered instances?", abort=True)
         session.delete(account)
     click.echo(f"account {name!r} removed; the onboarding sensor drops its partition")
+
+
+@accounts.command("billing-family")
+@click.argument("name")
+@click.argument("family", required=False)
+@click.option("--none", "leave", is_flag=True, help="Leave the billing family: the account's commitments are its own.")
+def accounts_billing_family(name: str, family: str | None, leave: bool) -> None:
+    """Declare the billing family (one payer) whose RIs and Savings Plans the account shares."""
+    if bool(family) == leave:
+        raise SpotPipelinesError("give a billing family name, or --none to leave one")
+    if family and not (0 < len(family) <= 64):
+        raise SpotPipelinesError("billing family: 1 to 64 characters")
+    with AppDatabase().transaction() as session:
+        account = account_rows.by_name(session, name)
+        if account is None:
+            raise SpotPipelinesError(f"no account named {shown(name)}")
+        commitment_rows.set_billing_family(session, account.id, family)
+    click.echo(
+        f"account {name!r} "
+        + (f"shares commitments in billing family {family!r}" if family else "has its own pool")
+        + "; the next spot_recommendations applies it"
+    )

@@ -41,13 +41,13 @@ def recommendations() -> None:
 )
 @click.option("--limit", default=50, show_default=True)
 def list_cmd(statuses: tuple[str, ...], limit: int) -> None:
-    """Recommendations, biggest monthly savings first."""
+    """Recommendations, biggest net monthly savings first (net: under the account's RIs and Savings Plans)."""
     with AppDatabase().transaction() as session:
         rows = opt.list_recommendations(session, statuses or (opt.PROPOSED, opt.APPROVED), limit=limit)
         if not rows:
             click.echo("no recommendations with that status (materialize spot_recommendations first)")
             return
-        columns = ["id", "status", "instance", "action", "from", "to", "$/month"]
+        columns = ["id", "status", "instance", "action", "from", "to", "net $/month", "list $/month", "covered"]
         table = [
             {
                 "id": r.id,
@@ -58,7 +58,9 @@ def list_cmd(statuses: tuple[str, ...], limit: int) -> None:
                 "to": f"{r.target_instance_type} {r.target_market} {r.target_availability_zone_id}"
                 if r.target_instance_type
                 else "-",
-                "$/month": f"{r.monthly_savings_usd:,.2f}",
+                "net $/month": _money(r.net_monthly_savings_usd, r.monthly_savings_usd),
+                "list $/month": _money(r.list_monthly_savings_usd, r.monthly_savings_usd),
+                "covered": f"{r.commitment_covered_fraction:.0%}" if r.commitment_covered_fraction is not None else "-",
             }
             for r in rows
         ]
@@ -66,6 +68,11 @@ def list_cmd(statuses: tuple[str, ...], limit: int) -> None:
     click.echo("  ".join(c.ljust(widths[c]) for c in columns))
     for t in table:
         click.echo("  ".join(str(t[c]).ljust(widths[c]) for c in columns))
+
+
+def _money(value: float | None, fallback: float) -> str:
+    """Rows written before net savings existed (migration 0007) have only the list figure."""
+    return f"{value if value is not None else fallback:,.2f}"
 
 
 @recommendations.command("show")
@@ -78,7 +85,8 @@ def show_cmd(rec_id: int) -> None:
             raise SpotPipelinesError(f"unknown recommendation id {rec_id}")
         click.echo(
             f"#{rec.id} {rec.status}: {rec.action} for {rec.instance_id} ({rec.current_instance_type}, "
-            f"{rec.current_lifecycle}) — ${rec.monthly_savings_usd:,.2f}/month"
+            f"{rec.current_lifecycle}) — net ${_money(rec.net_monthly_savings_usd, rec.monthly_savings_usd)}/month, "
+            f"list ${_money(rec.list_monthly_savings_usd, rec.monthly_savings_usd)}/month"
         )
         click.echo(f"reason: {rec.reason}")
         for c in rec.candidates:

@@ -23,11 +23,12 @@ Instances that cannot be priced are skipped with a reason, never priced at zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
 
+from spot_pipelines.core import commitments as cm
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.risk import operating_system
 
@@ -57,6 +58,9 @@ _COLUMNS = [
     "recommended_hourly_cost",
     "p_interruption",
     "monthly_savings_usd",
+    "list_monthly_savings_usd",
+    "net_monthly_savings_usd",
+    "commitment_covered_fraction",
     "reason",
     "model_version",
 ]
@@ -95,6 +99,8 @@ class RecommendResult:
     recommendations: pd.DataFrame
     skipped: pd.DataFrame  # account_id, instance_id, instance_type, reason
     unchanged: int = 0  # spot instances whose pool still qualifies
+    # Per pool and commitment group: used / unused $/h now.
+    commitments: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=cm.COMMITMENT_GROUP_COLUMNS))
 
 
 def family_category(family: pd.Series) -> pd.Series:
@@ -127,9 +133,11 @@ def recommend(
     on_demand: pd.DataFrame,
     markets: pd.DataFrame,
     config: RecommendConfig = RecommendConfig(),
+    commitments: cm.InForce | None = None,
 ) -> RecommendResult:
     """`markets`: region, availability_zone_id, instance_type, product_description, spot_price,
-    p_interruption, horizon_hours[, model_version] — one row per priced spot market.
+    p_interruption, horizon_hours[, model_version] — one row per priced spot market. `commitments`: the RIs
+    and Savings Plans in force; without them net savings equal list savings.
 
     Candidates are found and priced once per instance shape; instances that cannot be priced are set
     aside with a reason at the step that finds out."""
@@ -149,8 +157,9 @@ def recommend(
     unchanged = int((fleet["action"] == "keep").sum())
     rows = _with_targets(fleet[fleet["action"] != "keep"], top)
     rows = _with_costs(rows)
+    rows, used = _with_net_savings(rows, fleet, top, commitments or cm.InForce.none(), config)
     out = _output(rows, top, _model_version(mk), config)
-    return RecommendResult(out, skipped.frame(), unchanged=unchanged)
+    return RecommendResult(out, skipped.frame(), unchanged=unchanged, commitments=used)
 
 
 class _SetAside:
@@ -494,11 +503,75 @@ def _with_costs(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def _with_net_savings(
+    rows: pd.DataFrame, fleet: pd.DataFrame, top: pd.DataFrame, commitments: cm.InForce, config: RecommendConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """List and net monthly savings and the covered fraction; the threshold on net. Net is the change of the
+    pool's whole bill under its commitments (core.commitments.evaluate): an on-demand instance leaving saves only
+    what no commitment covered plus what its freed commitment then covers elsewhere; one returning to on-demand
+    first takes idle commitment. An on-demand move whose net discount is below `min_discount_pct` stays."""
+    rows = rows.reset_index(drop=True)
+    pool = rows["account_id"].map(commitments.pool_of)
+    on_demand = fleet[fleet["lifecycle"] != "spot"]
+    od_fleet = on_demand.assign(
+        pool=on_demand["account_id"].map(commitments.pool_of), od=on_demand["on_demand_hourly_cost"]
+    )
+    leaving = (rows["lifecycle"] != "spot") & rows["action"].isin(_MOVES)
+    back = rows["action"] == "return_to_on_demand"
+    changes = rows.assign(pool=pool, od=rows["on_demand_hourly_cost"], delta=np.where(back, 1, -1))[leaving | back]
+    ev = cm.evaluate(
+        od_fleet.assign(instance_id=od_fleet["instance_id"]),
+        changes[cm.SHAPE + ["instance_id", "od", "delta"]],
+        commitments.book,
+        commitments.now,
+    )
+    bill = pd.Series(ev.changes["bill_change_monthly_usd"].to_numpy(), index=changes.index).reindex(rows.index)
+    list_monthly = rows["monthly_savings_usd"].astype(np.float64)
+    net = np.select(
+        [leaving, back],
+        [
+            -bill - rows["recommended_hourly_cost"] * HOURS_PER_MONTH,
+            rows["current_hourly_cost"] * HOURS_PER_MONTH - bill,
+        ],
+        default=list_monthly,
+    )
+    rows["list_monthly_savings_usd"] = list_monthly.round(2)
+    rows["net_monthly_savings_usd"] = np.round(net, 2)
+    coverage = ev.coverage.set_index("instance_id")
+    rows["commitment_covered_fraction"] = (
+        rows["instance_id"].map(coverage["covered_fraction"]).where(rows["lifecycle"] != "spot").fillna(0.0)
+    )
+    rows["covered_by"] = rows["instance_id"].map(coverage["covered_by"]).where(rows["lifecycle"] != "spot")
+    detail = ev.changes.set_index(changes.index)[["unabsorbed_usd_per_hour", "absorbed_by"]].reindex(rows.index)
+    rows = pd.concat([rows, detail], axis=1)
+    fails = leaving & (
+        rows["net_monthly_savings_usd"]
+        < config.min_discount_pct / 100 * rows["on_demand_hourly_cost"] * HOURS_PER_MONTH
+    )
+    rows["kept_by_commitments"] = fails
+    rows.loc[fails, "action"] = "stay_on_demand"
+    rows.loc[fails, ["target_instance_type", "target_availability_zone_id", "target_market"]] = None
+    rows.loc[fails, "recommended_hourly_cost"] = rows.loc[fails, "current_hourly_cost"]
+    rows["monthly_savings_usd"] = np.where(fails, 0.0, rows["net_monthly_savings_usd"])
+    spot_price = rows.merge(
+        top[["shape_id", "rank", "spot_price"]].rename(columns={"rank": "target_rank"}),
+        on=["shape_id", "target_rank"],
+        how="left",
+    )["spot_price"].to_numpy()
+    rows["commitment_note"] = cm.notes(
+        rows.assign(pool=pool, target_spot_price=spot_price),
+        commitments,
+        config.restart_cost_usd,
+        config.restart_cost_on_demand_hours,
+    )
+    return rows, ev.commitments
+
+
 def _output(rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, config: RecommendConfig) -> pd.DataFrame:
     """The candidates and reason of each row, in the output columns, largest savings first."""
     lists = _candidate_lists(top)
     rows["candidates"] = [lists.get(s, []) for s in rows["shape_id"].tolist()]
-    rows["reason"] = _reasons(rows, config)
+    rows["reason"] = _reasons(rows, config) + rows["commitment_note"]
     rows["model_version"] = model_version
     out = rows.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
     return out[_COLUMNS].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
@@ -536,13 +609,29 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
     ceiling = f"{config.max_p_interruption:.0%}"
 
     def text(
-        action, lifecycle, own_ok, group, n_compatible, n_ok, best, t_type, t_az, rec_cost, cur_cost, od, p, savings
+        action,
+        lifecycle,
+        own_ok,
+        group,
+        n_compatible,
+        n_ok,
+        best,
+        t_type,
+        t_az,
+        rec_cost,
+        cur_cost,
+        od,
+        p,
+        savings,
+        kept,
     ) -> str:
         target = f"{t_type} spot in {t_az}"
         cost = (
             f" at a risk-adjusted ${rec_cost:.4f}/h vs ${cur_cost:.4f}/h now "
             f"(P(interruption/day) {p:.1%}); saves ${savings:,.0f}/month"
         )
+        if action == "stay_on_demand" and kept:
+            return "stays on-demand"
         if action == "stay_on_demand":
             if not n_compatible:
                 return (
@@ -584,6 +673,7 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
         "on_demand_hourly_cost",
         "p_interruption",
         "monthly_savings_usd",
+        "kept_by_commitments",
     ]
     values = [df[c].tolist() for c in cols]
     return pd.Series([text(*row) for row in zip(*values)], index=df.index, dtype=object)

@@ -60,6 +60,11 @@ def record_discovery(session: Session, account: Account, *, succeeded: bool, err
         account.last_discovered_at = utcnow()
 
 
+def validated_account_names(session: Session) -> list[str]:
+    """Every account past `pending` (its credentials were checked once), by name."""
+    return list(session.scalars(select(Account.name).where(Account.status != PENDING).order_by(Account.name)))
+
+
 def by_aws_account_id(session: Session, aws_account_id: str) -> Account | None:
     return session.scalars(select(Account).where(Account.aws_account_id == aws_account_id)).one_or_none()
 

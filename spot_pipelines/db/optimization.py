@@ -66,7 +66,11 @@ class SpotRecommendation(Base):
     current_hourly_cost: Mapped[float] = mapped_column(Float, nullable=False)
     recommended_hourly_cost: Mapped[float] = mapped_column(Float, nullable=False)
     p_interruption: Mapped[float | None] = mapped_column(Float)
-    monthly_savings_usd: Mapped[float] = mapped_column(Float, nullable=False)
+    monthly_savings_usd: Mapped[float] = mapped_column(Float, nullable=False)  # net for actions, 0 for stays
+    # Migration 0007. Against the list on-demand price / against the bill under the pool's commitments.
+    list_monthly_savings_usd: Mapped[float | None] = mapped_column(Float)
+    net_monthly_savings_usd: Mapped[float | None] = mapped_column(Float)
+    commitment_covered_fraction: Mapped[float | None] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     model_version: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=PROPOSED, index=True)
@@ -77,7 +81,7 @@ class SpotRecommendation(Base):
     executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     replacement_instance_id: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
-    realised_hourly_usd: Mapped[float | None] = mapped_column(Float)  # list price of what was launched (0007r)
+    realised_hourly_usd: Mapped[float | None] = mapped_column(Float)  # list price of what was launched (0008)
     realised_price_basis: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_spot_recommendations_account_instance", "account_id", "instance_id"),)
@@ -192,10 +196,26 @@ def reject(session: Session, ids: Iterable[int], *, by: str) -> list[SpotRecomme
 def list_recommendations(
     session: Session, statuses: Sequence[str] | None = None, limit: int = 100
 ) -> list[SpotRecommendation]:
-    stmt = select(SpotRecommendation).order_by(SpotRecommendation.monthly_savings_usd.desc(), SpotRecommendation.id)
+    net = func.coalesce(SpotRecommendation.net_monthly_savings_usd, SpotRecommendation.monthly_savings_usd)
+    stmt = select(SpotRecommendation).order_by(net.desc(), SpotRecommendation.id)
     if statuses:
         stmt = stmt.where(SpotRecommendation.status.in_(list(statuses)))
     return list(session.scalars(stmt.limit(limit)))
+
+
+def covered_stays(session: Session) -> list[SpotRecommendation]:
+    """Proposed rows kept on-demand while a commitment covers the instance: moving it would idle the commitment."""
+    return list(
+        session.scalars(
+            select(SpotRecommendation)
+            .where(
+                SpotRecommendation.status == PROPOSED,
+                SpotRecommendation.action == "stay_on_demand",
+                SpotRecommendation.commitment_covered_fraction > 0,
+            )
+            .order_by(SpotRecommendation.id)
+        )
+    )
 
 
 def approved_for_execution(session: Session, ids: Sequence[int] | None = None) -> list[SpotRecommendation]:

@@ -1,5 +1,5 @@
 """The local AWS emulator for the demo: moto's server on 127.0.0.1 in this process, with
-deterministic resource ids and seeded spot price histories."""
+deterministic resource ids, seeded spot price histories and a stand-in for the commitment APIs moto lacks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from moto.server import ThreadedMotoServer
 
+from spot_pipelines.demo.commitments import emulate_commitments
 from spot_pipelines.demo.ports import free_port
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.demo.workbench import EMULATOR_VARIABLES
@@ -44,7 +45,7 @@ def local_aws(instance_types: list[str], port: int = EMULATOR_PORT) -> Iterator[
     # Same seed, same instance ids: re-running the demo updates rows instead of adding new ones.
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/seed?a={SEED}", method="POST")).read()
     try:
-        with emulate_spot_prices(seed=SEED, instance_types=instance_types):
+        with emulate_spot_prices(seed=SEED, instance_types=instance_types), emulate_commitments():
             yield endpoint
     finally:
         server.stop()

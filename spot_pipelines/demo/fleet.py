@@ -46,7 +46,10 @@ class DemoAccount:
 # - single on-demand instances, one per type and AZ → `move_to_spot`;
 # - a1 (first-generation Graviton): the advisor lists no spot discount for it in us-east-1, so the
 #   on-demand one → `stay_on_demand` and the spot one → `return_to_on_demand`;
-# - spot instances in pools that still qualify are left alone.
+# - spot instances in pools that still qualify are left alone;
+# - payments-prod holds a regional RI for its c5.2xlarge (→ `stay_on_demand`: moving it would leave the RI
+#   idle) and a small Compute Savings Plan whose freed commitment makes net savings differ from list
+#   (demo/commitments.py answers the APIs).
 DEMO_REGION = "us-east-1"
 DEMO_ACCOUNTS = (
     DemoAccount(

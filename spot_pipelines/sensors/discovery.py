@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from spot_pipelines.assets.discovery import discovery_job
 from spot_pipelines.db import accounts
 from spot_pipelines.db.accounts import Account
-from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION, aws_accounts_partitions
+from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION, aws_accounts_partitions, daily_account_runs
 from spot_pipelines.resources.app_database import AppDatabase
 
 BATCH = 1000
@@ -94,14 +94,6 @@ def account_onboarding_sensor(context: dg.SensorEvaluationContext, app_db: AppDa
     description="Re-discovers every validated account each night (active and failed ones alike).",
 )
 def nightly_rediscovery_schedule(context: dg.ScheduleEvaluationContext, app_db: AppDatabase):
-    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))
     with app_db.transaction() as session:
-        names = session.scalars(select(Account.name).where(Account.status != accounts.PENDING).order_by(Account.name))
-        return [
-            dg.RunRequest(
-                run_key=f"rediscover-{name}-{day}", partition_key=name, tags={"spot_pipelines/trigger": "nightly"}
-            )
-            for name in names
-            if name in existing
-        ]
+        names = accounts.validated_account_names(session)
+    return daily_account_runs(context, names, run_key_prefix="rediscover", trigger="nightly")

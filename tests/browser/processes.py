@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -81,11 +81,20 @@ def run_demo(env: dict[str, str], log: Path, timeout_s: float = DEMO_TIMEOUT_S) 
     return output
 
 
-def run_demo_until(env: dict[str, str], log: Path, marker: str, timeout_s: float = DEMO_TIMEOUT_S) -> tuple[int, str]:
-    """Start the demo, send SIGINT (a user's Ctrl-C) as soon as `marker` is printed; returns
+def run_demo_until(
+    env: dict[str, str],
+    log: Path,
+    marker: str,
+    timeout_s: float = DEMO_TIMEOUT_S,
+    *,
+    cmd: list[str] = DEMO_CMD,
+    at_marker: Callable[[], None] = lambda: None,
+) -> tuple[int, str]:
+    """Start the demo (`cmd`), call `at_marker` as soon as `marker` is printed (the demo still
+    running: e.g. use it from another shell), then send SIGINT (a user's Ctrl-C); returns
     (exit code, output)."""
     proc = subprocess.Popen(
-        DEMO_CMD,
+        cmd,
         env=env,
         cwd=env["DAGSTER_HOME"],
         stdout=subprocess.PIPE,
@@ -99,6 +108,7 @@ def run_demo_until(env: dict[str, str], log: Path, marker: str, timeout_s: float
         for line in proc.stdout:
             lines.append(line)
             if marker in line:
+                at_marker()
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
                 break
             if time.monotonic() > deadline:

@@ -247,10 +247,10 @@ def test_a_10000_character_name_is_echoed_short(aws, cli, db_url):
 
 def test_duplicate_account_is_refused_without_touching_it(aws, cli, db_url):
     assert add_keys(cli).exit_code == 0
-    before = accounts(db_url)["dev"].encrypted_secret
+    before = snapshot(db_url)
     out = add_keys(cli, secret="another-secret-that-is-long")
     assert out.exit_code == 1 and "already exists" in out.output
-    assert accounts(db_url)["dev"].encrypted_secret == before
+    assert snapshot(db_url) == before  # every column: the secret, status, timestamps, regions
 
 
 def test_remove_deletes_the_account_and_its_instances(aws, cli, db_url):

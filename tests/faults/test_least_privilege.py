@@ -1,7 +1,7 @@
 """Least privilege: the AWS actions the code calls, recorded with a botocore event hook on every
 client while the main code paths run against moto, equal deploy/iam-policy.json exactly — per
 identity: the platform's own (market data, the interruption queue, assuming account roles), the
-per-account read role (validation and discovery), and the account's execution permissions
+per-account read role (validation, discovery and commitments), and the account's execution permissions
 (execute_approved_recommendations). The README includes that JSON."""
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
 
+from spot_pipelines.assets.commitments import aws_commitments
 from spot_pipelines.assets.market_data import spot_price_history
 from spot_pipelines.cli import main
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.clock import utc_today
+from spot_pipelines.demo.commitments import emulate_commitments
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
+from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.settings import PROJECT_ROOT
@@ -134,6 +137,16 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     assert out.exit_code == 0, out.output
     for name in ("dev", "prodrole"):
         assert discover(sqlite_url, encryption_key, name=name).success
+    # Commitments of the role-based account (moto has none of these APIs: the local stand-in answers them).
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prodrole"])
+    with emulate_commitments():
+        assert dg.materialize(
+            [aws_commitments],
+            partition_key="prodrole",
+            instance=instance,
+            resources={"app_db": AppDatabase(url=sqlite_url), "vault": CredentialVault(encryption_key=encryption_key)},
+        ).success
 
     # --- the platform identity: market data and the interruption queue
     recorder.phase = PLATFORM

@@ -1,7 +1,7 @@
 """execution: the realised hourly price of an executed recommendation's replacement
 
-Revision ID: 0007r
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02
 
 `realised_hourly_usd` is the stored list price of what was launched (the spot price in force for its
@@ -12,8 +12,8 @@ type and AZ ID at execution, or its on-demand price), NULL when that input is mi
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007r"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
