@@ -454,9 +454,15 @@ def _launch_spec(run: _Run, instance: dict[str, Any], subnet_id: str) -> _Spec:
 
 def _registrations(run: _Run, instance: dict[str, Any]) -> list[dict[str, Any]]:
     """The ELBv2 target groups (instance targets in the source's VPC) the source is registered in."""
-    groups = run.read("DescribeTargetGroups", {}, run.elbv2.describe_target_groups, service="elbv2")
+    groups, params = [], {}
+    while True:  # every page: a registration missed here would be dropped when the source retires
+        page = run.read("DescribeTargetGroups", params, run.elbv2.describe_target_groups, service="elbv2")
+        groups += page.get("TargetGroups", [])
+        if not page.get("NextMarker"):
+            break
+        params = {"Marker": page["NextMarker"]}
     found = []
-    for group in groups.get("TargetGroups", []):
+    for group in groups:
         if group.get("TargetType", "instance") != "instance" or group.get("VpcId") != instance.get("VpcId"):
             continue
         arn = group["TargetGroupArn"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -16,7 +17,6 @@ from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.support.aws_fakes import ec2_error_response
 from tests.support.seed import add_instances, add_keys_account, add_recommendation
 
 REGION = "us-east-1"
@@ -58,6 +58,17 @@ def launch(count: int = 1, itype: str = "m5.large", tags: dict | None = None, **
         **kwargs,
     )
     return out["Instances"]
+
+
+def refuse(code: str, status: int = 400):
+    """A `before-call` handler answering with an AWS error: the request never reaches moto (a
+    `before-send` answer would, and moto would still carry the request out)."""
+
+    def handler(**_):
+        http = AWSResponse("https://injected.invalid/", status, {}, None)
+        return http, {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    return handler
 
 
 def ec2_state(instance_id: str) -> dict:
@@ -191,10 +202,8 @@ def test_credentials_without_run_instances_fail_clearly_and_touch_nothing(aws, s
 
     def denied_client(self, session, service, region=None):
         client = real_client(self, session, service, region)
-        client.meta.events.register(
-            "before-send.ec2.RunInstances",
-            lambda **_: ec2_error_response("UnauthorizedOperation", 403, "You are not authorized"),
-        )
+        # before-call: the request never reaches moto (which would launch on a before-send answer).
+        client.meta.events.register("before-call.ec2.RunInstances", refuse("UnauthorizedOperation", 403))
         return client
 
     monkeypatch.setattr(CredentialVault, "client", denied_client)
@@ -205,6 +214,7 @@ def test_credentials_without_run_instances_fail_clearly_and_touch_nothing(aws, s
     assert "the credentials lack permission for ec2:RunInstances (UnauthorizedOperation)" in rec.error
     assert "nothing was launched and the old instance is untouched" in rec.error
     assert ec2_state(old)["State"]["Name"] == "running"
+    assert len(boto3.client("ec2", region_name=REGION).describe_instances()["Reservations"]) == 1  # none launched
     assert [(c.operation, c.outcome) for c in audit(sqlite_url, rec_id)] == READS + [
         ("DescribeInstances", "succeeded"),
         ("RunInstances", "failed"),

@@ -7,8 +7,9 @@ import base64
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
-from spot_pipelines.core.execution import eligibility
+from spot_pipelines.core.execution import RecommendationView, eligibility, execute
 from spot_pipelines.resources.credential_vault import CredentialVault
 from tests.execution.test_execution import REGION, ROOT, audit, ec2_state, rec_rows, run_job, setup_fleet
 
@@ -186,3 +187,35 @@ def test_a_data_volume_is_refused_with_the_reason_in_dry_run_too(aws, sqlite_url
     assert rec.error.startswith(f"dry-run: instance {old} is not replaceable: data volume(s) vol-")
     assert "at /dev/sdf would be left behind" in rec.error
     assert [c.operation for c in audit(sqlite_url, rec_id)] == ["DescribeInstances"]
+
+
+def test_target_groups_are_read_page_by_page():
+    """A registration on a later page of DescribeTargetGroups still moves (it would be dropped otherwise)."""
+    keys = {"region_name": REGION, "aws_access_key_id": "x", "aws_secret_access_key": "y"}
+    ec2, elb = boto3.client("ec2", **keys), boto3.client("elbv2", **keys)
+    iid = "i-0123456789abcdef0"
+    instance = {**instance_with(InstanceId=iid), "InstanceType": "m5.large", "State": {"Name": "running"}}
+    instance.update(ImageId="ami-12345678", SubnetId="subnet-1", VpcId="vpc-1")
+    view = RecommendationView(
+        7, "prod", iid, REGION, "m5.large", "on-demand", "move_to_spot", "m6i.large", None, "spot"
+    )
+    arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/1"
+    with Stubber(ec2) as e, Stubber(elb) as lb:
+        e.add_response("describe_instances", {"Reservations": [{"Instances": [instance]}]})
+        e.add_response("describe_instance_attribute", {"DisableApiTermination": {"Value": False}})
+        e.add_response("describe_instance_attribute", {})
+        e.add_response("describe_volumes", {"Volumes": [{"Size": 8, "VolumeType": "gp3", "Iops": 3000}]})
+        e.add_response("describe_addresses", {"Addresses": []})
+        lb.add_response("describe_target_groups", {"TargetGroups": [], "NextMarker": "page-2"}, {})
+        group = {"TargetGroupArn": arn, "TargetType": "instance", "VpcId": "vpc-1", "Port": 80}
+        lb.add_response("describe_target_groups", {"TargetGroups": [group]}, {"Marker": "page-2"})
+        target = {"Target": {"Id": iid, "Port": 80}, "TargetHealth": {"State": "healthy"}}
+        lb.add_response("describe_target_health", {"TargetHealthDescriptions": [target]}, {"TargetGroupArn": arn})
+        for _ in range(2):  # the DryRun probes of RunInstances and TerminateInstances
+            e.add_client_error("run_instances" if _ == 0 else "terminate_instances", "DryRunOperation", "ok", 412)
+        out = execute(ec2, view, dry_run=True, elbv2=elb)
+        e.assert_no_pending_responses()
+        lb.assert_no_pending_responses()
+    assert out.verdict == "replaceable", out.error
+    planned = [(c.operation, c.params) for c in out.calls if c.outcome == "planned"]
+    assert ("DeregisterTargets", {"TargetGroupArn": arn, "Targets": [{"Id": iid, "Port": 80}]}) in planned

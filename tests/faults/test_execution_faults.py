@@ -14,7 +14,6 @@ from datetime import timedelta
 import boto3
 import dagster as dg
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.db import optimization as opt
@@ -23,7 +22,7 @@ from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 from spot_pipelines.sensors.execution import STUCK_AFTER, execution_reconciler_sensor
 from spot_pipelines.settings import PROJECT_ROOT
-from tests.execution.test_execution import REGION, audit, ec2_state, rec_rows, run_job, setup_fleet
+from tests.execution.test_execution import REGION, audit, ec2_state, rec_rows, refuse, run_job, setup_fleet
 from tests.faults.test_concurrency import CHILD_PYTHONPATH
 
 LIVE = ("pending", "running")
@@ -32,17 +31,6 @@ LIVE = ("pending", "running")
 @pytest.fixture
 def vault(encryption_key):
     return CredentialVault(encryption_key=encryption_key, max_attempts=2)
-
-
-def refuse(code: str, status: int = 400):
-    """A `before-call` handler answering with an error: the request never reaches moto (a `before-send`
-    answer would, and moto would still carry it out)."""
-
-    def handler(**_):
-        http = AWSResponse("https://injected.invalid/", status, {}, None)
-        return http, {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}}
-
-    return handler
 
 
 def inject(monkeypatch, event: str, handler) -> None:
