@@ -526,6 +526,13 @@ def _adopted(run: _Run) -> dict[str, Any] | None:
 
 def reconcile(ec2, rec: RecommendationView, record: Callable[[Call], None] = lambda call: None) -> Outcome:
     """Settle a row a killed run left `executing`, from what EC2 says now (read calls only)."""
+    if (rec.group_key or "").startswith(ASG_TAG + "="):  # a group plan launches nothing to look for
+        return Outcome(
+            "failed",
+            error=f"reconciled after the run stopped mid-execution: needs an operator: whether the group plan "
+            f"reached {rec.group_key} is unknown; compare the group with `spot-pipelines recommendations show "
+            f"{rec.id}` (revert-group puts the previous configuration back)",
+        )
     run = _Run(ec2, None, rec, record, dry_run=False)
     try:
         replacements = _tagged(run, ["pending", "running", "stopping", "stopped", "shutting-down", "terminated"])

@@ -90,3 +90,14 @@ def test_a_row_executing_for_less_than_the_timeout_is_left_alone(aws, sqlite_url
     mark_executing(sqlite_url, rec_id, utcnow() - STUCK_AFTER + timedelta(minutes=5))
     assert tick(sqlite_url, vault) == "0 stuck, none settled"
     assert rec_rows(sqlite_url)[rec_id].status == "executing" and not audit(sqlite_url, rec_id)
+
+
+def test_a_stuck_group_plan_is_handed_to_an_operator_not_guessed(aws, sqlite_url, vault):
+    _, (old,), (rec_id,) = setup_fleet(sqlite_url, vault)
+    mark_executing(sqlite_url, rec_id, utcnow() - STUCK_AFTER - timedelta(minutes=1))
+    with session_factory(sqlite_url)() as session, session.begin():
+        session.get(opt.SpotRecommendation, rec_id).group_key = "aws:autoscaling:groupName=web"
+    assert tick(sqlite_url, vault) == f"settled {rec_id}: failed"
+    row = rec_rows(sqlite_url)[rec_id]
+    assert "needs an operator: whether the group plan reached aws:autoscaling:groupName=web is unknown" in row.error
+    assert ec2_state(old)["State"]["Name"] == "running"  # the member itself is not the plan's to retire
