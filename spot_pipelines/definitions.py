@@ -24,6 +24,7 @@ from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.sensors.automation import spot_pipelines_automation_sensor
 from spot_pipelines.sensors.commitments import daily_commitments_schedule
 from spot_pipelines.sensors.discovery import account_onboarding_sensor, nightly_rediscovery_schedule
+from spot_pipelines.sensors.execution import execution_reconciler_sensor
 from spot_pipelines.sensors.health import (
     component_health_schedule,
     run_failure_alert_sensor,
@@ -70,6 +71,7 @@ defs = dg.Definitions(
         run_failure_alert_sensor,
         unretried_failure_alert_sensor,
         spot_pipelines_automation_sensor,
+        execution_reconciler_sensor,
     ],
     schedules=[
         nightly_rediscovery_schedule,

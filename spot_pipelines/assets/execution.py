@@ -11,9 +11,8 @@ import dagster as dg
 
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
-from spot_pipelines.core.execution import Outcome, RecommendationView, execute
+from spot_pipelines.core.execution import ASG_TAG, Outcome, RecommendationView, WaitPolicy, apply_group_plan, execute
 from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.accounts import Account
@@ -24,24 +23,11 @@ from spot_pipelines.resources.credential_vault import CredentialVault
 class ExecuteConfig(dg.Config):
     dry_run: bool = True
     recommendation_ids: list[int] = []
-    retire: str = "terminate"  # or "stop": keep the old instance's volumes around
+    retire: str = "terminate"  # or "stop": keep an on-demand source's volumes around (spot sources terminate)
+    health_timeout_seconds: float = 600.0  # the replacement's time to pass status and target-group checks
+    health_poll_seconds: float = 15.0
     stop_on_failure: bool = True
     max_recommendations: int = 50
-
-
-def _view(rec: opt.SpotRecommendation, account: Account) -> RecommendationView:
-    return RecommendationView(
-        id=rec.id,
-        account_name=account.name,
-        instance_id=rec.instance_id,
-        region=rec.region,
-        current_instance_type=rec.current_instance_type,
-        current_lifecycle=rec.current_lifecycle,
-        action=rec.action,
-        target_instance_type=rec.target_instance_type,
-        target_availability_zone_id=rec.target_availability_zone_id,
-        target_market=rec.target_market,
-    )
 
 
 @dg.op(
@@ -59,7 +45,7 @@ def execute_approved(
     summary: list[dict] = []
     failures = 0
     for rec in batch:
-        outcome = _execute_one(context, app_db, vault, rec.id, dry_run=config.dry_run, retire=config.retire)
+        outcome = _execute_one(context, app_db, vault, rec.id, config)
         summary.append(_summary_row(rec, outcome))
         if outcome.status == opt.FAILED:
             failures += 1
@@ -85,7 +71,7 @@ def execute_approved(
     return dg.Output(value={"processed": len(summary)}, metadata=metadata)
 
 
-SUMMARY_COLUMNS = ["id", "instance_id", "action", "target", "status", "replacement", "calls", "error"]
+SUMMARY_COLUMNS = ["id", "instance_id", "action", "target", "status", "verdict", "replacement", "calls", "error"]
 
 
 def _summary_row(rec: opt.SpotRecommendation, outcome: Outcome) -> dict:
@@ -95,6 +81,7 @@ def _summary_row(rec: opt.SpotRecommendation, outcome: Outcome) -> dict:
         "action": rec.action,
         "target": rec.target_instance_type,
         "status": outcome.status,
+        "verdict": outcome.verdict,
         "replacement": outcome.replacement_instance_id,
         "error": outcome.error,
         "calls": len(outcome.calls),
@@ -123,35 +110,28 @@ def _approved(app_db: AppDatabase, recommendation_ids: list[int]) -> list:
     return approved
 
 
-def _execute_one(
-    context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, *, dry_run: bool, retire: str
-) -> Outcome:
-    run_id = context.run_id
+def _execute_one(context, app_db: AppDatabase, vault: CredentialVault, rec_id: int, config: ExecuteConfig) -> Outcome:
+    run_id, dry_run = context.run_id, config.dry_run
     with app_db.transaction() as session:
         rec = session.get(opt.SpotRecommendation, rec_id, with_for_update=True)
         if rec is None or rec.status != opt.APPROVED:  # changed since the batch was read
             return Outcome(status=rec.status if rec else "missing", error=None)
         account = session.get(Account, rec.account_id)
-        view = _view(rec, account)
+        view = execution_rows.recommendation_view(rec, account)
         if not dry_run:
             rec.status, rec.status_changed_at = opt.EXECUTING, utcnow()
-    try:
-        ec2 = vault.client(vault.session_for(account), "ec2", view.region)
-    except CredentialError as exc:
-        outcome = Outcome(status=opt.FAILED, error=str(exc))
-    else:
-        outcome = None
 
     def record(call) -> None:
         # Each call is committed as it completes: a crash still leaves what really happened.
         with app_db.transaction() as s:
             execution_rows.record_call(s, rec_id, run_id, dry_run, call)
 
-    if outcome is None:
-        try:
-            outcome = execute(ec2, view, dry_run=dry_run, retire=retire, record=record)
-        except Exception as exc:  # a bug must not leave the row `executing`
-            outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
+    try:
+        outcome = _act(vault, account, view, config, record)
+    except CredentialError as exc:
+        outcome = Outcome(status=opt.FAILED, error=str(exc))
+    except Exception as exc:  # a bug must not leave the row `executing`
+        outcome = Outcome(status=opt.FAILED, error=f"unexpected {type(exc).__name__}: {exc}")
     if dry_run:
         if outcome.status == opt.FAILED:
             with app_db.transaction() as session:
@@ -159,7 +139,7 @@ def _execute_one(
         return outcome  # a dry run changes no status and no inventory
     try:
         with app_db.transaction() as session:
-            _finish(session, rec_id, outcome, retire)
+            execution_rows.record_outcome(session, rec_id, outcome)
     except Exception as exc:  # the EC2 calls are done: the row must say so, never claim a clean success
         outcome = Outcome(
             status=opt.FAILED,
@@ -168,23 +148,21 @@ def _execute_one(
             error=_not_recorded(outcome, exc),
         )
         with app_db.transaction() as session:  # if this fails too, the row stays `executing`
-            _finish(session, rec_id, outcome, retire)
+            execution_rows.record_outcome(session, rec_id, outcome)
     return outcome
 
 
-def _finish(session, rec_id: int, outcome: Outcome, retire: str) -> None:
-    """One transaction: the row's final status, and the inventory as EC2 now has it (so the next
-    spot_recommendations neither proposes the replaced instance again nor mistakes the new one)."""
-    rec = session.get(opt.SpotRecommendation, rec_id)
-    now = utcnow()
-    rec.status, rec.status_changed_at, rec.error = outcome.status, now, outcome.error
-    rec.replacement_instance_id = outcome.replacement_instance_id
-    if outcome.replacement is not None:
-        inventory.record_launched(session, rec.account_id, outcome.replacement, seen_at=now)
-    if outcome.status == opt.EXECUTED:
-        rec.executed_at = now
-        inventory.mark_retired(session, rec.account_id, rec.instance_id, retire, at=now)
-        opt.supersede_for_replaced(session, rec, now)
+def _act(vault: CredentialVault, account: Account, view: RecommendationView, config: ExecuteConfig, record) -> Outcome:
+    """A group member changes its Auto Scaling group's instance mix; any other instance is replaced."""
+    session = vault.session_for(account)
+    if (view.group_key or "").startswith(ASG_TAG + "="):
+        autoscaling = vault.client(session, "autoscaling", view.region)
+        group = view.group_key.split("=", 1)[1]
+        types = [view.target_instance_type, *view.candidate_types]
+        return apply_group_plan(autoscaling, view, group, types, dry_run=config.dry_run, record=record)
+    ec2, elbv2 = vault.client(session, "ec2", view.region), vault.client(session, "elbv2", view.region)
+    wait = WaitPolicy(timeout_seconds=config.health_timeout_seconds, poll_seconds=config.health_poll_seconds)
+    return execute(ec2, view, dry_run=config.dry_run, retire=config.retire, record=record, elbv2=elbv2, wait=wait)
 
 
 def _not_recorded(outcome: Outcome, exc: Exception) -> str:

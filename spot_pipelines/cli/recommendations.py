@@ -7,10 +7,14 @@ import getpass
 import click
 
 from spot_pipelines.cli import Group
+from spot_pipelines.cli.keys import encryption_key
 from spot_pipelines.core.errors import SpotPipelinesError
+from spot_pipelines.core.execution import ASG_TAG, node_pool_snippet, revert_group_plan
 from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
+from spot_pipelines.db.accounts import Account
 from spot_pipelines.resources.app_database import AppDatabase
+from spot_pipelines.resources.credential_vault import CredentialVault
 
 
 def _operator(by: str | None) -> str:
@@ -90,6 +94,7 @@ def show_cmd(rec_id: int) -> None:
                 f"  candidate {c['instance_type']} in {c['availability_zone_id']}: spot ${c['spot_price']}/h, "
                 f"P(int.) {c['p_interruption']}, risk-adjusted ${c['risk_adjusted_hourly_cost']}/h"
             )
+        _echo_group_plan(rec)
         if rec.error:
             click.echo(f"error: {rec.error}")
         for a in execution_rows.actions_for(session, rec.id):
@@ -97,6 +102,58 @@ def show_cmd(rec_id: int) -> None:
                 f"  {a.started_at:%Y-%m-%d %H:%M:%S} {'dry-run ' if a.dry_run else ''}{a.operation} "
                 f"{a.outcome}{': ' + a.error if a.error else ''}"
             )
+
+
+def _group_types(rec: opt.SpotRecommendation) -> list[str]:
+    return list(dict.fromkeys([rec.target_instance_type, *(c["instance_type"] for c in rec.candidates or [])]))
+
+
+def _echo_group_plan(rec: opt.SpotRecommendation) -> None:
+    """A group member's plan: the Auto Scaling change the job applies, or the node-pool artifact its owner applies."""
+    if not rec.group_key or not rec.target_instance_type:
+        return
+    tag, name = rec.group_key.split("=", 1)
+    if tag == ASG_TAG:
+        click.echo(
+            f"group plan: UpdateAutoScalingGroup {name} MixedInstancesPolicy, overrides "
+            f"{', '.join(_group_types(rec))}, price-capacity-optimized (execute_approved_recommendations applies "
+            f"it, dry-run by default; `spot-pipelines recommendations revert-group {rec.id}` undoes it)"
+        )
+    else:
+        click.echo("artifact (for the group's owner to apply):")
+        click.echo(node_pool_snippet(tag, name, _group_types(rec)).rstrip())
+
+
+@recommendations.command("revert-group")
+@click.argument("rec_id", type=int)
+@click.option("--apply", "apply_", is_flag=True, help="Make the change (default: dry-run, record the call only).")
+def revert_group_cmd(rec_id: int, apply_: bool) -> None:
+    """Put an Auto Scaling group's previous configuration back (from the executed plan's audit row)."""
+    db = AppDatabase()
+    with db.transaction() as session:
+        rec = session.get(opt.SpotRecommendation, rec_id)
+        if rec is None or not (rec.group_key or "").startswith(ASG_TAG + "="):
+            raise SpotPipelinesError(f"recommendation {rec_id} is not an Auto Scaling group plan")
+        applied = [
+            a
+            for a in execution_rows.actions_for(session, rec_id)
+            if a.operation == "UpdateAutoScalingGroup" and a.outcome == "succeeded" and not a.dry_run
+        ]
+        if not applied:
+            raise SpotPipelinesError(f"recommendation {rec_id}: no applied UpdateAutoScalingGroup to revert")
+        previous, account = applied[0].before_state, session.get(Account, rec.account_id)
+        view = execution_rows.recommendation_view(rec, account)
+    vault = CredentialVault(encryption_key=encryption_key(db))
+    client = vault.client(vault.session_for(account), "autoscaling", view.region)
+
+    def record(call) -> None:
+        with db.transaction() as s:
+            execution_rows.record_call(s, rec_id, "cli:revert-group", not apply_, call)
+
+    out = revert_group_plan(client, view, rec.group_key.split("=", 1)[1], previous, dry_run=not apply_, record=record)
+    if out.status == opt.FAILED:
+        raise SpotPipelinesError(out.error)
+    click.echo(f"{'reverted' if apply_ else 'dry-run: would revert'} {rec.group_key} to {previous}")
 
 
 @recommendations.command("approve")

@@ -81,6 +81,8 @@ class SpotRecommendation(Base):
     executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     replacement_instance_id: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
+    realised_hourly_usd: Mapped[float | None] = mapped_column(Float)  # list price of what was launched (0008)
+    realised_price_basis: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_spot_recommendations_account_instance", "account_id", "instance_id"),)
 

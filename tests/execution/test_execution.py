@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -16,10 +17,19 @@ from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.engine import session_factory
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
-from tests.support.aws_fakes import ec2_error_response
 from tests.support.seed import add_instances, add_keys_account, add_recommendation
 
 REGION = "us-east-1"
+ROOT = "/dev/xvda"  # the bundled AMI's root device (moto would otherwise attach the root at /dev/sda1)
+# The reads of every run: the source, its termination protection and UserData, root volume, EIP, target groups.
+READS = [
+    ("DescribeInstances", "succeeded"),
+    ("DescribeInstanceAttribute", "succeeded"),
+    ("DescribeInstanceAttribute", "succeeded"),
+    ("DescribeVolumes", "succeeded"),
+    ("DescribeAddresses", "succeeded"),
+    ("DescribeTargetGroups", "succeeded"),
+]
 
 
 @pytest.fixture
@@ -27,12 +37,12 @@ def vault(encryption_key):
     return CredentialVault(encryption_key=encryption_key, max_attempts=2)
 
 
-def launch(count: int = 1, itype: str = "m5.large", tags: dict | None = None) -> list[dict]:
+def launch(count: int = 1, itype: str = "m5.large", tags: dict | None = None, **extra) -> list[dict]:
     ec2 = boto3.client("ec2", region_name=REGION)
     image = "ami-760aaa0f"  # moto's bundled Amazon Linux AMI (describe_images is slow in moto)
     subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
     sg = ec2.create_security_group(GroupName=f"web-{itype}-{count}", Description="web")["GroupId"]
-    kwargs = {}
+    kwargs = {"BlockDeviceMappings": [{"DeviceName": ROOT, "Ebs": {"VolumeSize": 8, "VolumeType": "gp2"}}], **extra}
     if tags:
         kwargs["TagSpecifications"] = [
             {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
@@ -50,15 +60,26 @@ def launch(count: int = 1, itype: str = "m5.large", tags: dict | None = None) ->
     return out["Instances"]
 
 
+def refuse(code: str, status: int = 400):
+    """A `before-call` handler answering with an AWS error: the request never reaches moto (a
+    `before-send` answer would, and moto would still carry the request out)."""
+
+    def handler(**_):
+        http = AWSResponse("https://injected.invalid/", status, {}, None)
+        return http, {"Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+    return handler
+
+
 def ec2_state(instance_id: str) -> dict:
     ec2 = boto3.client("ec2", region_name=REGION)
     found = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     return found
 
 
-def setup_fleet(url, vault, count=1, tags=None):
+def setup_fleet(url, vault, count=1, tags=None, itype="m5.large", target="m6i.large", **launch_kwargs):
     boto3.client("ec2", region_name=REGION).create_key_pair(KeyName="ops") if count else None
-    launched = launch(count, tags=tags)
+    launched = launch(count, itype, tags=tags, **launch_kwargs)
     account_id = add_keys_account(url, vault)
     az_id = boto3.client("ec2", region_name=REGION).describe_availability_zones(
         ZoneNames=[launched[0]["Placement"]["AvailabilityZone"]]
@@ -69,7 +90,7 @@ def setup_fleet(url, vault, count=1, tags=None):
         [
             {
                 "instance_id": i["InstanceId"],
-                "instance_type": "m5.large",
+                "instance_type": itype,
                 "availability_zone": i["Placement"]["AvailabilityZone"],
                 "availability_zone_id": az_id,
                 "tags": tags or {},
@@ -77,7 +98,10 @@ def setup_fleet(url, vault, count=1, tags=None):
             for i in launched
         ],
     )
-    recs = [add_recommendation(url, account_id, i["InstanceId"], az_id=az_id) for i in launched]
+    recs = [
+        add_recommendation(url, account_id, i["InstanceId"], az_id=az_id, current=itype, target=target)
+        for i in launched
+    ]
     return account_id, [i["InstanceId"] for i in launched], recs
 
 
@@ -107,18 +131,22 @@ def test_dry_run_is_the_default_and_records_the_exact_calls(aws, sqlite_url, vau
     assert ec2_state(old)["State"]["Name"] == "running"
     assert len(boto3.client("ec2", region_name=REGION).describe_instances()["Reservations"]) == 1
     calls = audit(sqlite_url, rec_id)
-    assert [(c.operation, c.outcome, c.dry_run) for c in calls] == [
-        ("DescribeInstances", "succeeded", True),
-        ("RunInstances", "planned", True),
-        ("TerminateInstances", "planned", True),
+    assert all(c.dry_run for c in calls)
+    assert [(c.operation, c.outcome) for c in calls] == READS + [
+        ("RunInstances", "succeeded"),  # DryRun=True: the permission is there
+        ("TerminateInstances", "succeeded"),
+        ("RunInstances", "planned"),
+        ("TerminateInstances", "planned"),
     ]
-    run = calls[1].params
+    assert calls[6].params["DryRun"] is True and calls[6].after_state == {"permitted": True}
+    assert "DryRun" not in calls[8].params
+    run = calls[8].params
     assert run["InstanceType"] == "m6i.large" and run["KeyName"] == "ops"
     assert run["InstanceMarketOptions"]["MarketType"] == "spot"
     assert run["SubnetId"] == ec2_state(old)["SubnetId"] and run["ClientToken"] == f"spot-pipelines-rec-{rec_id}"
     assert {"Key": "spot-pipelines:replaces", "Value": old} in run["TagSpecifications"][0]["Tags"]
-    assert calls[1].before_state["InstanceType"] == "m5.large"
-    assert calls[2].params == {"InstanceIds": [old]}
+    assert calls[8].before_state["InstanceType"] == "m5.large"
+    assert calls[9].params == {"InstanceIds": [old]}
 
 
 def test_live_run_replaces_the_instance_with_spot_and_audits_before_and_after(aws, db_url, vault):
@@ -134,19 +162,22 @@ def test_live_run_replaces_the_instance_with_spot_and_audits_before_and_after(aw
     assert ec2_state(old)["State"]["Name"] in ("shutting-down", "terminated")
     calls = audit(db_url, rec_id)
     # moto's RunInstances answer lacks the AZ ID: the new instance is read back for the inventory.
-    assert [(c.operation, c.outcome, c.dry_run) for c in calls] == [
-        ("DescribeInstances", "succeeded", False),
-        ("RunInstances", "succeeded", False),
-        ("TerminateInstances", "succeeded", False),
-        ("DescribeInstances", "succeeded", False),
-        ("DescribeSubnets", "succeeded", False),
+    assert not any(c.dry_run for c in calls)
+    assert [(c.operation, c.outcome) for c in calls] == READS + [
+        ("DescribeInstances", "succeeded"),  # no live replacement of an earlier, interrupted run
+        ("RunInstances", "succeeded"),
+        ("DescribeInstanceStatus", "succeeded"),  # launch before terminate: the new one passed its checks
+        ("TerminateInstances", "succeeded"),
+        ("DescribeInstances", "succeeded"),
+        ("DescribeSubnets", "succeeded"),
     ]
-    assert calls[1].after_state["InstanceId"] == rec.replacement_instance_id
-    assert calls[2].after_state["ReplacedBy"] == rec.replacement_instance_id
-    assert calls[3].params == {"InstanceIds": [rec.replacement_instance_id]}
+    assert calls[7].after_state["InstanceId"] == rec.replacement_instance_id
+    assert calls[8].after_state["statuses"][0] == {"State": "running", "InstanceStatus": "ok", "SystemStatus": "ok"}
+    assert calls[9].after_state["ReplacedBy"] == rec.replacement_instance_id
+    assert calls[10].params == {"InstanceIds": [rec.replacement_instance_id]}
     # Executed rows are never executed twice.
     again = run_job(db_url, vault, dry_run=False)
-    assert again.success and len(audit(db_url, rec_id)) == 5
+    assert again.success and len(audit(db_url, rec_id)) == len(calls)
 
 
 def test_failure_mid_batch_leaves_every_row_truthful(aws, sqlite_url, vault, monkeypatch):
@@ -171,10 +202,8 @@ def test_credentials_without_run_instances_fail_clearly_and_touch_nothing(aws, s
 
     def denied_client(self, session, service, region=None):
         client = real_client(self, session, service, region)
-        client.meta.events.register(
-            "before-send.ec2.RunInstances",
-            lambda **_: ec2_error_response("UnauthorizedOperation", 403, "You are not authorized"),
-        )
+        # before-call: the request never reaches moto (which would launch on a before-send answer).
+        client.meta.events.register("before-call.ec2.RunInstances", refuse("UnauthorizedOperation", 403))
         return client
 
     monkeypatch.setattr(CredentialVault, "client", denied_client)
@@ -185,7 +214,8 @@ def test_credentials_without_run_instances_fail_clearly_and_touch_nothing(aws, s
     assert "the credentials lack permission for ec2:RunInstances (UnauthorizedOperation)" in rec.error
     assert "nothing was launched and the old instance is untouched" in rec.error
     assert ec2_state(old)["State"]["Name"] == "running"
-    assert [(c.operation, c.outcome) for c in audit(sqlite_url, rec_id)] == [
+    assert len(boto3.client("ec2", region_name=REGION).describe_instances()["Reservations"]) == 1  # none launched
+    assert [(c.operation, c.outcome) for c in audit(sqlite_url, rec_id)] == READS + [
         ("DescribeInstances", "succeeded"),
         ("RunInstances", "failed"),
     ]
@@ -202,6 +232,8 @@ def test_unauthorized_run_instances_with_a_stubbed_client():
         "ImageId": "ami-12345678",
         "SubnetId": "subnet-1",
         "Placement": {"AvailabilityZone": "us-east-1a"},
+        "RootDeviceName": ROOT,
+        "BlockDeviceMappings": [{"DeviceName": ROOT, "Ebs": {"VolumeId": "vol-1"}}],
     }
     view = RecommendationView(
         id=1,
@@ -221,6 +253,24 @@ def test_unauthorized_run_instances_with_a_stubbed_client():
             {"Reservations": [{"Instances": [instance]}]},
             {"InstanceIds": [instance["InstanceId"]]},
         )
+        for attribute, answer in (
+            ("disableApiTermination", {"DisableApiTermination": {"Value": False}}),
+            ("userData", {}),
+        ):
+            stub.add_response(
+                "describe_instance_attribute", answer, {"InstanceId": instance["InstanceId"], "Attribute": attribute}
+            )
+        volume = {
+            "VolumeId": "vol-1",
+            "Size": 50,
+            "VolumeType": "io2",
+            "Iops": 5000,
+            "Encrypted": True,
+            "KmsKeyId": "k",
+        }
+        stub.add_response("describe_volumes", {"Volumes": [volume]}, {"VolumeIds": ["vol-1"]})
+        stub.add_response("describe_addresses", {"Addresses": []})
+        stub.add_response("describe_instances", {"Reservations": []})  # no replacement of an earlier run
         stub.add_client_error(
             "run_instances",
             service_error_code="UnauthorizedOperation",
@@ -231,7 +281,20 @@ def test_unauthorized_run_instances_with_a_stubbed_client():
         stub.assert_no_pending_responses()
     assert outcome.status == "failed"
     assert outcome.error.startswith("account 'prod': the credentials lack permission for ec2:RunInstances")
-    assert [c.operation for c in outcome.calls] == ["DescribeInstances", "RunInstances"]
+    assert [c.operation for c in outcome.calls][-3:] == ["DescribeAddresses", "DescribeInstances", "RunInstances"]
+    assert outcome.calls[-1].params["BlockDeviceMappings"] == [
+        {
+            "DeviceName": ROOT,
+            "Ebs": {
+                "VolumeSize": 50,
+                "VolumeType": "io2",
+                "DeleteOnTermination": True,
+                "Iops": 5000,
+                "Encrypted": True,
+                "KmsKeyId": "k",
+            },
+        }
+    ]
 
 
 def test_group_managed_instances_are_not_replaced_behind_the_groups_back(aws, sqlite_url, vault):
@@ -241,6 +304,7 @@ def test_group_managed_instances_are_not_replaced_behind_the_groups_back(aws, sq
     rec = rec_rows(sqlite_url)[rec_id]
     assert rec.status == "failed" and "managed by aws:autoscaling:groupName=web" in rec.error
     assert ec2_state(old)["State"]["Name"] == "running"
+    assert [c.operation for c in audit(sqlite_url, rec_id)] == ["DescribeInstances"]  # refused before any change
 
 
 def test_job_refuses_unknown_or_unapproved_ids(aws, sqlite_url, vault):

@@ -74,6 +74,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_line(f"{'TOTAL (' + str(len(_REPORT)) + ' faults)':<{width}}  " + "  ".join(f"{v:>12}" for v in totals))
 
 
+# --- moto as a server: child processes reach it through AWS_ENDPOINT_URL
+
+
+@pytest.fixture
+def moto_server(monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    import requests
+
+    requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=30).raise_for_status()  # moto's state is global
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
 # --- a private Postgres cluster ---------------------------------------------------------------
 
 PG_BIN = Path(os.environ.get("PG_BIN", "")) if os.environ.get("PG_BIN") else None

@@ -18,7 +18,6 @@ import pytest
 
 import spot_pipelines.assets.discovery as discovery_asset
 from spot_pipelines.db import market_data as market
-from spot_pipelines.demo.ports import free_port
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.settings import PROJECT_ROOT
 from tests.faults.helpers import add_keys_account, discover, duplicates, failure_text, stored_instances
@@ -123,21 +122,6 @@ with dg.DagsterInstance.get() as instance:
     discover(sys.argv[1], sys.argv[2], instance=instance)
 print("NOT KILLED", flush=True)
 """
-
-
-@pytest.fixture
-def moto_server(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    import requests
-
-    requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=30).raise_for_status()  # moto's state is global
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 # The project root first, then whatever PYTHONPATH the session has (the clock shift's sitecustomize).

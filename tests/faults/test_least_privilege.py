@@ -190,8 +190,16 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
     vault = CredentialVault(encryption_key=encryption_key, max_attempts=2)
     # setup_fleet onboards moto's key account again as 'prod': one AWS account is one row.
     assert runner.invoke(main, ["accounts", "remove", "dev", "--yes"]).exit_code == 0
-    _, instance_ids, recs = setup_fleet(sqlite_url, vault, count=2)
+    # Burstable types: their credit specification is carried over.
+    account_id, instance_ids, recs = setup_fleet(sqlite_url, vault, count=2, itype="t3.large", target="t3a.large")
     ec2 = boto3.client("ec2", region_name="us-east-1")
+    # The first has an Elastic IP and a target-group registration: both move to the replacement.
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    ec2.associate_address(AllocationId=allocation, InstanceId=instance_ids[0])
+    elb = boto3.client("elbv2", region_name="us-east-1")
+    vpc = ec2.describe_instances(InstanceIds=instance_ids[:1])["Reservations"][0]["Instances"][0]["VpcId"]
+    group = elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]
+    elb.register_targets(TargetGroupArn=group["TargetGroupArn"], Targets=[{"Id": instance_ids[0]}])
     association = ec2.associate_iam_instance_profile(IamInstanceProfile={"Arn": profile}, InstanceId=instance_ids[0])
     assert association["IamInstanceProfileAssociation"]["State"]
     # The second replacement moves to another AZ: the code looks up a subnet there.
@@ -212,8 +220,20 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
             .values(target_availability_zone_id=other)
         )
     recorder.phase = EXECUTION
-    assert run_job(sqlite_url, vault, dry_run=False, recommendation_ids=[recs[0]]).success
-    assert run_job(sqlite_url, vault, dry_run=False, retire="stop", recommendation_ids=[recs[1]]).success
+    fast = {"dry_run": False, "health_poll_seconds": 0}
+    assert run_job(sqlite_url, vault, recommendation_ids=[recs[0]], **fast).success
+    assert run_job(sqlite_url, vault, retire="stop", recommendation_ids=[recs[1]], **fast).success
+    # An Auto Scaling group member: the plan changes the group's instance mix.
+    recorder.phase = None
+    from tests.execution.test_group_plans import web_group
+    from tests.support.seed import add_recommendation
+
+    web_group()
+    group_rec = add_recommendation(sqlite_url, account_id, "i-0123456789abcdef0", action="diversify")
+    with session_factory(sqlite_url)() as session, session.begin():
+        session.get(opt.SpotRecommendation, group_rec).group_key = "aws:autoscaling:groupName=web"
+    recorder.phase = EXECUTION
+    assert run_job(sqlite_url, vault, recommendation_ids=[group_rec], dry_run=False).success
     recorder.phase = None
 
     called, documented = recorder.actions, _policy()
@@ -224,7 +244,7 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
             f"{sid}: called but not in the policy {sorted(missing)}, in the policy but never called {sorted(unused)}"
         )
     report.fault = "least privilege: " + ", ".join(f"{sid}={len(a)}" for sid, a in sorted(called.items()))
-    report.runs = 6
+    report.runs = 7
     report.rows_checked = sum(len(a) for a in called.values())
 
 
