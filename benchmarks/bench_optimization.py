@@ -26,6 +26,7 @@ import json
 import re
 import time
 import tracemalloc
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -214,14 +215,14 @@ def synthetic_fleet(n_instances: int, seed: int = 11, n_regions: int = 5) -> dic
 
 def naive_recommend(fleet: dict[str, pd.DataFrame], config) -> list[dict]:
     """Per-instance Python loop: for each instance, scan its AZ's markets, filter, cost, rank."""
-    from spot_pipelines.core.optimization import HOURS_PER_MONTH
+    from spot_pipelines.core.optimization import GROUP_TAGS, HOURS_PER_MONTH
 
     catalog = {r["instance_type"]: r for r in fleet["catalog"].to_dict("records")}
     od = {(r["region"], r["instance_type"]): r["usd_per_hour"] for r in fleet["on_demand"].to_dict("records")}
     by_az: dict[tuple, list[dict]] = {}
     for r in fleet["markets"].to_dict("records"):
         by_az.setdefault((r["region"], r["availability_zone_id"], r["product_description"]), []).append(r)
-    out = []
+    planned = []
     for inst in fleet["instances"].to_dict("records"):
         spec = catalog.get(inst["instance_type"])
         price = od.get((inst["region"], inst["instance_type"]))
@@ -247,8 +248,30 @@ def naive_recommend(fleet: dict[str, pd.DataFrame], config) -> list[dict]:
             if 1 - cost / price >= config.min_discount_pct / 100 and mk["p_interruption"] <= config.max_p_interruption:
                 cands.append((cost, mk["instance_type"], mk["availability_zone_id"], mk["p_interruption"]))
         cands.sort()
-        if cands:
-            cost, t, az, p = cands[0]
+        planned.append((inst, price, cands))
+
+    # One account's standalone on-demand instances of one shape share its best pools (at most
+    # max_pool_share of them per pool with >= diversify_min_pools pools; evenly with fewer).
+    def spread_key(inst, cands):
+        standalone = inst.get("lifecycle", "on-demand") != "spot" and not any(
+            (inst.get("tags") or {}).get(t) for t in GROUP_TAGS
+        )
+        shape = (inst["region"], inst["availability_zone_id"], inst["instance_type"])
+        return (inst["account_id"], *shape) if standalone and cands else None
+
+    sizes = Counter(spread_key(inst, cands) for inst, _, cands in planned)
+    seen: Counter = Counter()
+    out = []
+    for inst, price, cands in sorted(planned, key=lambda x: x[0]["instance_id"]):
+        key = spread_key(inst, cands)
+        pick = 0
+        if key is not None:
+            pos, n, k = seen[key], sizes[key], min(len(cands), config.top_candidates)
+            seen[key] += 1
+            cap = max(1, int(config.max_pool_share * n)) if k >= config.diversify_min_pools else -(-n // k)
+            pick = pos % k if pos < cap * k else None
+        if cands and pick is not None:
+            cost, t, az, p = cands[pick]
             out.append(
                 {
                     "instance_id": inst["instance_id"],

@@ -26,6 +26,7 @@ class RecommendationsConfig(dg.Config):
     restart_cost_usd: float = RecommendConfig.restart_cost_usd
     restart_cost_on_demand_hours: float = RecommendConfig.restart_cost_on_demand_hours
     diversify_min_pools: int = RecommendConfig.diversify_min_pools
+    max_pool_share: float = RecommendConfig.max_pool_share
     same_az_only: bool = RecommendConfig.same_az_only
     allowed_families: dict[str, list[str]] | None = RecommendConfig.allowed_families
     allow_burstable: bool = RecommendConfig.allow_burstable

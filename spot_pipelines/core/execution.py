@@ -767,55 +767,6 @@ def _read_back(run: _Run, launched: dict[str, Any], subnet_id: str) -> dict[str,
     return instance_row(raw, run.rec.region, az_ids)
 
 
-@dataclass(frozen=True)
-class Pool:
-    """One spot pool a shape's instances may move to: an instance type in an AZ ID."""
-
-    instance_type: str
-    availability_zone_id: str
-
-
-def spread_across_pools(
-    instance_ids: list[str],
-    pools: list[Pool],
-    allowed_az_ids: set[str],
-    *,
-    max_share: float = 0.2,
-    min_pools: int = 3,
-) -> dict[str, Pool | None]:
-    """Assign one shape's instances (of one account) to qualifying pools, best-ranked first, so that an
-    interruption wave in one pool cannot take them all. With at least `min_pools` pools in the AZ IDs the
-    subnets allow, no pool takes more than `max_share` of the instances (at least one); with fewer, they
-    share evenly. Consecutive picks alternate AZ IDs. An instance no pool can take maps to None (it stays)."""
-    if not 0 < max_share <= 1:
-        raise ExecutionError(f"max_share: must be in (0, 1], got {max_share!r}")
-    qualifying = list(dict.fromkeys(p for p in pools if p.availability_zone_id in allowed_az_ids))
-    if not qualifying:
-        return dict.fromkeys(instance_ids)
-    n = len(instance_ids)
-    if len(qualifying) >= min_pools:
-        cap = max(1, int(max_share * n))
-    else:
-        cap = -(-n // len(qualifying))
-    by_az: dict[str, list[Pool]] = {}
-    for pool in qualifying:
-        by_az.setdefault(pool.availability_zone_id, []).append(pool)
-    # Interleave AZ IDs: the best pool of each AZ, then the second best of each, ...
-    order = [az[rank] for rank in range(max(map(len, by_az.values()))) for az in by_az.values() if rank < len(az)]
-    taken = dict.fromkeys(order, 0)
-    assignment: dict[str, Pool | None] = {}
-    turn = 0  # round robin over `order`, skipping full pools
-    for instance_id in instance_ids:
-        assignment[instance_id] = None
-        for _ in order:
-            pool, turn = order[turn % len(order)], turn + 1
-            if taken[pool] < cap:
-                taken[pool] += 1
-                assignment[instance_id] = pool
-                break
-    return assignment
-
-
 # --- group-aware plans: change the group's instance mix instead of replacing its members -------------
 
 

@@ -76,6 +76,9 @@ class RecommendConfig:
     restart_cost_on_demand_hours: float = 2.0
     diversify_min_pools: int = 3
     top_candidates: int = 5
+    # With >= diversify_min_pools qualifying pools, no pool takes more than this share of one account's
+    # instances of one shape (an interruption wave in one pool cannot take them all; AutoSpotting's rule).
+    max_pool_share: float = 0.2
     max_vcpu_factor: float = 2.0  # never suggest more than twice the vCPUs
     same_az_only: bool = True  # a replacement in the same AZ ID keeps the subnet
     allowed_families: dict[str, list[str]] | None = None  # family → allowed families; None: same category
@@ -90,6 +93,8 @@ class RecommendConfig:
             raise ValidationError("restart_cost", "must not be negative")
         if self.diversify_min_pools < 2:
             raise ValidationError("diversify_min_pools", "must be at least 2")
+        if not 0 < self.max_pool_share <= 1:
+            raise ValidationError("max_pool_share", f"must be in (0, 1], got {self.max_pool_share}")
         if self.top_candidates < self.diversify_min_pools:
             raise ValidationError("top_candidates", "must be at least diversify_min_pools")
 
@@ -446,6 +451,8 @@ def _choose_actions(inst: pd.DataFrame, config: RecommendConfig) -> pd.DataFrame
     pos = inst.groupby("group_key", dropna=False).cumcount().to_numpy()
     spread = in_group & (n_ok >= config.diversify_min_pools)
     inst["target_rank"] = np.where(spread, pos % np.minimum(np.maximum(n_ok, 1), config.top_candidates), 0)
+    inst["held_by_spread"] = False
+    inst = _spread_identical(inst, ~is_spot & ~in_group & (n_ok > 0), config)
     group_pools = (
         (inst["instance_type"] + "@" + inst["availability_zone_id"].astype(str))
         .where(inst["lifecycle"] == "spot")
@@ -466,6 +473,24 @@ def _choose_actions(inst: pd.DataFrame, config: RecommendConfig) -> pd.DataFrame
     ]
     choices = ["stay_on_demand", "diversify", "move_to_spot", "diversify", "keep", "diversify", "return_to_on_demand"]
     inst["action"] = np.select(conditions, choices, default="keep")
+    inst.loc[inst["held_by_spread"], "action"] = "stay_on_demand"
+    return inst
+
+
+def _spread_identical(inst: pd.DataFrame, movable: np.ndarray, config: RecommendConfig) -> pd.DataFrame:
+    """One account's ungrouped on-demand instances of one shape go round-robin over its k best qualifying pools.
+    With k >= diversify_min_pools no pool takes more than max(1, max_pool_share x n) of the n; with fewer, they
+    share evenly. Those beyond every pool's share stay on-demand (`held_by_spread`)."""
+    k = np.minimum(inst["n_ok"].to_numpy(), config.top_candidates)
+    groups = inst.loc[movable, ["account_id", "shape_id"]].groupby(["account_id", "shape_id"], sort=False)
+    pos, n = np.zeros(len(inst), dtype=np.int64), np.zeros(len(inst), dtype=np.int64)
+    pos[movable] = groups.cumcount().to_numpy()
+    n[movable] = groups["shape_id"].transform("size").to_numpy()
+    safe_k = np.maximum(k, 1)
+    cap = np.where(k >= config.diversify_min_pools, np.maximum(1, np.floor(config.max_pool_share * n)), -(-n // safe_k))
+    inst["target_rank"] = np.where(movable, pos % safe_k, inst["target_rank"])
+    inst["held_by_spread"] = movable & (pos >= cap * safe_k)
+    inst["spread_pools"], inst["spread_n"] = k, n
     return inst
 
 
@@ -624,6 +649,9 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
         p,
         savings,
         kept,
+        held,
+        pools,
+        n,
     ) -> str:
         target = f"{t_type} spot in {t_az}"
         cost = (
@@ -632,6 +660,12 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
         )
         if action == "stay_on_demand" and kept:
             return "stays on-demand"
+        if action == "stay_on_demand" and held:
+            share = f"{config.max_pool_share:.0%}"
+            return (
+                f"stays on-demand: its {pools} qualifying spot pools already take their {share} share of this "
+                f"account's {n} instances of this shape (an interruption wave in one pool cannot take them all)"
+            )
         if action == "stay_on_demand":
             if not n_compatible:
                 return (
@@ -674,6 +708,9 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
         "p_interruption",
         "monthly_savings_usd",
         "kept_by_commitments",
+        "held_by_spread",
+        "spread_pools",
+        "spread_n",
     ]
     values = [df[c].tolist() for c in cols]
     return pd.Series([text(*row) for row in zip(*values)], index=df.index, dtype=object)

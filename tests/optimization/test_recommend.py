@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
 import pytest
 
@@ -206,3 +208,38 @@ def test_without_any_predictions_everything_stays_on_demand_or_is_skipped():
     assert list(result.skipped["instance_id"]) == ["i-s"]
     only_unknown = run([instance("i-u", "zz.x")], [market("m5.large", 0.03)])
     assert only_unknown.recommendations.empty and list(only_unknown.skipped["instance_id"]) == ["i-u"]
+
+
+CHEAP = [("m5.large", 0.030), ("m6i.large", 0.031), ("m6a.large", 0.029), ("m5.xlarge", 0.050), ("m6i.xlarge", 0.052)]
+
+
+def targets(result) -> Counter:
+    moved = result.recommendations[result.recommendations["action"] == "move_to_spot"]
+    return Counter(zip(moved["account_id"], moved["target_instance_type"], moved["target_availability_zone_id"]))
+
+
+def test_identical_instances_spread_so_no_pool_takes_more_than_its_share():
+    fleet = [instance(f"i-{k:02d}", "m5.large") for k in range(10)]
+    result = run(fleet, [market(t, p) for t, p in CHEAP])
+    pools = targets(result)
+    assert len(pools) == 5 and max(pools.values()) == 2  # 20% of 10 per pool, all five pools used
+    assert (result.recommendations["action"] == "move_to_spot").all()
+
+
+def test_beyond_every_pools_share_instances_stay_on_demand_saying_why():
+    fleet = [instance(f"i-{k:02d}", "m5.large") for k in range(20)]
+    result = run(fleet, [market(t, p) for t, p in CHEAP[:3]])
+    assert sorted(targets(result).values()) == [4, 4, 4]  # three pools: 20% of 20 each
+    stays = result.recommendations[result.recommendations["action"] == "stay_on_demand"]
+    assert len(stays) == 8 and (stays["monthly_savings_usd"] == 0).all()
+    assert stays["reason"].str.contains("3 qualifying spot pools already take their 20% share").all()
+
+
+def test_with_fewer_pools_than_the_minimum_they_share_evenly_and_accounts_spread_apart():
+    fleet = [instance(f"i-a{k}", "m5.large") for k in range(5)] + [instance("i-b0", "m5.large", account=2)]
+    result = run(fleet, [market(t, p) for t, p in CHEAP[:2]])
+    pools = targets(result)
+    assert sorted(v for (acct, *_), v in pools.items() if acct == 1) == [2, 3]
+    assert [v for (acct, *_), v in pools.items() if acct == 2] == [1]  # its own shape group, best pool
+    with pytest.raises(ValidationError, match="max_pool_share"):
+        RecommendConfig(max_pool_share=0)
