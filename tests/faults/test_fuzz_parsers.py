@@ -16,9 +16,12 @@ from hypothesis import strategies as st
 
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core.accounts import AccountRequest, build_request
-from spot_pipelines.core.clock import utc_today
+from spot_pipelines.core.clock import utc_today, utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.interruptions import DETAIL_TYPES, InterruptionEvent, Message, Rejected, parse_message
+
+# A well-formed time a few days old: derived from the clock so the inputs never age.
+RECENT = (utcnow() - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 # Thousands of examples per parser inside `make test` (about 1.5 minutes in all on a loaded 2-core
 # machine); SPOT_FAULTS_FUZZ_SCALE=3 (`make reliability`) runs three times as many.
@@ -76,7 +79,7 @@ iso_times = st.one_of(
         [
             "0001-01-01T00:00:00+05:00",
             "9999-12-31T23:59:59-05:00",
-            "2026-11-22T09:30:00Z",
+            RECENT,
             "2026-13-01T00:00:00Z",
             "yesterday",
             "",
@@ -395,7 +398,7 @@ def store_db(tmp_path_factory):
                         "detail-type": "EC2 Spot Instance Interruption Warning",
                         "source": "aws.ec2",
                         "account": "111122223333",
-                        "time": "2026-11-22T09:30:00Z",
+                        "time": RECENT,
                         "region": "us-east-1",
                         "resources": [],
                         "detail": {"instance-id": f"i-{j:017x}"},

@@ -4,8 +4,11 @@ with realistic JSON, plus failure modes: 401, 403, 500 and a hang (timeout)."""
 import json
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from spot_pipelines.core.clock import utcnow
 
 
 def node(name, *, instance_id, zone="us-east-1a", itype="m5.large", labels=None, ready=True):
@@ -16,7 +19,7 @@ def node(name, *, instance_id, zone="us-east-1a", itype="m5.large", labels=None,
             "name": name,
             "uid": f"uid-{name}",
             "resourceVersion": "1234",
-            "creationTimestamp": "2026-11-20T08:00:00Z",
+            "creationTimestamp": (utcnow() - timedelta(days=12)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "labels": {
                 "kubernetes.io/arch": "amd64",
                 "kubernetes.io/hostname": name,

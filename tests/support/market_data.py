@@ -28,6 +28,7 @@ def price_list_item(instance_type: str, region: str, usd: str | None, *, sku: st
         dimension["pricePerUnit"] = {"USD": usd}
     else:
         dimension["pricePerUnit"] = {"CNY": "1.0000000000"}
+    published = utc_today().replace(day=1)  # the month's price list, as AWS publishes it
     return json.dumps(
         {
             "product": {
@@ -52,14 +53,14 @@ def price_list_item(instance_type: str, region: str, usd: str | None, *, sku: st
                     f"{sku}.JRTCKXETXF": {
                         "priceDimensions": {f"{sku}.JRTCKXETXF.6YS6EN2CT7": dimension},
                         "sku": sku,
-                        "effectiveDate": "2026-11-01T00:00:00Z",
+                        "effectiveDate": f"{published:%Y-%m-%d}T00:00:00Z",
                         "offerTermCode": "JRTCKXETXF",
                         "termAttributes": {},
                     }
                 }
             },
-            "version": "20261101000000",
-            "publicationDate": "2026-11-01T00:00:00Z",
+            "version": f"{published:%Y%m%d}000000",
+            "publicationDate": f"{published:%Y-%m-%d}T00:00:00Z",
         }
     )
 
