@@ -853,8 +853,29 @@ def notes(rows: pd.DataFrame, commitments: InForce, restart_usd: float, restart_
         | rows["pool"].isin(pools)
     )
     out = pd.Series("", index=rows.index, dtype=object)
-    out[worded] = [text(r) for r in rows[worded].to_dict("records")]
+    # Only the columns text() reads: to_dict boxes every value, and the rows carry many more.
+    out[worded] = [text(r) for r in rows.loc[worded, NOTE_COLUMNS].to_dict("records")]
     return out
+
+
+NOTE_COLUMNS = [
+    "action",
+    "lifecycle",
+    "pool",
+    "region",
+    "instance_type",
+    "product_description",
+    "kept_by_commitments",
+    "commitment_covered_fraction",
+    "covered_by",
+    "absorbed_by",
+    "unabsorbed_usd_per_hour",
+    "net_monthly_savings_usd",
+    "list_monthly_savings_usd",
+    "on_demand_hourly_cost",
+    "target_spot_price",
+    "p_interruption",
+]
 
 
 def _break_even(rate: float | None, r: Mapping, restart: float) -> str:
