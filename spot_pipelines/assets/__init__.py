@@ -54,6 +54,17 @@ def upstream_present(*required: str) -> dg.AutomationCondition:
     )
 
 
+def problems_check(name: str, problems: list, passing: str) -> dg.AssetCheckResult:
+    """A check result from a core check's offenders: passed when there are none, else the first few in words."""
+    shown = "; ".join(map(str, problems[:10])) + (f"; {len(problems) - 10} more" if len(problems) > 10 else "")
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not problems,
+        description=passing if not problems else f"{len(problems)} failing: {shown}",
+        metadata={"failing": len(problems)},
+    )
+
+
 def frame_schema(frame: pd.DataFrame) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
 

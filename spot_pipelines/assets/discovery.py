@@ -3,9 +3,9 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.assets import aws_failure, refresh_component_health
+from spot_pipelines.assets import aws_failure, problems_check, refresh_component_health
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.core.discovery import scan_account
+from spot_pipelines.core.discovery import duplicate_instance_ids, missing_az_ids, scan_account
 from spot_pipelines.core.errors import SpotPipelinesError
 from spot_pipelines.core.reporting import counts_by, markdown_table
 from spot_pipelines.db import accounts
@@ -36,6 +36,18 @@ def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
     owners=["team:platform"],
     pool="aws_api",
     retry_policy=AWS_RETRY_POLICY,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_duplicate_instance_ids",
+            asset="discovered_instances",
+            description="The account's scan returned each instance ID once.",
+        ),
+        dg.AssetCheckSpec(
+            "az_id_present",
+            asset="discovered_instances",
+            description="Every instance has an AZ ID (the join key to spot markets).",
+        ),
+    ],
     description=(
         "EC2 instances of one onboarded AWS account across its enabled regions, keyed by "
         "(account, instance id), with AZ IDs. Vanished instances are marked terminated, never deleted."
@@ -77,7 +89,13 @@ def discovered_instances(
         )
     except Exception as exc:  # a failing health round never fails discovery
         context.log.warning(f"component health refresh after discovery failed: {type(exc).__name__}")
-    return dg.MaterializeResult(metadata=_discovery_metadata(scan, summary))
+    return dg.MaterializeResult(
+        metadata=_discovery_metadata(scan, summary),
+        check_results=[
+            problems_check("no_duplicate_instance_ids", duplicate_instance_ids(scan.instances), "no duplicates"),
+            problems_check("az_id_present", missing_az_ids(scan.instances), "every instance has an AZ ID"),
+        ],
+    )
 
 
 def _regions_failed(name: str, scan) -> str:

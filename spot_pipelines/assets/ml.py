@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.assets import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
+from spot_pipelines.assets import AFTER_NEW_DATA, core_config, frame_schema, problems_check, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.ml import (
@@ -20,11 +20,13 @@ from spot_pipelines.core.ml import (
     TrainingConfig,
     band_probability,
     deserialize,
+    out_of_range_probabilities,
     predict,
     registry_fields,
     serialize,
     train,
     training_frame,
+    unpredicted_markets,
 )
 from spot_pipelines.core.reporting import markdown_table, records
 from spot_pipelines.core.risk import FEATURES, window_end
@@ -233,6 +235,18 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
     automation_condition=AFTER_NEW_DATA
     & upstream_present("interruption_risk_scores")
     & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "probabilities_in_range",
+            asset="interruption_predictions",
+            description="Every predicted probability is present and in [0, 1].",
+        ),
+        dg.AssetCheckSpec(
+            "every_scored_market_predicted",
+            asset="interruption_predictions",
+            description="Every market of interruption_risk_scores has a prediction.",
+        ),
+    ],
     description="P(interruption within the model's horizon) for every scored market, from the newest ready "
     "model version that loads (else the advisor-band prior, recorded as version 0); the version is "
     "recorded on every row.",
@@ -273,7 +287,26 @@ def interruption_predictions(
     )
     with app_db.transaction() as session:
         risk_rows.replace_rows(session, ml_rows.InterruptionPrediction, records(out))
-    return dg.MaterializeResult(metadata=_predictions_metadata(out, version, served_by, label_source, fallbacks))
+    return dg.MaterializeResult(
+        metadata=_predictions_metadata(out, version, served_by, label_source, fallbacks),
+        check_results=_prediction_checks(scores, out),
+    )
+
+
+def _prediction_checks(scores, out) -> list[dg.AssetCheckResult]:
+    n_bad, n_missing = out_of_range_probabilities(out), unpredicted_markets(scores, out, list(risk_rows.MARKET_KEY))
+    return [
+        problems_check(
+            "probabilities_in_range",
+            [f"{n_bad} predictions missing or outside [0, 1]"] if n_bad else [],
+            f"all {len(out)} probabilities in [0, 1]",
+        ),
+        problems_check(
+            "every_scored_market_predicted",
+            [f"{n_missing} scored markets without a prediction"] if n_missing else [],
+            f"all {len(scores)} scored markets predicted",
+        ),
+    ]
 
 
 def _serving_model(context: dg.AssetExecutionContext, app_db: AppDatabase, model_store: ModelStore):

@@ -3,11 +3,18 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.assets import AFTER_NEW_DATA, core_config, upstream_present
+from spot_pipelines.assets import AFTER_NEW_DATA, core_config, problems_check, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.commitments import InForce
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.optimization import RecommendConfig, recommend
+from spot_pipelines.core.optimization import (
+    RecommendConfig,
+    RecommendResult,
+    recommend,
+    unaccounted_instances,
+    unprofitable_moves,
+    zero_priced,
+)
 from spot_pipelines.core.reporting import markdown_table, records
 from spot_pipelines.db import accounts as account_rows
 from spot_pipelines.db import commitments as commitment_rows
@@ -94,6 +101,24 @@ TOP_COLUMNS = [
     ],
     automation_condition=AFTER_NEW_DATA
     & upstream_present("discovered_instances", "interruption_predictions", "on_demand_prices"),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_running_instance_accounted",
+            asset="spot_recommendations",
+            description="Every running instance is recommended, unchanged (spot, pool still qualifies) or skipped "
+            "with a reason.",
+        ),
+        dg.AssetCheckSpec(
+            "moves_save_money",
+            asset="spot_recommendations",
+            description="No move_to_spot whose net monthly saving is zero, negative or unknown.",
+        ),
+        dg.AssetCheckSpec(
+            "no_zero_prices",
+            asset="spot_recommendations",
+            description="No recommendation has an on-demand, current or recommended hourly cost of zero or less.",
+        ),
+    ],
     description=(
         "Per running instance: compatible spot candidates priced in its AZ ID, the risk-adjusted expected hourly "
         "cost (spot price + P(interruption) × restart cost), and an action (move_to_spot, diversify, "
@@ -125,8 +150,23 @@ def spot_recommendations(
             "running_instances": len(instances),
             "held_back_pending_decisions": len(rows) - written,
             **metadata,
-        }
+        },
+        check_results=_checks(instances, result),
     )
+
+
+def _checks(instances: pd.DataFrame, result: RecommendResult) -> list[dg.AssetCheckResult]:
+    recs = result.recommendations
+    return [
+        problems_check(
+            "every_running_instance_accounted",
+            unaccounted_instances(instances, result),
+            f"{len(instances)} running: {len(recs)} recommended, {result.unchanged} unchanged, "
+            f"{len(result.skipped)} skipped with a reason",
+        ),
+        problems_check("moves_save_money", unprofitable_moves(recs), "every move_to_spot saves money net"),
+        problems_check("no_zero_prices", zero_priced(recs), "every recommendation is priced above zero"),
+    ]
 
 
 # Units and meaning of the recommendation columns, for the column schema in the UI.

@@ -5,6 +5,7 @@ Plain functions over boto3 clients; no Dagster and no database here.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -173,3 +174,17 @@ def scan_account(
         # Denied everywhere is a missing permission, not a fleet of zero instances.
         raise CredentialError(f"AWS denied discovery in every region ({denied[0]}: {scan.skipped_regions[denied[0]]})")
     return scan
+
+
+# --------------------------------------------------------------------------- what discovered_instances' checks assert
+
+
+def duplicate_instance_ids(instances: list[dict[str, Any]]) -> list[str]:
+    """Instance IDs a scan of one account returned more than once (an upsert would silently keep one)."""
+    counts = Counter(row["instance_id"] for row in instances)
+    return sorted(iid for iid, n in counts.items() if n > 1)
+
+
+def missing_az_ids(instances: list[dict[str, Any]]) -> list[str]:
+    """Instances without an AZ ID: they cannot be joined to a spot market."""
+    return sorted(row["instance_id"] for row in instances if not row.get("availability_zone_id"))

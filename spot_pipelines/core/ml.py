@@ -356,3 +356,18 @@ __all__ = [
     "train",
     "training_frame",
 ]
+
+
+# --------------------------------------------------------------------------- what interruption_predictions' checks assert
+
+
+def out_of_range_probabilities(predictions: pd.DataFrame) -> int:
+    """Predictions whose probability is missing or outside [0, 1]."""
+    p = pd.to_numeric(predictions["p_interruption"], errors="coerce")
+    return int((~p.between(0, 1)).sum())
+
+
+def unpredicted_markets(scores: pd.DataFrame, predictions: pd.DataFrame, key: list[str]) -> int:
+    """Scored markets without a prediction row."""
+    merged = scores[key].drop_duplicates().merge(predictions[key].drop_duplicates(), on=key, how="left", indicator=True)
+    return int((merged["_merge"] == "left_only").sum())

@@ -714,3 +714,45 @@ def _reasons(df: pd.DataFrame, config: RecommendConfig) -> pd.Series:
     ]
     values = [df[c].tolist() for c in cols]
     return pd.Series([text(*row) for row in zip(*values)], index=df.index, dtype=object)
+
+
+# --------------------------------------------------------------------------- what spot_recommendations' checks assert
+# Each returns the offending instances in words (empty: the check passes); the asset turns them into check results.
+
+_PRICE_COLUMNS = ["on_demand_hourly_cost", "current_hourly_cost", "recommended_hourly_cost"]
+
+
+def unaccounted_instances(running: pd.DataFrame, result: RecommendResult) -> list[str]:
+    """Running instances neither recommended, skipped with a reason, nor among the `unchanged` spot instances
+    (recommend() counts those without listing them, so what is left must be spot and exactly that many)."""
+    if running.empty:
+        return []
+    key = ["account_id", "instance_id"]
+    skipped = result.skipped[result.skipped["reason"].fillna("").astype(str).str.strip() != ""]
+    seen = pd.concat([result.recommendations[key], skipped[key]]).drop_duplicates()
+    rest = running[running["state"] == "running"].merge(seen, on=key, how="left", indicator=True)
+    rest = rest[rest["_merge"] == "left_only"]
+    missing = rest[rest["lifecycle"] != "spot"]
+    problems = [f"{r.instance_id} ({r.lifecycle}): no recommendation and no skip reason" for r in missing.itertuples()]
+    if len(rest) - len(missing) != result.unchanged:
+        problems.append(
+            f"{len(rest) - len(missing)} spot instances without a row, but {result.unchanged} counted unchanged"
+        )
+    return problems
+
+
+def unprofitable_moves(recs: pd.DataFrame) -> list[str]:
+    """move_to_spot rows whose net monthly saving is not positive (or unknown)."""
+    net = pd.to_numeric(recs["net_monthly_savings_usd"], errors="coerce")
+    bad = recs[(recs["action"] == "move_to_spot") & ~(net > 0)]
+    return [f"{r.instance_id}: net ${r.net_monthly_savings_usd}/month" for r in bad.itertuples()]
+
+
+def zero_priced(recs: pd.DataFrame) -> list[str]:
+    """Rows with an hourly cost that is zero, negative or missing: a price that was never found."""
+    bad = ~(recs[_PRICE_COLUMNS].apply(pd.to_numeric, errors="coerce") > 0)
+    rows = bad.any(axis=1)
+    return [
+        f"{iid}: {', '.join(c for c in _PRICE_COLUMNS if flags[c])}"
+        for iid, flags in zip(recs.loc[rows, "instance_id"], bad[rows].to_dict("records"))
+    ]

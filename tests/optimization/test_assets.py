@@ -117,8 +117,17 @@ def test_end_to_end_scores_model_check_predictions_recommendations(db_url, encry
         scored_at = session.scalar(select(func.max(risk_rows.InterruptionRiskScore.scored_at)))
     assert scored_at is not None and scored_at.tzinfo is not None
 
-    [check] = result.get_asset_check_evaluations()
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    check = checks.pop("interruption_model_quality")
     assert check.passed, check.description
+    assert set(checks) == {
+        "probabilities_in_range",
+        "every_scored_market_predicted",
+        "every_running_instance_accounted",
+        "moves_save_money",
+        "no_zero_prices",
+    }
+    assert all(c.passed for c in checks.values()), [c.description for c in checks.values()]
     entry = registry(db_url)[1]
     assert entry.status == "ready" and entry.label_source == "observed_interruptions"
     assert Path(entry.artifact_uri.removeprefix("file://")).exists()
@@ -160,7 +169,7 @@ def test_a_corrupted_model_is_blocked_and_the_previous_version_keeps_serving(sql
     bad = CorruptingStore(base_dir=str(tmp_path / "models"))
     result = materialize(sqlite_url, bad)
     assert not result.success
-    [check] = result.get_asset_check_evaluations()
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "interruption_model_quality"]
     assert not check.passed
     assert "v2" in check.description and "corrupted" in check.description
     assert "predictions keep using v1" in check.description
