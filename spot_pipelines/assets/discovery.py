@@ -89,13 +89,14 @@ def discovered_instances(
         )
     except Exception as exc:  # a failing health round never fails discovery
         context.log.warning(f"component health refresh after discovery failed: {type(exc).__name__}")
-    return dg.MaterializeResult(
-        metadata=_discovery_metadata(scan, summary),
-        check_results=[
-            problems_check("no_duplicate_instance_ids", duplicate_instance_ids(scan.instances), "no duplicates"),
-            problems_check("az_id_present", missing_az_ids(scan.instances), "every instance has an AZ ID"),
-        ],
-    )
+    return dg.MaterializeResult(metadata=_discovery_metadata(scan, summary), check_results=_checks(scan))
+
+
+def _checks(scan) -> list[dg.AssetCheckResult]:
+    return [
+        problems_check("no_duplicate_instance_ids", duplicate_instance_ids(scan.instances), "no duplicates"),
+        problems_check("az_id_present", missing_az_ids(scan.instances), "every instance has an AZ ID"),
+    ]
 
 
 def _regions_failed(name: str, scan) -> str:
