@@ -3,12 +3,11 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.assets import aws_failure
+from spot_pipelines.assets import aws_failure, preview_table
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.commitments import fetch_commitments
 from spot_pipelines.core.discovery import resolve_regions
 from spot_pipelines.core.errors import SpotPipelinesError
-from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db import accounts
 from spot_pipelines.db import commitments as commitment_rows
 from spot_pipelines.partitions import aws_accounts_partitions
@@ -62,7 +61,7 @@ def aws_commitments(
 def _metadata(fetched, refresh_id: int) -> dict:
     return {
         "dagster/row_count": len(fetched.reserved) + len(fetched.savings_plans),
-        "refresh_id": refresh_id,
+        "refresh_id": dg.MetadataValue.text(str(refresh_id)),  # an id: text, not a Plots series
         "reserved_instances": len(fetched.reserved),
         "savings_plans": len(fetched.savings_plans),
         "savings_plan_rates": len(fetched.rates),
@@ -73,12 +72,8 @@ def _metadata(fetched, refresh_id: int) -> dict:
         "gaps": dg.MetadataValue.json(fetched.gaps),
         "skipped": dg.MetadataValue.json(fetched.skipped),
         "api_calls": fetched.api_calls,
-        "preview": dg.MetadataValue.md(
-            "### Reserved Instances\n\n"
-            + markdown_table(fetched.reserved, RI_PREVIEW)
-            + "\n\n### Savings Plans\n\n"
-            + markdown_table(fetched.savings_plans, SP_PREVIEW)
-        ),
+        "reserved_instances_preview": preview_table(fetched.reserved, RI_PREVIEW),
+        "savings_plans_preview": preview_table(fetched.savings_plans, SP_PREVIEW),
     }
 
 

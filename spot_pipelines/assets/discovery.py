@@ -3,19 +3,28 @@
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spot_pipelines.assets import aws_failure, problems_check, refresh_component_health
+from spot_pipelines.assets import aws_failure, preview_table, problems_check, refresh_component_health, table_metadata
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.discovery import duplicate_instance_ids, missing_az_ids, scan_account
 from spot_pipelines.core.errors import SpotPipelinesError
-from spot_pipelines.core.reporting import counts_by, markdown_table
+from spot_pipelines.core.reporting import counts_by
 from spot_pipelines.db import accounts
-from spot_pipelines.db.discovery import write_scan
+from spot_pipelines.db.discovery import Instance, write_scan
 from spot_pipelines.partitions import aws_accounts_partitions
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import AWS_RETRY_POLICY, CredentialVault
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.redis import RedisResource
 
+INSTANCE_COLUMNS = {
+    "platform": "platform details, e.g. Linux/UNIX or Windows",
+    "architecture": "CPU architecture (x86_64, arm64)",
+    "launch_time": "UTC launch time",
+    "tags": "the instance's tags (key: value)",
+    "first_seen_at": "UTC time of the first scan that saw it",
+    "last_seen_at": "UTC time of the latest scan that saw it",
+    "terminated_at": "UTC time a scan first missed it (marked terminated, never deleted)",
+}
 PREVIEW_COLUMNS = ["instance_id", "region", "availability_zone_id", "instance_type", "lifecycle", "state"]
 
 
@@ -32,6 +41,7 @@ def _fail(app_db: AppDatabase, name: str, exc: BaseException) -> dg.Failure:
 @dg.asset(
     partitions_def=aws_accounts_partitions,
     group_name="discovery",
+    metadata=table_metadata(Instance.__table__, INSTANCE_COLUMNS),
     kinds={"aws", "ec2"},
     owners=["team:platform"],
     pool="aws_api",
@@ -147,7 +157,7 @@ def _discovery_metadata(scan, summary) -> dict:
         "instances_by_lifecycle": dg.MetadataValue.json(counts_by(scan.instances, "lifecycle")),
         "skipped_regions": dg.MetadataValue.json(scan.skipped_regions),
         "api_calls": scan.api_calls,
-        "preview": dg.MetadataValue.md(markdown_table(scan.instances, PREVIEW_COLUMNS)),
+        "preview": preview_table(scan.instances, PREVIEW_COLUMNS),
     }
 
 

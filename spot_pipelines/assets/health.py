@@ -8,10 +8,9 @@ from dataclasses import fields
 import dagster as dg
 from pydantic import Field
 
-from spot_pipelines.assets import refresh_component_health
+from spot_pipelines.assets import preview_table, refresh_component_health, table_metadata
 from spot_pipelines.core import health
-from spot_pipelines.core.reporting import markdown_table
-from spot_pipelines.db.health import HealthRound
+from spot_pipelines.db.health import ComponentHealth, HealthRound
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.redis import RedisResource
@@ -65,6 +64,16 @@ def _summary(result: health.CheckResult) -> str:
 @dg.asset(
     name="component_health",
     group_name="operations",
+    metadata=table_metadata(
+        ComponentHealth.__table__,
+        {
+            "round_id": "the health round (one per run or trigger)",
+            "checked_at": "UTC time of the check",
+            "component": "what was checked",
+            "status": "healthy, degraded, critical or not_configured",
+            "details": "what the check found (secrets never)",
+        },
+    ),
     kinds={"sql"},
     owners=["team:platform"],
     check_specs=[
@@ -127,7 +136,7 @@ def _round_metadata(result: HealthRound) -> dict:
         "not_configured": dg.MetadataValue.json(
             [r.component for r in result.results if r.status == health.NOT_CONFIGURED]
         ),
-        "preview": dg.MetadataValue.md(markdown_table(rows, PREVIEW_COLUMNS)),
+        "preview": preview_table(rows, PREVIEW_COLUMNS),
     }
 
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 import dagster as dg
 from sqlalchemy import func, select
 
+from spot_pipelines.assets import preview_table, table_metadata
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db.interruptions import DeadLetter, SpotInterruptionEvent
 from spot_pipelines.resources.app_database import AppDatabase
 
@@ -45,6 +45,7 @@ PREVIEW_COLUMNS = [
 @dg.asset(
     name="spot_interruption_events",
     group_name="operations",
+    metadata=table_metadata(SpotInterruptionEvent.__table__, {c.name: c.description for c in COLUMN_SCHEMA.columns}),
     kinds={"aws", "sqs", "sql"},
     owners=["team:platform"],
     description=(
@@ -72,16 +73,13 @@ def _summary_metadata(read: dict) -> dict:
     last_received = read["last_received"]
     return {
         "dagster/row_count": read["total"],
-        "dagster/column_schema": COLUMN_SCHEMA,
         "events_24h_by_type": dg.MetadataValue.json(read["by_type_24h"]),
         "events_7d_by_type": dg.MetadataValue.json(read["by_type_7d"]),
-        "warnings_7d_by_pool": dg.MetadataValue.md(
-            markdown_table(pools, ["instance_type", "availability_zone_id", "warnings_7d"])
-        ),
+        "warnings_7d_by_pool": preview_table(pools, ["instance_type", "availability_zone_id", "warnings_7d"]),
         "events_without_az_id": read["unenriched"],
         "dead_letters_24h": read["dead_24h"],
         "last_received_at": last_received.isoformat() if last_received else "never",
-        "preview": dg.MetadataValue.md(markdown_table(preview, PREVIEW_COLUMNS)),
+        "preview": preview_table(preview, PREVIEW_COLUMNS),
     }
 
 

@@ -6,11 +6,12 @@ import json
 import dagster as dg
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from spot_pipelines.assets import preview_table, table_metadata
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.kubernetes import build_inventory, list_all
 from spot_pipelines.core.redaction import redact_text
-from spot_pipelines.core.reporting import counts_by, markdown_table
-from spot_pipelines.db.kubernetes import write_heartbeat, write_k8s_inventory
+from spot_pipelines.core.reporting import counts_by
+from spot_pipelines.db.kubernetes import K8sNode, write_heartbeat, write_k8s_inventory
 from spot_pipelines.db.system_log import write_system_log
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.kubernetes import KubernetesResource
@@ -65,6 +66,21 @@ def _poll_failure(context, app_db: AppDatabase, kubernetes: KubernetesResource, 
 @dg.asset(
     name="k8s_node_inventory",
     group_name="operations",
+    metadata=table_metadata(
+        K8sNode.__table__,
+        {
+            "cluster": "the kubeconfig context / cluster name",
+            "name": "Kubernetes node name",
+            "provider_id": "aws:///<AZ>/<instance id>",
+            "capacity_type": "spot or on-demand",
+            "capacity_type_source": "the label the capacity type was read from",
+            "zone": "topology.kubernetes.io/zone",
+            "observed_at": "UTC time of the poll",
+            "ready": "the node's Ready condition",
+            "unschedulable": "cordoned",
+            "labels": "the node's labels",
+        },
+    ),
     kinds={"kubernetes", "sql"},
     owners=["team:platform"],
     description=(
@@ -118,8 +134,8 @@ def _inventory_metadata(cluster: str, inventory, written: dict) -> dict:
         "nodes_matched_to_discovered_instances": written["nodes_matched"],
         "nodes_with_unknown_capacity_type": dg.MetadataValue.json(unknown[:50]),
         "nodes_removed": written["nodes_removed"],
-        "nodes": dg.MetadataValue.md(markdown_table(inventory.nodes, NODE_COLUMNS)),
-        "workloads_on_spot": dg.MetadataValue.md(markdown_table(inventory.workloads_on_spot(), WORKLOAD_COLUMNS)),
+        "nodes": preview_table(inventory.nodes, NODE_COLUMNS),
+        "workloads_on_spot": preview_table(inventory.workloads_on_spot(), WORKLOAD_COLUMNS),
     }
 
 

@@ -14,14 +14,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 from sqlalchemy import select
 
-from spot_pipelines.assets import aws_failure
+from spot_pipelines.assets import aws_failure, preview_table, table_metadata
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core import validation
 from spot_pipelines.core.aws_errors import describe
 from spot_pipelines.core.bundled_data import bundled_advisor
 from spot_pipelines.core.clock import utc_today, utcnow
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.reporting import markdown_table
 from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import market_data as market
 from spot_pipelines.partitions import check_fetchable, market_daily_partitions
@@ -105,6 +104,7 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
     partitions_def=market_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="market_data",
+    metadata=table_metadata(market.SpotPrice.__table__, {c.name: c.description for c in SPOT_PRICE_SCHEMA.columns}),
     kinds={"aws", "ec2", "sql"},
     owners=["team:platform"],
     pool="aws_api",
@@ -172,7 +172,7 @@ def spot_price_history(
             "instance_types": "all" if instance_types is None else len(instance_types),
             "product_descriptions": dg.MetadataValue.json(config.product_descriptions),
             "api_calls": ingest.api_calls,
-            "preview": dg.MetadataValue.md(markdown_table(ingest.preview, PRICE_PREVIEW_COLUMNS)),
+            "preview": preview_table(ingest.preview, PRICE_PREVIEW_COLUMNS),
         },
         check_results=_spot_price_checks(app_db.engine, days, enabled),
     )
@@ -263,10 +263,8 @@ def _spot_price_checks(engine, days: Sequence[date], enabled: Sequence[str]) -> 
             check_name="prices_positive",
             passed=not stats.nonpositive,
             metadata={
-                "nonpositive_sample": dg.MetadataValue.md(
-                    markdown_table(
-                        stats.nonpositive, ["region", "availability_zone_id", "instance_type", "ts", "price"]
-                    )
+                "nonpositive_sample": preview_table(
+                    stats.nonpositive, ["region", "availability_zone_id", "instance_type", "ts", "price"]
                 )
             },
         ),
@@ -311,6 +309,10 @@ def _age_in_words(age_days: float | None, max_age_days: int, fetch: md.OnDemandF
     # Unpartitioned; the same policy as its neighbours keeps the daily job's backfills single-run.
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="market_data",
+    metadata=table_metadata(
+        market.OnDemandPrice.__table__,
+        {"source": "Price List API or the bundled snapshot", "as_of": "when the price was published"},
+    ),
     kinds={"aws", "pricing", "sql"},
     owners=["team:platform"],
     pool="aws_api",
@@ -358,9 +360,7 @@ def on_demand_prices(
             "skipped_regions": dg.MetadataValue.json(skipped),
             "skipped_items": dg.MetadataValue.json(fetch.problems[:200]),
             "api_calls": fetch.api_calls,
-            "preview": dg.MetadataValue.md(
-                markdown_table(fetch.rows, ["region", "instance_type", "usd_per_hour", "source", "as_of"])
-            ),
+            "preview": preview_table(fetch.rows, ["region", "instance_type", "usd_per_hour", "source", "as_of"]),
         },
         check_results=_on_demand_checks(summary, config.max_age_days, fetch),
     )
@@ -412,6 +412,10 @@ def _on_demand_checks(summary: dict, max_age_days: int, fetch: md.OnDemandFetch)
     partitions_def=market_daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="market_data",
+    metadata=table_metadata(
+        market.SpotAdvisorEntry.__table__,
+        {"day": "the partition (UTC day)", "source": "the Spot Advisor feed or the bundled snapshot"},
+    ),
     kinds={"aws", "sql"},
     owners=["team:platform"],
     retry_policy=AWS_RETRY_POLICY,
@@ -450,7 +454,7 @@ def spot_advisor(
                 passed=not bad,
                 metadata={
                     "stored_rows": stored,
-                    "out_of_range_sample": dg.MetadataValue.md(markdown_table(bad, ADVISOR_COLUMNS)),
+                    "out_of_range_sample": preview_table(bad, ADVISOR_COLUMNS),
                 },
             )
         ],
@@ -476,7 +480,7 @@ def _advisor_metadata(
         "rows_by_band": dg.MetadataValue.json(dict(sorted(by_band.items()))),
         "skipped_entries": dg.MetadataValue.json(feed.problems[:200]),
         "catalog_types": len(feed.catalog),
-        "preview": dg.MetadataValue.md(markdown_table(feed.rows, ADVISOR_COLUMNS)),
+        "preview": preview_table(feed.rows, ADVISOR_COLUMNS),
     }
 
 

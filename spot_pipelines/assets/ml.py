@@ -11,7 +11,14 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.assets import AFTER_NEW_DATA, core_config, frame_schema, problems_check, upstream_present
+from spot_pipelines.assets import (
+    AFTER_NEW_DATA,
+    core_config,
+    preview_table,
+    problems_check,
+    table_metadata,
+    upstream_present,
+)
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.ml import (
@@ -40,6 +47,24 @@ from spot_pipelines.resources.model_store import ModelStore
 
 RETRAIN_CRON = "0 4 * * 1"  # weekly, Monday 04:00 UTC
 BASELINE_VERSION = 0  # predictions from the advisor-band prior when no model version is usable
+MODEL_COLUMNS = {
+    "version": "model version (1, 2, ...); 0 in predictions is the advisor-band prior",
+    "n_train": "training rows",
+    "n_holdout": "holdout rows (the newest, time-based)",
+    "metrics": "Brier, ROC AUC, log loss of the model and the baseline on the holdout",
+    "status": "candidate, ready or blocked (by interruption_model_quality)",
+    "artifact_sha256": "SHA-256 of the stored artifact, verified on load",
+    "trained_at": "UTC time of training",
+    "data_start": "UTC start of the training data",
+    "data_end": "UTC end of the training data",
+    "holdout_start": "UTC start of the holdout (rows after it are never trained on)",
+    "features": "the feature columns, in order",
+    "label_source": "observed_interruptions, or the advisor-band weak labels when too few were observed",
+    "artifact_uri": "where the model artifact is stored",
+    "sklearn_version": "scikit-learn version that trained it (must match to load)",
+    "status_reason": "why the quality check promoted or blocked it",
+    "checked_at": "UTC time of the quality check",
+}
 
 
 class TrainModelConfig(dg.Config):
@@ -72,6 +97,7 @@ def _metrics_table(metrics: dict) -> str:
 
 @dg.asset(
     group_name="optimization",
+    metadata=table_metadata(ml_rows.ModelRegistryEntry.__table__, MODEL_COLUMNS),
     kinds={"scikitlearn"},
     owners=["team:optimization"],
     deps=[
@@ -229,6 +255,7 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
 
 @dg.asset(
     group_name="optimization",
+    metadata=table_metadata(ml_rows.InterruptionPrediction.__table__),
     kinds={"scikitlearn", "sql"},
     owners=["team:optimization"],
     deps=[dg.AssetKey("interruption_risk_scores"), dg.AssetKey("interruption_model")],
@@ -333,16 +360,13 @@ def _predictions_metadata(out, version: int, served_by: str, label_source: str, 
     preview = out.sort_values("p_interruption", ascending=False).round(4)
     return {
         "dagster/row_count": len(out),
-        "dagster/column_schema": frame_schema(out),
         "model_version": version,
         "served_by": served_by,
         "label_source": label_source,
         "fell_back_from": dg.MetadataValue.json(fallbacks),
         "mean_p_interruption": float(out["p_interruption"].mean()) if len(out) else 0.0,
-        "preview": dg.MetadataValue.md(
-            markdown_table(
-                records(preview),
-                ["region", "availability_zone_id", "instance_type", "p_interruption", "risk_score", "spot_price"],
-            )
+        "preview": preview_table(
+            records(preview),
+            ["region", "availability_zone_id", "instance_type", "p_interruption", "risk_score", "spot_price"],
         ),
     }

@@ -3,7 +3,14 @@
 import dagster as dg
 import pandas as pd
 
-from spot_pipelines.assets import AFTER_NEW_DATA, core_config, problems_check, upstream_present
+from spot_pipelines.assets import (
+    AFTER_NEW_DATA,
+    core_config,
+    preview_table,
+    problems_check,
+    table_metadata,
+    upstream_present,
+)
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.commitments import InForce
 from spot_pipelines.core.errors import ValidationError
@@ -15,7 +22,7 @@ from spot_pipelines.core.optimization import (
     unprofitable_moves,
     zero_priced,
 )
-from spot_pipelines.core.reporting import markdown_table, records
+from spot_pipelines.core.reporting import records
 from spot_pipelines.db import accounts as account_rows
 from spot_pipelines.db import commitments as commitment_rows
 from spot_pipelines.db import discovery as instance_rows
@@ -39,41 +46,77 @@ class RecommendationsConfig(dg.Config):
     allow_burstable: bool = RecommendConfig.allow_burstable
 
 
-def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
-    """List and net savings side by side, per account and in total (net: under the pool's commitments)."""
-    if recs.empty:
-        return "_no running instances to recommend for_"
-    actionable = recs[recs["action"] != "stay_on_demand"]
+# Units and meaning of the recommendation columns, for the column schema in the UI.
+COLUMN_DESCRIPTIONS = {
+    "on_demand_hourly_cost": "USD/h: list on-demand price of the current instance",
+    "current_hourly_cost": "USD/h: what it costs now (risk-adjusted for spot)",
+    "recommended_hourly_cost": "USD/h: risk-adjusted cost after the action",
+    "p_interruption": "probability of an interruption within a day",
+    "monthly_savings_usd": "USD/month (730 h): the saving the action is taken for; net, 0 for stay_on_demand",
+    "list_monthly_savings_usd": "USD/month (730 h): against the list on-demand price, commitments ignored",
+    "net_monthly_savings_usd": "USD/month (730 h): change of the pool's whole bill under its RIs and Savings Plans "
+    "(a freed commitment counts only where other usage absorbs it), minus the new cost",
+    "commitment_covered_fraction": "0-1: share of this instance's hour covered by an RI or Savings Plan now",
+    "account": "account name",
+    "current_instance_type": "EC2 instance type now",
+    "current_lifecycle": "on-demand or spot now",
+    "group_key": "ASG / EKS node group / Karpenter pool the instance belongs to",
+    "action": "move_to_spot, diversify, stay_on_demand or return_to_on_demand",
+    "target_instance_type": "EC2 instance type to move to",
+    "target_availability_zone_id": "AZ ID to move to",
+    "target_market": "spot or on-demand after the action",
+    "candidates": "the top qualifying spot markets, cheapest risk-adjusted first",
+    "reason": "why, in words",
+    "status": "proposed, approved, executing, executed, failed, rejected or superseded",
+    "generation_id": "the run that generated the row",
+    "generated_at": "UTC time of the generation",
+    "approved_by": "who approved or rejected",
+    "approved_at": "UTC time of the approval",
+    "status_changed_at": "UTC time of the last status change",
+    "executed_at": "UTC time the execution finished",
+    "replacement_instance_id": "EC2 instance id launched in its place",
+    "error": "why the execution failed, or why the row was superseded",
+    "realised_price_basis": "how realised_hourly_usd was priced",
+    "realised_hourly_usd": "USD/h: list price of what was launched",
+    "recommendations": "number of recommendations",
+    "instances": "number of instances",
+    "executed_monthly_savings_usd": "USD/month (730 h): of those, executed",
+}
+
+
+def summary_tables(recs: pd.DataFrame, names: dict[int, str]) -> dict[str, dg.MetadataValue]:
+    """Savings by account and by action, the top recommendations by net savings and the instances kept on-demand
+    for their commitments, as inline tables with account names; the totals in one sentence."""
+    named = recs.assign(account=recs["account_id"].map(names).fillna(recs["account_id"].astype(str)))
     money = {
         "list_monthly_savings_usd": ("list_monthly_savings_usd", "sum"),
         "net_monthly_savings_usd": ("net_monthly_savings_usd", "sum"),
     }
+    moves = named[named["action"] != "stay_on_demand"]
     by_account = (
-        actionable.assign(account=actionable["account_id"].map(names).fillna(actionable["account_id"].astype(str)))
-        .groupby("account")
+        moves.groupby("account")
         .agg(recommendations=("instance_id", "size"), **money)
         .sort_values("net_monthly_savings_usd", ascending=False)
         .round(2)
         .reset_index()
     )
-    kept = recs[(recs["action"] == "stay_on_demand") & (recs["commitment_covered_fraction"] > 0)]
     by_action = recs.groupby("action").agg(instances=("instance_id", "size"), **money).round(2).reset_index()
-    top = actionable.head(10).assign(account=lambda f: f["account_id"].map(names))
-    covered = kept.assign(account=lambda f: f["account_id"].map(names))
-    return "\n\n".join(
-        [
-            f"**Total monthly savings if all are executed: net ${actionable['net_monthly_savings_usd'].sum():,.2f} "
-            f"(list ${actionable['list_monthly_savings_usd'].sum():,.2f})**",
-            "### Savings by account",
-            markdown_table(records(by_account), list(by_account.columns)),
-            "### By action",
-            markdown_table(records(by_action), list(by_action.columns)),
-            "### Top recommendations",
-            markdown_table(records(top), [*TOP_COLUMNS, "reason"], limit=10),
-            f"### Kept on-demand because commitments cover them ({len(kept)})",
-            markdown_table(records(covered), ["account", "instance_id", "current_instance_type", "reason"], limit=10),
-        ]
-    )
+    top = moves.sort_values("net_monthly_savings_usd", ascending=False).round(4)
+    kept = named[(named["action"] == "stay_on_demand") & (named["commitment_covered_fraction"] > 0)]
+    return {
+        "summary": dg.MetadataValue.md(
+            "_no running instances to recommend for_"
+            if recs.empty
+            else f"**Total monthly savings if all are executed: net ${moves['net_monthly_savings_usd'].sum():,.2f} "
+            f"(list ${moves['list_monthly_savings_usd'].sum():,.2f})**"
+        ),
+        "top_recommendations": preview_table(records(top), [*TOP_COLUMNS, "reason"], 10, COLUMN_DESCRIPTIONS),
+        "savings_by_account": preview_table(records(by_account), list(by_account.columns), 50, COLUMN_DESCRIPTIONS),
+        "savings_by_action": preview_table(records(by_action), list(by_action.columns), 10, COLUMN_DESCRIPTIONS),
+        "kept_on_demand_for_commitments": preview_table(
+            records(kept), ["account", "instance_id", "current_instance_type", "reason"], 10, COLUMN_DESCRIPTIONS
+        ),
+    }
 
 
 TOP_COLUMNS = [
@@ -91,6 +134,7 @@ TOP_COLUMNS = [
 @dg.asset(
     group_name="optimization",
     kinds={"pandas", "sql"},
+    metadata=table_metadata(opt.SpotRecommendation.__table__, COLUMN_DESCRIPTIONS),
     owners=["team:optimization"],
     deps=[
         dg.AssetKey("discovered_instances"),
@@ -169,35 +213,11 @@ def _checks(instances: pd.DataFrame, result: RecommendResult) -> list[dg.AssetCh
     ]
 
 
-# Units and meaning of the recommendation columns, for the column schema in the UI.
-COLUMN_DESCRIPTIONS = {
-    "on_demand_hourly_cost": "USD/h: list on-demand price of the current instance",
-    "current_hourly_cost": "USD/h: what it costs now (risk-adjusted for spot)",
-    "recommended_hourly_cost": "USD/h: risk-adjusted cost after the action",
-    "p_interruption": "probability of an interruption within a day",
-    "monthly_savings_usd": "USD/month (730 h): the saving the action is taken for; net, 0 for stay_on_demand",
-    "list_monthly_savings_usd": "USD/month (730 h): against the list on-demand price, commitments ignored",
-    "net_monthly_savings_usd": "USD/month (730 h): change of the pool's whole bill under its RIs and Savings Plans "
-    "(a freed commitment counts only where other usage absorbs it), minus the new cost",
-    "commitment_covered_fraction": "0-1: share of this instance's hour covered by an RI or Savings Plan now",
-}
-
-
-def _schema(frame: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(str(c), str(t), description=COLUMN_DESCRIPTIONS.get(str(c))) for c, t in frame.dtypes.items()
-        ]
-    )
-
-
-def _metadata(result, commitments: InForce, names: dict[int, str], history_table: str) -> dict:
+def _metadata(result, commitments: InForce, names: dict[int, str], history_table: dg.MetadataValue) -> dict:
     recs = result.recommendations
     actionable = recs[recs["action"] != "stay_on_demand"]
     kept = recs[(recs["action"] == "stay_on_demand") & (recs["commitment_covered_fraction"] > 0)]
     return {
-        "dagster/column_schema": _schema(recs.drop(columns=["candidates"])),
-        "recommendations_by_action": dg.MetadataValue.json(recs["action"].value_counts().to_dict()),
         "unchanged_spot_instances": result.unchanged,
         "monthly_savings_usd": round(float(actionable["monthly_savings_usd"].sum()), 2),
         "list_monthly_savings_usd": round(float(actionable["list_monthly_savings_usd"].sum()), 2),
@@ -206,13 +226,11 @@ def _metadata(result, commitments: InForce, names: dict[int, str], history_table
         "reserved_instances": len(commitments.book.reserved),
         "savings_plans": len(commitments.book.savings_plans),
         "commitment_gaps": dg.MetadataValue.json(commitments.book.gaps),
-        "commitments_used_unused": dg.MetadataValue.md(
-            markdown_table(records(result.commitments), list(result.commitments.columns), limit=50)
-        ),
+        "commitments_used_unused": preview_table(records(result.commitments), list(result.commitments.columns), 50),
         "skipped_instances": len(result.skipped),
-        "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
-        "summary": dg.MetadataValue.md(summary_markdown(recs, names)),
-        "savings_over_time": dg.MetadataValue.md(history_table),
+        "skipped": preview_table(records(result.skipped), list(result.skipped.columns)),
+        **summary_tables(recs, names),
+        "savings_over_time": history_table,
     }
 
 
@@ -230,12 +248,13 @@ def _read_inputs(app_db: AppDatabase) -> tuple:
         )
 
 
-def _savings_over_time(app_db: AppDatabase) -> str:
-    """Every generation's savings, this one included, as a markdown table."""
+def _savings_over_time(app_db: AppDatabase) -> dg.MetadataValue:
+    """Every generation's savings, this one included, as a table."""
     with app_db.connection() as conn:
         history = opt.savings_over_time(conn)
-    return markdown_table(
-        records(history.assign(generated_at=history["generated_at"].astype(str)).round(2)),
+    return preview_table(
+        records(history.round(2)),
         ["generated_at", "recommendations", "monthly_savings_usd", "executed_monthly_savings_usd"],
-        limit=60,
+        60,
+        COLUMN_DESCRIPTIONS,
     )

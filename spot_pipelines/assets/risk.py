@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import dagster as dg
 
-from spot_pipelines.assets import AFTER_NEW_DATA, frame_schema, upstream_present
+from spot_pipelines.assets import AFTER_NEW_DATA, preview_table, table_metadata, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.reporting import markdown_table, records
+from spot_pipelines.core.reporting import records
 from spot_pipelines.core.risk import WINDOW_DAYS, score_markets, window_end
 from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
@@ -26,6 +26,20 @@ PREVIEW = [
     "score",
     "risk_band",
 ]
+RISK_COLUMNS = {
+    "window_start": "UTC start of the scoring window",
+    "window_end": "UTC end of the scoring window (exclusive)",
+    "price_to_on_demand": "ratio 0-1: spot price / on-demand price",
+    "price_mean": "USD/h: mean spot price over the window",
+    "changes_per_day": "price changes per day",
+    "mean_abs_change_pct": "percent: mean absolute size of a price change",
+    "spike_ratio_7d": "ratio: the 7-day peak price / the window mean",
+    "hours_since_change": "hours since the last price change",
+    "advisor_savings_pct": "percent: the Spot Advisor's savings over on-demand",
+    "observed_interruptions": "interruption warnings received for the market in the window",
+    "risk_band": "low, medium or high",
+    "scored_at": "UTC time of scoring",
+}
 
 
 class RiskScoreConfig(dg.Config):
@@ -35,6 +49,7 @@ class RiskScoreConfig(dg.Config):
 
 @dg.asset(
     group_name="optimization",
+    metadata=table_metadata(risk_rows.InterruptionRiskScore.__table__, RISK_COLUMNS),
     kinds={"pandas", "sql"},
     owners=["team:optimization"],
     deps=[
@@ -91,7 +106,6 @@ def _scores_metadata(result, scores, prices, events) -> dict:
     top = scores.sort_values("score", ascending=False)
     return {
         "dagster/row_count": len(scores),
-        "dagster/column_schema": frame_schema(scores),
         "window": f"{result.window_start:%Y-%m-%d} .. {result.window_end:%Y-%m-%d} (exclusive)",
         "price_rows": len(prices),
         "interruption_warnings_in_window": int((events["event_type"] == "spot_interruption_warning").sum())
@@ -99,7 +113,7 @@ def _scores_metadata(result, scores, prices, events) -> dict:
         else 0,
         "skipped_markets": len(result.skipped),
         "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
-        "skipped_preview": dg.MetadataValue.md(markdown_table(records(result.skipped), list(result.skipped.columns))),
+        "skipped_preview": preview_table(records(result.skipped), list(result.skipped.columns)),
         "markets_by_risk_band": dg.MetadataValue.json(scores["risk_band"].value_counts().to_dict()),
-        "preview": dg.MetadataValue.md(markdown_table(records(top.round(4)), PREVIEW)),
+        "preview": preview_table(records(top.round(4)), PREVIEW, descriptions=RISK_COLUMNS),
     }

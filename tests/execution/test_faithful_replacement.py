@@ -109,7 +109,7 @@ def test_dry_run_reports_the_verdict_and_every_call_it_would_make(aws, sqlite_ur
     probes = [c.operation for c in calls if c.params.get("DryRun")]
     assert probes == ["RunInstances", "TerminateInstances", "AssociateAddress"]
     (output,) = [e for e in result.all_node_events if e.is_successful_output]
-    assert "| replaceable |" in output.step_output_data.metadata["results"].value
+    assert [r.data["verdict"] for r in output.step_output_data.metadata["results"].records] == ["replaceable"]
     # Nothing changed.
     assert targets(arn) == {old: (8080, "healthy")} and ec2_state(old)["State"]["Name"] == "running"
     assert len(boto3.client("ec2", region_name=REGION).describe_instances()["Reservations"]) == 1

@@ -61,7 +61,10 @@ def test_inventory_asset_against_the_fake_api(db_url, tmp_path):
         assert meta["dagster/row_count"].value == 4 and meta["pods_on_spot"].value == 5
         assert meta["cluster"].value == "prod-eks"
         assert meta["nodes_matched_to_discovered_instances"].value == 1
-        assert "Deployment | web | 2" in meta["workloads_on_spot"].value
+        workloads = {
+            (r.data["owner_kind"], r.data["owner_name"]): r.data["spot_pods"] for r in meta["workloads_on_spot"].records
+        }
+        assert workloads[("Deployment", "web")] == 2
 
         # Second poll after a node and its pods went away: the snapshot is replaced.
         api.nodes, api.pods = (

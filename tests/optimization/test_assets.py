@@ -147,8 +147,19 @@ def test_end_to_end_scores_model_check_predictions_recommendations(db_url, encry
     assert recs["i-od"].action in ("move_to_spot", "stay_on_demand")
     rec_meta = mat_metadata(result, "spot_recommendations")
     assert rec_meta["skipped_instances"].value == 1
-    assert "q9.huge is not in the instance type catalog" in rec_meta["skipped"].value
-    assert "Savings by account" in rec_meta["summary"].value and "prod" in rec_meta["summary"].value
+    [skip] = [r.data for r in rec_meta["skipped"].records]
+    assert skip["instance_id"] == "i-mystery" and "q9.huge is not in the instance type catalog" in skip["reason"]
+    # Inline tables with account names, the top recommendations by net savings, columns described.
+    top = [r.data for r in rec_meta["top_recommendations"].records]
+    moves = [r for r in recs.values() if r.action != "stay_on_demand"]
+    assert len(top) == len(moves) and {r["account"] for r in top} == {"prod"}
+    nets = [r["net_monthly_savings_usd"] for r in top]
+    assert (
+        nets == sorted(nets, reverse=True) == sorted((round(r.net_monthly_savings_usd, 4) for r in moves), reverse=True)
+    )
+    described = {c.name: c.description for c in rec_meta["top_recommendations"].schema.columns}
+    assert described["net_monthly_savings_usd"].startswith("USD/month")
+    assert [r.data["account"] for r in rec_meta["savings_by_account"].records] == (["prod"] if moves else [])
 
     # Re-running replaces the proposed slice: the old rows are superseded, nothing duplicates.
     again = materialize(db_url, store, assets=[spot_recommendations], config=None)
@@ -156,7 +167,8 @@ def test_end_to_end_scores_model_check_predictions_recommendations(db_url, encry
     with session_factory(db_url)() as session:
         rows = list(session.scalars(select(opt.SpotRecommendation)))
     assert sorted(r.status for r in rows) == ["proposed"] * 4 + ["superseded"] * 4
-    assert "generated_at" in mat_metadata(again, "spot_recommendations")["savings_over_time"].value
+    history = mat_metadata(again, "spot_recommendations")["savings_over_time"]
+    assert history.schema.columns[0].name == "generated_at" and len(history.records) == (2 if moves else 0)
 
 
 def test_a_corrupted_model_is_blocked_and_the_previous_version_keeps_serving(sqlite_url, encryption_key, tmp_path):
