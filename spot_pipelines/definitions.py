@@ -6,7 +6,7 @@ import dagster as dg
 
 from spot_pipelines.assets.commitments import aws_commitments, commitments_job
 from spot_pipelines.assets.discovery import discovered_instances, discovery_job
-from spot_pipelines.assets.execution import execute_approved_recommendations
+from spot_pipelines.assets.execution import execute_approved_recommendations, realised_savings
 from spot_pipelines.assets.health import component_health, component_health_job
 from spot_pipelines.assets.interruptions import spot_interruption_events, spot_interruption_events_job
 from spot_pipelines.assets.kubernetes import k8s_inventory_job, k8s_node_inventory
@@ -20,6 +20,7 @@ from spot_pipelines.resources.interruptions import SpotInterruptionQueue
 from spot_pipelines.resources.kubernetes import KubernetesResource
 from spot_pipelines.resources.market_data import MarketDataAPIs
 from spot_pipelines.resources.model_store import LocalModelStore
+from spot_pipelines.resources.notifications import Notifier
 from spot_pipelines.resources.redis import RedisResource
 from spot_pipelines.sensors.automation import spot_pipelines_automation_sensor
 from spot_pipelines.sensors.commitments import daily_commitments_schedule
@@ -33,6 +34,7 @@ from spot_pipelines.sensors.health import (
 from spot_pipelines.sensors.interruptions import spot_interruption_sensor
 from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
 from spot_pipelines.sensors.market_data import daily_market_data_schedule
+from spot_pipelines.sensors.notifications import execution_failure_notifications_sensor, notifications_sensor
 
 # Source links in the UI; no git remote is configured, so local file references only. The API is beta:
 # its warning would print on every load of the code location.
@@ -50,6 +52,7 @@ with warnings.catch_warnings():
             interruption_model,
             interruption_predictions,
             spot_recommendations,
+            realised_savings,
         ]
     )
 
@@ -72,6 +75,8 @@ defs = dg.Definitions(
         unretried_failure_alert_sensor,
         spot_pipelines_automation_sensor,
         execution_reconciler_sensor,
+        notifications_sensor,
+        execution_failure_notifications_sensor,
     ],
     schedules=[
         nightly_rediscovery_schedule,
@@ -87,6 +92,7 @@ defs = dg.Definitions(
         "redis": RedisResource(),
         "market_apis": MarketDataAPIs(),
         "model_store": LocalModelStore(),
+        "notifier": Notifier(),
         "vault": CredentialVault(encryption_key=dg.EnvVar("ENCRYPTION_KEY")),
     },
 )

@@ -9,13 +9,22 @@ dry-run, every call it would make, with its exact parameters) is an audit row in
 
 import dagster as dg
 
+from spot_pipelines.assets import preview_table
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import CredentialError
-from spot_pipelines.core.execution import ASG_TAG, Outcome, RecommendationView, WaitPolicy, apply_group_plan, execute
-from spot_pipelines.core.reporting import markdown_table
+from spot_pipelines.core.execution import (
+    ASG_TAG,
+    LEDGER_COLUMNS,
+    Outcome,
+    RecommendationView,
+    WaitPolicy,
+    apply_group_plan,
+    execute,
+    savings_ledger,
+)
 from spot_pipelines.db import execution as execution_rows
 from spot_pipelines.db import optimization as opt
-from spot_pipelines.db.accounts import Account
+from spot_pipelines.db.accounts import Account, account_names
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
 
@@ -59,7 +68,7 @@ def execute_approved(
         "processed": len(summary),
         "failed": failures,
         "left_approved": _still_approved(app_db, approved),
-        "results": dg.MetadataValue.md(markdown_table(summary, SUMMARY_COLUMNS)),
+        "results": preview_table(summary, SUMMARY_COLUMNS),
     }
     if failures:
         raise dg.Failure(
@@ -187,3 +196,39 @@ def _not_recorded(outcome: Outcome, exc: Exception) -> str:
 )
 def execute_approved_recommendations():
     execute_approved()
+
+
+@dg.asset(
+    group_name="optimization",
+    kinds={"sql"},
+    owners=["team:optimization"],
+    deps=[dg.AssetKey("spot_recommendations")],
+    description="The realised-savings ledger: per account and month, the hours each executed recommendation's "
+    "replacement has run × (previous hourly cost − its realised hourly list price), both stored with the "
+    "recommendation. Rows with a price missing are skipped with the reason, never priced at zero. Derived on "
+    "each materialization from the stored rows (it stores no table of its own).",
+)
+def realised_savings(app_db: AppDatabase) -> dg.MaterializeResult:
+    with app_db.transaction() as session:
+        executed = execution_rows.executed_for_ledger(session)
+        names = account_names(session.connection())
+    rows, skipped = savings_ledger(executed, utcnow())
+    named = [{**r, "account_id": names.get(r["account_id"], r["account_id"])} for r in rows]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "realised_savings_usd": round(sum(r["realised_savings_usd"] for r in rows), 2),  # the Plots series
+            "executed_recommendations": len(executed) - len(skipped),
+            "ledger": preview_table(named, LEDGER_COLUMNS, 60, LEDGER_DESCRIPTIONS),
+            "skipped": preview_table(skipped, ["id", "reason"]),
+        }
+    )
+
+
+LEDGER_DESCRIPTIONS = {
+    "account_id": "account name",
+    "month": "calendar month (UTC), YYYY-MM",
+    "recommendations": "executed recommendations whose replacement ran in the month",
+    "hours": "hours the replacements ran in the month",
+    "realised_savings_usd": "USD, list prices: hours × (previous hourly cost − realised hourly cost)",
+}

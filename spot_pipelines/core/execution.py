@@ -893,3 +893,60 @@ def node_pool_snippet(group_tag: str, group_name: str, instance_types: list[str]
         f"aws eks create-nodegroup --nodegroup-name {group_name}-spot --capacity-type SPOT "
         f"--instance-types {' '.join(types)} ...  # same cluster, subnets, node role and labels as {group_name}\n"
     )
+
+
+# --------------------------------------------------------------------------- realised savings ledger
+
+LEDGER_COLUMNS = ["account_id", "month", "recommendations", "hours", "realised_savings_usd"]
+
+
+def month_slices(start: datetime, end: datetime) -> list[tuple[str, float]]:
+    """(YYYY-MM, hours) for each calendar month (UTC) the interval [start, end) touches."""
+    slices, at = [], start
+    while at < end:
+        nxt = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=at.tzinfo)
+        until = min(nxt, end)
+        slices.append((f"{at:%Y-%m}", (until - at).total_seconds() / 3600))
+        at = until
+    return slices
+
+
+def savings_ledger(executed: list[dict[str, Any]], now: datetime) -> tuple[list[dict], list[dict]]:
+    """Per account and month: hours the replacements ran since execution × (previous hourly cost − the
+    replacement's realised hourly cost), both list prices stored with the recommendation. A row with either price
+    missing or not positive is skipped with the reason, never priced at zero. Returns (ledger rows, skipped)."""
+    ledger: dict[tuple[int, str], dict[str, Any]] = {}
+    skipped = []
+    for rec in executed:
+        before, after = rec.get("previous_hourly_usd"), rec.get("realised_hourly_usd")
+        if not before or before <= 0 or not after or after <= 0 or not rec.get("executed_at"):
+            missing = "previous hourly cost" if not before or before <= 0 else "realised hourly cost"
+            skipped.append(
+                {"id": rec["id"], "reason": f"no stored {missing}" if rec.get("executed_at") else "no executed_at"}
+            )
+            continue
+        end = min(now, rec.get("ended_at") or now)
+        for month, hours in month_slices(rec["executed_at"], end):
+            row = ledger.setdefault(
+                (rec["account_id"], month),
+                {
+                    "account_id": rec["account_id"],
+                    "month": month,
+                    "recommendations": set(),
+                    "hours": 0.0,
+                    "realised_savings_usd": 0.0,
+                },
+            )
+            row["recommendations"].add(rec["id"])
+            row["hours"] += hours
+            row["realised_savings_usd"] += hours * (before - after)
+    rows = [
+        {
+            **r,
+            "recommendations": len(r["recommendations"]),
+            "hours": round(r["hours"], 2),
+            "realised_savings_usd": round(r["realised_savings_usd"], 2),
+        }
+        for _, r in sorted(ledger.items())
+    ]
+    return rows, skipped

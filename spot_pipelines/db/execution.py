@@ -147,3 +147,29 @@ def realised_price(session: Session, launched: dict[str, Any], at: datetime) -> 
         price.usd_per_hour,
         f"list on-demand price of {itype} in {launched['region']} ({price.source}, {price.as_of.date()})",
     )
+
+
+def executed_for_ledger(session: Session) -> list[dict[str, Any]]:
+    """Executed recommendations with the prices the ledger needs: the previous hourly cost (the list on-demand
+    price for an on-demand source, the risk-adjusted spot cost for a spot one), the realised list price of the
+    replacement, and when the inventory saw the replacement end (None: still there)."""
+    r, i = SpotRecommendation, inventory.Instance
+    rows = session.execute(
+        select(r, i.terminated_at)
+        .outerjoin(i, (i.account_id == r.account_id) & (i.instance_id == r.replacement_instance_id))
+        .where(r.status == opt.EXECUTED)
+        .order_by(r.id)
+    ).all()
+    return [
+        {
+            "id": rec.id,
+            "account_id": rec.account_id,
+            "executed_at": rec.executed_at,
+            "ended_at": ended,
+            "previous_hourly_usd": rec.on_demand_hourly_cost
+            if rec.current_lifecycle == "on-demand"
+            else rec.current_hourly_cost,
+            "realised_hourly_usd": rec.realised_hourly_usd,
+        }
+        for rec, ended in rows
+    ]

@@ -54,6 +54,8 @@ def test_list_is_sorted_by_net_with_list_beside_it(db_url):
     assert lines[0].split() == [
         "id",
         "status",
+        "account",
+        "region",
         "instance",
         "action",
         "from",
