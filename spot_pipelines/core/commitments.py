@@ -695,7 +695,9 @@ def evaluate(
                 for r, (c, d) in enumerate(rows, start=1):
                     units[r, c] += d
                 scen = run_plan(stages, shapes, units, start, attribute=False)
-                bills = scen.remaining @ od
+                # Not `@`: a BLAS call here wakes OpenBLAS's threads, which then spin against this one on a
+                # small machine (the net recommend ran 1.6x slower with them).
+                bills = np.einsum("rs,s->r", scen.remaining, od)
                 index = {key: r for r, key in enumerate(rows, start=1)}
                 which = [index[(c, d)] for c, d in zip(col[moves_commitment].tolist(), delta[moves_commitment])]
                 change[moves_commitment] = bills[which] - bills[0]
