@@ -455,7 +455,7 @@ def bench_interruption_drain(quick: bool) -> list[dict[str, Any]]:
                 f"enqueue to stored row, {sent} events at {LATENCY_RATE}/s over {ticks} long-polling sensor ticks "
                 f"({latency_budget_s:g} s budget, next tick +{SENSOR_INTERVAL_S:g} s interval or at the end, "
                 f"+{DAEMON_LOOP_S:g} s daemon loop); max {latencies[-1]:.1f} s; baseline = the 30 s target",
-                target="p99 < 30 s" if name == "p99" else "",
+                target="p99 < 30 s" if name == "p99" else "none (the p99 carries the < 30 s target)",
             )
             for name, q in (("p50", 0.50), ("p99", 0.99))
         ),
