@@ -140,8 +140,9 @@ def use_workbench(env: dict[str, str]) -> dict[str, subprocess.CompletedProcess]
     done: dict[str, subprocess.CompletedProcess] = {}
     for command in workbench_commands():
         if command[2] == "approve":  # the README's ids are examples: approve the listed move_to_spot
+            # columns: id status account region instance action
             listed = done["spot-pipelines recommendations list"].stdout
-            found = re.search(r"^(\d+)\s+proposed\s+\S+\s+move_to_spot\s", listed, re.M)
+            found = re.search(r"^(\d+)\s+proposed\s+\S+\s+\S+\s+\S+\s+move_to_spot\s", listed, re.M)
             assert found, f"no proposed move_to_spot listed:\n{listed}"
             rec_id = found[1]
             command = [*command[:3], rec_id, *(w for w in command[3:] if not w.isdigit())]
