@@ -4,6 +4,7 @@ import warnings
 
 import dagster as dg
 
+from spot_pipelines.assets.backtest import recommendation_backtest
 from spot_pipelines.assets.commitments import aws_commitments, commitments_job
 from spot_pipelines.assets.discovery import discovered_instances, discovery_job
 from spot_pipelines.assets.execution import execute_approved_recommendations
@@ -50,6 +51,7 @@ with warnings.catch_warnings():
             interruption_model,
             interruption_predictions,
             spot_recommendations,
+            recommendation_backtest,
         ]
     )
 

@@ -259,7 +259,13 @@ def test_demo_recommends_every_action_and_prices_every_instance(interrupted_then
             return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
         recommended, scored = metadata("spot_recommendations"), metadata("interruption_risk_scores")
+        backtest = metadata("recommendation_backtest")
     assert recommended["skipped_instances"] == 0, recommended["skipped"]
+    # The backtest replayed the demo's last week: the policy and every baseline, priced from the stored history.
+    policies = {r.data["policy"]: r.data for r in backtest["policies"].records}
+    assert set(policies) >= {"recommend", "on_demand", "cheapest_spot", "hindsight_best"}
+    assert backtest["instance_hours"] == 24 * 7 * backtest["instances"] > 0
+    assert policies["on_demand"]["savings_vs_on_demand_usd_per_instance_month"] == 0
     assert scored["skipped_markets"] == 0, scored["skipped_reasons"]
     # Every seeded instance has a recommendation or sits in a spot pool that still qualifies.
     assert len(recs) + recommended["unchanged_spot_instances"] == SEEDED_INSTANCES

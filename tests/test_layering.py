@@ -27,6 +27,7 @@ DOMAINS = {
     "interruptions",
     "kubernetes",
     "system_log",
+    "backtest",
 }
 # Modules a layer shares between its domains (or, for resources/ and cli/, named after what they wrap).
 SHARED = {

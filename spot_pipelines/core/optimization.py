@@ -167,6 +167,35 @@ def recommend(
     return RecommendResult(out, skipped.frame(), unchanged=unchanged, commitments=used)
 
 
+def compatible_markets(
+    instances: pd.DataFrame,
+    catalog: pd.DataFrame,
+    on_demand: pd.DataFrame,
+    markets: pd.DataFrame,
+    config: RecommendConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """recommend()'s compatibility rules for others that choose among the same markets (the backtest's baselines).
+
+    Returns (the running instances that can be priced, with `shape_id` and `on_demand_hourly_cost`; every
+    compatible pair as `shape_id`, `market` = the row position in `markets`; the instances set aside, with why).
+    `markets`: region, availability_zone_id, instance_type, product_description."""
+    skipped = _SetAside()
+    specs = _catalog_specs(catalog)
+    fleet = _fleet_with_specs_and_on_demand(
+        instances[instances["state"] == "running"].copy(), specs, on_demand, skipped
+    )
+    shapes = _shapes(fleet)
+    mk = (
+        markets[["region", "availability_zone_id", "instance_type", "product_description"]]
+        .assign(_row=np.arange(len(markets)))
+        .merge(specs, on="instance_type", how="inner")
+        .reset_index(drop=True)
+    )
+    sid, mid = _compatible_pairs(shapes, mk, config)
+    pairs = pd.DataFrame({"shape_id": sid, "market": mk["_row"].to_numpy()[mid]})
+    return fleet.merge(shapes[SHAPE + ["shape_id"]], on=SHAPE, how="left"), pairs, skipped.frame()
+
+
 class _SetAside:
     """Instances that cannot be priced, with the reason, in the order they were set aside."""
 
