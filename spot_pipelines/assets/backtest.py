@@ -9,7 +9,7 @@ from spot_pipelines.core.backtest import POLICY, BacktestConfig, run_backtest
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig
 from spot_pipelines.core.reporting import markdown_table, records
-from spot_pipelines.core.risk import _day_start
+from spot_pipelines.core.risk import BurstConfig, _day_start
 from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import discovery as instance_rows
 from spot_pipelines.db import interruptions as event_rows
@@ -28,10 +28,13 @@ class BacktestRunConfig(dg.Config):
     max_p_interruption: float = RecommendConfig.max_p_interruption
     restart_cost_usd: float = RecommendConfig.restart_cost_usd
     restart_cost_on_demand_hours: float = RecommendConfig.restart_cost_on_demand_hours
+    burst_warnings: int = BurstConfig.burst_warnings
+    burst_window_hours: float = BurstConfig.burst_window_hours
+    burst_quiet_hours: float = BurstConfig.burst_quiet_hours
 
 
 COLUMNS = {
-    "policy": ("string", "recommend (the product's policy), a baseline, or hindsight_best"),
+    "policy": ("string", "recommend (the product's policy), recommend_stateless, a baseline, or hindsight_best"),
     "cost_usd_per_instance_month": ("float", "USD per instance per 730 h, list prices, restarts included"),
     "savings_vs_on_demand_usd_per_instance_month": ("float", "USD per instance per 730 h against on_demand"),
     "savings_vs_on_demand_pct": ("float", "percent of the always-on-demand cost"),
@@ -39,13 +42,14 @@ COLUMNS = {
     "interruptions": ("int", "interruptions over the window"),
     "moves": ("int", "relaunches the policy chose (to, from or between spot pools)"),
     "restarts": ("int", "interruptions + moves, each charged the restart cost"),
+    "flips_per_instance_month": ("float", "moves between spot and on-demand per instance per 730 h"),
     "regret_usd_per_instance_month": ("float", "USD per instance per 730 h above the hindsight-best pool"),
     "total_cost_usd": ("float", "USD over the window for the whole replayed fleet"),
 }
 SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name, kind, description=text) for name, (kind, text) in COLUMNS.items()]
 )
-PLOTTED = ("cost_usd_per_instance_month", "regret_usd_per_instance_month")
+PLOTTED = ("cost_usd_per_instance_month", "regret_usd_per_instance_month", "flips_per_instance_month")
 POLICY_PLOTTED = (
     "savings_vs_on_demand_usd_per_instance_month",
     "savings_vs_on_demand_pct",
@@ -80,6 +84,7 @@ def recommendation_backtest(
 ) -> dg.MaterializeResult:
     try:
         bc, rc = core_config(BacktestConfig, config), core_config(RecommendConfig, config)
+        burst = core_config(BurstConfig, config)
         end = _day_start(parse_as_of(config.as_of))
         start = end - timedelta(days=bc.window_days)
         first = start - timedelta(days=bc.lookback_days)
@@ -92,7 +97,7 @@ def recommendation_backtest(
                 "advisor": market_rows.read_advisor(conn, end.date(), lookback_days=(end - first).days + 31),
                 "events": event_rows.read_events(conn, first, end),
             }
-        result = run_backtest(**inputs, start=start, config=bc, recommend_config=rc)
+        result = run_backtest(**inputs, start=start, config=bc, recommend_config=rc, burst=burst)
     except ValidationError as exc:
         raise dg.Failure(description=f"recommendation_backtest: {exc}", allow_retries=False) from None
     table = result.policies.round(4)

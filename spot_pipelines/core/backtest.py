@@ -15,6 +15,10 @@ Risk before each day: the advisor-band prior (what interruption_predictions serv
 combined with the market's observed hourly warning rate over the lookback; the replay does not retrain the model
 each day. All figures are list prices: commitments are ignored.
 
+`recommend` prices and targets as spot_recommendations does, a pool in an interruption burst included (not a
+target until a quiet period has passed, core.risk.hot_pools); `recommend_stateless` is the same policy without
+that hysteresis, so the flips between spot and on-demand per instance-month show what it is worth.
+
 Every policy starts from the same fleet, each instance on demand in its own type and AZ ID. Baselines, on the
 same days, with the same compatibility rules and the same knowledge (prices before the day):
 - `on_demand`: never moves;
@@ -38,11 +42,21 @@ import pandas as pd
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.ml import band_probability
 from spot_pipelines.core.optimization import HOURS_PER_MONTH, RecommendConfig, compatible_markets, recommend
-from spot_pipelines.core.risk import INTERRUPTION_EVENT, _day_start, epoch_seconds, market_codes, operating_system
+from spot_pipelines.core.risk import (
+    INTERRUPTION_EVENT,
+    BurstConfig,
+    _day_start,
+    epoch_seconds,
+    hot_pools,
+    market_codes,
+    operating_system,
+    with_hot_pools,
+)
 
 HOUR = 3600
 DAY = 86_400
 POLICY = "recommend"
+STATELESS = "recommend_stateless"  # the same policy without the burst hysteresis (core.risk.hot_pools)
 BASELINES = ("on_demand", "cheapest_spot", "lowest_advisor_band", "capacity_optimized")
 POLICY_COLUMNS = [
     "policy",
@@ -53,6 +67,7 @@ POLICY_COLUMNS = [
     "interruptions",
     "moves",
     "restarts",
+    "flips_per_instance_month",
     "regret_usd_per_instance_month",
     "total_cost_usd",
 ]
@@ -105,11 +120,12 @@ def run_backtest(
     start: datetime,
     config: BacktestConfig = BacktestConfig(),
     recommend_config: RecommendConfig | None = None,
+    burst: BurstConfig | None = None,
 ) -> BacktestResult:
     """Replay `config.window_days` days from `start`'s day on. Inputs shaped like the app tables: `fleet` the
     running instances, `prices` spot_price_history rows from the lookback's start on, `advisor` with `day`,
     `events` spot_interruption_events rows."""
-    recommend_config = recommend_config or RecommendConfig()
+    recommend_config, burst = recommend_config or RecommendConfig(), burst or BurstConfig()
     start = _day_start(start)
     end = start + timedelta(days=config.window_days)
     history, skipped = _history(prices, on_demand, advisor, events, start, end, config)
@@ -127,12 +143,14 @@ def run_backtest(
     restart = recommend_config.restart_cost_usd + recommend_config.restart_cost_on_demand_hours * instances[
         "on_demand_hourly_cost"
     ].to_numpy(np.float64)
-    sims = {POLICY: _Sim(instances, restart)} | {name: _Sim(instances, restart) for name in BASELINES}
+    sims = {name: _Sim(instances, restart) for name in (POLICY, STATELESS, *BASELINES)}
     index = _market_index(history.markets)
     for d in range(config.window_days):
         day_hour = history.lookback_hours + 24 * d
         seen = _seen_markets(history, d, day_hour)
-        sims[POLICY].move_to(_policy_targets(sims[POLICY], seen, index, catalog, on_demand, recommend_config))
+        gated = with_hot_pools(seen, hot_pools(events, start + timedelta(days=d), burst))
+        for name, markets in ((POLICY, gated), (STATELESS, seen)):
+            sims[name].move_to(_policy_targets(sims[name], markets, index, catalog, on_demand, recommend_config))
         for name in BASELINES[1:]:
             sims[name].move_to(_baseline_targets(name, instances, pairs, seen))
         for sim in sims.values():
@@ -278,7 +296,7 @@ class _Sim:
         self.az = instances["availability_zone_id"].to_numpy(object).copy()
         self.od = instances["on_demand_hourly_cost"].to_numpy(np.float64).copy()
         self.restart = restart
-        self.cost = self.interruptions = self.moves = 0.0
+        self.cost = self.interruptions = self.moves = self.flips = 0.0
 
     def move_to(self, target: tuple[np.ndarray, np.ndarray | None, np.ndarray | None]) -> None:
         """`target`: (market per instance, -1 on demand; its type's on-demand price; the type, AZ ID) — a changed
@@ -286,6 +304,7 @@ class _Sim:
         market, od, where = target
         moved = market != self.market
         self.moves += float(moved.sum())
+        self.flips += float(((market >= 0) != (self.market >= 0)).sum())  # between spot and on-demand
         self.cost += float(self.restart[moved].sum())
         self.market = market
         if od is not None:
@@ -382,6 +401,7 @@ def _report(sims: dict[str, _Sim], best: np.ndarray, instance_hours: float) -> p
                 "interruptions": int(sim.interruptions),
                 "moves": int(sim.moves),
                 "restarts": int(sim.interruptions + sim.moves),
+                "flips_per_instance_month": sim.flips * per_month,
                 "regret_usd_per_instance_month": (sim.cost - best.sum()) * per_month,
                 "total_cost_usd": sim.cost,
             }
@@ -397,6 +417,7 @@ def _report(sims: dict[str, _Sim], best: np.ndarray, instance_hours: float) -> p
             "interruptions": None,
             "moves": None,
             "restarts": None,
+            "flips_per_instance_month": np.nan,
             "regret_usd_per_instance_month": 0.0,
             "total_cost_usd": hindsight,
         }

@@ -141,7 +141,8 @@ def recommend(
     commitments: cm.InForce | None = None,
 ) -> RecommendResult:
     """`markets`: region, availability_zone_id, instance_type, product_description, spot_price,
-    p_interruption, horizon_hours[, model_version] — one row per priced spot market. `commitments`: the RIs
+    p_interruption, horizon_hours[, model_version][, hot_note] — one row per priced spot market; a market with a
+    `hot_note` (its pool is in an interruption burst, core.risk.hot_pools) qualifies for nothing. `commitments`: the RIs
     and Savings Plans in force; without them net savings equal list savings.
 
     Candidates are found and priced once per instance shape; instances that cannot be priced are set
@@ -313,6 +314,7 @@ def _priced_markets(markets: pd.DataFrame, specs: pd.DataFrame) -> pd.DataFrame:
             "horizon_hours",
         ]
         + (["model_version"] if "model_version" in markets.columns else [])
+        + (["hot_note"] if "hot_note" in markets.columns else [])
     ]
     mk = mk.astype({"spot_price": np.float64, "p_interruption": np.float64, "horizon_hours": np.float64})
     mk = mk[mk["spot_price"] > 0].merge(specs, on="instance_type", how="inner")
@@ -394,7 +396,11 @@ def _price_candidates(
         mk["spot_price"].to_numpy(np.float64)[mid], mk["p_hour"].to_numpy(np.float64)[mid], od_price, config
     )
     discount = 1 - cost / od_price
-    return _Candidates(sid, mid, cost, discount, p_int, _qualifies(discount, p_int, config))
+    return _Candidates(sid, mid, cost, discount, p_int, _qualifies(discount, p_int, config) & ~_hot(mk)[mid])
+
+
+def _hot(mk: pd.DataFrame) -> np.ndarray:
+    return mk["hot_note"].notna().to_numpy() if "hot_note" in mk.columns else np.zeros(len(mk), dtype=bool)
 
 
 def _rank_candidates(
@@ -450,10 +456,14 @@ def _with_own_market(
             "p_interruption",
             "p_hour",
         ]
-    ].rename(columns={"spot_price": "own_price", "p_interruption": "own_p", "p_hour": "own_p_hour"})
+    ].assign(own_hot_note=mk["hot_note"] if "hot_note" in mk.columns else None)
+    own = own.rename(columns={"spot_price": "own_price", "p_interruption": "own_p", "p_hour": "own_p_hour"})
     inst = inst.merge(own, on=SHAPE, how="left")
     inst["own_cost"] = _risk_adjusted_cost(inst["own_price"], inst["own_p_hour"], inst["on_demand_hourly_cost"], config)
-    inst["own_ok"] = _qualifies(1 - inst["own_cost"] / inst["on_demand_hourly_cost"], inst["own_p"], config)
+    inst["own_ok"] = (
+        _qualifies(1 - inst["own_cost"] / inst["on_demand_hourly_cost"], inst["own_p"], config)
+        & inst["own_hot_note"].isna().to_numpy()
+    )
     return skipped.drop(
         inst,
         (inst["lifecycle"] == "spot") & inst["own_price"].isna(),
@@ -625,10 +635,16 @@ def _output(rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, co
     """The candidates and reason of each row, in the output columns, largest savings first."""
     lists = _candidate_lists(top)
     rows["candidates"] = [lists.get(s, []) for s in rows["shape_id"].tolist()]
-    rows["reason"] = _reasons(rows, config) + rows["commitment_note"]
+    rows["reason"] = _reasons(rows, config) + rows["commitment_note"] + _hot_notes(rows)
     rows["model_version"] = model_version
     out = rows.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
     return out[_COLUMNS].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
+
+
+def _hot_notes(rows: pd.DataFrame) -> pd.Series:
+    """Why a spot instance leaves its pool when the pool is in an interruption burst."""
+    hot = rows["own_hot_note"].notna() & (rows["lifecycle"] == "spot")
+    return pd.Series(np.where(hot, "; " + rows["own_hot_note"].fillna("").astype(str), ""), index=rows.index)
 
 
 def _candidate_lists(top: pd.DataFrame) -> dict[int, list[dict]]:

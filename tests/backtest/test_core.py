@@ -147,3 +147,24 @@ def test_a_market_with_prices_but_no_on_demand_price_is_skipped_with_the_reason(
 def test_bad_config_names_the_field():
     with pytest.raises(ValidationError, match="window_days"):
         BacktestConfig(window_days=0)
+
+
+def test_a_burst_then_quiet_sends_the_fleet_on_demand_for_the_quiet_period_only():
+    # Three warnings in three hours on the window's third day, then nothing.
+    burst_at = START + timedelta(days=2)
+    events = warnings_every(1).iloc[:0]
+    events = pd.concat(
+        [events, *(warnings_every(1).iloc[[0]].assign(event_time=burst_at + timedelta(hours=h)) for h in (1, 2, 3))]
+    )
+    result, p = replay(prices(("m5.large", 0.3 * OD)), events=events, n=1)
+    per_month = HOURS_PER_MONTH / HOURS
+    # Spot from day 0; interrupted three times on day 2; the pool is hot at day 3's start (the last warning is
+    # under 24 h old) so the instance goes on demand for day 3, and back to spot on day 4 once it is quiet.
+    gated = 0.3 * OD * (HOURS - 24) + OD * 24 + RESTART * (3 + 3)
+    assert p.at["recommend", "total_cost_usd"] == pytest.approx(gated)
+    assert (p.at["recommend", "moves"], p.at["recommend", "interruptions"]) == (3, 3)
+    assert p.at["recommend", "flips_per_instance_month"] == pytest.approx(3 * per_month)
+    # Without the hysteresis the policy stays in the pool: one flip, the same three interruptions.
+    stateless = 0.3 * OD * HOURS + RESTART * (1 + 3)
+    assert p.at["recommend_stateless", "total_cost_usd"] == pytest.approx(stateless)
+    assert p.at["recommend_stateless", "flips_per_instance_month"] == pytest.approx(per_month)
