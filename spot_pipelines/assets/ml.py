@@ -45,7 +45,7 @@ class TrainModelConfig(dg.Config):
 
     training_days: int = 90
     window_days: int = TrainingConfig.window_days
-    horizon_days: int = TrainingConfig.horizon_days
+    horizon_hours: int = TrainingConfig.horizon_hours
     holdout_fraction: float = TrainingConfig.holdout_fraction
     min_observed_positives: int = TrainingConfig.min_observed_positives
     max_iter: int = TrainingConfig.max_iter
@@ -66,6 +66,16 @@ def _metrics_table(metrics: dict) -> str:
             }
         )
     return markdown_table(rows, ["", "Brier", "ROC AUC", "log loss", "mean p"])
+
+
+def _reliability_table(metrics: dict) -> str:
+    """Predicted vs observed per probability bin, model and baseline side by side."""
+    rows = [
+        {"": who, **{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}}
+        for who in ("model", "baseline")
+        for row in metrics.get("reliability", {}).get(who, [])
+    ]
+    return markdown_table(rows, ["", "bin", "n", "mean_predicted", "observed_rate"], limit=40)
 
 
 @dg.asset(
@@ -94,7 +104,8 @@ def _metrics_table(metrics: dict) -> str:
     description=(
         "A calibrated gradient-boosting Pipeline predicting P(spot interruption warning within the horizon) "
         "per market. Labels: observed warnings when there are enough, else the advisor band as a weak label "
-        "(metadata says which). Time-based holdout; Brier and ROC AUC against the advisor band alone. "
+        "(metadata says which), horizon_hours ahead (down to 1). Time-based holdout; Brier, log loss, ROC AUC and "
+        "a reliability table against the advisor band alone. "
         "Registers a versioned joblib artifact as a candidate; the blocking check promotes or blocks it."
     ),
 )
@@ -147,13 +158,19 @@ def _model_metadata(model, version: int, uri: str, verdict_ok: bool) -> dict:
         "label_source": model.label_source,
         "label_note": model.label_note,
         "metrics": dg.MetadataValue.md(_metrics_table(model.metrics)),
+        "reliability": dg.MetadataValue.md(_reliability_table(model.metrics)),
+        "horizon_hours": model.horizon_hours,
+        "log_loss": model.metrics["model"]["log_loss"],
+        "baseline_log_loss": model.metrics["baseline"]["log_loss"],
         "brier": model.metrics["model"]["brier"],
         "baseline_brier": model.metrics["baseline"]["brier"],
         "roc_auc": model.metrics["model"]["roc_auc"] if model.metrics["model"]["roc_auc"] is not None else float("nan"),
         "baseline_roc_auc": model.metrics["baseline"]["roc_auc"]
         if model.metrics["baseline"]["roc_auc"] is not None
         else float("nan"),
-        "beats_or_ties_baseline": verdict_ok,
+        "beats_baseline": verdict_ok,
+        "brier_gain_per_example": model.metrics["brier_gain"]["mean"],
+        "brier_gain_standard_error": model.metrics["brier_gain"]["se"],
         "n_train": model.n_train,
         "n_holdout": model.n_holdout,
         "holdout_start": model.holdout_start.isoformat(),
@@ -214,9 +231,9 @@ def _smoke_frame():
 @dg.asset_check(
     asset=interruption_model,
     blocking=True,
-    description="The newest model loads, predicts, and is not worse than the advisor-band baseline "
-    "(Brier, ROC AUC on the time-based holdout). Fails otherwise; that version is blocked and "
-    "the previous ready version keeps serving predictions.",
+    description="The newest model loads, predicts, and beats the advisor-band baseline on the time-based "
+    "holdout (Brier at least 1% lower: a tie fails; ROC AUC no worse). Fails otherwise; that version is blocked "
+    "and the previous ready version, else the advisor-band prior, keeps serving predictions.",
 )
 def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> dg.AssetCheckResult:
     passed, why, meta = evaluate_latest(app_db, model_store)
