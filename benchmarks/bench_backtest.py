@@ -52,9 +52,13 @@ def synthetic_history(fleet: dict[str, pd.DataFrame], days: int, seed: int = 3) 
         }
     )
     hit = rng.choice(len(mk), size=len(mk) // 10)
-    events = mk[["region", "availability_zone_id", "instance_type"]].iloc[hit].assign(
-        event_type="spot_interruption_warning",
-        event_time=pd.Timestamp(first) + pd.to_timedelta(rng.integers(0, n_days * 86_400, len(hit)), unit="s"),
+    events = (
+        mk[["region", "availability_zone_id", "instance_type"]]
+        .iloc[hit]
+        .assign(
+            event_type="spot_interruption_warning",
+            event_time=pd.Timestamp(first) + pd.to_timedelta(rng.integers(0, n_days * 86_400, len(hit)), unit="s"),
+        )
     )
     return {"prices": prices, "advisor": advisor, "events": events.reset_index(drop=True)}
 
