@@ -14,6 +14,7 @@ from spot_pipelines.assets.kubernetes import k8s_inventory_job, k8s_node_invento
 from spot_pipelines.assets.market_data import market_data_assets, market_data_jobs
 from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
 from spot_pipelines.assets.optimization import spot_recommendations
+from spot_pipelines.assets.placement import spot_placement_scores
 from spot_pipelines.assets.risk import interruption_risk_scores
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
@@ -52,6 +53,7 @@ with warnings.catch_warnings():
             interruption_predictions,
             spot_recommendations,
             recommendation_backtest,
+            spot_placement_scores,
         ]
     )
 

@@ -28,6 +28,7 @@ DOMAINS = {
     "kubernetes",
     "system_log",
     "backtest",
+    "placement",
 }
 # Modules a layer shares between its domains (or, for resources/ and cli/, named after what they wrap).
 SHARED = {

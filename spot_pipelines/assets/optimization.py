@@ -10,6 +10,7 @@ from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.commitments import InForce
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig, recommend
+from spot_pipelines.core.placement import with_placement_scores
 from spot_pipelines.core.reporting import markdown_table, records
 from spot_pipelines.core.risk import BurstConfig, hot_pools, with_hot_pools
 from spot_pipelines.db import accounts as account_rows
@@ -19,6 +20,7 @@ from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import ml as ml_rows
 from spot_pipelines.db import optimization as opt
+from spot_pipelines.db import placement as placement_rows
 from spot_pipelines.resources.app_database import AppDatabase
 
 
@@ -37,6 +39,7 @@ class RecommendationsConfig(dg.Config):
     burst_warnings: int = BurstConfig.burst_warnings
     burst_window_hours: float = BurstConfig.burst_window_hours
     burst_quiet_hours: float = BurstConfig.burst_quiet_hours
+    min_placement_score: int | None = RecommendConfig.min_placement_score
 
 
 def summary_markdown(recs: pd.DataFrame, names: dict[int, str]) -> str:
@@ -120,7 +123,9 @@ def spot_recommendations(
     if markets.empty and not instances.empty:
         context.log.warning("no interruption predictions yet: every instance will stay on demand")
     hot = _hot_pools(app_db, burst)
-    result = recommend(instances, catalog, on_demand, with_hot_pools(markets, hot), rc, commitments)
+    with app_db.connection() as conn:
+        scored = with_placement_scores(with_hot_pools(markets, hot), placement_rows.read_latest(conn))
+    result = recommend(instances, catalog, on_demand, scored, rc, commitments)
     recs = result.recommendations
     generated_at = utcnow()
     rows = records(recs.assign(generation_id=context.run_id, status=opt.PROPOSED, generated_at=generated_at))

@@ -83,6 +83,8 @@ class RecommendConfig:
     same_az_only: bool = True  # a replacement in the same AZ ID keeps the subnet
     allowed_families: dict[str, list[str]] | None = None  # family → allowed families; None: same category
     allow_burstable: bool = False  # t* candidates only for t* instances unless allowed
+    # A target's AWS spot placement score (1-10, markets' `placement_score`) must reach this; unscored pass.
+    min_placement_score: int | None = None
 
     def __post_init__(self):
         if not 0 <= self.min_discount_pct < 100:
@@ -95,6 +97,8 @@ class RecommendConfig:
             raise ValidationError("diversify_min_pools", "must be at least 2")
         if not 0 < self.max_pool_share <= 1:
             raise ValidationError("max_pool_share", f"must be in (0, 1], got {self.max_pool_share}")
+        if self.min_placement_score is not None and not 1 <= self.min_placement_score <= 10:
+            raise ValidationError("min_placement_score", f"must be in [1, 10], got {self.min_placement_score}")
         if self.top_candidates < self.diversify_min_pools:
             raise ValidationError("top_candidates", "must be at least diversify_min_pools")
 
@@ -164,7 +168,7 @@ def recommend(
     rows = _with_targets(fleet[fleet["action"] != "keep"], top)
     rows = _with_costs(rows)
     rows, used = _with_net_savings(rows, fleet, top, commitments or cm.InForce.none(), config)
-    out = _output(rows, top, _model_version(mk), config)
+    out = _output(rows, top, _model_version(mk), config, _placement_notes(rows, mk, config))
     return RecommendResult(out, skipped.frame(), unchanged=unchanged, commitments=used)
 
 
@@ -315,6 +319,7 @@ def _priced_markets(markets: pd.DataFrame, specs: pd.DataFrame) -> pd.DataFrame:
         ]
         + (["model_version"] if "model_version" in markets.columns else [])
         + (["hot_note"] if "hot_note" in markets.columns else [])
+        + (["placement_score"] if "placement_score" in markets.columns else [])
     ]
     mk = mk.astype({"spot_price": np.float64, "p_interruption": np.float64, "horizon_hours": np.float64})
     mk = mk[mk["spot_price"] > 0].merge(specs, on="instance_type", how="inner")
@@ -396,7 +401,10 @@ def _price_candidates(
         mk["spot_price"].to_numpy(np.float64)[mid], mk["p_hour"].to_numpy(np.float64)[mid], od_price, config
     )
     discount = 1 - cost / od_price
-    return _Candidates(sid, mid, cost, discount, p_int, _qualifies(discount, p_int, config) & ~_hot(mk)[mid])
+    qualifies = _qualifies(discount, p_int, config) & ~_hot(mk)[mid]
+    if config.min_placement_score is not None and "placement_score" in mk.columns:
+        qualifies &= ~(mk["placement_score"].to_numpy(np.float64)[mid] < config.min_placement_score)
+    return _Candidates(sid, mid, cost, discount, p_int, qualifies)
 
 
 def _hot(mk: pd.DataFrame) -> np.ndarray:
@@ -631,11 +639,13 @@ def _with_net_savings(
     return rows, ev.commitments
 
 
-def _output(rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, config: RecommendConfig) -> pd.DataFrame:
+def _output(
+    rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, config: RecommendConfig, placement: pd.Series
+) -> pd.DataFrame:
     """The candidates and reason of each row, in the output columns, largest savings first."""
     lists = _candidate_lists(top)
     rows["candidates"] = [lists.get(s, []) for s in rows["shape_id"].tolist()]
-    rows["reason"] = _reasons(rows, config) + rows["commitment_note"] + _hot_notes(rows)
+    rows["reason"] = _reasons(rows, config) + rows["commitment_note"] + _hot_notes(rows) + placement
     rows["model_version"] = model_version
     out = rows.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
     return out[_COLUMNS].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
@@ -645,6 +655,36 @@ def _hot_notes(rows: pd.DataFrame) -> pd.Series:
     """Why a spot instance leaves its pool when the pool is in an interruption burst."""
     hot = rows["own_hot_note"].notna() & (rows["lifecycle"] == "spot")
     return pd.Series(np.where(hot, "; " + rows["own_hot_note"].fillna("").astype(str), ""), index=rows.index)
+
+
+def _placement_notes(rows: pd.DataFrame, mk: pd.DataFrame, config: RecommendConfig) -> pd.Series:
+    """A move's target pool's placement score (or that AWS gave none), where scores were supplied."""
+    notes = pd.Series("", index=rows.index, dtype=object)
+    if "placement_score" not in mk.columns:
+        return notes
+    score = (
+        rows[["region", "target_availability_zone_id", "target_instance_type"]]
+        .merge(
+            mk[["region", "availability_zone_id", "instance_type", "placement_score"]].drop_duplicates(
+                SHAPE[:2] + SHAPE[3:]
+            ),
+            left_on=["region", "target_availability_zone_id", "target_instance_type"],
+            right_on=["region", "availability_zone_id", "instance_type"],
+            how="left",
+        )["placement_score"]
+        .to_numpy()
+    )
+    gate = "" if config.min_placement_score is None else f", at least {config.min_placement_score} required"
+    moves = rows["action"].isin(_MOVES).to_numpy()
+    text = [
+        (f"; placement score {s:.0f}/10 in {az}{gate}" if s == s else f"; AWS gave no placement score for {t} in {az}")
+        if m
+        else ""
+        for m, s, t, az in zip(
+            moves, score, rows["target_instance_type"].tolist(), rows["target_availability_zone_id"].tolist()
+        )
+    ]
+    return pd.Series(text, index=rows.index, dtype=object)
 
 
 def _candidate_lists(top: pd.DataFrame) -> dict[int, list[dict]]:
