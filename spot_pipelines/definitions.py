@@ -12,6 +12,7 @@ from spot_pipelines.assets.health import component_health, component_health_job
 from spot_pipelines.assets.interruptions import spot_interruption_events, spot_interruption_events_job
 from spot_pipelines.assets.kubernetes import k8s_inventory_job, k8s_node_inventory
 from spot_pipelines.assets.market_data import market_data_assets, market_data_jobs
+from spot_pipelines.assets.markets import spot_market_analytics
 from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
 from spot_pipelines.assets.optimization import spot_recommendations
 from spot_pipelines.assets.placement import spot_placement_scores
@@ -54,6 +55,7 @@ with warnings.catch_warnings():
             spot_recommendations,
             recommendation_backtest,
             spot_placement_scores,
+            spot_market_analytics,
         ]
     )
 

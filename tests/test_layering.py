@@ -29,6 +29,7 @@ DOMAINS = {
     "system_log",
     "backtest",
     "placement",
+    "markets",
 }
 # Modules a layer shares between its domains (or, for resources/ and cli/, named after what they wrap).
 SHARED = {
