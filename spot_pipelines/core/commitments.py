@@ -437,15 +437,15 @@ def plan_pool(shapes: pd.DataFrame, book: Book) -> list[_Stage]:
     itype, platform = shapes["instance_type"].astype(str).to_numpy(), shapes["product_description"].to_numpy()
     fam = shapes["family"].astype(str).to_numpy()
     col_of = {k: i for i, k in enumerate(zip(region, az, itype, platform))}
-    ri = book.reserved[book.reserved["tenancy"].astype(str) == "default"].assign(
-        nf=lambda f: normalization_factor(f["instance_type"]),
-        family=lambda f: _family(f["instance_type"]),
-        _end=lambda f: _epoch(f["end"]),
-        _price=lambda f: pd.to_numeric(f["usd_per_hour"], errors="coerce"),
-    )
+    ri = book.reserved[book.reserved["tenancy"].astype(str) == "default"].reset_index(drop=True)
+    ri_nf = normalization_factor(ri["instance_type"]).to_numpy(np.float64)
+    ri_ids = ri["commitment_id"].astype(str).to_numpy()
+    ri_end = _epoch(ri["end"])
+    ri_price = pd.to_numeric(ri["usd_per_hour"], errors="coerce").to_numpy(np.float64)
+    ri_count = ri["instance_count"].to_numpy(np.float64)
 
-    def add(kind, part, cols, weight, capacity, unit_price):
-        ids = ", ".join(sorted(part["commitment_id"].astype(str)))
+    def add(kind, rows, cols, weight, capacity, unit_price):
+        ids = ", ".join(sorted(ri_ids[rows]))
         stages.append(
             _Stage(
                 kind,
@@ -454,34 +454,34 @@ def plan_pool(shapes: pd.DataFrame, book: Book) -> list[_Stage]:
                 np.asarray(cols, dtype=np.int64),
                 np.asarray(weight, np.float64),
                 np.asarray(capacity, np.float64),
-                part["_end"].to_numpy(),
+                ri_end[rows],
                 np.asarray(unit_price, np.float64),
             )
         )
 
+    zonal = (ri["scope"] == ZONAL).to_numpy()
     # 1. zonal RIs: instances of the exact type and platform in the AZ ID
-    zonal = ri[ri["scope"] == ZONAL]
-    for key, part in zonal.groupby(["region", "availability_zone_id", "instance_type", "product_description"]):
+    for key, rows in _groups(ri, zonal, ["region", "availability_zone_id", "instance_type", "product_description"]):
         cols = [col_of[key]] if key in col_of else []
-        add("zonal RI", part, cols, np.ones(len(cols)), part["instance_count"], part["_price"])
+        add("zonal RI", rows, cols, np.ones(len(cols)), ri_count[rows], ri_price[rows])
     # 2. regional RIs: size-flexible ones in NF units from the smallest size up, the others by exact type
-    regional = ri[ri["scope"] != ZONAL]
-    flexible = (regional["product_description"] == LINUX) & regional["nf"].notna()
-    for (reg, family), part in regional[flexible].groupby(["region", "family"]):
+    flexible = ~zonal & (ri["product_description"] == LINUX).to_numpy() & ~np.isnan(ri_nf)
+    ri = ri.assign(family=_family(ri["instance_type"]))
+    for (reg, family), rows in _groups(ri, flexible, ["region", "family"]):
         cols = np.flatnonzero((region == reg) & (fam == family) & (platform == LINUX) & ~np.isnan(nf))
         cols = cols[np.lexsort((az[cols], nf[cols]))]
         add(
             "regional RI (size-flexible)",
-            part,
+            rows,
             cols,
             nf[cols],
-            part["instance_count"] * part["nf"],
-            part["_price"] / part["nf"],
+            ri_count[rows] * ri_nf[rows],
+            ri_price[rows] / ri_nf[rows],
         )
-    for (reg, typ, plat), part in regional[~flexible].groupby(["region", "instance_type", "product_description"]):
+    for (reg, typ, plat), rows in _groups(ri, ~zonal & ~flexible, ["region", "instance_type", "product_description"]):
         cols = np.flatnonzero((region == reg) & (itype == typ) & (platform == plat))
         cols = cols[np.argsort(az[cols], kind="stable")]
-        add("regional RI", part, cols, np.ones(len(cols)), part["instance_count"], part["_price"])
+        add("regional RI", rows, cols, np.ones(len(cols)), ri_count[rows], ri_price[rows])
     # 3, 4. Savings Plans, EC2 Instance plans first, each on its highest-discount usage first
     plans = book.savings_plans.assign(_o=(book.savings_plans["plan_type"] != EC2_INSTANCE_SP).astype(int))
     rate_of = _rates_by_plan(book.rates, shapes)
@@ -518,6 +518,20 @@ def _epoch(values: pd.Series) -> np.ndarray:
     return pd.to_datetime(values, utc=True).astype("int64").to_numpy()
 
 
+def _groups(frame: pd.DataFrame, where: np.ndarray, keys: list[str]):
+    """(key, row positions) of each group of `frame[where]` by `keys`, in key order, as groupby gives them (rows
+    with a missing key in no group) without building a frame per group."""
+    picked = np.flatnonzero(where)
+    if not len(picked):
+        return
+    codes = frame.iloc[picked].groupby(keys, sort=True).ngroup().to_numpy()
+    picked, codes = picked[codes >= 0], codes[codes >= 0]
+    order = np.argsort(codes, kind="stable")
+    values = [frame[k].to_numpy() for k in keys]
+    for rows in np.split(picked[order], np.flatnonzero(np.diff(codes[order])) + 1):
+        yield tuple(v[rows[0]] for v in values), rows
+
+
 def run_plan(
     stages: list[_Stage], shapes: pd.DataFrame, units: np.ndarray, at: datetime | None = None, attribute: bool = True
 ) -> PoolAllocation:
@@ -527,7 +541,8 @@ def run_plan(
     R = np.array(np.asarray(units, dtype=np.float64).T, order="C")
     # How far each row's usage strays from the base row's (units, all shapes): it bounds where a stage's capacity
     # can run out in any row, so the columns past that point (no coverage in any row) are skipped.
-    stray = np.abs(R - R[:, :1]).sum(axis=0)
+    scenarios = R.shape[1] > 1  # one row (the base fleet alone): nothing strays, nothing to bound
+    stray = np.abs(R - R[:, :1]).sum(axis=0) if scenarios else None
     cost = np.zeros(len(shapes))
     covered_by: list[dict[str, float]] = [{} for _ in range(len(shapes))]
     groups = []
@@ -540,13 +555,14 @@ def run_plan(
         price = float((st.capacity[live] * st.unit_price[live]).sum() / cap) if cap else 0.0
         used = 0.0
         cols = st.cols
-        if len(cols) and R.shape[1] > 1:
+        if len(cols) and scenarios:
             base = R[cols, 0] * st.weight
             reach = np.searchsorted(np.cumsum(base) - base, cap + stray.max() * st.weight.max(), side="left")
             cols = cols[:reach]
         if len(cols):
             weight = st.weight[: len(cols), None]
-            before_stage = np.abs(R[cols] - R[cols, :1]).sum(axis=0)
+            if scenarios:
+                before_stage = np.abs(R[cols] - R[cols, :1]).sum(axis=0)
             demand = R[cols] * weight
             before = np.cumsum(demand, axis=0)
             before -= demand
@@ -554,7 +570,8 @@ def run_plan(
             cov = np.clip(before, 0.0, demand, out=before)
             covered = cov / weight
             R[cols] -= covered
-            stray += np.abs(R[cols] - R[cols, :1]).sum(axis=0) - before_stage
+            if scenarios:
+                stray += np.abs(R[cols] - R[cols, :1]).sum(axis=0) - before_stage
             used = float(cov[:, 0].sum())
             cost[cols] += cov[:, 0] * price
             for k in np.flatnonzero(covered[:, 0] > 1e-12) if attribute else ():
@@ -678,7 +695,9 @@ def evaluate(
                 for r, (c, d) in enumerate(rows, start=1):
                     units[r, c] += d
                 scen = run_plan(stages, shapes, units, start, attribute=False)
-                bills = scen.remaining @ od
+                # Not `@`: a BLAS call here wakes OpenBLAS's threads, which then spin against this one on a
+                # small machine (the net recommend ran 1.6x slower with them).
+                bills = np.einsum("rs,s->r", scen.remaining, od)
                 index = {key: r for r, key in enumerate(rows, start=1)}
                 which = [index[(c, d)] for c, d in zip(col[moves_commitment].tolist(), delta[moves_commitment])]
                 change[moves_commitment] = bills[which] - bills[0]
@@ -853,8 +872,29 @@ def notes(rows: pd.DataFrame, commitments: InForce, restart_usd: float, restart_
         | rows["pool"].isin(pools)
     )
     out = pd.Series("", index=rows.index, dtype=object)
-    out[worded] = [text(r) for r in rows[worded].to_dict("records")]
+    # Only the columns text() reads: to_dict boxes every value, and the rows carry many more.
+    out[worded] = [text(r) for r in rows.loc[worded, NOTE_COLUMNS].to_dict("records")]
     return out
+
+
+NOTE_COLUMNS = [
+    "action",
+    "lifecycle",
+    "pool",
+    "region",
+    "instance_type",
+    "product_description",
+    "kept_by_commitments",
+    "commitment_covered_fraction",
+    "covered_by",
+    "absorbed_by",
+    "unabsorbed_usd_per_hour",
+    "net_monthly_savings_usd",
+    "list_monthly_savings_usd",
+    "on_demand_hourly_cost",
+    "target_spot_price",
+    "p_interruption",
+]
 
 
 def _break_even(rate: float | None, r: Mapping, restart: float) -> str:

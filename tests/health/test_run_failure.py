@@ -185,6 +185,9 @@ def run_group(instance: dg.DagsterInstance, root_run_id: str) -> list[dg.Dagster
     return [instance.get_run_by_id(root_run_id), *reversed(retries)]
 
 
+# On dagster-postgres only, the deployed storage: the daemon's retry loop is storage-independent, and the SQLite
+# twin cost ~45 s of `make test` while the alert tests above already run on both storages.
+@pytest.mark.parametrize("dagster_storage", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_the_retry_daemon_really_re_executes_a_will_retry_run(dagster_storage, sqlite_url):
     """The shipped dagster.yaml's run_retries, driven by a real dagster-daemon: a run that fails is re-executed
     until max_retries, each retry names its parent, and the last one says no retry follows."""
