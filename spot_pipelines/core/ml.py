@@ -41,6 +41,7 @@ from spot_pipelines.core.risk import (
 
 ARTIFACT_FORMAT = 1
 MAX_HORIZON_HOURS = 24 * 30
+TIE_NOTE = "a tie keeps the prior"  # in a refused version's status_reason
 OBSERVED, WEAK = "observed_interruptions", "advisor_band_weak"
 
 
@@ -76,16 +77,26 @@ class QualityGate:
 
     min_brier_improvement: float = 0.01
     auc_tolerance: float = 0.01
+    tie_tolerance: float = 0.01
+
+    def ties(self, metrics: dict[str, Any]) -> bool:
+        """Refused only for want of a real improvement: within `tie_tolerance` (relative Brier) of the baseline
+        and no worse on ROC AUC; a warning, not an error, since the prior it keeps is as good."""
+        m, b = metrics["model"], metrics["baseline"]
+        auc_ok = (
+            m.get("roc_auc") is None or b.get("roc_auc") is None or m["roc_auc"] >= b["roc_auc"] - self.auc_tolerance
+        )
+        return not self.verdict(metrics)[0] and m["brier"] <= b["brier"] * (1 + self.tie_tolerance) and auc_ok
 
     def verdict(self, metrics: dict[str, Any]) -> tuple[bool, str]:
         m, b = metrics["model"], metrics["baseline"]
         problems = []
-        if m["brier"] > b["brier"]:
+        if m["brier"] > b["brier"] * (1 + self.tie_tolerance):
             problems.append(f"Brier {m['brier']:.5f} is worse than the advisor baseline's {b['brier']:.5f}")
         elif m["brier"] > b["brier"] * (1 - self.min_brier_improvement):
             problems.append(
                 f"Brier {m['brier']:.5f} is not at least {self.min_brier_improvement:.0%} below the advisor "
-                f"baseline's {b['brier']:.5f}: a tie keeps the prior"
+                f"baseline's {b['brier']:.5f}: {TIE_NOTE}"
             )
         if (
             m.get("roc_auc") is not None

@@ -133,7 +133,9 @@ def test_quality_gate_accepts_a_real_improvement(trained):
 
 def test_a_model_given_the_baselines_own_prediction_ties_it_and_is_refused(trained):
     tie = {**trained.metrics, "model": dict(trained.metrics["baseline"])}
-    assert not QualityGate().verdict(tie)[0]
+    assert not QualityGate().verdict(tie)[0] and QualityGate().ties(tie)
+    worse = {**tie, "model": {**tie["model"], "brier": tie["baseline"]["brier"] * 1.1}}
+    assert not QualityGate().ties(worse) and not QualityGate().ties(trained.metrics)
 
 
 def test_an_hourly_horizon_labels_only_warnings_within_that_hour(data):
