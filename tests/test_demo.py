@@ -319,7 +319,10 @@ def test_demo_warns_why_prices_are_old_and_shows_no_red_of_its_own(interrupted_t
     statuses = {component: status for component, status, _ in health}
     assert len(statuses) == 7 and "critical" not in statuses.values(), health
     # What the demo itself just materialized is healthy (component_health runs after it).
-    assert [statuses[c] for c in ("optimizer", "risk_scores", "ml_model")] == ["healthy"] * 3, health
+    assert [statuses[c] for c in ("optimizer", "risk_scores")] == ["healthy"] * 2, health
+    # The demo's model only ties the advisor-band prior (too few observed warnings): refused, the prior serves.
+    details = {component: d for component, _, d in health}
+    assert statuses["ml_model"] == "degraded" and "only ties it" in details["ml_model"], health
 
 
 @pytest.mark.timeout(900)
