@@ -23,7 +23,7 @@ from spot_pipelines.demo.ports import free_port
 
 PG_ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 PG_URL_TEMPLATE = os.environ.get("BENCH_PG_URL_TEMPLATE", "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}")
-ROW_KEYS = ("name", "ours", "baseline", "ratio", "unit", "notes")
+ROW_KEYS = ("name", "ours", "baseline", "ratio", "unit", "target", "notes")
 
 
 # ---------------------------------------------------------------- result rows
@@ -37,13 +37,15 @@ def result_row(
     notes: str = "",
     *,
     higher_is_better: bool = False,
+    target: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """One row of bench-results.json.
 
     `ratio` is always "how many times better ours is than the baseline": baseline/ours for
     times (lower is better), ours/baseline for throughputs (`higher_is_better=True`).
-    It is None when either side is missing. Extra keys (e.g. `target`) are kept.
+    It is None when either side is missing. `target` is the goal the figure is held to, in words
+    (None: a context figure). Extra keys are kept.
     """
     ratio = None
     if ours is not None and baseline is not None:
@@ -55,6 +57,7 @@ def result_row(
         "baseline": _round(baseline),
         "ratio": ratio,
         "unit": unit,
+        "target": target,
         "notes": notes,
     }
     row.update(extra)

@@ -28,6 +28,7 @@ class Settings:
     aws_retry_delay_s: float  # first delay of the RetryPolicy on AWS-calling assets
     price_history_start: date  # first daily partition of the market data
     interruption_queue_url: str | None
+    interruption_wait_s: int  # SQS long-poll wait of the interruption sensor (0: short polling)
     aws_region: str | None
     redis_url: str | None
     redis_queue_keys: tuple[str, ...] | None  # None: the resource's default keys
@@ -61,6 +62,9 @@ class Settings:
             )
             or DEFAULT_PRICE_HISTORY_START,
             interruption_queue_url=get("SPOT_INTERRUPTION_QUEUE_URL"),
+            interruption_wait_s=_parse(
+                get("SPOT_INTERRUPTION_WAIT_S") or "20", "SPOT_INTERRUPTION_WAIT_S", _sqs_wait, "is not 0 to 20 seconds"
+            ),
             aws_region=get("AWS_DEFAULT_REGION") or get("AWS_REGION"),
             redis_url=get("REDIS_URL"),
             redis_queue_keys=tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else None,
@@ -78,6 +82,13 @@ def _parse(raw, name, parse, complaint):
         return parse(raw)
     except ValueError:
         raise ValidationError(name, f"{raw!r} {complaint}") from None
+
+
+def _sqs_wait(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 20:  # SQS's WaitTimeSeconds range
+        raise ValueError(raw)
+    return value
 
 
 def settings() -> Settings:

@@ -15,6 +15,8 @@ from sqlalchemy import text
 
 # Dagster's RetryPolicy really sleeps in-process: keep the AWS retry delay short in tests.
 os.environ.setdefault("SPOT_PIPELINES_AWS_RETRY_DELAY", "0.01")
+# The interruption sensor long-polls SQS until its 40 s budget: tests short-poll unless they ask otherwise.
+os.environ.setdefault("SPOT_INTERRUPTION_WAIT_S", "0")
 
 # SPOT_PIPELINES_CLOCK_SHIFT_DAYS=400 (`make test-future`) runs the whole test world that far ahead: importing
 # clock_shift moves this process's clock before any test module reads it, and its folder on PYTHONPATH makes

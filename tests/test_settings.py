@@ -42,6 +42,7 @@ def test_defaults_when_unset():
     assert (current.database_url, current.redis_url, current.redis_queue_keys) == (None, None, None)
     assert (current.aws_retry_delay_s, current.log_format, current.log_level) == (10.0, "json", "INFO")
     assert current.in_cluster is False
+    assert current.interruption_wait_s == 20  # long polling unless told otherwise
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,8 @@ def test_defaults_when_unset():
     [
         ("SPOT_PRICE_HISTORY_START", "01/06/2025", "is not a YYYY-MM-DD date"),
         ("SPOT_PIPELINES_AWS_RETRY_DELAY", "soon", "is not a number of seconds"),
+        ("SPOT_INTERRUPTION_WAIT_S", "21", "is not 0 to 20 seconds"),
+        ("SPOT_INTERRUPTION_WAIT_S", "long", "is not 0 to 20 seconds"),
     ],
 )
 def test_a_bad_value_names_the_variable(name, value, problem):

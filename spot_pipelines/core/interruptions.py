@@ -204,9 +204,9 @@ class DrainResult(StoreResult):
     error: str | None = None  # an SQS failure that ended the drain early (what was stored stays)
 
 
-def _receive(sqs, queue_url: str, visibility_timeout: int) -> list[Message]:
+def _receive(sqs, queue_url: str, visibility_timeout: int, wait_s: int = 0) -> list[Message]:
     response = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=visibility_timeout
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s, VisibilityTimeout=visibility_timeout
     )
     return [Message(m["MessageId"], m["ReceiptHandle"], m.get("Body", "")) for m in response.get("Messages", [])]
 
@@ -235,6 +235,7 @@ def drain_queue(
     clock: Callable[[], float] = time.monotonic,
     describe_error: Callable[[BaseException], str] = lambda e: f"{type(e).__name__}: {e}",
     workers: int = 4,
+    wait_time_s: int = 0,
 ) -> DrainResult:
     """Receive in batches of 10, store each chunk in one transaction, then delete what was stored.
 
@@ -242,14 +243,21 @@ def drain_queue(
     raises, the chunk is left to reappear after the visibility timeout and the error propagates.
     An SQS error (receive or delete) ends the drain with `error` set: what was already stored
     stays stored and is reported, undeleted messages come back and are recognised as duplicates.
-    Stops when the queue is empty (a whole round of receives came back empty), the time budget
-    is spent, or `max_messages` were received.
 
     `workers` receive calls run at once (each is a network round trip), and a stored chunk's
     delete batches run in the background while the next chunk is received.
+
+    With `wait_time_s` 0 (short polling) the drain stops when a whole round of receives came back
+    empty. With `wait_time_s` > 0 (long polling, at most SQS's 20 s) it keeps the queue drained
+    until the time budget: once a round finds the queue caught up (a batch short of 10), what was
+    received is stored at once and one receive waits up to `wait_time_s` for the next message,
+    never past the budget, so an event arriving mid-tick is stored within about a second.
+    Either way it stops at the time budget or after `max_messages` were received.
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    if not 0 <= wait_time_s <= 20:
+        raise ValueError(f"wait_time_s must be between 0 and 20 (SQS's limit), got {wait_time_s!r}")
     started = clock()
     result = DrainResult()
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="sqs-drain")
@@ -263,9 +271,10 @@ def drain_queue(
         deletes.clear()
 
     try:
-        drained = False
+        drained = caught_up = False
         while not drained:
-            if clock() - started > time_budget_s:
+            left = time_budget_s - (clock() - started)
+            if left < 0 or (caught_up and left < 2):  # too little left for a 1 s long poll
                 result.stopped_by = "time budget"
                 break
             if result.received >= max_messages:
@@ -274,15 +283,24 @@ def drain_queue(
             pending: list[Message] = []
             receive_error: _SqsError | None = None
             while len(pending) < chunk and result.received + len(pending) < max_messages:
-                calls = max(
-                    1,
-                    min(
-                        workers,
-                        (chunk - len(pending) + 9) // 10,
-                        (max_messages - result.received - len(pending) + 9) // 10,
-                    ),
+                # Long-poll only once caught up (one call, never waiting past the budget);
+                # a backlog is read by short polls in parallel.
+                wait = min(wait_time_s, int(time_budget_s - (clock() - started)) - 1) if caught_up else 0
+                if caught_up and wait < 1:
+                    break
+                calls = (
+                    1
+                    if caught_up
+                    else max(
+                        1,
+                        min(
+                            workers,
+                            (chunk - len(pending) + 9) // 10,
+                            (max_messages - result.received - len(pending) + 9) // 10,
+                        ),
+                    )
                 )
-                futures = [pool.submit(_sqs, _receive, sqs, queue_url, visibility_timeout) for _ in range(calls)]
+                futures = [pool.submit(_sqs, _receive, sqs, queue_url, visibility_timeout, wait) for _ in range(calls)]
                 batches = []
                 for future in futures:
                     try:
@@ -293,9 +311,14 @@ def drain_queue(
                     pending.extend(batch)
                 if receive_error is not None:
                     break
-                if not any(batches):
-                    drained = True
-                    break
+                if not wait_time_s:
+                    if not any(batches):
+                        drained = True
+                        break
+                else:
+                    caught_up = any(len(batch) < 10 for batch in batches)
+                    if caught_up and pending:
+                        break  # store what arrived now rather than wait for a full chunk
                 if clock() - started > time_budget_s:
                     break
             result.received += len(pending)

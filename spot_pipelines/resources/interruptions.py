@@ -21,6 +21,10 @@ class SpotInterruptionQueue(dg.ConfigurableResource):
     queue_url: str | None = None
     region: str | None = None
     time_budget_s: float = 40.0
+    # Long polling as Karpenter and the Node Termination Handler do: the tick waits on SQS for the
+    # next event until its budget, so an event is stored seconds after it was queued, not at the next tick.
+    # None: SPOT_INTERRUPTION_WAIT_S (default 20).
+    wait_time_s: int | None = None
     max_messages: int = 20_000
     visibility_timeout_s: int = 300
     rediscovery_min_interval_s: float = 600.0  # at most one interruption-triggered discovery per account
@@ -31,6 +35,9 @@ class SpotInterruptionQueue(dg.ConfigurableResource):
     def resolved_region(self, url: str) -> str:
         match = _QUEUE_REGION.search(url)
         return self.region or (match.group(1) if match else None) or settings().aws_region or "us-east-1"
+
+    def resolved_wait_s(self) -> int:
+        return settings().interruption_wait_s if self.wait_time_s is None else self.wait_time_s
 
     def client(self, url: str):
         return boto3.client("sqs", region_name=self.resolved_region(url), config=aws_config(max_attempts=5))

@@ -3,7 +3,8 @@ rebalance recommendations and state changes; records each event once, dead-lette
 read, and requests re-discovery of every affected account.
 
 The sensor reads SQS and the app database only (never scans AWS accounts): one tick drains up to
-`max_messages` within `time_budget_s`, well inside the 60 s sensor budget.
+`max_messages` and then long-polls (`wait_time_s`, up to SQS's 20 s) for new events until
+`time_budget_s`, well inside the 60 s sensor budget; events are stored as they arrive.
 """
 
 import json
@@ -105,6 +106,7 @@ def spot_interruption_sensor(
         time_budget_s=interruption_queue.time_budget_s,
         max_messages=interruption_queue.max_messages,
         visibility_timeout=interruption_queue.visibility_timeout_s,
+        wait_time_s=interruption_queue.resolved_wait_s(),
         describe_error=describe,
     )
     existing = set(context.instance.get_dynamic_partitions(AWS_ACCOUNTS_PARTITION))

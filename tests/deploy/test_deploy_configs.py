@@ -39,6 +39,8 @@ def assert_queue_pools_and_retries(instance: dg.DagsterInstance, *, max_runs: in
     assert concurrency.run_queue_config.max_concurrent_runs == max_runs
     assert concurrency.pool_config.default_pool_limit == pool_limit
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+    # The interruption sensor long-polls for up to 40 s: sensors must not wait on each other.
+    assert instance.get_settings("sensors") == {"use_threads": True, "num_workers": 4}
 
 
 def pg_env(monkeypatch, dagster_pg_url: str) -> str:
@@ -205,6 +207,7 @@ def test_helm_values_run_the_daemon_queue_retries_and_aws_pool(values):
     # The chart refuses run limits set both here and under concurrency.runs.
     assert "runs" not in values.get("concurrency", {})
     assert daemon["runRetries"] == {"enabled": True, "maxRetries": 2}
+    assert daemon["sensors"] == {"useThreads": True, "numWorkers": 4}  # the interruption sensor long-polls
     repo_pools = yaml.safe_load((REPO / "dagster.yaml").read_text())["concurrency"]["pools"]["default_limit"]
     assert values["concurrency"]["pools"]["defaultLimit"] == repo_pools == 4
 

@@ -331,6 +331,75 @@ def test_drain_respects_budget_and_limit(queue):
     assert len({m.message_id for m in stored}) == 30  # at least once each, none lost
 
 
+def test_long_polling_stores_an_event_sent_mid_tick_within_a_second(queue):
+    """Caught up, the drain waits on SQS (never past its budget) and stores an event as it arrives."""
+    import threading
+    import time
+
+    sqs, url = queue
+    waits: list[int] = []
+    real_receive = sqs.receive_message
+
+    def spying_receive(**kwargs):
+        waits.append(kwargs["WaitTimeSeconds"])
+        return real_receive(**kwargs)
+
+    sqs.receive_message = spying_receive
+    stored_at: dict[str, float] = {}
+
+    def store(messages):
+        stored_at.update((json.loads(m.body)["id"], time.monotonic()) for m in messages)
+        return StoreResult(recorded=len(messages))
+
+    sent_at = {}
+
+    def producer():
+        for event_id in ("late-1", "late-2"):
+            time.sleep(1.0)
+            sent_at[event_id] = time.monotonic()
+            send(sqs, url, [event(event_id=event_id)])
+
+    send(sqs, url, [event(event_id="early")])
+    thread = threading.Thread(target=producer)
+    started = time.monotonic()
+    thread.start()
+    result = drain_queue(sqs, url, store, time_budget_s=4, wait_time_s=2, workers=2)
+    thread.join()
+    elapsed = time.monotonic() - started
+
+    assert set(stored_at) == {"early", "late-1", "late-2"} and result.deleted == 3
+    assert all(stored_at[e] - sent_at[e] < 0.5 for e in ("late-1", "late-2")), (stored_at, sent_at)
+    assert result.stopped_by == "time budget" and 2 <= elapsed < 4.5  # kept waiting for more, within budget
+    assert max(waits) == 2 and 0 in waits  # the backlog short-polled, then long polls
+    assert queue_depth(sqs, url) == 0
+
+
+def test_long_poll_wait_beyond_sqs_limit_is_refused(queue):
+    sqs, url = queue
+    with pytest.raises(ValueError, match="wait_time_s"):
+        drain_queue(sqs, url, lambda m: StoreResult(), wait_time_s=21)
+
+
+def test_sensor_long_polls_within_its_budget(sqlite_url, queue):
+    import threading
+    import time
+
+    sqs, url = queue
+    add_account(sqlite_url, "prod", ACCOUNT)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, ["prod"])
+    timer = threading.Timer(1.0, send, (sqs, url, [event(event_id="mid-tick")]))
+    started = time.monotonic()
+    timer.start()
+    result = tick(sqlite_url, instance, wait_time_s=2, time_budget_s=3)
+    timer.join()
+    assert time.monotonic() - started < 4
+    assert [r.partition_key for r in result.run_requests] == ["prod", None]
+    with session_factory(sqlite_url)() as session:
+        assert [e.event_id for e in session.scalars(select(SpotInterruptionEvent))] == ["mid-tick"]
+        assert session.scalars(select(SystemLog)).one().details["stopped_by"] == "time budget"
+
+
 def test_events_asset_summarises_the_table(sqlite_url, queue):
     sqs, url = queue
     account_id = add_account(sqlite_url, "prod", ACCOUNT)
