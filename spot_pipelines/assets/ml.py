@@ -11,7 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.assets import AFTER_NEW_DATA, core_config, frame_schema, upstream_present
+from spot_pipelines.assets import core_config, frame_schema, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.ml import (
@@ -234,8 +234,9 @@ def _smoke_frame():
     blocking=True,
     description="The newest model loads, predicts, and beats the advisor-band baseline on the time-based "
     "holdout (Brier at least 1% lower; ROC AUC no worse). Otherwise that version is blocked and the previous ready "
-    "version, else the advisor-band prior, keeps serving: a tie fails as a warning (predictions still refresh), a "
-    "worse or broken model as an error (predictions wait).",
+    "version, else the advisor-band prior, keeps serving: a tie fails as a warning, a worse or broken model as an "
+    "error (which also skips the predictions of the run that trained it). New risk scores refresh the predictions "
+    "either way.",
 )
 def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> dg.AssetCheckResult:
     passed, why, meta = evaluate_latest(app_db, model_store)
@@ -244,14 +245,31 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
     return dg.AssetCheckResult(passed=passed, severity=severity, description=why, metadata=meta)
 
 
+_MODEL = dg.AssetSelection.assets("interruption_model")
+# New scores always refresh the predictions: they serve the newest ready version (or the prior), so a model whose
+# check failed, even one that only ties (a warning), never blocks them. A new model triggers them only once its
+# blocking check has passed; a failed one would predict exactly as before.
+PREDICT_AFTER_NEW_SCORES_OR_A_PASSING_MODEL = (
+    (
+        dg.AutomationCondition.newly_missing()
+        | dg.AutomationCondition.any_deps_updated().ignore(_MODEL)
+        | dg.AutomationCondition.any_deps_match(
+            dg.AutomationCondition.all_checks_match(
+                dg.AutomationCondition.check_passed(), blocking_only=True
+            ).newly_true()
+        ).allow(_MODEL)
+    ).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after new scores, or a new model that passed its check")
+
+
 @dg.asset(
     group_name="optimization",
     kinds={"scikitlearn", "sql"},
     owners=["team:optimization"],
     deps=[dg.AssetKey("interruption_risk_scores"), dg.AssetKey("interruption_model")],
-    automation_condition=AFTER_NEW_DATA
-    & upstream_present("interruption_risk_scores")
-    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=PREDICT_AFTER_NEW_SCORES_OR_A_PASSING_MODEL & upstream_present("interruption_risk_scores"),
     description="P(interruption within the model's horizon) for every scored market, from the newest ready "
     "model version that loads (else the advisor-band prior, recorded as version 0); the version is "
     "recorded on every row.",
