@@ -4,6 +4,7 @@ import warnings
 
 import dagster as dg
 
+from spot_pipelines.assets.backtest import recommendation_backtest
 from spot_pipelines.assets.commitments import aws_commitments, commitments_job
 from spot_pipelines.assets.discovery import discovered_instances, discovery_job
 from spot_pipelines.assets.execution import execute_approved_recommendations, realised_savings
@@ -11,8 +12,10 @@ from spot_pipelines.assets.health import component_health, component_health_job
 from spot_pipelines.assets.interruptions import spot_interruption_events, spot_interruption_events_job
 from spot_pipelines.assets.kubernetes import k8s_inventory_job, k8s_node_inventory
 from spot_pipelines.assets.market_data import market_data_assets, market_data_jobs
+from spot_pipelines.assets.markets import spot_market_analytics
 from spot_pipelines.assets.ml import interruption_model, interruption_model_quality, interruption_predictions
 from spot_pipelines.assets.optimization import spot_recommendations
+from spot_pipelines.assets.placement import spot_placement_scores
 from spot_pipelines.assets.risk import interruption_risk_scores
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.credential_vault import CredentialVault
@@ -53,6 +56,9 @@ with warnings.catch_warnings():
             interruption_predictions,
             spot_recommendations,
             realised_savings,
+            recommendation_backtest,
+            spot_placement_scores,
+            spot_market_analytics,
         ]
     )
 

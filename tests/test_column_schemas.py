@@ -9,7 +9,8 @@ from spot_pipelines.definitions import defs
 # Stores several tables (reserved_instances, savings_plans, savings_plan_rates): one table name cannot say that;
 # its materializations preview each.
 # realised_savings stores none: it derives its ledger from the stored recommendations on each run.
-SEVERAL_TABLES = {"aws_commitments", "realised_savings"}
+# recommendation_backtest and spot_market_analytics also derive what they report without a table of their own.
+SEVERAL_TABLES = {"aws_commitments", "realised_savings", "recommendation_backtest", "spot_market_analytics"}
 
 
 def declared() -> dict[str, dict]:

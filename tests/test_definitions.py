@@ -26,6 +26,8 @@ ASSETS = {
     "component_health",
     "spot_interruption_events",
     "k8s_node_inventory",
+    "recommendation_backtest",
+    "spot_placement_scores",
 }
 SENSORS = {"account_onboarding_sensor", "spot_interruption_sensor"}
 SCHEDULES = {"component_health_schedule", "daily_market_data_schedule", "nightly_rediscovery_schedule"}

@@ -28,6 +28,9 @@ DOMAINS = {
     "kubernetes",
     "system_log",
     "notifications",
+    "backtest",
+    "placement",
+    "markets",
 }
 # Modules a layer shares between its domains (or, for resources/ and cli/, named after what they wrap).
 SHARED = {

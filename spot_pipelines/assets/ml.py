@@ -11,14 +11,7 @@ from datetime import timedelta
 import dagster as dg
 import numpy as np
 
-from spot_pipelines.assets import (
-    AFTER_NEW_DATA,
-    core_config,
-    preview_table,
-    problems_check,
-    table_metadata,
-    upstream_present,
-)
+from spot_pipelines.assets import core_config, preview_table, problems_check, table_metadata, upstream_present
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.ml import (
@@ -72,7 +65,7 @@ class TrainModelConfig(dg.Config):
 
     training_days: int = 90
     window_days: int = TrainingConfig.window_days
-    horizon_days: int = TrainingConfig.horizon_days
+    horizon_hours: int = TrainingConfig.horizon_hours
     holdout_fraction: float = TrainingConfig.holdout_fraction
     min_observed_positives: int = TrainingConfig.min_observed_positives
     max_iter: int = TrainingConfig.max_iter
@@ -93,6 +86,16 @@ def _metrics_table(metrics: dict) -> str:
             }
         )
     return markdown_table(rows, ["", "Brier", "ROC AUC", "log loss", "mean p"])
+
+
+def _reliability_table(metrics: dict) -> str:
+    """Predicted vs observed per probability bin, model and baseline side by side."""
+    rows = [
+        {"": who, **{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}}
+        for who in ("model", "baseline")
+        for row in metrics.get("reliability", {}).get(who, [])
+    ]
+    return markdown_table(rows, ["", "bin", "n", "mean_predicted", "observed_rate"], limit=40)
 
 
 @dg.asset(
@@ -122,7 +125,8 @@ def _metrics_table(metrics: dict) -> str:
     description=(
         "A calibrated gradient-boosting Pipeline predicting P(spot interruption warning within the horizon) "
         "per market. Labels: observed warnings when there are enough, else the advisor band as a weak label "
-        "(metadata says which). Time-based holdout; Brier and ROC AUC against the advisor band alone. "
+        "(metadata says which), horizon_hours ahead (down to 1). Time-based holdout; Brier, log loss, ROC AUC and "
+        "a reliability table against the advisor band alone. "
         "Registers a versioned joblib artifact as a candidate; the blocking check promotes or blocks it."
     ),
 )
@@ -175,13 +179,19 @@ def _model_metadata(model, version: int, uri: str, verdict_ok: bool) -> dict:
         "label_source": model.label_source,
         "label_note": model.label_note,
         "metrics": dg.MetadataValue.md(_metrics_table(model.metrics)),
+        "reliability": dg.MetadataValue.md(_reliability_table(model.metrics)),
+        "horizon_hours": model.horizon_hours,
+        "log_loss": model.metrics["model"]["log_loss"],
+        "baseline_log_loss": model.metrics["baseline"]["log_loss"],
         "brier": model.metrics["model"]["brier"],
         "baseline_brier": model.metrics["baseline"]["brier"],
         "roc_auc": model.metrics["model"]["roc_auc"] if model.metrics["model"]["roc_auc"] is not None else float("nan"),
         "baseline_roc_auc": model.metrics["baseline"]["roc_auc"]
         if model.metrics["baseline"]["roc_auc"] is not None
         else float("nan"),
-        "beats_or_ties_baseline": verdict_ok,
+        "beats_baseline": verdict_ok,
+        "brier_gain_per_example": model.metrics["brier_gain"]["mean"],
+        "brier_gain_standard_error": model.metrics["brier_gain"]["se"],
         "n_train": model.n_train,
         "n_holdout": model.n_holdout,
         "holdout_start": model.holdout_start.isoformat(),
@@ -216,6 +226,7 @@ def evaluate_latest(
             )
             predict(payload, _smoke_frame())
             passed, why = gate.verdict(entry.metrics)
+            meta["tie"] = gate.ties(entry.metrics)
         except ModelArtifactError as exc:
             passed, why = False, str(exc)
         ml_rows.set_model_status(
@@ -242,15 +253,36 @@ def _smoke_frame():
 @dg.asset_check(
     asset=interruption_model,
     blocking=True,
-    description="The newest model loads, predicts, and is not worse than the advisor-band baseline "
-    "(Brier, ROC AUC on the time-based holdout). Fails otherwise; that version is blocked and "
-    "the previous ready version keeps serving predictions.",
+    description="The newest model loads, predicts, and beats the advisor-band baseline on the time-based "
+    "holdout (Brier at least 1% lower; ROC AUC no worse). Otherwise that version is blocked and the previous ready "
+    "version, else the advisor-band prior, keeps serving: a tie fails as a warning, a worse or broken model as an "
+    "error (which also skips the predictions of the run that trained it). New risk scores refresh the predictions "
+    "either way.",
 )
 def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> dg.AssetCheckResult:
     passed, why, meta = evaluate_latest(app_db, model_store)
-    return dg.AssetCheckResult(
-        passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=why, metadata={k: v for k, v in meta.items()}
-    )
+    # A tie blocks the version but is no error: predictions still run, on the previous version or the prior.
+    severity = dg.AssetCheckSeverity.WARN if meta.pop("tie", False) else dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckResult(passed=passed, severity=severity, description=why, metadata=meta)
+
+
+_MODEL = dg.AssetSelection.assets("interruption_model")
+# New scores always refresh the predictions: they serve the newest ready version (or the prior), so a model whose
+# check failed, even one that only ties (a warning), never blocks them. A new model triggers them only once its
+# blocking check has passed; a failed one would predict exactly as before.
+PREDICT_AFTER_NEW_SCORES_OR_A_PASSING_MODEL = (
+    (
+        dg.AutomationCondition.newly_missing()
+        | dg.AutomationCondition.any_deps_updated().ignore(_MODEL)
+        | dg.AutomationCondition.any_deps_match(
+            dg.AutomationCondition.all_checks_match(
+                dg.AutomationCondition.check_passed(), blocking_only=True
+            ).newly_true()
+        ).allow(_MODEL)
+    ).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after new scores, or a new model that passed its check")
 
 
 @dg.asset(
@@ -259,9 +291,7 @@ def interruption_model_quality(app_db: AppDatabase, model_store: ModelStore) -> 
     kinds={"scikitlearn", "sql"},
     owners=["team:optimization"],
     deps=[dg.AssetKey("interruption_risk_scores"), dg.AssetKey("interruption_model")],
-    automation_condition=AFTER_NEW_DATA
-    & upstream_present("interruption_risk_scores")
-    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=PREDICT_AFTER_NEW_SCORES_OR_A_PASSING_MODEL & upstream_present("interruption_risk_scores"),
     check_specs=[
         dg.AssetCheckSpec(
             "probabilities_in_range",

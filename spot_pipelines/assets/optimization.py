@@ -1,5 +1,7 @@
 """spot_recommendations: risk-adjusted actions for every discovered running instance."""
 
+from datetime import timedelta
+
 import dagster as dg
 import pandas as pd
 
@@ -22,13 +24,17 @@ from spot_pipelines.core.optimization import (
     unprofitable_moves,
     zero_priced,
 )
+from spot_pipelines.core.placement import with_placement_scores
 from spot_pipelines.core.reporting import records
+from spot_pipelines.core.risk import BurstConfig, hot_pools, with_hot_pools
 from spot_pipelines.db import accounts as account_rows
 from spot_pipelines.db import commitments as commitment_rows
 from spot_pipelines.db import discovery as instance_rows
+from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import ml as ml_rows
 from spot_pipelines.db import optimization as opt
+from spot_pipelines.db import placement as placement_rows
 from spot_pipelines.resources.app_database import AppDatabase
 
 
@@ -44,6 +50,10 @@ class RecommendationsConfig(dg.Config):
     same_az_only: bool = RecommendConfig.same_az_only
     allowed_families: dict[str, list[str]] | None = RecommendConfig.allowed_families
     allow_burstable: bool = RecommendConfig.allow_burstable
+    burst_warnings: int = BurstConfig.burst_warnings
+    burst_window_hours: float = BurstConfig.burst_window_hours
+    burst_quiet_hours: float = BurstConfig.burst_quiet_hours
+    min_placement_score: int | None = RecommendConfig.min_placement_score
 
 
 # Units and meaning of the recommendation columns, for the column schema in the UI.
@@ -175,13 +185,16 @@ def spot_recommendations(
     context: dg.AssetExecutionContext, config: RecommendationsConfig, app_db: AppDatabase
 ) -> dg.MaterializeResult:
     try:
-        rc = core_config(RecommendConfig, config)
+        rc, burst = core_config(RecommendConfig, config), core_config(BurstConfig, config)
     except ValidationError as exc:
         raise dg.Failure(description=f"spot_recommendations config: {exc}", allow_retries=False) from None
     instances, catalog, on_demand, markets, names, commitments = _read_inputs(app_db)
     if markets.empty and not instances.empty:
         context.log.warning("no interruption predictions yet: every instance will stay on demand")
-    result = recommend(instances, catalog, on_demand, markets, rc, commitments)
+    hot = _hot_pools(app_db, burst)
+    with app_db.connection() as conn:
+        scored = with_placement_scores(with_hot_pools(markets, hot), placement_rows.read_latest(conn))
+    result = recommend(instances, catalog, on_demand, scored, rc, commitments)
     recs = result.recommendations
     generated_at = utcnow()
     rows = records(recs.assign(generation_id=context.run_id, status=opt.PROPOSED, generated_at=generated_at))
@@ -193,6 +206,7 @@ def spot_recommendations(
             "dagster/row_count": written,
             "running_instances": len(instances),
             "held_back_pending_decisions": len(rows) - written,
+            "hot_pools": len(hot),
             **metadata,
         },
         check_results=_checks(instances, result),
@@ -246,6 +260,17 @@ def _read_inputs(app_db: AppDatabase) -> tuple:
             account_rows.account_names(conn),
             InForce(commitment_rows.read_book(conn), commitment_rows.account_pools(conn), utcnow()),
         )
+
+
+def _hot_pools(app_db: AppDatabase, burst: BurstConfig):
+    """Pools in an interruption burst now, from the stored warnings (the state lives in them, not in this run)."""
+    now = utcnow()
+    with app_db.connection() as conn:
+        events = event_rows.read_events(conn, now - HOT_LOOKBACK, now)
+    return hot_pools(events, now, burst)
+
+
+HOT_LOOKBACK = timedelta(days=14)
 
 
 def _savings_over_time(app_db: AppDatabase) -> dg.MetadataValue:

@@ -37,7 +37,7 @@ def main() -> None:
 
 
 # The command groups import Group from here, so they are registered once it exists.
-from spot_pipelines.cli import accounts, db, demo, keys, recommendations  # noqa: E402
+from spot_pipelines.cli import accounts, db, demo, keys, markets, recommendations  # noqa: E402
 
-for command in (keys.keys, db.db, accounts.accounts, recommendations.recommendations, demo.demo):
+for command in (keys.keys, db.db, accounts.accounts, recommendations.recommendations, markets.markets, demo.demo):
     main.add_command(command)

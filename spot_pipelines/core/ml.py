@@ -1,6 +1,6 @@
 """The interruption model: training set, labels, time-based holdout, metrics, baseline, artifacts.
 
-The model predicts P(a spot interruption warning in a market within `horizon_days`) from the same
+The model predicts P(a spot interruption warning in a market within `horizon_hours`) from the same
 trailing-window features `core.risk` computes for scoring. Labels come from observed interruption
 warnings when there are enough of them; otherwise from the Spot Advisor band as a *weak* label
 (a Bernoulli draw at the band's rate), and the metadata says which. The baseline is the advisor
@@ -28,15 +28,20 @@ from sklearn.preprocessing import StandardScaler
 from spot_pipelines.core.errors import SpotPipelinesError, ValidationError
 from spot_pipelines.core.risk import (
     BAND_MONTHLY_RATE,
+    DAY,
     FEATURES,
+    INTERRUPTION_EVENT,
     MARKET_KEY,
     _day_start,
     attach_reference,
     build_panel,
+    epoch_seconds,
     window_features,
 )
 
 ARTIFACT_FORMAT = 1
+MAX_HORIZON_HOURS = 24 * 30
+TIE_NOTE = "a tie keeps the prior"  # in a refused version's status_reason
 OBSERVED, WEAK = "observed_interruptions", "advisor_band_weak"
 
 
@@ -47,25 +52,52 @@ class ModelArtifactError(SpotPipelinesError):
 @dataclass(frozen=True)
 class TrainingConfig:
     window_days: int = 14
-    horizon_days: int = 1
+    horizon_hours: int = 24  # label: a warning within this many hours after the features' day ends
     holdout_fraction: float = 0.25
     min_observed_positives: int = 20
     seed: int = 0
     max_iter: int = 120  # boosting rounds
 
+    def __post_init__(self):
+        if not 1 <= self.horizon_hours <= MAX_HORIZON_HOURS:
+            raise ValidationError("horizon_hours", f"must be in [1, {MAX_HORIZON_HOURS}], got {self.horizon_hours}")
+
+    @property
+    def horizon_days(self) -> int:
+        """Whole days the labels reach past a feature day."""
+        return -(-self.horizon_hours // 24)
+
 
 @dataclass(frozen=True)
 class QualityGate:
-    """The model may not be worse than the advisor-only baseline beyond these tolerances."""
+    """The model replaces the advisor-band prior only if it beats it on the holdout, since a tie is no reason
+    to serve a model: a Brier score at least `min_brier_improvement` (relative) lower and an ROC AUC no worse
+    than the baseline's beyond `auc_tolerance`. The per-example Brier gain and its standard error are reported
+    beside it, not gated on: holdouts of a few hundred market-days rarely make a real gain significant."""
 
-    brier_relative_tolerance: float = 0.01
+    min_brier_improvement: float = 0.01
     auc_tolerance: float = 0.01
+    tie_tolerance: float = 0.01
+
+    def ties(self, metrics: dict[str, Any]) -> bool:
+        """Refused only for want of a real improvement: within `tie_tolerance` (relative Brier) of the baseline
+        and no worse on ROC AUC; a warning, not an error, since the prior it keeps is as good."""
+        m, b = metrics["model"], metrics["baseline"]
+        auc_ok = (
+            m.get("roc_auc") is None or b.get("roc_auc") is None or m["roc_auc"] >= b["roc_auc"] - self.auc_tolerance
+        )
+        return not self.verdict(metrics)[0] and m["brier"] <= b["brier"] * (1 + self.tie_tolerance) and auc_ok
 
     def verdict(self, metrics: dict[str, Any]) -> tuple[bool, str]:
         m, b = metrics["model"], metrics["baseline"]
         problems = []
-        if m["brier"] > b["brier"] * (1 + self.brier_relative_tolerance):
+        if m["brier"] > b["brier"] * (1 + self.tie_tolerance):
             problems.append(f"Brier {m['brier']:.5f} is worse than the advisor baseline's {b['brier']:.5f}")
+        elif m["brier"] > b["brier"] * (1 - self.min_brier_improvement):
+            problems.append(
+                f"Brier {m['brier']:.5f} is not at least {self.min_brier_improvement:.0%} below the advisor "
+                f"baseline's {b['brier']:.5f}: {TIE_NOTE}"
+            )
         if (
             m.get("roc_auc") is not None
             and b.get("roc_auc") is not None
@@ -101,23 +133,46 @@ def training_frame(
     if n_days < w + h + 2:
         raise ValidationError(
             "training window",
-            f"{n_days} day(s) of history; need at least {w + h + 2} (feature window {w} + horizon {h} + 2)",
+            f"{n_days} day(s) of history; need at least {w + h + 2} (feature window {w} + horizon "
+            f"{config.horizon_hours} h rounded up to {h} day(s) + 2)",
         )
     panel = build_panel(prices, start=start, n_days=n_days, events=events)
     days = np.arange(w - 1, n_days - h)
     feats = window_features(panel, days, w)
-    ahead = np.zeros((panel.events.shape[0], len(days)))
-    for k in range(1, h + 1):  # horizon days, not markets: a handful of vectorized slices
-        ahead += panel.events[:, days + k]
-    feats["observed"] = (ahead.ravel() > 0).astype(np.int8)
+    ends = int(start.timestamp()) + (days + 1) * DAY
+    feats["observed"] = _warned_within(events, panel.markets, ends, config.horizon_hours * 3600).ravel().astype(np.int8)
     frame, _skipped = attach_reference(feats, panel.markets, on_demand, advisor)
     frame["day"] = pd.Timestamp(start) + pd.to_timedelta(frame["_day"], unit="D")
     return frame.reset_index(drop=True)
 
 
+def _warned_within(events: pd.DataFrame | None, markets: pd.DataFrame, ends: np.ndarray, horizon_s: int) -> np.ndarray:
+    """(markets, len(ends)): a warning in the market's pool within [end, end + horizon) — exact to the second,
+    so the horizon can be an hour. One searchsorted on a market-major key, no loop per market."""
+    out = np.zeros((len(markets), len(ends)), dtype=bool)
+    if events is None or events.empty or not len(ends):
+        return out
+    ev = events[events["event_type"] == INTERRUPTION_EVENT].dropna(subset=["availability_zone_id", "instance_type"])
+    pool = MARKET_KEY[:3]
+    hit = ev[pool].assign(_t=epoch_seconds(ev["event_time"]) if len(ev) else 0)
+    hit = hit.merge(markets[pool].reset_index(names="_m"), on=pool)
+    base = int(ends.min())
+    hit = hit[hit["_t"] >= base]
+    if hit.empty:
+        return out
+    span = np.int64(2**40)
+    key = np.sort(hit["_m"].to_numpy(np.int64) * span + (hit["_t"].to_numpy(np.int64) - base))
+    query = np.arange(len(markets), dtype=np.int64)[:, None] * span + (ends - base)[None, :]
+    idx = np.searchsorted(key, query.ravel(), side="left")
+    found = np.where(idx < len(key), key[np.minimum(idx, len(key) - 1)], -1)
+    return ((found >= 0) & (found - query.ravel() < horizon_s) & (found // span == query.ravel() // span)).reshape(
+        out.shape
+    )
+
+
 def weak_labels(frame: pd.DataFrame, config: TrainingConfig) -> np.ndarray:
     """Soft labels: the probability of an interruption within the horizon implied by the advisor band."""
-    return band_probability(frame["advisor_band"].to_numpy(), config.horizon_days)
+    return band_probability(frame["advisor_band"].to_numpy(), config.horizon_hours / 24)
 
 
 WEAK_NOTE = (
@@ -139,7 +194,7 @@ def _expand(X: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     )
 
 
-def band_probability(band: np.ndarray, horizon_days: int) -> np.ndarray:
+def band_probability(band: np.ndarray, horizon_days: float) -> np.ndarray:
     """P(interruption within the horizon) implied by an advisor band's monthly rate (unknown band: 10%)."""
     band = np.asarray(band, dtype=np.float64)
     monthly = np.where(np.isnan(band), 0.10, BAND_MONTHLY_RATE[np.clip(np.nan_to_num(band), 0, 4).astype(int)])
@@ -190,6 +245,37 @@ def _metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> dict[str, Any]:
         "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1], sample_weight=w)),
         "mean_prediction": float(np.average(p, weights=w)),
     }
+
+
+def brier_gain(y: np.ndarray, p_model: np.ndarray, p_base: np.ndarray, w: np.ndarray) -> dict[str, float]:
+    """The per-example Brier improvement of the model over the baseline: weighted mean and its standard error
+    (examples taken as independent, which market-days are only roughly)."""
+    d = (p_base - y) ** 2 - (p_model - y) ** 2
+    mean = float(np.average(d, weights=w))
+    n_eff = float(w.sum() ** 2 / np.square(w).sum())
+    var = float(np.average((d - mean) ** 2, weights=w)) * n_eff / max(n_eff - 1, 1)
+    return {"mean": mean, "se": float(np.sqrt(var / n_eff))}
+
+
+RELIABILITY_EDGES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def reliability(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> list[dict[str, Any]]:
+    """Per bin of predicted probability: the (weighted) examples, mean prediction and observed rate."""
+    edges = np.asarray(RELIABILITY_EDGES)
+    b = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+    rows = []
+    for k in np.unique(b):
+        m = b == k
+        rows.append(
+            {
+                "bin": f"[{edges[k]:g}, {edges[k + 1]:g})",
+                "n": float(w[m].sum()),
+                "mean_predicted": float(np.average(p[m], weights=w[m])),
+                "observed_rate": float(np.average(y[m], weights=w[m])),
+            }
+        )
+    return rows
 
 
 @dataclass
@@ -247,6 +333,8 @@ def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> Tra
     metrics = {
         "model": _metrics(y_ho, p_model, w_ho),
         "baseline": _metrics(y_ho, p_base, w_ho),
+        "reliability": {"model": reliability(y_ho, p_model, w_ho), "baseline": reliability(y_ho, p_base, w_ho)},
+        "brier_gain": brier_gain(y_ho, p_model, p_base, w_ho),
         "holdout_positive_rate": float(np.average(y_ho, weights=w_ho)),
         "train_positive_rate": float(np.average(y_tr, weights=w_tr)),
         "label_source": source,
@@ -262,7 +350,7 @@ def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> Tra
         holdout_start=pd.Timestamp(holdout_start).to_pydatetime(),
         n_train=int((~is_hold).sum()),
         n_holdout=int(is_hold.sum()),
-        horizon_hours=24 * config.horizon_days,
+        horizon_hours=config.horizon_hours,
     )
 
 

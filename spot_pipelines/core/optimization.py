@@ -83,6 +83,8 @@ class RecommendConfig:
     same_az_only: bool = True  # a replacement in the same AZ ID keeps the subnet
     allowed_families: dict[str, list[str]] | None = None  # family → allowed families; None: same category
     allow_burstable: bool = False  # t* candidates only for t* instances unless allowed
+    # A target's AWS spot placement score (1-10, markets' `placement_score`) must reach this; unscored pass.
+    min_placement_score: int | None = None
 
     def __post_init__(self):
         if not 0 <= self.min_discount_pct < 100:
@@ -95,6 +97,8 @@ class RecommendConfig:
             raise ValidationError("diversify_min_pools", "must be at least 2")
         if not 0 < self.max_pool_share <= 1:
             raise ValidationError("max_pool_share", f"must be in (0, 1], got {self.max_pool_share}")
+        if self.min_placement_score is not None and not 1 <= self.min_placement_score <= 10:
+            raise ValidationError("min_placement_score", f"must be in [1, 10], got {self.min_placement_score}")
         if self.top_candidates < self.diversify_min_pools:
             raise ValidationError("top_candidates", "must be at least diversify_min_pools")
 
@@ -141,7 +145,8 @@ def recommend(
     commitments: cm.InForce | None = None,
 ) -> RecommendResult:
     """`markets`: region, availability_zone_id, instance_type, product_description, spot_price,
-    p_interruption, horizon_hours[, model_version] — one row per priced spot market. `commitments`: the RIs
+    p_interruption, horizon_hours[, model_version][, hot_note] — one row per priced spot market; a market with a
+    `hot_note` (its pool is in an interruption burst, core.risk.hot_pools) qualifies for nothing. `commitments`: the RIs
     and Savings Plans in force; without them net savings equal list savings.
 
     Candidates are found and priced once per instance shape; instances that cannot be priced are set
@@ -163,8 +168,37 @@ def recommend(
     rows = _with_targets(fleet[fleet["action"] != "keep"], top)
     rows = _with_costs(rows)
     rows, used = _with_net_savings(rows, fleet, top, commitments or cm.InForce.none(), config)
-    out = _output(rows, top, _model_version(mk), config)
+    out = _output(rows, top, _model_version(mk), config, _placement_notes(rows, mk, config))
     return RecommendResult(out, skipped.frame(), unchanged=unchanged, commitments=used)
+
+
+def compatible_markets(
+    instances: pd.DataFrame,
+    catalog: pd.DataFrame,
+    on_demand: pd.DataFrame,
+    markets: pd.DataFrame,
+    config: RecommendConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """recommend()'s compatibility rules for others that choose among the same markets (the backtest's baselines).
+
+    Returns (the running instances that can be priced, with `shape_id` and `on_demand_hourly_cost`; every
+    compatible pair as `shape_id`, `market` = the row position in `markets`; the instances set aside, with why).
+    `markets`: region, availability_zone_id, instance_type, product_description."""
+    skipped = _SetAside()
+    specs = _catalog_specs(catalog)
+    fleet = _fleet_with_specs_and_on_demand(
+        instances[instances["state"] == "running"].copy(), specs, on_demand, skipped
+    )
+    shapes = _shapes(fleet)
+    mk = (
+        markets[["region", "availability_zone_id", "instance_type", "product_description"]]
+        .assign(_row=np.arange(len(markets)))
+        .merge(specs, on="instance_type", how="inner")
+        .reset_index(drop=True)
+    )
+    sid, mid = _compatible_pairs(shapes, mk, config)
+    pairs = pd.DataFrame({"shape_id": sid, "market": mk["_row"].to_numpy()[mid]})
+    return fleet.merge(shapes[SHAPE + ["shape_id"]], on=SHAPE, how="left"), pairs, skipped.frame()
 
 
 class _SetAside:
@@ -284,6 +318,8 @@ def _priced_markets(markets: pd.DataFrame, specs: pd.DataFrame) -> pd.DataFrame:
             "horizon_hours",
         ]
         + (["model_version"] if "model_version" in markets.columns else [])
+        + (["hot_note"] if "hot_note" in markets.columns else [])
+        + (["placement_score"] if "placement_score" in markets.columns else [])
     ]
     mk = mk.astype({"spot_price": np.float64, "p_interruption": np.float64, "horizon_hours": np.float64})
     mk = mk[mk["spot_price"] > 0].merge(specs, on="instance_type", how="inner")
@@ -365,7 +401,14 @@ def _price_candidates(
         mk["spot_price"].to_numpy(np.float64)[mid], mk["p_hour"].to_numpy(np.float64)[mid], od_price, config
     )
     discount = 1 - cost / od_price
-    return _Candidates(sid, mid, cost, discount, p_int, _qualifies(discount, p_int, config))
+    qualifies = _qualifies(discount, p_int, config) & ~_hot(mk)[mid]
+    if config.min_placement_score is not None and "placement_score" in mk.columns:
+        qualifies &= ~(mk["placement_score"].to_numpy(np.float64)[mid] < config.min_placement_score)
+    return _Candidates(sid, mid, cost, discount, p_int, qualifies)
+
+
+def _hot(mk: pd.DataFrame) -> np.ndarray:
+    return mk["hot_note"].notna().to_numpy() if "hot_note" in mk.columns else np.zeros(len(mk), dtype=bool)
 
 
 def _rank_candidates(
@@ -421,10 +464,14 @@ def _with_own_market(
             "p_interruption",
             "p_hour",
         ]
-    ].rename(columns={"spot_price": "own_price", "p_interruption": "own_p", "p_hour": "own_p_hour"})
+    ].assign(own_hot_note=mk["hot_note"] if "hot_note" in mk.columns else None)
+    own = own.rename(columns={"spot_price": "own_price", "p_interruption": "own_p", "p_hour": "own_p_hour"})
     inst = inst.merge(own, on=SHAPE, how="left")
     inst["own_cost"] = _risk_adjusted_cost(inst["own_price"], inst["own_p_hour"], inst["on_demand_hourly_cost"], config)
-    inst["own_ok"] = _qualifies(1 - inst["own_cost"] / inst["on_demand_hourly_cost"], inst["own_p"], config)
+    inst["own_ok"] = (
+        _qualifies(1 - inst["own_cost"] / inst["on_demand_hourly_cost"], inst["own_p"], config)
+        & inst["own_hot_note"].isna().to_numpy()
+    )
     return skipped.drop(
         inst,
         (inst["lifecycle"] == "spot") & inst["own_price"].isna(),
@@ -592,14 +639,52 @@ def _with_net_savings(
     return rows, ev.commitments
 
 
-def _output(rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, config: RecommendConfig) -> pd.DataFrame:
+def _output(
+    rows: pd.DataFrame, top: pd.DataFrame, model_version: int | None, config: RecommendConfig, placement: pd.Series
+) -> pd.DataFrame:
     """The candidates and reason of each row, in the output columns, largest savings first."""
     lists = _candidate_lists(top)
     rows["candidates"] = [lists.get(s, []) for s in rows["shape_id"].tolist()]
-    rows["reason"] = _reasons(rows, config) + rows["commitment_note"]
+    rows["reason"] = _reasons(rows, config) + rows["commitment_note"] + _hot_notes(rows) + placement
     rows["model_version"] = model_version
     out = rows.rename(columns={"instance_type": "current_instance_type", "lifecycle": "current_lifecycle"})
     return out[_COLUMNS].sort_values("monthly_savings_usd", ascending=False).reset_index(drop=True)
+
+
+def _hot_notes(rows: pd.DataFrame) -> pd.Series:
+    """Why a spot instance leaves its pool when the pool is in an interruption burst."""
+    hot = rows["own_hot_note"].notna() & (rows["lifecycle"] == "spot")
+    return pd.Series(np.where(hot, "; " + rows["own_hot_note"].fillna("").astype(str), ""), index=rows.index)
+
+
+def _placement_notes(rows: pd.DataFrame, mk: pd.DataFrame, config: RecommendConfig) -> pd.Series:
+    """A move's target pool's placement score (or that AWS gave none), where scores were supplied."""
+    notes = pd.Series("", index=rows.index, dtype=object)
+    if "placement_score" not in mk.columns:
+        return notes
+    score = (
+        rows[["region", "target_availability_zone_id", "target_instance_type"]]
+        .merge(
+            mk[["region", "availability_zone_id", "instance_type", "placement_score"]].drop_duplicates(
+                SHAPE[:2] + SHAPE[3:]
+            ),
+            left_on=["region", "target_availability_zone_id", "target_instance_type"],
+            right_on=["region", "availability_zone_id", "instance_type"],
+            how="left",
+        )["placement_score"]
+        .to_numpy()
+    )
+    gate = "" if config.min_placement_score is None else f", at least {config.min_placement_score} required"
+    moves = rows["action"].isin(_MOVES).to_numpy()
+    text = [
+        (f"; placement score {s:.0f}/10 in {az}{gate}" if s == s else f"; AWS gave no placement score for {t} in {az}")
+        if m
+        else ""
+        for m, s, t, az in zip(
+            moves, score, rows["target_instance_type"].tolist(), rows["target_availability_zone_id"].tolist()
+        )
+    ]
+    return pd.Series(text, index=rows.index, dtype=object)
 
 
 def _candidate_lists(top: pd.DataFrame) -> dict[int, list[dict]]:

@@ -360,3 +360,78 @@ def score_markets(
     return ScoreResult(
         scores=scores, skipped=skipped.drop(columns="_day").reset_index(drop=True), window_start=start, window_end=end
     )
+
+
+# --------------------------------------------------------------------------- interruption bursts (hysteresis)
+
+POOL_KEY = ["region", "availability_zone_id", "instance_type"]
+HOT_COLUMNS = POOL_KEY + ["warnings", "burst_at", "last_warning", "hot_until", "hot_note"]
+
+
+@dataclass(frozen=True)
+class BurstConfig:
+    """`burst_warnings` interruption warnings in a pool within `burst_window_hours` make it hot; it stays hot until
+    `burst_quiet_hours` pass without a warning (the minimum dwell on demand), so a pool that keeps being
+    interrupted now and then never flips back to a target between two warnings."""
+
+    burst_warnings: int = 3
+    burst_window_hours: float = 6.0
+    burst_quiet_hours: float = 24.0
+
+    def __post_init__(self):
+        if self.burst_warnings < 1:
+            raise ValidationError("burst_warnings", f"must be at least 1, got {self.burst_warnings}")
+        if not 0 < self.burst_window_hours <= self.burst_quiet_hours:
+            raise ValidationError(
+                "burst_window_hours",
+                f"must be in (0, burst_quiet_hours={self.burst_quiet_hours}], got {self.burst_window_hours}",
+            )
+
+
+def hot_pools(events: pd.DataFrame | None, as_of: datetime, config: BurstConfig = BurstConfig()) -> pd.DataFrame:
+    """The pools hot at `as_of`, from the warnings stored before it: their latest run of warnings less than
+    `burst_quiet_hours` apart holds a burst (`burst_warnings` within `burst_window_hours`) and the last one is
+    under `burst_quiet_hours` old. State is derived from the stored events alone: the same answer on every run."""
+    if events is None or events.empty:
+        return pd.DataFrame(columns=HOT_COLUMNS)
+    ev = events[events["event_type"] == INTERRUPTION_EVENT].dropna(subset=["availability_zone_id", "instance_type"])
+    t = epoch_seconds(ev["event_time"]) if len(ev) else np.zeros(0, dtype=np.int64)
+    now = int(as_of.timestamp())
+    ev = ev[POOL_KEY].assign(_t=t)[t < now].sort_values(POOL_KEY + ["_t"]).reset_index(drop=True)
+    if ev.empty:
+        return pd.DataFrame(columns=HOT_COLUMNS)
+    quiet, window = config.burst_quiet_hours * 3600, config.burst_window_hours * 3600
+    pool = ev.groupby(POOL_KEY, sort=False).ngroup().to_numpy()
+    t = ev["_t"].to_numpy()
+    first = np.r_[True, pool[1:] != pool[:-1]]
+    run = np.cumsum(first | np.r_[True, np.diff(t) >= quiet])  # a run: warnings less than the quiet period apart
+    k = config.burst_warnings - 1
+    back = np.r_[np.full(k, -1), pool][: len(pool)]  # the pool and time of the warning k before
+    t_back = np.r_[np.full(k, np.iinfo(np.int64).min), t][: len(t)]
+    # The window is at most the quiet period, so k warnings back within the window lie in the same run.
+    burst = (back == pool) & (t - t_back <= window)
+    ev = ev.assign(_run=run, _burst=np.where(burst, t, np.iinfo(np.int64).max))
+    runs = ev.groupby(POOL_KEY + ["_run"], sort=False).agg(
+        warnings=("_t", "size"), burst_at=("_burst", "min"), last_warning=("_t", "max")
+    )
+    latest = runs.reset_index().sort_values("_run").drop_duplicates(POOL_KEY, keep="last")
+    hot = latest[(latest["burst_at"] != np.iinfo(np.int64).max) & (now - latest["last_warning"] < quiet)].copy()
+    for col in ("burst_at", "last_warning"):
+        hot[col] = pd.to_datetime(hot[col], unit="s", utc=True)
+    hot["hot_until"] = hot["last_warning"] + pd.Timedelta(seconds=quiet)
+    hot["hot_note"] = [
+        f"its pool is hot: a burst of {config.burst_warnings} interruption warnings within {config.burst_window_hours:g} h "
+        f"at "
+        f"{b:%Y-%m-%d %H:%M} UTC, {n} in all; no target until {u:%Y-%m-%d %H:%M} UTC "
+        f"({config.burst_quiet_hours:g} h without a warning)"
+        for n, b, u in zip(hot["warnings"], hot["burst_at"], hot["hot_until"])
+    ]
+    return hot[HOT_COLUMNS].reset_index(drop=True)
+
+
+def with_hot_pools(markets: pd.DataFrame, hot: pd.DataFrame) -> pd.DataFrame:
+    """`markets` with `hot_note` (None unless its pool is hot): recommend() targets no hot pool."""
+    notes = hot[POOL_KEY + ["hot_note"]]
+    out = markets.drop(columns="hot_note", errors="ignore").merge(notes, on=POOL_KEY, how="left")
+    out["hot_note"] = out["hot_note"].astype(object).where(out["hot_note"].notna(), None)
+    return out

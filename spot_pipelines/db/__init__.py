@@ -14,6 +14,7 @@ from spot_pipelines.db import (  # noqa: F401
     market_data,
     ml,
     optimization,
+    placement,
     risk,
     system_log,
 )

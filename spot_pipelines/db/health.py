@@ -34,6 +34,7 @@ from spot_pipelines.core.health import (
     transitions,
     worst,
 )
+from spot_pipelines.core.ml import TIE_NOTE
 from spot_pipelines.db import kubernetes, ml
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 from spot_pipelines.db.engine import ensure_schema, transaction
@@ -247,6 +248,16 @@ def check_ml_model(
         return CheckOutcome(DEGRADED, {"reason": "no model has been trained yet"})
     newest = rows[0]
     ready = next((r for r in rows if r.status == "ready"), None)
+    if ready is None and newest.status == "blocked" and TIE_NOTE in (newest.status_reason or ""):
+        # Refused for want of a real improvement: the advisor-band prior it would replace serves, as good.
+        return CheckOutcome(
+            DEGRADED,
+            {
+                "reason": f"no model beats the advisor-band prior yet: newest v{newest.version} only ties it; "
+                "predictions use the prior",
+                "newest_version": newest.version,
+            },
+        )
     if ready is None:
         return CheckOutcome(
             CRITICAL,

@@ -275,3 +275,31 @@ def test_postgres_copy_reader_returns_what_the_row_reader_does(pg_url, encryptio
     for col in ("region", "availability_zone_id", "instance_type", "product_description"):
         assert copied[col].astype(str).tolist() == rows[col].tolist()
     assert copied["is_day_open"].tolist() == rows["is_day_open"].tolist()
+
+
+def test_a_model_that_only_ties_the_baseline_is_blocked_as_a_warning(sqlite_url, encryption_key, tmp_path):
+    seeded(sqlite_url, encryption_key)
+    store = LocalModelStore(base_dir=str(tmp_path / "models"))
+    assert materialize(sqlite_url, store, assets=ALL[:3]).success
+    with session_factory(sqlite_url)() as session, session.begin():
+        entry = session.get(ml_rows.ModelRegistryEntry, 1)
+        entry.metrics = {**entry.metrics, "model": dict(entry.metrics["baseline"])}
+    result = interruption_model_quality(app_db=AppDatabase(url=sqlite_url), model_store=store)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert "a tie keeps the prior" in result.description
+    assert registry(sqlite_url)[1].status == "blocked"
+
+
+def test_a_tied_model_leaves_the_ml_health_degraded_not_critical(sqlite_url, encryption_key, tmp_path):
+    from spot_pipelines.core.health import DEGRADED, HealthThresholds
+    from spot_pipelines.db.health import check_ml_model
+
+    seeded(sqlite_url, encryption_key)
+    store = LocalModelStore(base_dir=str(tmp_path / "models"))
+    assert materialize(sqlite_url, store, assets=ALL[:2]).success  # trained, not yet checked
+    with session_factory(sqlite_url)() as session, session.begin():
+        entry = session.get(ml_rows.ModelRegistryEntry, 1)
+        entry.metrics = {**entry.metrics, "model": dict(entry.metrics["baseline"])}
+    interruption_model_quality(app_db=AppDatabase(url=sqlite_url), model_store=store)
+    outcome = check_ml_model(get_engine(sqlite_url), HealthThresholds())
+    assert outcome.status == DEGRADED and "only ties it" in outcome.details["reason"]

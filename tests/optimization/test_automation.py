@@ -56,16 +56,14 @@ def test_new_prices_and_a_new_discovery_refresh_recommendations_without_a_click(
     materialized(instance, "spot_price_history", partition=earlier)
     assert daemon.tick() == set()  # on-demand prices still missing: scores would price nothing
     materialized(instance, "on_demand_prices", "spot_advisor")
-    # The first model trains in the same run as the first scores; predictions wait for its blocking check.
-    assert daemon.tick() == {"interruption_risk_scores", "interruption_model"}
-    materialized(instance, "interruption_risk_scores", "interruption_model")  # the requested run ran
+    # The first model trains in the same run as the first scores and predictions (its blocking check runs between).
+    assert daemon.tick() == {"interruption_risk_scores", "interruption_model", "interruption_predictions"}
+    materialized(instance, "interruption_risk_scores", "interruption_model", "interruption_predictions")
     instance.report_runless_asset_event(
         dg.AssetCheckEvaluation(
             asset_key=dg.AssetKey("interruption_model"), check_name="interruption_model_quality", passed=True
         )
     )
-    assert daemon.tick() == {"interruption_predictions"}
-    materialized(instance, "interruption_predictions")
     assert daemon.tick() == set()  # no fleet discovered yet: nothing to recommend for
 
     instance.add_dynamic_partitions(AWS_ACCOUNTS_PARTITION, [ACCOUNT])
@@ -122,29 +120,34 @@ def test_automation_follows_new_prices_and_respects_the_blocking_check():
     )
     report("on_demand_prices")  # nothing is requested while a required upstream was never materialized
     report("discovered_instances")
-    # The first model trains in the same run as the first scores.
+    # The first model trains in the same run as the first scores and predictions.
     assert tick() == {
         "interruption_risk_scores": 1,
         "interruption_model": 1,
-        "interruption_predictions": 0,
-        "spot_recommendations": 0,
-    }
-    report("interruption_risk_scores")
-    report("interruption_model")
-    check(passed=True)
-    assert tick() == {
-        "interruption_risk_scores": 0,
-        "interruption_model": 0,
         "interruption_predictions": 1,
         "spot_recommendations": 1,
     }
-    report("interruption_predictions")
-    report("spot_recommendations")
-    tick()
-    # A new model whose blocking check failed does not trigger predictions.
+    for key in ("interruption_risk_scores", "interruption_model", "interruption_predictions", "spot_recommendations"):
+        report(key)
+    check(passed=True)
+    assert tick()["interruption_predictions"] == 0
+    # A new model whose blocking check failed (an error, or a tie's warning) does not trigger predictions...
     report("interruption_model")
     check(passed=False)
     assert tick()["interruption_predictions"] == 0
+    # ...nor keeps new scores from refreshing them (they serve the last ready version or the prior)...
+    report("interruption_risk_scores")
+    assert tick()["interruption_predictions"] == 1
+    report("interruption_predictions")
+    tick()
+    # ...and a new model that passes its check does.
+    report("interruption_model")
+    assert tick()["interruption_predictions"] == 0  # its check has not run yet
+    check(passed=True)
+    assert tick()["interruption_predictions"] == 1
+    report("interruption_predictions")
+    report("spot_recommendations")
+    tick()
     # New discovery results refresh the recommendations.
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="discovered_instances", partition="prod"))
     assert tick()["spot_recommendations"] == 1
