@@ -4,11 +4,11 @@ from datetime import timedelta
 
 import dagster as dg
 
-from spot_pipelines.assets import core_config
+from spot_pipelines.assets import core_config, preview_table
 from spot_pipelines.core.backtest import POLICY, BacktestConfig, run_backtest
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig
-from spot_pipelines.core.reporting import markdown_table, records
+from spot_pipelines.core.reporting import records
 from spot_pipelines.core.risk import BurstConfig, _day_start
 from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import discovery as instance_rows
@@ -100,6 +100,15 @@ def recommendation_backtest(
         result = run_backtest(**inputs, start=start, config=bc, recommend_config=rc, burst=burst)
     except ValidationError as exc:
         raise dg.Failure(description=f"recommendation_backtest: {exc}", allow_retries=False) from None
+    context.log.info(
+        f"backtest {result.window_start:%Y-%m-%d}..{result.window_end - timedelta(days=1):%Y-%m-%d}: "
+        f"{result.instances} instances, {len(result.skipped)} skipped"
+    )
+    return dg.MaterializeResult(metadata=_metadata(result))
+
+
+def _metadata(result) -> dict:
+    """The policies as a table, and the figures worth a series in the Plots tab."""
     table = result.policies.round(4)
     rows = records(table)
     numbers = {}
@@ -107,24 +116,14 @@ def recommendation_backtest(
         for col in PLOTTED + (POLICY_PLOTTED if row["policy"] == POLICY else ()):
             if row[col] is not None:
                 numbers[f"{row['policy']}_{col}"] = float(row[col])
-    context.log.info(
-        f"backtest {result.window_start:%Y-%m-%d}..{result.window_end - timedelta(days=1):%Y-%m-%d}: "
-        f"{result.instances} instances, {len(result.skipped)} skipped"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(table),
-            "window": f"{result.window_start:%Y-%m-%d}..{result.window_end - timedelta(days=1):%Y-%m-%d}",
-            "instances": result.instances,
-            "instance_hours": result.instance_hours,
-            "prices": "list prices; commitments ignored",
-            "policies": dg.MetadataValue.table(
-                records=[dg.TableRecord(row) for row in rows],
-                schema=SCHEMA,
-            ),
-            "preview": dg.MetadataValue.md(markdown_table(rows, list(COLUMNS))),
-            **numbers,
-            "skipped_count": len(result.skipped),
-            "skipped": dg.MetadataValue.md(markdown_table(records(result.skipped), ["what", "reason"], limit=50)),
-        }
-    )
+    return {
+        "dagster/row_count": len(table),
+        "window": f"{result.window_start:%Y-%m-%d}..{result.window_end - timedelta(days=1):%Y-%m-%d}",
+        "instances": result.instances,
+        "instance_hours": result.instance_hours,
+        "prices": "list prices; commitments ignored",
+        "policies": dg.MetadataValue.table(records=[dg.TableRecord(row) for row in rows], schema=SCHEMA),
+        **numbers,
+        "skipped_count": len(result.skipped),
+        "skipped": preview_table(records(result.skipped), ["what", "reason"], limit=50),
+    }

@@ -4,12 +4,12 @@ from datetime import timedelta
 
 import dagster as dg
 
-from spot_pipelines.assets import core_config, frame_schema, table_metadata
+from spot_pipelines.assets import core_config, preview_table, table_metadata
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig, compatible_markets
 from spot_pipelines.core.placement import PlacementConfig, collect, requests
-from spot_pipelines.core.reporting import markdown_table, records
+from spot_pipelines.core.reporting import records
 from spot_pipelines.db import discovery as instance_rows
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import ml as ml_rows
@@ -70,33 +70,31 @@ def spot_placement_scores(
     fetched = got.scores[got.scores["fetched_at"] == now] if len(got.scores) else got.scores
     with app_db.transaction() as session:
         written = placement_rows.write_scores(session, records(fetched))
+    for s in got.statuses:
+        if s["status"] not in ("fetched", "cached"):
+            context.log.warning(
+                f"placement score for {s['instance_types']} in {s['region']}: {s['status']}: {s['detail']}"
+            )
+    return dg.MaterializeResult(metadata=_metadata(written, wanted, got, set_aside, skipped))
+
+
+def _metadata(written: int, wanted, got, set_aside, skipped) -> dict:
     by_status: dict[str, int] = {}
     for s in got.statuses:
         by_status[s["status"]] = by_status.get(s["status"], 0) + 1
     refused = [s for s in got.statuses if s["status"] not in ("fetched", "cached")]
-    for s in refused:
-        context.log.warning(f"placement score for {s['instance_types']} in {s['region']}: {s['status']}: {s['detail']}")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": written,
-            "dagster/column_schema": frame_schema(got.scores),
-            "requests": len(wanted),
-            "requests_by_status": dg.MetadataValue.json(by_status),
-            "scored_az_ids": len(got.scores),
-            "preview": dg.MetadataValue.md(
-                markdown_table(
-                    records(got.scores.sort_values("score", ascending=False)),
-                    ["region", "availability_zone_id", "instance_types", "target_capacity", "score"],
-                )
-            ),
-            "unscored": dg.MetadataValue.md(
-                markdown_table(refused, ["region", "instance_types", "status", "detail"], limit=50)
-            ),
-            "skipped": dg.MetadataValue.md(
-                markdown_table(
-                    records(set_aside.rename(columns={"instance_id": "what"})[["what", "reason"]]) + records(skipped),
-                    ["what", "reason"],
-                )
-            ),
-        }
-    )
+    return {
+        "dagster/row_count": written,
+        "requests": len(wanted),
+        "requests_by_status": dg.MetadataValue.json(by_status),
+        "scored_az_ids": len(got.scores),
+        "preview": preview_table(
+            records(got.scores.sort_values("score", ascending=False)),
+            ["region", "availability_zone_id", "instance_types", "target_capacity", "score"],
+        ),
+        "unscored": preview_table(refused, ["region", "instance_types", "status", "detail"], limit=50),
+        "skipped": preview_table(
+            records(set_aside.rename(columns={"instance_id": "what"})[["what", "reason"]]) + records(skipped),
+            ["what", "reason"],
+        ),
+    }
