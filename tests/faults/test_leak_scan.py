@@ -83,13 +83,13 @@ GRAPHQL_RUNS = """
       ... on RunFailureEvent { error { message } }
       ... on MaterializationEvent { metadataEntries { label description
           ... on TextMetadataEntry { text } ... on MarkdownMetadataEntry { mdStr }
-          ... on JsonMetadataEntry { jsonString } } } } } } } } }
+          ... on JsonMetadataEntry { jsonString } ... on TableMetadataEntry { table { records } } } } } } } } } }
 """
 GRAPHQL_ASSETS = """
 { assetsOrError { ... on AssetConnection { nodes { key { path }
     assetMaterializations(limit: 20) { runId partition metadataEntries { label
         ... on TextMetadataEntry { text } ... on MarkdownMetadataEntry { mdStr }
-        ... on JsonMetadataEntry { jsonString } } } } } } }
+        ... on JsonMetadataEntry { jsonString } ... on TableMetadataEntry { table { records } } } } } } } }
 """
 
 
