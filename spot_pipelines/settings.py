@@ -115,6 +115,22 @@ def encryption_keys_from_env() -> str | None:
     return os.environ.get("ENCRYPTION_KEY")
 
 
+# The notifications resource's fields and the variables they fall back to. A Slack token and a webhook URL are
+# secrets, so none of them is a Settings field (a Settings repr can never show them).
+NOTIFICATION_ENV = {
+    "slack_token": "SLACK_BOT_TOKEN",
+    "slack_channel": "SLACK_CHANNEL",
+    "slack_base_url": "SLACK_API_BASE_URL",
+    "webhook_url": "NOTIFICATIONS_WEBHOOK_URL",
+    "min_monthly_savings_usd": "NOTIFICATIONS_MIN_MONTHLY_SAVINGS_USD",
+}
+
+
+def notification_setting(field: str) -> str | None:
+    """The env value behind one of the notifications resource's fields (NOTIFICATION_ENV), None when unset."""
+    return (os.environ.get(NOTIFICATION_ENV[field]) or "").strip() or None
+
+
 def aws_retry_delay_seconds() -> float:
     """First delay of the RetryPolicy on AWS-calling assets (exponential with jitter after it)."""
     return settings().aws_retry_delay_s

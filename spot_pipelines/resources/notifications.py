@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,19 +19,14 @@ from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetr
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 
-ENV = {
-    "slack_token": "SLACK_BOT_TOKEN",
-    "slack_channel": "SLACK_CHANNEL",
-    "slack_base_url": "SLACK_API_BASE_URL",
-    "webhook_url": "NOTIFICATIONS_WEBHOOK_URL",
-    "min_monthly_savings_usd": "NOTIFICATIONS_MIN_MONTHLY_SAVINGS_USD",
-}
+from spot_pipelines.settings import notification_setting
+
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
 _log = logging.getLogger(__name__)
 
 
 class Notifier(dg.ConfigurableResource):
-    """Where notifications go; every field unset falls back to its env variable (ENV), and with neither a Slack
+    """Where notifications go; every field unset falls back to its env variable (settings.NOTIFICATION_ENV), and with neither a Slack
     token and channel nor a webhook URL, nothing is sent."""
 
     slack_token: str | None = None
@@ -46,7 +40,7 @@ class Notifier(dg.ConfigurableResource):
 
     def _get(self, field: str):
         value = getattr(self, field)
-        return value if value not in (None, "") else os.environ.get(ENV[field]) or None
+        return value if value not in (None, "") else notification_setting(field)
 
     def enabled(self) -> bool:
         return bool((self._get("slack_token") and self._get("slack_channel")) or self._get("webhook_url"))
