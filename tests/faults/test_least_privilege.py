@@ -21,6 +21,8 @@ from spot_pipelines.assets.commitments import aws_commitments
 from spot_pipelines.assets.market_data import spot_price_history
 from spot_pipelines.cli import main
 from spot_pipelines.core import market_data as md
+from spot_pipelines.core import placement
+from spot_pipelines.core.placement import Request
 from spot_pipelines.core.clock import utc_today
 from spot_pipelines.demo.commitments import emulate_commitments
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
@@ -166,6 +168,12 @@ def test_called_aws_actions_equal_the_documented_policy(aws, sqlite_url, encrypt
         )
         prices, problems, _ = md.region_on_demand(pricing, "us-east-1")
     assert prices == {"m5.large": 0.096} and problems == []
+    # Placement scores (moto has no such API: botocore's Stubber answers, through the real paginator).
+    ec2_scores = boto3.client("ec2", region_name="us-east-1")
+    scored = Request("us-east-1", ("m5.large", "m6a.large", "m6i.large"), 2)
+    with Stubber(ec2_scores) as stub:
+        stub.add_response("get_spot_placement_scores", {"SpotPlacementScores": []})
+        assert placement.fetch(ec2_scores, scored) == []
     recorder.phase = None
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="spot-interruptions")["QueueUrl"]
