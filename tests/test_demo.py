@@ -33,6 +33,7 @@ from spot_pipelines.demo.emulator import local_aws
 from spot_pipelines.demo.fleet import DEMO_ACCOUNTS
 from spot_pipelines.demo.interruptions import create_queue
 from spot_pipelines.demo.ports import free_port
+from spot_pipelines.settings import PROJECT_ROOT
 from tests.browser.processes import BIN, REPO, demo_env, run_demo_until
 from tests.test_readme_commands import FENCE, readme_commands
 
@@ -72,7 +73,7 @@ def test_ui_port_taken_picks_another_and_says_which(monkeypatch, capsys):
     assert chosen != port
     assert f"port {port} is taken; using {chosen}" in out
     assert f"Dagster UI on http://127.0.0.1:{chosen} " in out
-    assert _FakeDagsterDev.launched[-1][-4:] == ["-p", str(chosen), "-m", "spot_pipelines.definitions"]
+    assert _FakeDagsterDev.launched[-1][-4:] == ["-p", str(chosen), "-w", str(PROJECT_ROOT / "workspace.yaml")]
 
 
 def test_demo_without_moto_says_how_to_install_it(monkeypatch):

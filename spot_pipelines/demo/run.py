@@ -237,8 +237,9 @@ def serve_ui(port: int) -> None:
             "127.0.0.1",
             "-p",
             str(chosen),
-            "-m",
-            "spot_pipelines.definitions",
+            # The workspace file names the code location `spot_pipelines` (`-m` would name it after the module).
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
         ],
         start_new_session=True,
     )

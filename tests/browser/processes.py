@@ -144,7 +144,7 @@ def dagster_dev(env: dict[str, str], log: Path, timeout_s: float = 180) -> Itera
     base_url = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "spot_pipelines.definitions"],
+            [str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")],
             env=env,
             cwd=env["DAGSTER_HOME"],
             stdout=out,
