@@ -12,6 +12,7 @@ given its path and never downloads a browser.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -87,9 +88,7 @@ def demo_ui(tmp_path_factory) -> Iterator[DemoUI]:
     started = time.monotonic()
     run_demo(env, root / "demo.log")
     demo_seconds = time.monotonic() - started
-    # The webserver's first-visit newsletter dialog would cover the graph: mark it seen.
-    (root / "dagster_home" / ".nux").mkdir(exist_ok=True)
-    (root / "dagster_home" / ".nux" / "nux.yaml").write_text("seen: 1\n")
+    # No .nux/nux.yaml is written here: the demo's dagster.yaml (nux disabled) must keep pop-ups away by itself.
     served_at = time.time()
     with dagster_dev(env, root / "dagster-dev.log") as url:
         yield DemoUI(url=url, served_at=served_at, demo_seconds=demo_seconds)
@@ -134,40 +133,99 @@ def test_graphql_every_public_asset_is_materialized_and_the_demo_runs_succeeded(
     assert latest_recommendations_run(demo_ui)["status"] == "SUCCESS"
 
 
-def test_asset_graph_shows_every_public_asset(demo_ui, browser):
-    # Tall enough that the whole graph fits with full-size nodes (at smaller zooms the UI draws
-    # minimal nodes whose names are truncated).
-    page = browser.new_page(viewport={"width": 2000, "height": 2200})
+GROUPS = "{ assetNodes { assetKey { path } groupName } }"
+GRAPH_VIEWPORT = {"width": 1600, "height": 1000}  # the laptop screen the graph must be readable on
+
+
+def shown_as(name: str, labels: list[str]) -> bool:
+    """The node shows the name whole, or middle-truncated as the UI does for long names at a small zoom."""
+    for label in labels:
+        head, sep, tail = label.partition("…")
+        if label == name or (
+            sep and len(head) >= 4 and len(tail) >= 4 and name.startswith(head) and name.endswith(tail)
+        ):
+            return True
+    return False
+
+
+def no_dialog_covers(page) -> None:
+    dialogs = [d for d in page.locator("[role=dialog]").all() if d.is_visible()]
+    assert not dialogs, f"a dialog covers the page: {[d.inner_text()[:200] for d in dialogs]}"
+
+
+def test_asset_graph_is_readable_at_1600_by_1000(demo_ui, browser):
+    """Every group on the global lineage, and every asset on its group's graph, at 1600×1000: no asset
+    missing, none shown only as a dot, no pop-up over it."""
+    groups: dict[str, set[str]] = {}
+    for node in graphql(demo_ui.url, GROUPS)["assetNodes"]:
+        groups.setdefault(node["groupName"], set()).add("/".join(node["assetKey"]["path"]))
+    assert PUBLIC_ASSETS <= set().union(*groups.values())
+    page = browser.new_page(viewport=GRAPH_VIEWPORT)
     try:
         page.set_default_timeout(UI_TIMEOUT_MS)
         page.goto(f"{demo_ui.url}/asset-groups")
         page.locator("foreignObject.group").first.wait_for()
-        # Groups start collapsed: expand all (the graph's Alt+E shortcut, remembered per browser),
-        # and reload so the graph is laid out and zoomed to fit with every group open.
-        page.keyboard.press("Alt+KeyE")
-        page.wait_for_function(
-            "() => Object.keys(localStorage).some(k => k.startsWith('asset-graph-open-graph-nodes'))"
-        )
-        page.reload()
-        page.locator("foreignObject.group").first.wait_for()
-        for name in sorted(PUBLIC_ASSETS):
-            page.get_by_text(name, exact=True).first.wait_for(state="visible")
+        for group in groups:
+            page.get_by_text(group, exact=True).first.wait_for(state="visible")
+        no_dialog_covers(page)
         page.wait_for_timeout(1500)  # let the live-data badges settle for the picture
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "asset-graph-page.png"))
-        boxes = [b for b in (g.bounding_box() for g in page.locator("foreignObject.group").all()) if b]
-        x0, y0 = min(b["x"] for b in boxes) - 24, min(b["y"] for b in boxes) - 24
-        x1 = max(b["x"] + b["width"] for b in boxes) + 24
-        y1 = max(b["y"] + b["height"] for b in boxes) + 24
-        clip = {"x": max(x0, 0), "y": max(y0, 0), "width": x1 - max(x0, 0), "height": y1 - max(y0, 0)}
-        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"), clip=clip)
-        shown = {name for name in PUBLIC_ASSETS if page.get_by_text(name, exact=True).first.is_visible()}
-        assert shown == PUBLIC_ASSETS, f"not on the asset graph: {sorted(PUBLIC_ASSETS - shown)}"
+        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
+        unreadable = {}
+        for group, assets in sorted(groups.items()):
+            page.goto(f"{demo_ui.url}/locations/__repository__@spot_pipelines/asset-groups/{group}/lineage")
+            page.locator("foreignObject").first.wait_for()
+            page.wait_for_timeout(1000)  # the graph zooms to fit once laid out
+            # A node's label is HTML inside the SVG foreignObject (which has no innerText of its own).
+            texts = page.locator("foreignObject > *").all_inner_texts()
+            labels = [line.strip() for text in texts for line in text.splitlines()]
+            page.screenshot(path=str(ARTIFACTS / f"asset-group-{group}.png"))
+            missing = sorted(a for a in assets if not shown_as(a, labels))
+            if missing:
+                unreadable[group] = missing
+        assert not unreadable, f"not readable on their group's graph at 1600×1000: {unreadable}"
     finally:
         page.close()
     if not DOCS_SCREENSHOT.exists() or os.environ.get("SPOT_PIPELINES_UPDATE_DOCS_SCREENSHOT") == "1":
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(ARTIFACTS / "asset-graph.png", DOCS_SCREENSHOT)
+
+
+def test_the_recommendations_page_shows_its_table_columns_plots_and_checks(demo_ui, browser):
+    """What a cost engineer opens first: the top recommendations inline (no click) with account names,
+    the column descriptions, the savings series on the Plots tab, the asset checks, and no pop-up."""
+    top = graphql(
+        demo_ui.url,
+        """{ assetNodes(assetKeys: [{path: ["spot_recommendations"]}]) { assetMaterializations(limit: 1) {
+        metadataEntries { label ... on TableMetadataEntry { table { records } } } } } }""",
+    )["assetNodes"][0]["assetMaterializations"][0]["metadataEntries"]
+    [records] = [e["table"]["records"] for e in top if e["label"] == "top_recommendations"]
+    first = json.loads(records[0])
+    page = browser.new_page(viewport=GRAPH_VIEWPORT)
+    try:
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(f"{demo_ui.url}/assets/spot_recommendations")
+        # The biggest recommendation's row, by its account's name and instance id, without a click.
+        row = page.locator("tr", has_text=first["instance_id"]).first
+        row.wait_for(state="visible")
+        assert first["account"] in row.inner_text() and not first["account"].isdigit(), first
+        no_dialog_covers(page)
+        # Column descriptions with units, from the definition's column schema.
+        page.get_by_text("USD/month (730 h): against the list on-demand price", exact=False).first.wait_for(
+            state="visible"
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "recommendations.png"), full_page=True)
+        page.get_by_text("Plots", exact=True).first.click()
+        for series in ("net_monthly_savings_usd", "list_monthly_savings_usd", "running_instances"):
+            page.get_by_text(series, exact=True).first.wait_for(state="visible")
+        page.screenshot(path=str(ARTIFACTS / "recommendations-plots.png"), full_page=True)
+        page.goto(f"{demo_ui.url}/assets/spot_recommendations?view=checks")
+        for check in ("every_running_instance_accounted", "moves_save_money", "no_zero_prices"):
+            page.get_by_text(check, exact=True).first.wait_for(state="visible")
+        page.screenshot(path=str(ARTIFACTS / "recommendations-checks.png"))
+    finally:
+        page.close()
 
 
 def test_latest_run_succeeded_in_the_ui(demo_ui, browser):
