@@ -22,8 +22,8 @@ from spot_pipelines.assets.market_data import spot_price_history
 from spot_pipelines.cli import main
 from spot_pipelines.core import market_data as md
 from spot_pipelines.core import placement
-from spot_pipelines.core.placement import Request
 from spot_pipelines.core.clock import utc_today
+from spot_pipelines.core.placement import Request
 from spot_pipelines.demo.commitments import emulate_commitments
 from spot_pipelines.demo.price_emulation import emulate_spot_prices
 from spot_pipelines.partitions import AWS_ACCOUNTS_PARTITION
