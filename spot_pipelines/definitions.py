@@ -37,7 +37,11 @@ from spot_pipelines.sensors.health import (
 from spot_pipelines.sensors.interruptions import spot_interruption_sensor
 from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
 from spot_pipelines.sensors.market_data import daily_market_data_schedule
-from spot_pipelines.sensors.notifications import execution_failure_notifications_sensor, notifications_sensor
+from spot_pipelines.sensors.notifications import (
+    alert_notifications_sensor,
+    execution_failure_notifications_sensor,
+    notifications_sensor,
+)
 
 # Source links in the UI; no git remote is configured, so local file references only. The API is beta:
 # its warning would print on every load of the code location.
@@ -83,6 +87,7 @@ defs = dg.Definitions(
         execution_reconciler_sensor,
         notifications_sensor,
         execution_failure_notifications_sensor,
+        alert_notifications_sensor,
     ],
     schedules=[
         nightly_rediscovery_schedule,

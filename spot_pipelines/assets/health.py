@@ -46,21 +46,6 @@ class ComponentHealthConfig(dg.Config):
         return health.HealthThresholds(**{f.name: getattr(self, f.name) for f in fields(health.HealthThresholds)})
 
 
-def _summary(result: health.CheckResult) -> str:
-    d = result.details
-    if "error" in d:
-        return str(d["error"])
-    if "reason" in d:
-        return str(d["reason"])
-    if "age_s" in d:
-        return f"newest {d['age_s']:.0f}s old"
-    if "queue_depth" in d:
-        return f"ping {d['latency_ms']} ms, queue depth {d['queue_depth']}"
-    if "latency_ms" in d:
-        return f"{d['latency_ms']} ms"
-    return ""
-
-
 @dg.asset(
     name="component_health",
     group_name="operations",
@@ -124,7 +109,7 @@ def component_health(
 
 def _round_metadata(result: HealthRound) -> dict:
     rows = [
-        {"component": r.component, "status": r.status, "latency_ms": r.latency_ms, "summary": _summary(r)}
+        {"component": r.component, "status": r.status, "latency_ms": r.latency_ms, "summary": health.summary(r.details)}
         for r in result.results
     ]
     return {

@@ -1,7 +1,5 @@
 """spot_recommendations: risk-adjusted actions for every discovered running instance."""
 
-from datetime import timedelta
-
 import dagster as dg
 import pandas as pd
 
@@ -26,7 +24,7 @@ from spot_pipelines.core.optimization import (
 )
 from spot_pipelines.core.placement import with_placement_scores
 from spot_pipelines.core.reporting import records
-from spot_pipelines.core.risk import BurstConfig, hot_pools, with_hot_pools
+from spot_pipelines.core.risk import BurstConfig, with_hot_pools
 from spot_pipelines.db import accounts as account_rows
 from spot_pipelines.db import commitments as commitment_rows
 from spot_pipelines.db import discovery as instance_rows
@@ -191,8 +189,8 @@ def spot_recommendations(
     instances, catalog, on_demand, markets, names, commitments = _read_inputs(app_db)
     if markets.empty and not instances.empty:
         context.log.warning("no interruption predictions yet: every instance will stay on demand")
-    hot = _hot_pools(app_db, burst)
-    with app_db.connection() as conn:
+    with app_db.connection() as conn:  # the burst state lives in the stored warnings, not in this run
+        hot = event_rows.read_hot_pools(conn, utcnow(), burst)
         scored = with_placement_scores(with_hot_pools(markets, hot), placement_rows.read_latest(conn))
     result = recommend(instances, catalog, on_demand, scored, rc, commitments)
     recs = result.recommendations
@@ -260,17 +258,6 @@ def _read_inputs(app_db: AppDatabase) -> tuple:
             account_rows.account_names(conn),
             InForce(commitment_rows.read_book(conn), commitment_rows.account_pools(conn), utcnow()),
         )
-
-
-def _hot_pools(app_db: AppDatabase, burst: BurstConfig):
-    """Pools in an interruption burst now, from the stored warnings (the state lives in them, not in this run)."""
-    now = utcnow()
-    with app_db.connection() as conn:
-        events = event_rows.read_events(conn, now - HOT_LOOKBACK, now)
-    return hot_pools(events, now, burst)
-
-
-HOT_LOOKBACK = timedelta(days=14)
 
 
 def _savings_over_time(app_db: AppDatabase) -> dg.MetadataValue:

@@ -85,6 +85,22 @@ def worst(statuses: Sequence[str]) -> str:
     return max(relevant, key=SEVERITY.__getitem__, default=NOT_CONFIGURED if statuses else HEALTHY)
 
 
+def summary(details: Mapping[str, Any]) -> str:
+    """One line for a person: the error or reason, else the measured age, latency or queue depth."""
+    d = details
+    if "error" in d:
+        return str(d["error"])
+    if "reason" in d:
+        return str(d["reason"])
+    if "age_s" in d:
+        return f"newest {d['age_s']:.0f}s old"
+    if "queue_depth" in d:
+        return f"ping {d['latency_ms']} ms, queue depth {d['queue_depth']}"
+    if "latency_ms" in d:
+        return f"{d['latency_ms']} ms"
+    return ""
+
+
 def error_details(exc: BaseException) -> dict[str, Any]:
     return {"error": redact_text(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")[:500]}
 

@@ -144,6 +144,18 @@ def write_health_round(
     return changes
 
 
+def critical_components(session: Session) -> list[dict[str, Any]]:
+    """Every component whose last known status is critical: since when, and its latest check's details."""
+    state, row = ComponentHealthState, ComponentHealth
+    out = []
+    for s in session.scalars(select(state).where(state.status == CRITICAL).order_by(state.component)):
+        latest = session.scalars(
+            select(row).where(row.component == s.component).order_by(row.checked_at.desc(), row.id.desc()).limit(1)
+        ).first()
+        out.append({"component": s.component, "since": s.since, "details": (latest.details if latest else None) or {}})
+    return out
+
+
 def _json(details: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(details, default=str))
 

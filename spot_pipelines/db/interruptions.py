@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.interruptions import MAX_DEAD_LETTER_BODY, StoreResult, plan_store, split
 from spot_pipelines.core.redaction import redact_text
+from spot_pipelines.core.risk import BurstConfig, hot_pools
 from spot_pipelines.db import accounts, discovery
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 from spot_pipelines.db.frames import read_frame
@@ -116,3 +117,12 @@ def read_events(conn: Connection, start: datetime, end: datetime) -> pd.DataFram
             e.event_time >= start, e.event_time < end
         ),
     )
+
+
+# Far longer than any quiet period a pool stays hot for, so a burst still hot lies inside it.
+HOT_LOOKBACK = timedelta(days=14)
+
+
+def read_hot_pools(conn: Connection, as_of: datetime, config: BurstConfig) -> pd.DataFrame:
+    """The pools hot at `as_of` (core.risk.hot_pools) from the warnings stored before it."""
+    return hot_pools(read_events(conn, as_of - HOT_LOOKBACK, as_of), as_of, config)

@@ -89,6 +89,27 @@ class Notifier(dg.ConfigurableResource):
             "execution", f"execution ({mode}): {len(rows) - failed} succeeded, {failed} failed", lines, log
         )
 
+    def components_critical(self, components: Iterable[Mapping[str, Any]], log=None) -> dict[str, bool]:
+        """Components that turned critical: which, since when, and why."""
+        rows = list(components)
+        if not rows:
+            return {}
+        lines = [f"{c['component']}: critical since {c['since']:%Y-%m-%d %H:%M} UTC — {c['summary']}" for c in rows]
+        names = ", ".join(c["component"] for c in rows)
+        return self.send("component_critical", f"{len(rows)} component(s) turned critical: {names}", lines, log)
+
+    def interruption_bursts(self, pools: Iterable[Mapping[str, Any]], log=None) -> dict[str, bool]:
+        """Pools that turned hot (a burst of interruption warnings): no longer a spot target until quiet."""
+        rows = list(pools)
+        if not rows:
+            return {}
+        lines = [
+            f"{p['instance_type']} in {p['availability_zone_id']} ({p['region']}): {p['warnings']} warnings, "
+            f"in a burst from {p['burst_at']:%Y-%m-%d %H:%M} UTC, not a spot target until {p['hot_until']:%Y-%m-%d %H:%M} UTC"
+            for p in rows
+        ]
+        return self.send("interruption_burst", f"interruption burst in {len(rows)} spot pool(s)", lines, log)
+
     # ------------------------------------------------------------------ delivery
 
     def send(self, event: str, title: str, lines: list[str], log=None) -> dict[str, bool]:

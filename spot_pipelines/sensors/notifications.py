@@ -1,10 +1,18 @@
 """notifications_sensor / execution_failure_notifications_sensor: tell the team when a run made something to
-approve or executed recommendations (the Notifier is off unless configured by env)."""
+approve or executed recommendations; alert_notifications_sensor: when a component turns critical or a spot pool
+turns hot in an interruption burst (the Notifier is off unless configured by env)."""
+
+import json
 
 import dagster as dg
 from sqlalchemy import select
 
+from spot_pipelines.core.clock import utcnow
+from spot_pipelines.core.health import summary
+from spot_pipelines.core.risk import POOL_KEY, BurstConfig
 from spot_pipelines.db import execution as execution_rows
+from spot_pipelines.db import health as health_rows
+from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.accounts import account_names
 from spot_pipelines.resources.app_database import AppDatabase
@@ -62,3 +70,49 @@ def execution_failure_notifications_sensor(
     context: dg.RunFailureSensorContext, app_db: AppDatabase, notifier: Notifier
 ) -> None:
     notify_for_run(app_db, notifier, context.dagster_run.run_id, context.log)
+
+
+def pool_key(pool) -> str:
+    return "/".join(str(pool[c]) for c in POOL_KEY)
+
+
+def notify_new_alerts(
+    app_db: AppDatabase, notifier: Notifier, cursor: str | None, burst: BurstConfig | None = None, log=None
+) -> tuple[dict[str, dict[str, bool]], str]:
+    """Alert on what turned critical or hot since the state in `cursor` (the keys alerted and still so); a
+    component or pool that recovers leaves the state, so its next turn alerts again. Returns (sent, new cursor)."""
+    try:
+        before = json.loads(cursor) if cursor else {}
+    except ValueError:
+        before = {}
+    with app_db.transaction() as session:
+        critical = health_rows.critical_components(session)
+        hot = event_rows.read_hot_pools(session.connection(), utcnow(), burst or BurstConfig()).to_dict("records")
+    new_critical = [
+        {**c, "summary": summary(c["details"])} for c in critical if c["component"] not in before.get("critical", [])
+    ]
+    new_hot = [p for p in hot if pool_key(p) not in before.get("hot", [])]
+    sent = {}
+    if new_critical:
+        sent["component_critical"] = notifier.components_critical(new_critical, log)
+    if new_hot:
+        sent["interruption_burst"] = notifier.interruption_bursts(new_hot, log)
+    state = {"critical": sorted(c["component"] for c in critical), "hot": sorted(pool_key(p) for p in hot)}
+    return sent, json.dumps(state)
+
+
+@dg.sensor(
+    name="alert_notifications_sensor",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts once when a component turns critical (component_health) and when a spot pool turns hot "
+    "in a burst of interruption warnings (default burst rule), again only after it recovers and turns again "
+    "(Slack / webhook; off unless configured).",
+)
+def alert_notifications_sensor(
+    context: dg.SensorEvaluationContext, app_db: AppDatabase, notifier: Notifier
+) -> dg.SensorResult:
+    if not notifier.enabled():
+        return dg.SensorResult(skip_reason=dg.SkipReason("notifications are not configured (see README)"))
+    sent, cursor = notify_new_alerts(app_db, notifier, context.cursor, log=context.log)
+    return dg.SensorResult(cursor=cursor, skip_reason=None if sent else dg.SkipReason("nothing turned critical or hot"))

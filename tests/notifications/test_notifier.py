@@ -175,3 +175,73 @@ def test_a_run_notifies_its_new_recommendations_and_its_executions(sqlite_url, r
     assert titles[0].startswith("1 new spot recommendation(s) worth ≥ $50/month each, net $80.00/month")
     assert titles[1] == "execution (live): 0 succeeded, 1 failed"
     assert "rolled back: InsufficientInstanceCapacity" in bodies[-1]["lines"][0]
+
+
+def test_alerts_once_when_a_component_turns_critical_and_a_pool_turns_hot(sqlite_url, receiver):
+    """Each turn alerts once: the same state on the next tick is quiet; a component that recovers and turns
+    critical again alerts again. The burst line's times are the stored warnings' own."""
+    from datetime import timedelta
+
+    from spot_pipelines.core.clock import utcnow
+    from spot_pipelines.core.health import CRITICAL, HEALTHY, PRICE_DATA, CheckResult
+    from spot_pipelines.db.engine import transaction
+    from spot_pipelines.db.health import write_health_round
+    from spot_pipelines.db.interruptions import SpotInterruptionEvent
+    from spot_pipelines.resources.app_database import AppDatabase
+    from spot_pipelines.sensors.notifications import notify_new_alerts
+
+    now = utcnow().replace(second=0, microsecond=0)
+
+    def health_round(status: str, minutes_ago: int) -> None:
+        result = CheckResult(PRICE_DATA, status, 1.0, {"reason": "no spot prices yet"})
+        with transaction(sqlite_url) as session:
+            write_health_round(
+                session, [result], round_id=f"r{minutes_ago}", checked_at=now - timedelta(minutes=minutes_ago)
+            )
+
+    warned = [now - timedelta(hours=h) for h in (3, 2, 1)]  # three warnings within the default 6 h window
+    with transaction(sqlite_url) as session:
+        session.add_all(
+            SpotInterruptionEvent(
+                event_id=f"e{i}",
+                event_type="spot_interruption_warning",
+                event_time=t,
+                aws_account_id="123456789012",
+                region="us-east-1",
+                availability_zone_id="use1-az1",
+                instance_id=f"i-{i}",
+                instance_type="m5.large",
+            )
+            for i, t in enumerate(warned)
+        )
+    health_round(CRITICAL, 30)
+    db, n = AppDatabase(url=sqlite_url), notifier(receiver.url)
+    ok = receiver.status == 200
+    sent, cursor = notify_new_alerts(db, n, None)
+    assert sent == {
+        "component_critical": {"webhook": ok, "slack": ok},
+        "interruption_burst": {"webhook": ok, "slack": ok},
+    }
+    assert notify_new_alerts(db, n, cursor) == ({}, cursor)  # nothing new: quiet
+    health_round(HEALTHY, 20)
+    sent, cursor = notify_new_alerts(db, n, cursor)
+    assert sent == {}
+    health_round(CRITICAL, 10)
+    sent, cursor = notify_new_alerts(db, n, cursor)
+    assert list(sent) == ["component_critical"]
+
+    bodies = [json.loads(r["body"]) for r in receiver.requests if r["path"].startswith("/hooks/")]
+    by_event = {}
+    for b in bodies:
+        by_event.setdefault(b["event"], []).append(b)
+    critical_titles = list(dict.fromkeys(b["title"] for b in by_event["component_critical"]))
+    assert critical_titles == [f"1 component(s) turned critical: {PRICE_DATA}"]
+    since = [b["lines"][0] for b in by_event["component_critical"]]
+    assert f"critical since {now - timedelta(minutes=30):%Y-%m-%d %H:%M} UTC — no spot prices yet" in since[0]
+    assert f"critical since {now - timedelta(minutes=10):%Y-%m-%d %H:%M} UTC" in since[-1]
+    [burst_line] = {b["lines"][0] for b in by_event["interruption_burst"]}
+    hot_until = warned[-1] + timedelta(hours=24)  # the default quiet period after the last warning
+    assert burst_line == (
+        f"m5.large in use1-az1 (us-east-1): 3 warnings, in a burst from {warned[-1]:%Y-%m-%d %H:%M} UTC, "
+        f"not a spot target until {hot_until:%Y-%m-%d %H:%M} UTC"
+    )
