@@ -12,7 +12,7 @@ from spot_pipelines.assets import (
     upstream_present,
 )
 from spot_pipelines.core.clock import utcnow
-from spot_pipelines.core.commitments import InForce
+from spot_pipelines.core.commitments import InForce, pool_label
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import (
     RecommendConfig,
@@ -203,6 +203,9 @@ def spot_recommendations(
         metadata={
             "dagster/row_count": written,
             "running_instances": len(instances),
+            "on_demand_share": round(float((instances["lifecycle"] == "on-demand").mean()), 4)
+            if len(instances)
+            else 0.0,
             "held_back_pending_decisions": len(rows) - written,
             "hot_pools": len(hot),
             **metadata,
@@ -237,8 +240,14 @@ def _metadata(result, commitments: InForce, names: dict[int, str], history_table
         "kept_on_demand_covered": len(kept),
         "reserved_instances": len(commitments.book.reserved),
         "savings_plans": len(commitments.book.savings_plans),
-        "commitment_gaps": dg.MetadataValue.json(commitments.book.gaps),
-        "commitments_used_unused": preview_table(records(result.commitments), list(result.commitments.columns), 50),
+        "commitment_gaps": dg.MetadataValue.json({pool_label(p, names): g for p, g in commitments.book.gaps.items()}),
+        "commitments_used_unused": preview_table(
+            records(result.commitments.assign(pool=result.commitments["pool"].map(lambda p: pool_label(p, names))))
+            if "pool" in result.commitments.columns
+            else records(result.commitments),
+            list(result.commitments.columns),
+            50,
+        ),
         "skipped_instances": len(result.skipped),
         "skipped": preview_table(records(result.skipped), list(result.skipped.columns)),
         **summary_tables(recs, names),

@@ -818,6 +818,15 @@ class InForce:
         return self.pools.get(account_id, f"account:{account_id}")
 
 
+def pool_label(pool: str, names: Mapping[int, str]) -> str:
+    """A pool key for people: 'account:3' (an account's own pool) by the account's name, 'family:x' as the
+    billing family it is."""
+    kind, _, key = pool.partition(":")
+    if kind == "account" and key.isdigit():
+        return f"account {names.get(int(key), key)}"
+    return f"billing family {key}" if kind == "family" else pool
+
+
 def one_year_rates(book: Book) -> pd.Series:
     """(pool, region, instance_type, product_description) → the lowest 1-year Savings Plan rate the pool holds."""
     plans = book.savings_plans[book.savings_plans["term_years"].astype(float).round() == 1]

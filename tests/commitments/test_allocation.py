@@ -185,3 +185,10 @@ def test_the_matrix_evaluation_equals_re_allocating_the_pool_per_instance():
     got = ev.changes["bill_change_monthly_usd"].to_numpy()[sample.index]
     assert got == pytest.approx(expected, abs=1e-6)
     assert (np.abs(got + sample["od"].to_numpy() * MONTH) > 0.01).any()  # some moves are not worth list
+
+
+def test_pools_read_by_account_name_or_billing_family():
+    names = {3: "payments-prod"}
+    assert cm.pool_label("account:3", names) == "account payments-prod"
+    assert cm.pool_label("account:9", names) == "account 9"  # an account gone since: its id, not a blank
+    assert cm.pool_label("family:org-1", names) == "billing family org-1"
