@@ -287,6 +287,10 @@ def test_demo_recommends_every_action_and_prices_every_instance(interrupted_then
     assert kept[0][2].startswith("stays on-demand: 100% covered by RI ri-0demo0c52xlarge01")
     assert differ >= 1
     assert recommended["reserved_instances"] == 1 and recommended["savings_plans"] == 1
+    # Commitment pools read by account name, not by the internal account id.
+    pools = {r.data["pool"] for r in recommended["commitments_used_unused"].records}
+    names = {f"account {a.name}" for a in DEMO_ACCOUNTS}
+    assert pools and pools <= names, pools
 
 
 @pytest.mark.timeout(900)
@@ -402,3 +406,58 @@ print(json.dumps({"caller": boto3.client("sts").get_caller_identity()["Arn"],
     stopped = subprocess.run(demo_env_cmd, env=env, capture_output=True, text=True)
     assert stopped.returncode == 1 and stopped.stdout == ""
     assert stopped.stderr.startswith(f"error: no running demo recorded in {home / workbench.STATE_FILE}")
+
+
+# What the Plots tab must draw for the demo (issue 15 item 2), per asset.
+SERIES = {
+    "spot_recommendations": {
+        "running_instances",
+        "on_demand_share",
+        "list_monthly_savings_usd",
+        "net_monthly_savings_usd",
+    },
+    "interruption_model": {"brier", "baseline_brier", "roc_auc", "log_loss"},
+    "interruption_risk_scores": {"very_low_risk_markets", "high_risk_markets", "very_high_risk_markets"},
+    "spot_interruption_events": {"events_24h", "interruption_warnings_24h"},
+    "component_health": {"price_data_age_s", "risk_scores_age_s"},
+}
+
+
+def config_fields() -> set[str]:
+    """Every run-config field an asset module declares: echoing one as numeric metadata plots a constant."""
+    import importlib
+    import pkgutil
+
+    import spot_pipelines.assets as assets
+
+    names = set()
+    for module in pkgutil.iter_modules(assets.__path__):
+        for value in vars(importlib.import_module(f"{assets.__name__}.{module.name}")).values():
+            if isinstance(value, type) and issubclass(value, dg.Config) and value is not dg.Config:
+                names |= set(value.model_fields)
+    return names
+
+
+@pytest.mark.timeout(900)
+def test_numeric_metadata_is_only_what_is_worth_a_time_series(interrupted_then_rerun, monkeypatch):
+    """The Plots tab draws every numeric entry: the fleet, savings, risk mix, model quality and freshness are
+    there; no id and no setting (a constant line) is."""
+    monkeypatch.setenv("DAGSTER_HOME", str(interrupted_then_rerun.home))
+    numeric: dict[str, set[str]] = {}
+    with dg.DagsterInstance.get() as instance:
+        for key in instance.get_asset_keys():
+            event = instance.get_latest_materialization_event(key)
+            if event is not None:
+                numeric[key.to_user_string()] = {
+                    label
+                    for label, value in event.asset_materialization.metadata.items()
+                    if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue))
+                }
+    missing = {asset: sorted(want - numeric.get(asset, set())) for asset, want in SERIES.items()}
+    assert not any(missing.values()), missing
+    settings = config_fields()
+    echoed = {a: sorted(labels & settings) for a, labels in numeric.items() if labels & settings}
+    assert not echoed, f"run-config settings as numeric metadata: {echoed}"
+    # An id names one thing (model_version, run_id); a count of things lacking one is a series.
+    ids = {a: sorted(x for x in labels if re.fullmatch(r"([a-z]+_)?(id|version)", x)) for a, labels in numeric.items()}
+    assert not any(ids.values()), ids

@@ -118,6 +118,8 @@ def _round_metadata(result: HealthRound) -> dict:
         "statuses": dg.MetadataValue.json({r.component: r.status for r in result.results}),
         "round_seconds": round(result.seconds, 3),
         "transitions": len(result.transitions),
+        # Freshness lag per component with an age (price data, risk scores, the model...), as series.
+        **{f"{r.component}_age_s": round(float(r.details["age_s"]), 1) for r in result.results if "age_s" in r.details},
         "not_configured": dg.MetadataValue.json(
             [r.component for r in result.results if r.status == health.NOT_CONFIGURED]
         ),

@@ -73,6 +73,8 @@ def _summary_metadata(read: dict) -> dict:
     last_received = read["last_received"]
     return {
         "dagster/row_count": read["total"],
+        "events_24h": sum(read["by_type_24h"].values()),
+        "interruption_warnings_24h": read["by_type_24h"].get("spot_interruption_warning", 0),
         "events_24h_by_type": dg.MetadataValue.json(read["by_type_24h"]),
         "events_7d_by_type": dg.MetadataValue.json(read["by_type_7d"]),
         "warnings_7d_by_pool": preview_table(pools, ["instance_type", "availability_zone_id", "warnings_7d"]),

@@ -476,7 +476,7 @@ def _advisor_metadata(
         "source": feed.source,
         "fallback_reason": feed.fallback_reason or "",
         "not_written": dg.MetadataValue.json(not_written),
-        "regions": len({r["region"] for r in feed.rows}),
+        "regions_in_feed": len({r["region"] for r in feed.rows}),
         "rows_by_band": dg.MetadataValue.json(dict(sorted(by_band.items()))),
         "skipped_entries": dg.MetadataValue.json(feed.problems[:200]),
         "catalog_types": len(feed.catalog),

@@ -6,7 +6,7 @@ from spot_pipelines.assets import core_config
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.markets import AnalyticsConfig, price_analytics, window_start
-from spot_pipelines.core.reporting import markdown_table, records
+from spot_pipelines.core.reporting import records
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.resources.app_database import AppDatabase
 
@@ -58,11 +58,11 @@ def spot_market_analytics(config: AnalyticsRunConfig, app_db: AppDatabase) -> dg
         metadata={
             "dagster/row_count": len(table),
             "markets": int(table[list(COLUMNS)[:4]].drop_duplicates().shape[0]) if len(table) else 0,
-            "below_pct": ac.below_pct,
+            "below_threshold": f"{ac.below_pct:g}% of on-demand",  # a setting, not a series to plot
             "no_on_demand_price": int(table["on_demand"].isna().sum()) if len(table) else 0,
             "cheapest_30d": dg.MetadataValue.table(
                 records=[dg.TableRecord(r) for r in sorted(month, key=lambda r: r["p50"])[:20]], schema=SCHEMA
             ),
-            "preview": dg.MetadataValue.md(markdown_table(rows, list(COLUMNS))),
+            "preview": dg.MetadataValue.table(records=[dg.TableRecord(r) for r in rows[:20]], schema=SCHEMA),
         }
     )

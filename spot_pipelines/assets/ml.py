@@ -28,7 +28,7 @@ from spot_pipelines.core.ml import (
     training_frame,
     unpredicted_markets,
 )
-from spot_pipelines.core.reporting import markdown_table, records
+from spot_pipelines.core.reporting import records
 from spot_pipelines.core.risk import FEATURES, window_end
 from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
@@ -58,6 +58,17 @@ MODEL_COLUMNS = {
     "status_reason": "why the quality check promoted or blocked it",
     "checked_at": "UTC time of the quality check",
 }
+METRIC_COLUMNS = {  # the holdout metrics and reliability tables
+    "scored_by": "the model, or the advisor-band baseline it must beat",
+    "brier": "Brier score on the holdout (mean squared error of P; lower is better)",
+    "roc_auc": "ROC AUC on the holdout (empty when the holdout has one class only)",
+    "log_loss": "log loss on the holdout (lower is better)",
+    "mean_p": "mean predicted P(interruption within the horizon)",
+    "bin": "predicted-probability bin",
+    "n": "holdout rows in the bin",
+    "mean_predicted": "mean predicted P in the bin",
+    "observed_rate": "share of the bin's rows that were interrupted within the horizon",
+}
 
 
 class TrainModelConfig(dg.Config):
@@ -72,30 +83,30 @@ class TrainModelConfig(dg.Config):
     as_of: str | None = None
 
 
-def _metrics_table(metrics: dict) -> str:
+def _metrics_table(metrics: dict) -> dg.MetadataValue:
     rows = []
     for name in ("model", "baseline"):
         m = metrics[name]
         rows.append(
             {
-                "": "model" if name == "model" else "advisor band only (baseline)",
-                "Brier": f"{m['brier']:.5f}",
-                "ROC AUC": "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}",
-                "log loss": f"{m['log_loss']:.4f}",
-                "mean p": f"{m['mean_prediction']:.4f}",
+                "scored_by": "model" if name == "model" else "advisor band only (baseline)",
+                "brier": round(m["brier"], 5),
+                "roc_auc": None if m["roc_auc"] is None else round(m["roc_auc"], 4),
+                "log_loss": round(m["log_loss"], 4),
+                "mean_p": round(m["mean_prediction"], 4),
             }
         )
-    return markdown_table(rows, ["", "Brier", "ROC AUC", "log loss", "mean p"])
+    return preview_table(rows, list(rows[0]), descriptions=METRIC_COLUMNS)
 
 
-def _reliability_table(metrics: dict) -> str:
+def _reliability_table(metrics: dict) -> dg.MetadataValue:
     """Predicted vs observed per probability bin, model and baseline side by side."""
     rows = [
-        {"": who, **{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}}
+        {"scored_by": who, **{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}}
         for who in ("model", "baseline")
         for row in metrics.get("reliability", {}).get(who, [])
     ]
-    return markdown_table(rows, ["", "bin", "n", "mean_predicted", "observed_rate"], limit=40)
+    return preview_table(rows, ["scored_by", "bin", "n", "mean_predicted", "observed_rate"], 40, METRIC_COLUMNS)
 
 
 @dg.asset(
@@ -175,12 +186,12 @@ def _register_candidate(app_db: AppDatabase, model_store: ModelStore, model) -> 
 def _model_metadata(model, version: int, uri: str, verdict_ok: bool) -> dict:
     return {
         "dagster/row_count": model.n_train + model.n_holdout,
-        "model_version": version,
+        "model_version": dg.MetadataValue.text(str(version)),  # an id, not a series to plot
         "label_source": model.label_source,
         "label_note": model.label_note,
-        "metrics": dg.MetadataValue.md(_metrics_table(model.metrics)),
-        "reliability": dg.MetadataValue.md(_reliability_table(model.metrics)),
-        "horizon_hours": model.horizon_hours,
+        "metrics": _metrics_table(model.metrics),
+        "reliability": _reliability_table(model.metrics),
+        "horizon": f"{model.horizon_hours:g} h",  # a setting, not a series to plot
         "log_loss": model.metrics["model"]["log_loss"],
         "baseline_log_loss": model.metrics["baseline"]["log_loss"],
         "brier": model.metrics["model"]["brier"],
@@ -216,7 +227,7 @@ def evaluate_latest(
         entry = ml_rows.latest_model(session)
         if entry is None:
             return False, "no model version is registered", {}
-        meta = {"model_version": entry.version, "label_source": entry.label_source}
+        meta = {"model_version": dg.MetadataValue.text(str(entry.version)), "label_source": entry.label_source}
         try:
             payload = deserialize(
                 model_store.read(entry.artifact_uri),
@@ -390,7 +401,7 @@ def _predictions_metadata(out, version: int, served_by: str, label_source: str, 
     preview = out.sort_values("p_interruption", ascending=False).round(4)
     return {
         "dagster/row_count": len(out),
-        "model_version": version,
+        "model_version": dg.MetadataValue.text(str(version)),
         "served_by": served_by,
         "label_source": label_source,
         "fell_back_from": dg.MetadataValue.json(fallbacks),

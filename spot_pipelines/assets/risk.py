@@ -8,7 +8,7 @@ from spot_pipelines.assets import AFTER_NEW_DATA, preview_table, table_metadata,
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.reporting import records
-from spot_pipelines.core.risk import WINDOW_DAYS, score_markets, window_end
+from spot_pipelines.core.risk import RISK_BANDS, WINDOW_DAYS, score_markets, window_end
 from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
@@ -37,7 +37,7 @@ RISK_COLUMNS = {
     "hours_since_change": "hours since the last price change",
     "advisor_savings_pct": "percent: the Spot Advisor's savings over on-demand",
     "observed_interruptions": "interruption warnings received for the market in the window",
-    "risk_band": "low, medium or high",
+    "risk_band": ", ".join(RISK_BANDS[:-1]) + " or " + RISK_BANDS[-1],
     "scored_at": "UTC time of scoring",
 }
 
@@ -114,6 +114,7 @@ def _scores_metadata(result, scores, prices, events) -> dict:
         "skipped_markets": len(result.skipped),
         "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
         "skipped_preview": preview_table(records(result.skipped), list(result.skipped.columns)),
-        "markets_by_risk_band": dg.MetadataValue.json(scores["risk_band"].value_counts().to_dict()),
+        # One series per band, so the Plots tab shows how the risk mix moves.
+        **{f"{band}_risk_markets": int((scores["risk_band"] == band).sum()) for band in RISK_BANDS},
         "preview": preview_table(records(top.round(4)), PREVIEW, descriptions=RISK_COLUMNS),
     }

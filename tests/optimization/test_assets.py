@@ -133,7 +133,10 @@ def test_end_to_end_scores_model_check_predictions_recommendations(db_url, encry
     assert Path(entry.artifact_uri.removeprefix("file://")).exists()
     model_meta = mat_metadata(result, "interruption_model")
     assert model_meta["label_source"].value == "observed_interruptions"
-    assert "advisor band only (baseline)" in model_meta["metrics"].value
+    # The holdout metrics render as a table: the model's row and the baseline's, with the same Brier as stored.
+    metrics = {r.data["scored_by"]: r.data for r in model_meta["metrics"].value.records}
+    assert set(metrics) == {"model", "advisor band only (baseline)"}
+    assert metrics["model"]["brier"] == round(model_meta["brier"].value, 5)
 
     with session_factory(db_url)() as session:
         predictions = list(session.scalars(select(ml_rows.InterruptionPrediction)))
@@ -193,7 +196,7 @@ def test_a_corrupted_model_is_blocked_and_the_previous_version_keeps_serving(sql
     # Materialized on its own, predictions use v1.
     alone = materialize(sqlite_url, good, assets=[interruption_predictions], config=None)
     assert alone.success
-    assert mat_metadata(alone, "interruption_predictions")["model_version"].value == 1
+    assert mat_metadata(alone, "interruption_predictions")["model_version"].value == "1"
 
 
 def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encryption_key, tmp_path):
@@ -206,7 +209,7 @@ def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encry
     result = materialize(sqlite_url, store, assets=[interruption_predictions], config=None)
     assert result.success
     meta = mat_metadata(result, "interruption_predictions")
-    assert meta["model_version"].value == 1
+    assert meta["model_version"].value == "1"
     assert "corrupted" in str(meta["fell_back_from"].value)
     assert registry(sqlite_url)[2].status == "blocked"
     # With no loadable version left, predictions say so and fall back to the advisor-band prior (version 0).
@@ -214,7 +217,7 @@ def test_a_ready_version_whose_artifact_broke_later_falls_back(sqlite_url, encry
     prior = materialize(sqlite_url, store, assets=[interruption_predictions], config=None)
     assert prior.success
     meta = mat_metadata(prior, "interruption_predictions")
-    assert meta["model_version"].value == 0
+    assert meta["model_version"].value == "0"
     assert "advisor-band prior" in meta["served_by"].value and "cannot be read" in meta["served_by"].value
     with session_factory(sqlite_url)() as session:
         assert set(session.scalars(select(ml_rows.InterruptionPrediction.model_version))) == {0}
