@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], limit: int = 20) -> str:
-    if not rows:
-        return "_no rows_"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows[:limit]]
-    if len(rows) > limit:
-        lines.append(f"\n_{len(rows) - limit} more rows not shown_")
-    return "\n".join(lines)
 
 
 def counts_by(rows: Iterable[Mapping[str, Any]], key: str) -> dict[str, int]:
