@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from spot_pipelines.cli import Group
 from spot_pipelines.core.clock import utcnow
 from spot_pipelines.core.markets import AnalyticsConfig, price_analytics, window_start
+from spot_pipelines.core.reporting import records
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import markets as market_reads
 from spot_pipelines.resources.app_database import AppDatabase
@@ -27,7 +30,8 @@ def markets() -> None:
     type=float,
     help="Share of hours below this percent of on-demand.",
 )
-def show_cmd(instance_type: str, region: str, below_pct: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: every market and window, all fields.")
+def show_cmd(instance_type: str, region: str, below_pct: float, as_json: bool) -> None:
     """p50/p95 price, volatility and the share of cheap hours over 7/30/90 days, per AZ ID (list prices)."""
     config = AnalyticsConfig(below_pct=below_pct)
     now = utcnow()
@@ -37,6 +41,23 @@ def show_cmd(instance_type: str, region: str, below_pct: float) -> None:
         )
         on_demand = market_rows.read_on_demand(conn)
     table = price_analytics(prices, on_demand, as_of=now, config=config)
+    if as_json:  # missing values (no on-demand price, one hour of history) are null, never a made-up number
+        windows_end = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        order = ["availability_zone_id", "product_description", "window_days"]
+        click.echo(
+            json.dumps(
+                {
+                    "instance_type": instance_type,
+                    "region": region,
+                    "windows_end": windows_end.isoformat(),
+                    "below_pct": below_pct,
+                    "prices": "list USD/h",
+                    "markets": records(table.sort_values(order)) if len(table) else [],
+                },
+                indent=2,
+            )
+        )
+        return
     if table.empty:
         click.echo(f"no spot price history stored for {instance_type} in {region} in the last 90 days")
         return

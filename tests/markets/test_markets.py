@@ -120,3 +120,25 @@ def test_the_asset_reports_a_table(seeded):
     assert meta["no_on_demand_price"].value == 3
     cheapest = [r.data["instance_type"] for r in meta["cheapest_30d"].value.records]
     assert cheapest == ["x9.large", "m5.large", "m5.large"]
+
+
+def test_markets_show_json_parses_and_carries_the_same_figures(seeded):
+    import json
+
+    from spot_pipelines.cli import main
+
+    result = CliRunner().invoke(main, ["markets", "show", "m5.large", "--region", "us-east-1", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert (out["instance_type"], out["region"], out["below_pct"]) == ("m5.large", "us-east-1", 40.0)
+    day_start = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert out["windows_end"] in {day_start.isoformat(), (day_start + timedelta(days=1)).isoformat()}  # midnight
+    rows = {(r["availability_zone_id"], r["window_days"]): r for r in out["markets"]}
+    # The known answers of the analytics test above, through the JSON.
+    week = rows[("use1-az1", 7)]
+    assert (week["hours"], week["p50"], week["p95"], week["share_below"]) == (168, pytest.approx(0.035), 0.05, 0.5)
+    assert rows[("use1-az2", 90)]["hours"] == 48
+    # Written back out, it reads the same: plain JSON types only.
+    assert json.loads(json.dumps(out)) == out
+    none = CliRunner().invoke(main, ["markets", "show", "m5.large", "--region", "eu-west-1", "--json"])
+    assert none.exit_code == 0 and json.loads(none.output)["markets"] == []
