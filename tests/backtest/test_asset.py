@@ -53,13 +53,14 @@ def test_the_backtest_reports_every_policy_as_a_table_and_plottable_numbers(seed
     assert policies == [
         "recommend",
         "recommend_stateless",
+        "recommend_model",
         "on_demand",
         "cheapest_spot",
         "lowest_advisor_band",
         "capacity_optimized",
         "hindsight_best",
     ]
-    assert meta["dagster/row_count"].value == 7
+    assert meta["dagster/row_count"].value == 8
     assert meta["instances"].value == 3 and meta["instance_hours"].value == 3 * 5 * 24
     assert meta["window"].value == f"{END - timedelta(days=5):%Y-%m-%d}..{END - timedelta(days=1):%Y-%m-%d}"
     for key in ("recommend_savings_vs_on_demand_pct", "recommend_regret_usd_per_instance_month"):
