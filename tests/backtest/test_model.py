@@ -143,3 +143,10 @@ def test_with_too_little_data_every_day_falls_back_to_the_prior_and_costs_the_sa
 def test_a_retrain_period_below_one_day_names_the_field():
     with pytest.raises(ValidationError, match="model_retrain_days"):
         BacktestConfig(model_retrain_days=0)
+
+
+def test_a_training_window_too_short_for_the_model_names_the_field():
+    # The model's features need 14 days, its labels a day after them, and its holdout two days: 17 at least.
+    config = BacktestConfig(window_days=DAYS, lookback_days=LOOKBACK, model_training_days=16)
+    with pytest.raises(ValidationError, match="model_training_days: must be at least 17"):
+        replay(prices(("m5.large", 0.3 * OD)), config=config)
