@@ -1,11 +1,12 @@
-"""recommendation_backtest: the recommendation policy replayed day by day on stored history, against baselines."""
+"""recommendation_backtest: the recommendation policy replayed day by day on stored history, against baselines,
+on the advisor-band prior and on the walk-forward interruption model (its worth in dollars)."""
 
 from datetime import timedelta
 
 import dagster as dg
 
 from spot_pipelines.assets import core_config, preview_table
-from spot_pipelines.core.backtest import POLICY, BacktestConfig, run_backtest
+from spot_pipelines.core.backtest import FIT_COLUMNS, MODEL, POLICY, BacktestConfig, run_backtest
 from spot_pipelines.core.errors import ValidationError
 from spot_pipelines.core.optimization import RecommendConfig
 from spot_pipelines.core.reporting import records
@@ -23,6 +24,8 @@ class BacktestRunConfig(dg.Config):
 
     window_days: int = BacktestConfig.window_days
     lookback_days: int = BacktestConfig.lookback_days
+    model_retrain_days: int = BacktestConfig.model_retrain_days
+    model_training_days: int = BacktestConfig.model_training_days
     as_of: str | None = None
     min_discount_pct: float = RecommendConfig.min_discount_pct
     max_p_interruption: float = RecommendConfig.max_p_interruption
@@ -34,7 +37,11 @@ class BacktestRunConfig(dg.Config):
 
 
 COLUMNS = {
-    "policy": ("string", "recommend (the product's policy), recommend_stateless, a baseline, or hindsight_best"),
+    "policy": (
+        "string",
+        "recommend (the product's policy on the advisor-band prior and observed warning rate), recommend_stateless, "
+        "recommend_model (the same on the walk-forward interruption model), a baseline, or hindsight_best",
+    ),
     "cost_usd_per_instance_month": ("float", "USD per instance per 730 h, list prices, restarts included"),
     "savings_vs_on_demand_usd_per_instance_month": ("float", "USD per instance per 730 h against on_demand"),
     "savings_vs_on_demand_pct": ("float", "percent of the always-on-demand cost"),
@@ -56,6 +63,16 @@ POLICY_PLOTTED = (
     "interruptions_per_1000_instance_hours",
     "restarts",
 )
+FIT_DESCRIPTIONS = {
+    "day": "UTC day of the refit: it learns from the model_training_days before it only",
+    "risk": "model: the fit passed the quality rule and prices the days until the next refit; prior: it did not",
+    "label_source": "observed_interruptions, or advisor_band_weak when too few warnings were observed",
+    "n_train": "training rows (market-days)",
+    "n_holdout": "holdout rows (the newest days, time-based)",
+    "brier": "the fit's Brier score on its holdout",
+    "baseline_brier": "the advisor-band baseline's Brier score on the same holdout",
+    "reason": "interruption_model_quality's verdict (a tie keeps the prior), or why it could not train",
+}
 
 
 @dg.asset(
@@ -76,7 +93,10 @@ POLICY_PLOTTED = (
         "interruption (and its restart cost) wherever a warning was observed in that market. Against always "
         "on-demand, cheapest spot, lowest advisor band and a price-capacity-optimized-like rule: cost per "
         "instance-month, savings, interruptions per 1,000 instance-hours, restarts, and regret against the "
-        "hindsight-best pool. List prices; commitments ignored."
+        "hindsight-best pool. recommend_model runs the same policy on the interruption model refit walk-forward "
+        "(every model_retrain_days days, on the model_training_days before) and falls back to the prior on days "
+        "its fit would be blocked; model_worth_usd_per_instance_month is recommend's cost minus recommend_model's. "
+        "List prices; commitments ignored."
     ),
 )
 def recommendation_backtest(
@@ -87,7 +107,7 @@ def recommendation_backtest(
         burst = core_config(BurstConfig, config)
         end = _day_start(parse_as_of(config.as_of))
         start = end - timedelta(days=bc.window_days)
-        first = start - timedelta(days=bc.lookback_days)
+        first = start - timedelta(days=bc.history_days)  # the lookback, or the model's training data
         with app_db.connection() as conn:
             inputs = {
                 "fleet": instance_rows.read_running_instances(conn),
@@ -102,7 +122,8 @@ def recommendation_backtest(
         raise dg.Failure(description=f"recommendation_backtest: {exc}", allow_retries=False) from None
     context.log.info(
         f"backtest {result.window_start:%Y-%m-%d}..{result.window_end - timedelta(days=1):%Y-%m-%d}: "
-        f"{result.instances} instances, {len(result.skipped)} skipped"
+        f"{result.instances} instances, {len(result.skipped)} skipped; model on {result.model_days} day(s), prior on "
+        f"{result.prior_days}, worth {result.model_worth_usd_per_instance_month:.4f} USD per instance-month"
     )
     return dg.MaterializeResult(metadata=_metadata(result))
 
@@ -113,7 +134,7 @@ def _metadata(result) -> dict:
     rows = records(table)
     numbers = {}
     for row in rows:
-        for col in PLOTTED + (POLICY_PLOTTED if row["policy"] == POLICY else ()):
+        for col in PLOTTED + (POLICY_PLOTTED if row["policy"] in (POLICY, MODEL) else ()):
             if row[col] is not None:
                 numbers[f"{row['policy']}_{col}"] = float(row[col])
     return {
@@ -124,6 +145,12 @@ def _metadata(result) -> dict:
         "prices": "list prices; commitments ignored",
         "policies": dg.MetadataValue.table(records=[dg.TableRecord(row) for row in rows], schema=SCHEMA),
         **numbers,
+        "model_worth_usd_per_instance_month": round(result.model_worth_usd_per_instance_month, 4),
+        "model_days_on_model": result.model_days,
+        "model_days_on_prior": result.prior_days,
+        "model_fits": preview_table(
+            records(result.model_fits.round(5)), FIT_COLUMNS, limit=50, descriptions=FIT_DESCRIPTIONS
+        ),
         "skipped_count": len(result.skipped),
         "skipped": preview_table(records(result.skipped), ["what", "reason"], limit=50),
     }

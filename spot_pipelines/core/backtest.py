@@ -11,9 +11,19 @@ advisor rows of earlier days and the interruption warnings observed before d. It
   restart_cost_usd + restart_cost_on_demand_hours × the instance's on-demand price;
 - an hour on demand costs the list on-demand price of the type it runs.
 
-Risk before each day: the advisor-band prior (what interruption_predictions serves without a ready model)
-combined with the market's observed hourly warning rate over the lookback; the replay does not retrain the model
-each day. All figures are list prices: commitments are ignored.
+Risk before each day, for `recommend`: the advisor-band prior (what interruption_predictions serves without a
+ready model) combined with the market's observed hourly warning rate over the lookback. All figures are list
+prices: commitments are ignored.
+
+`recommend_model` is the same policy on the interruption model's P(interruption), fit walk-forward: every
+`model_retrain_days` days the product's own training (core.ml.training_frame and train, interruption_model's
+defaults) runs on the `model_training_days` stored before that day only, and the product's quality rule
+(core.ml.QualityGate, interruption_model_quality's) judges it on its time-based holdout. A model that passes
+prices each day until the next retrain from that day's risk features (core.risk.score_markets on what was stored
+before the day, as interruption_risk_scores computes them) through core.ml.predict; a market it cannot score keeps
+the prior. A model that would be blocked (a tie included) or cannot be trained leaves its days on the prior, the
+same risk `recommend` uses, so on those days both policies decide alike. The result counts the days on each and
+keeps every fit's verdict; the model's worth is `recommend`'s cost minus `recommend_model`'s.
 
 `recommend` prices and targets as spot_recommendations does, a pool in an interruption burst included (not a
 target until a quiet period has passed, core.risk.hot_pools); `recommend_stateless` is the same policy without
@@ -33,23 +43,25 @@ during the window beat every single pool).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from spot_pipelines.core.errors import ValidationError
-from spot_pipelines.core.ml import band_probability
+from spot_pipelines.core.ml import QualityGate, TrainingConfig, band_probability, predict, train, training_frame
 from spot_pipelines.core.optimization import HOURS_PER_MONTH, RecommendConfig, compatible_markets, recommend
 from spot_pipelines.core.risk import (
     INTERRUPTION_EVENT,
+    MARKET_KEY,
     BurstConfig,
     _day_start,
     epoch_seconds,
     hot_pools,
     market_codes,
     operating_system,
+    score_markets,
     with_hot_pools,
 )
 
@@ -57,6 +69,7 @@ HOUR = 3600
 DAY = 86_400
 POLICY = "recommend"
 STATELESS = "recommend_stateless"  # the same policy without the burst hysteresis (core.risk.hot_pools)
+MODEL = "recommend_model"  # the policy on the walk-forward model's P(interruption); the prior where it is blocked
 BASELINES = ("on_demand", "cheapest_spot", "lowest_advisor_band", "capacity_optimized")
 POLICY_COLUMNS = [
     "policy",
@@ -71,6 +84,8 @@ POLICY_COLUMNS = [
     "regret_usd_per_instance_month",
     "total_cost_usd",
 ]
+FIT_COLUMNS = ["day", "risk", "label_source", "n_train", "n_holdout", "brier", "baseline_brier", "reason"]
+_ADVISOR_COLUMNS = ["day", "region", "operating_system", "instance_type", "interruption_band", "savings_pct"]
 _FLEET_COLUMNS = ["account_id", "instance_id", "region", "availability_zone_id", "instance_type", "platform"]
 _MOVES = ("move_to_spot", "diversify")
 
@@ -79,12 +94,18 @@ _MOVES = ("move_to_spot", "diversify")
 class BacktestConfig:
     window_days: int = 30
     lookback_days: int = 14  # history before each day the policy may use (prices, warning rate)
+    model_retrain_days: int = 7  # the walk-forward model is refit every this many days of the window
+    model_training_days: int = 90  # history before each refit it learns from (interruption_model's training_days)
 
     def __post_init__(self):
-        if self.window_days < 1:
-            raise ValidationError("window_days", f"must be at least 1, got {self.window_days}")
-        if self.lookback_days < 1:
-            raise ValidationError("lookback_days", f"must be at least 1, got {self.lookback_days}")
+        for name in ("window_days", "lookback_days", "model_retrain_days", "model_training_days"):
+            if getattr(self, name) < 1:
+                raise ValidationError(name, f"must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def history_days(self) -> int:
+        """Days of history before the window that the replay reads: the lookback, or the model's training data."""
+        return max(self.lookback_days, self.model_training_days)
 
 
 @dataclass
@@ -95,6 +116,15 @@ class BacktestResult:
     window_end: datetime
     instances: int
     instance_hours: float
+    model_days: int = 0  # window days recommend_model priced from the walk-forward model
+    prior_days: int = 0  # window days it fell back to the prior (no model fit passed the quality rule)
+    model_fits: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FIT_COLUMNS))  # one row per refit
+
+    @property
+    def model_worth_usd_per_instance_month(self) -> float:
+        """recommend's cost minus recommend_model's, USD per instance-month: positive when the model saves money."""
+        cost = self.policies.set_index("policy")["cost_usd_per_instance_month"]
+        return float(cost[POLICY] - cost[MODEL])
 
 
 @dataclass
@@ -121,11 +151,22 @@ def run_backtest(
     config: BacktestConfig = BacktestConfig(),
     recommend_config: RecommendConfig | None = None,
     burst: BurstConfig | None = None,
+    training: TrainingConfig | None = None,
+    gate: QualityGate | None = None,
 ) -> BacktestResult:
     """Replay `config.window_days` days from `start`'s day on. Inputs shaped like the app tables: `fleet` the
-    running instances, `prices` spot_price_history rows from the lookback's start on, `advisor` with `day`,
-    `events` spot_interruption_events rows."""
+    running instances, `prices` spot_price_history rows from `config.history_days` before the window on (the
+    lookback for the replay, the model's training data before it), `advisor` with `day`, `events`
+    spot_interruption_events rows. `training` and `gate`: the product's model training and quality rule."""
     recommend_config, burst = recommend_config or RecommendConfig(), burst or BurstConfig()
+    training, gate = training or TrainingConfig(), gate or QualityGate()
+    need = training.window_days + training.horizon_days + 2
+    if config.model_training_days < need:
+        raise ValidationError(
+            "model_training_days",
+            f"must be at least {need} (the model's feature window {training.window_days} + horizon "
+            f"{training.horizon_days} day(s) + 2), got {config.model_training_days}",
+        )
     start = _day_start(start)
     end = start + timedelta(days=config.window_days)
     history, skipped = _history(prices, on_demand, advisor, events, start, end, config)
@@ -143,14 +184,28 @@ def run_backtest(
     restart = recommend_config.restart_cost_usd + recommend_config.restart_cost_on_demand_hours * instances[
         "on_demand_hourly_cost"
     ].to_numpy(np.float64)
-    sims = {name: _Sim(instances, restart) for name in (POLICY, STATELESS, *BASELINES)}
+    sims = {name: _Sim(instances, restart) for name in (POLICY, STATELESS, MODEL, *BASELINES)}
     index = _market_index(history.markets)
+    walk = _WalkForward(prices, on_demand, advisor, events, config, training, gate)
+    model_days = 0
     for d in range(config.window_days):
         day_hour = history.lookback_hours + 24 * d
+        day = start + timedelta(days=d)
         seen = _seen_markets(history, d, day_hour)
-        gated = with_hot_pools(seen, hot_pools(events, start + timedelta(days=d), burst))
-        for name, markets in ((POLICY, gated), (STATELESS, seen)):
-            sims[name].move_to(_policy_targets(sims[name], markets, index, catalog, on_demand, recommend_config))
+        gated = with_hot_pools(seen, hot_pools(events, day, burst))
+        if d % config.model_retrain_days == 0:
+            walk.refit(day)
+        modelled = walk.markets(day, gated)
+        model_days += modelled is not None
+        target = _policy_targets(sims[POLICY], gated, index, catalog, on_demand, recommend_config)
+        if modelled is None and sims[MODEL].same_fleet(sims[POLICY]):
+            model_target = _copy_target(target)  # the same inputs on the same fleet: recommend() decides alike
+        else:
+            markets = gated if modelled is None else modelled
+            model_target = _policy_targets(sims[MODEL], markets, index, catalog, on_demand, recommend_config)
+        sims[POLICY].move_to(target)
+        sims[MODEL].move_to(model_target)
+        sims[STATELESS].move_to(_policy_targets(sims[STATELESS], seen, index, catalog, on_demand, recommend_config))
         for name in BASELINES[1:]:
             sims[name].move_to(_baseline_targets(name, instances, pairs, seen))
         for sim in sims.values():
@@ -164,6 +219,9 @@ def run_backtest(
         window_end=end,
         instances=len(instances),
         instance_hours=len(instances) * hours,
+        model_days=model_days,
+        prior_days=config.window_days - model_days,
+        model_fits=pd.DataFrame(walk.fits, columns=FIT_COLUMNS),
     )
 
 
@@ -285,6 +343,93 @@ def _seen_markets(history: _History, d: int, day_hour: int) -> pd.DataFrame:
     )[~np.isnan(last)]
 
 
+class _WalkForward:
+    """The product's interruption model, fit on what was stored before each refit day, and the markets priced by
+    it on a day (None: the day stays on the prior)."""
+
+    def __init__(self, prices, on_demand, advisor, events, config: BacktestConfig, training, gate):
+        self.prices, self.on_demand, self.events = prices, on_demand, events
+        self.config, self.training, self.gate = config, training, gate
+        self.price_ts = epoch_seconds(prices["ts"]) if len(prices) else np.zeros(0, dtype=np.int64)
+        has_events = events is not None and len(events)
+        self.event_ts = epoch_seconds(events["event_time"]) if has_events else np.zeros(0, dtype=np.int64)
+        # The model's reference columns; an advisor frame without one (or none at all) leaves it unknown (NaN).
+        advisor = advisor if advisor is not None else pd.DataFrame(columns=_ADVISOR_COLUMNS)
+        self.advisor = advisor.assign(**{c: np.nan for c in _ADVISOR_COLUMNS if c not in advisor.columns})
+        self.advisor_day = pd.to_datetime(self.advisor["day"]) if len(self.advisor) else pd.Series([], dtype=object)
+        self.payload: dict | None = None
+        self.fits: list[dict] = []
+
+    def _before(self, day: datetime, days: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+        """Prices and warnings of the `days` days before `day`, and the advisor rows of earlier days."""
+        lo, hi = int((day - timedelta(days=days)).timestamp()), int(day.timestamp())
+        prices = self.prices[(self.price_ts >= lo) & (self.price_ts < hi)]
+        events = None if self.events is None else self.events[(self.event_ts >= lo) & (self.event_ts < hi)]
+        advisor = self.advisor[self.advisor_day < pd.Timestamp(day.date())] if len(self.advisor) else self.advisor
+        return prices, advisor, events
+
+    def refit(self, day: datetime) -> None:
+        """interruption_model's training on the data before `day`, kept only if interruption_model_quality's rule
+        (the gate on the time-based holdout, a tie refused) would promote it."""
+        days = self.config.model_training_days
+        prices, advisor, events = self._before(day, days)
+        row = dict.fromkeys(FIT_COLUMNS)
+        row["day"] = day
+        try:
+            frame = training_frame(
+                prices, self.on_demand, advisor, events, start=day - timedelta(days=days), end=day, config=self.training
+            )
+            model = train(frame, self.training)
+        except ValidationError as exc:
+            self.payload = None
+            self.fits.append({**row, "risk": "prior", "reason": f"cannot train: {exc}"})
+            return
+        passed, why = self.gate.verdict(model.metrics)
+        self.payload = {
+            "pipeline": model.pipeline,
+            "features": model.features,
+            "version": f"walk-forward {day:%Y-%m-%d}",
+        }
+        if not passed:
+            self.payload, why = None, f"blocked: {why}"
+        self.fits.append(
+            {
+                **row,
+                "risk": "model" if passed else "prior",
+                "label_source": model.label_source,
+                "n_train": model.n_train,
+                "n_holdout": model.n_holdout,
+                "brier": model.metrics["model"]["brier"],
+                "baseline_brier": model.metrics["baseline"]["brier"],
+                "reason": why,
+            }
+        )
+
+    def markets(self, day: datetime, gated: pd.DataFrame) -> pd.DataFrame | None:
+        """`gated` with the model's P(interruption) from the day's risk features (the prior where a market has no
+        score), or None when no model passed: the day stays on the prior."""
+        if self.payload is None:
+            return None
+        prices, advisor, events = self._before(day, self.training.window_days)
+        try:
+            scores = score_markets(
+                prices, self.on_demand, advisor, events, as_of=day, window_days=self.training.window_days
+            ).scores
+        except ValidationError:
+            return None
+        p = np.clip(predict(self.payload, scores), 0, 1)
+        out = gated.merge(scores[MARKET_KEY].assign(_p=p), on=MARKET_KEY, how="left")
+        scored = out["_p"].notna()
+        out["p_interruption"] = out["_p"].where(scored, out["p_interruption"])
+        out["horizon_hours"] = np.where(scored, self.training.horizon_hours, out["horizon_hours"])
+        return out.drop(columns="_p")
+
+
+def _copy_target(target):
+    market, od, where = target
+    return market.copy(), None if od is None else od.copy(), None if where is None else tuple(a.copy() for a in where)
+
+
 class _Sim:
     """One policy's fleet: per instance the market it runs in (-1: on demand), its type's on-demand price, and
     the running totals."""
@@ -310,6 +455,14 @@ class _Sim:
         if od is not None:
             self.od = od
             self.type, self.az = where
+
+    def same_fleet(self, other: _Sim) -> bool:
+        """Every instance in the same market, type and AZ ID as in `other`'s fleet."""
+        return (
+            np.array_equal(self.market, other.market)
+            and np.array_equal(self.od, other.od)
+            and bool((self.type == other.type).all() and (self.az == other.az).all())
+        )
 
     def run_day(self, history: _History, day_hour: int) -> None:
         spot = self.market >= 0

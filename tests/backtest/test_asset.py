@@ -53,13 +53,14 @@ def test_the_backtest_reports_every_policy_as_a_table_and_plottable_numbers(seed
     assert policies == [
         "recommend",
         "recommend_stateless",
+        "recommend_model",
         "on_demand",
         "cheapest_spot",
         "lowest_advisor_band",
         "capacity_optimized",
         "hindsight_best",
     ]
-    assert meta["dagster/row_count"].value == 7
+    assert meta["dagster/row_count"].value == 8
     assert meta["instances"].value == 3 and meta["instance_hours"].value == 3 * 5 * 24
     assert meta["window"].value == f"{END - timedelta(days=5):%Y-%m-%d}..{END - timedelta(days=1):%Y-%m-%d}"
     for key in ("recommend_savings_vs_on_demand_pct", "recommend_regret_usd_per_instance_month"):
@@ -73,6 +74,16 @@ def test_the_backtest_reports_every_policy_as_a_table_and_plottable_numbers(seed
             row["cost_usd_per_instance_month"] - best, abs=2e-4
         )
     assert by_policy["on_demand"]["savings_vs_on_demand_usd_per_instance_month"] == 0
+    # The model's worth: recommend's cost minus recommend_model's; each window day on the model or on the prior.
+    worth = meta["model_worth_usd_per_instance_month"].value
+    cost = {name: row["cost_usd_per_instance_month"] for name, row in by_policy.items()}
+    assert worth == pytest.approx(cost["recommend"] - cost["recommend_model"], abs=2e-4)
+    assert meta["model_days_on_model"].value + meta["model_days_on_prior"].value == 5
+    for name in ("recommend", "recommend_model"):
+        assert isinstance(meta[f"{name}_interruptions_per_1000_instance_hours"].value, float)
+    [fit] = meta["model_fits"].value.records  # 5 days, a refit every 7: one, on the window's first day
+    assert fit.data["day"].startswith(f"{END - timedelta(days=5):%Y-%m-%d}")
+    assert fit.data["risk"] in ("model", "prior") and fit.data["reason"]
 
 
 def test_a_window_before_any_stored_history_fails_naming_the_window(seeded_url):
@@ -82,3 +93,10 @@ def test_a_window_before_any_stored_history_fails_naming_the_window(seeded_url):
     failure = result.get_step_failure_events()[0].event_specific_data.error.message
     assert "backtest window" in failure
     assert f"{long_ago - timedelta(days=3):%Y-%m-%d}" in failure
+
+
+def test_a_retrain_period_below_one_day_fails_naming_the_field(seeded_url):
+    result = materialize(seeded_url, window_days=3, model_retrain_days=0, as_of=END.isoformat())
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error.message
+    assert "model_retrain_days: must be at least 1, got 0" in failure

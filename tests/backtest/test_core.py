@@ -74,7 +74,7 @@ def warnings_every(hours: int) -> pd.DataFrame:
     )
 
 
-def replay(price_rows, events=None, od=None, n=2):
+def replay(price_rows, events=None, od=None, n=2, config=None):
     no_advisor = pd.DataFrame(columns=["day", "region", "operating_system", "instance_type", "interruption_band"])
     result = run_backtest(
         fleet(n),
@@ -84,7 +84,7 @@ def replay(price_rows, events=None, od=None, n=2):
         no_advisor,
         events,
         start=START,
-        config=BacktestConfig(window_days=DAYS, lookback_days=LOOKBACK),
+        config=config or BacktestConfig(window_days=DAYS, lookback_days=LOOKBACK),
     )
     return result, result.policies.set_index("policy")
 
