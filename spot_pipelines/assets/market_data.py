@@ -290,8 +290,13 @@ def _ingest_spot_days(
         _record_fetch(engine, day, fetch, fetched_at, at, out)
         if not out.preview and len(fetch.rows):
             out.preview = fetch.rows.head(20).to_dict("records")
+        written = (
+            f"{out.rows_by_day[day.isoformat()]} new of {len(fetch.rows)} prices in force at {at:%H:%M:%S} UTC"
+            if at
+            else f"{out.rows_by_day[day.isoformat()]} prices"
+        )
         context.log.info(
-            f"{day}: {out.rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} "
+            f"{day}: {written} from {len(fetch.fetched_regions)} "
             f"regions, {len(fetch.failed_regions)} failed, {len(fetch.skipped_regions)} skipped"
         )
         del fetch
