@@ -36,7 +36,7 @@ from spot_pipelines.sensors.health import (
 )
 from spot_pipelines.sensors.interruptions import spot_interruption_sensor
 from spot_pipelines.sensors.kubernetes import k8s_inventory_schedule
-from spot_pipelines.sensors.market_data import daily_market_data_schedule
+from spot_pipelines.sensors.market_data import daily_market_data_schedule, hourly_spot_price_schedule
 from spot_pipelines.sensors.notifications import (
     alert_notifications_sensor,
     execution_failure_notifications_sensor,
@@ -93,6 +93,7 @@ defs = dg.Definitions(
         nightly_rediscovery_schedule,
         daily_commitments_schedule,
         daily_market_data_schedule,
+        hourly_spot_price_schedule,
         component_health_schedule,
         k8s_inventory_schedule,
     ],

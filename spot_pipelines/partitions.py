@@ -33,11 +33,14 @@ HISTORY_DAYS = 90  # how far back DescribeSpotPriceHistory serves
 
 
 def market_daily_partitions_def(start: date) -> dg.DailyPartitionsDefinition:
-    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC")
+    # end_offset=1: today's partition exists while the day runs, so the hourly latest-only refresh of
+    # spot_price_history can fill it; it is complete once the nightly load of that day has run.
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC", end_offset=1)
 
 
 # A fixed start (SPOT_PRICE_HISTORY_START, else the product's first day): the set never moves with the clock,
 # so old partitions keep their status; what AWS no longer serves is refused at run time (`check_fetchable`).
+# The set ends with today's (still open) day.
 market_daily_partitions = market_daily_partitions_def(settings().price_history_start)
 
 

@@ -1,4 +1,4 @@
-"""Market data: spot price history (daily), on-demand prices and the Spot Advisor (daily).
+"""Market data: spot price history (daily, today's day refreshed hourly), on-demand prices and the Spot Advisor (daily).
 
 Thin wiring over `core.market_data` (fetching and parsing) and `db.market_data` (storage); the checks
 live next to the assets they check. Prices are public market data: they are read with the
@@ -7,7 +7,7 @@ platform's own AWS identity, not with an onboarded account's.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +21,7 @@ from spot_pipelines.core.aws_errors import describe
 from spot_pipelines.core.bundled_data import bundled_advisor
 from spot_pipelines.core.clock import utc_today, utcnow
 from spot_pipelines.core.errors import ValidationError
+from spot_pipelines.core.health import HealthThresholds
 from spot_pipelines.db import discovery as inventory
 from spot_pipelines.db import market_data as market
 from spot_pipelines.partitions import check_fetchable, market_daily_partitions
@@ -71,6 +72,12 @@ class SpotPriceHistoryConfig(dg.Config):
         description="Let the retry policy re-run when a region failed on AWS errors (throttling "
         "after botocore's retries); false: fail at once. Bad data never retries.",
     )
+    latest_only: bool = Field(
+        default=False,
+        description="Only the price in force now per market (DescribeSpotPriceHistory with StartTime = "
+        "EndTime = now), merged into today's partition (never deleting a stored row); for today's partition "
+        "only. The hourly refresh sets it; false: the full load of the day, replacing the slice fetched.",
+    )
 
 
 class OnDemandPricesConfig(dg.Config):
@@ -99,6 +106,8 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
 # spot_price_history
 # ---------------------------------------------------------------------------------------------
 
+_PRICE_AGE = HealthThresholds()
+
 
 @dg.asset(
     partitions_def=market_daily_partitions,
@@ -109,7 +118,12 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
     owners=["team:platform"],
     pool="aws_api",
     retry_policy=AWS_RETRY_POLICY,
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=50), warn_window=timedelta(hours=28)),
+    # The hourly refresh materializes today's partition: warn and fail where component_health's price_data
+    # turns degraded and critical (by default 1 h 30 min and 6 h).
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(seconds=_PRICE_AGE.price_age_critical_s),
+        warn_window=timedelta(seconds=_PRICE_AGE.price_age_degraded_s),
+    ),
     check_specs=[
         dg.AssetCheckSpec(
             "prices_positive",
@@ -134,21 +148,68 @@ def _regions(apis: MarketDataAPIs, configured: Sequence[str] | None) -> tuple[li
         "Spot price changes per (AZ ID, instance type, product) for one UTC day, every enabled region. "
         "The price in force at 00:00 UTC (AWS's last change before the day) is the day's `is_day_open` row. "
         "Re-running a day replaces exactly the slice fetched (day × regions × the types and products asked for); "
-        "a range runs as one run."
+        "a range runs as one run. `hourly_spot_price_schedule` refreshes today's partition every hour in "
+        "`latest_only` mode: the price in force now per market, merged (a stored price is never duplicated, "
+        "deleted or changed); the nightly full load of the day then replaces the slice with the complete day. "
+        "Every fetch is recorded in `spot_price_fetches`, which price freshness is measured by."
     ),
 )
 def spot_price_history(
     context: dg.AssetExecutionContext, config: SpotPriceHistoryConfig, app_db: AppDatabase, market_apis: MarketDataAPIs
 ) -> dg.MaterializeResult:
-    try:
-        check_fetchable(context.partition_keys)
-    except ValidationError as exc:  # the day is gone from AWS: no retry can fetch it
-        raise dg.Failure(description=f"{exc}; nothing fetched or written", allow_retries=False) from None
+    at = _check_partitions(context.partition_keys, config.latest_only)
     days = [date.fromisoformat(key) for key in context.partition_keys]
     regions, skipped = _regions(market_apis, config.regions)
     instance_types = None if config.all_instance_types else _fleet_instance_types(app_db, config.instance_families)
-    ingest = _ingest_spot_days(context, config, app_db.engine, market_apis, days, regions, instance_types)
+    ingest = _ingest_spot_days(context, config, app_db.engine, market_apis, days, regions, instance_types, at)
     skipped.update(ingest.skipped)
+    _fail_on_failed_regions(ingest, config)
+    enabled = [r for r in regions if r not in skipped]
+    stats = market.spot_price_stats(app_db.engine, days)
+    return dg.MaterializeResult(
+        metadata={
+            # A full load writes its slice; a latest-only merge reports the rows the day holds now.
+            "dagster/row_count": stats.rows if at else sum(ingest.rows_by_day.values()),
+            "dagster/column_schema": SPOT_PRICE_SCHEMA,
+            "mode": "latest_only" if at else "full_day",
+            "prices_as_of": dg.MetadataValue.json(ingest.prices_as_of),
+            "rows_fetched": ingest.rows_fetched,
+            "rows_by_day": dg.MetadataValue.json(ingest.rows_by_day),
+            "regions": dg.MetadataValue.json(enabled),
+            "skipped_regions": dg.MetadataValue.json(skipped),
+            "no_prices_for": dg.MetadataValue.json(ingest.no_prices),
+            "instance_types": "all" if instance_types is None else len(instance_types),
+            "product_descriptions": dg.MetadataValue.json(config.product_descriptions),
+            "api_calls": ingest.api_calls,
+            "preview": preview_table(ingest.preview, PRICE_PREVIEW_COLUMNS),
+        },
+        check_results=_spot_price_checks(app_db.engine, days, enabled, stats),
+    )
+
+
+def _check_partitions(partition_keys: Sequence[str], latest_only: bool) -> datetime | None:
+    """Refuse days AWS no longer serves, and a latest-only run for anything but today's partition.
+    Returns the moment of a latest-only fetch (now), None for a full load."""
+    try:
+        check_fetchable(list(partition_keys))
+    except ValidationError as exc:  # the day is gone from AWS: no retry can fetch it
+        raise dg.Failure(description=f"{exc}; nothing fetched or written", allow_retries=False) from None
+    if not latest_only:
+        return None
+    now = utcnow()
+    today = now.date().isoformat()
+    if list(partition_keys) != [today]:
+        asked = partition_keys[0] if len(partition_keys) == 1 else f"{partition_keys[0]}...{partition_keys[-1]}"
+        raise dg.Failure(
+            description=f"config latest_only: true fetches the prices in force now, which belong to today's "
+            f"partition ({today}) only, but partition {asked} was asked for; run latest_only for {today}, or set "
+            f"latest_only: false for the full load of {asked}; nothing fetched or written",
+            allow_retries=False,
+        )
+    return now
+
+
+def _fail_on_failed_regions(ingest: "_SpotIngest", config: SpotPriceHistoryConfig) -> None:
     if ingest.failed:
         # The healthy regions are stored; failed regions keep their earlier rows. Retried later.
         raise dg.Failure(
@@ -160,22 +221,6 @@ def spot_price_history(
             },
             allow_retries=ingest.transient and config.retry_failed_regions,
         )
-    enabled = [r for r in regions if r not in skipped]
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": sum(ingest.rows_by_day.values()),
-            "dagster/column_schema": SPOT_PRICE_SCHEMA,
-            "rows_by_day": dg.MetadataValue.json(ingest.rows_by_day),
-            "regions": dg.MetadataValue.json(enabled),
-            "skipped_regions": dg.MetadataValue.json(skipped),
-            "no_prices_for": dg.MetadataValue.json(ingest.no_prices),
-            "instance_types": "all" if instance_types is None else len(instance_types),
-            "product_descriptions": dg.MetadataValue.json(config.product_descriptions),
-            "api_calls": ingest.api_calls,
-            "preview": preview_table(ingest.preview, PRICE_PREVIEW_COLUMNS),
-        },
-        check_results=_spot_price_checks(app_db.engine, days, enabled),
-    )
 
 
 def _fleet_instance_types(app_db: AppDatabase, instance_families: Sequence[str]) -> list[str]:
@@ -207,6 +252,8 @@ class _SpotIngest:
     preview: list[dict] = field(default_factory=list)
     transient: bool = False
     api_calls: int = 0
+    rows_fetched: int = 0
+    prices_as_of: dict[str, str] = field(default_factory=dict)  # day -> when its stored prices hold
 
 
 def _ingest_spot_days(
@@ -217,12 +264,21 @@ def _ingest_spot_days(
     days: Sequence[date],
     regions: Sequence[str],
     instance_types: list[str] | None,
+    at: datetime | None = None,
 ) -> _SpotIngest:
-    """Fetch and store each day in turn (one day's rows in memory at a time)."""
+    """Fetch and store each day in turn (one day's rows in memory at a time). With `at` (latest-only,
+    today's one day): the prices in force at `at`, merged into the day."""
     out = _SpotIngest()
     for day in days:
+        fetched_at = at or utcnow()
         fetch = md.fetch_spot_history(
-            market_apis.ec2, regions, day, instance_types, config.product_descriptions, config.max_region_workers
+            market_apis.ec2,
+            regions,
+            day,
+            instance_types,
+            config.product_descriptions,
+            config.max_region_workers,
+            at=at,
         )
         out.api_calls += fetch.api_calls
         out.skipped.update(fetch.skipped_regions)
@@ -230,29 +286,64 @@ def _ingest_spot_days(
         out.transient |= bool(set(fetch.failed_regions) - fetch.bad_data_regions)
         for region, types in fetch.no_prices.items():
             out.no_prices[region] = sorted(set(out.no_prices.get(region, [])) | set(types))
-        # Exactly the slice fetched is replaced: the regions that answered × the types and products
-        # asked for. A failed region keeps what it had, and so does a type that came back empty.
-        out.rows_by_day[day.isoformat()] = market.replace_spot_price_day(
-            engine,
-            day,
-            fetch.fetched_regions,
-            fetch.rows,
-            keep_types=fetch.no_prices,
-            instance_types=instance_types,
-            products=config.product_descriptions,
-        )
+        out.rows_by_day[day.isoformat()] = _store_spot_day(engine, config, day, fetch, instance_types, at)
+        _record_fetch(engine, day, fetch, fetched_at, at, out)
         if not out.preview and len(fetch.rows):
             out.preview = fetch.rows.head(20).to_dict("records")
+        written = (
+            f"{out.rows_by_day[day.isoformat()]} new of {len(fetch.rows)} prices in force at {at:%H:%M:%S} UTC"
+            if at
+            else f"{out.rows_by_day[day.isoformat()]} prices"
+        )
         context.log.info(
-            f"{day}: {out.rows_by_day[day.isoformat()]} prices from {len(fetch.fetched_regions)} "
+            f"{day}: {written} from {len(fetch.fetched_regions)} "
             f"regions, {len(fetch.failed_regions)} failed, {len(fetch.skipped_regions)} skipped"
         )
         del fetch
     return out
 
 
-def _spot_price_checks(engine, days: Sequence[date], enabled: Sequence[str]) -> list[dg.AssetCheckResult]:
-    stats = market.spot_price_stats(engine, days)
+def _store_spot_day(engine, config, day: date, fetch: md.HistoryFetch, instance_types, at: datetime | None) -> int:
+    if at is not None:
+        # Latest-only: merged, never replacing. The nightly full load's rows of the day stay, a price
+        # already stored is not added again, and a re-run of the same hour adds nothing.
+        return market.merge_spot_prices(engine, day, fetch.rows)
+    # Exactly the slice fetched is replaced: the regions that answered × the types and products
+    # asked for. A failed region keeps what it had, and so does a type that came back empty.
+    return market.replace_spot_price_day(
+        engine,
+        day,
+        fetch.fetched_regions,
+        fetch.rows,
+        keep_types=fetch.no_prices,
+        instance_types=instance_types,
+        products=config.product_descriptions,
+    )
+
+
+def _record_fetch(
+    engine, day: date, fetch: md.HistoryFetch, fetched_at: datetime, at: datetime | None, out: _SpotIngest
+) -> None:
+    """When each region that answered was fetched, and as of when its prices hold: the request's moment
+    (a latest-only fetch, or a full load of a day still running), else the end of the fetched day."""
+    prices_as_of = min(fetched_at, md.day_window(day)[1])
+    counts = fetch.rows["region"].value_counts().to_dict() if len(fetch.rows) else {}
+    market.record_spot_price_fetches(
+        engine,
+        day,
+        {region: counts.get(region, 0) for region in fetch.fetched_regions},
+        mode="latest" if at else "day",
+        fetched_at=fetched_at,
+        prices_as_of=prices_as_of,
+    )
+    out.rows_fetched += len(fetch.rows)
+    if fetch.fetched_regions:
+        out.prices_as_of[day.isoformat()] = prices_as_of.isoformat()
+
+
+def _spot_price_checks(
+    engine, days: Sequence[date], enabled: Sequence[str], stats: market.SpotPriceSliceStats
+) -> list[dg.AssetCheckResult]:
     missing = {
         d: sorted(set(enabled) - regions_present)
         for d, regions_present in _regions_by_day(engine, days).items()

@@ -47,8 +47,10 @@ class HealthThresholds:
     k8s_heartbeat_critical_s: float = 60 * 60
     optimizer_age_degraded_s: float = 26 * 3600
     optimizer_age_critical_s: float = 72 * 3600
-    price_age_degraded_s: float = 6 * 3600
-    price_age_critical_s: float = 26 * 3600
+    # Spot prices are refreshed hourly (hourly_spot_price_schedule, at :05): degraded once the newest fetch
+    # is an hour plus 30 min of slack old (a slow or retried run), critical after 6 h (five missed refreshes).
+    price_age_degraded_s: float = 90 * 60
+    price_age_critical_s: float = 6 * 3600
     risk_age_degraded_s: float = 26 * 3600
     risk_age_critical_s: float = 72 * 3600
     model_age_degraded_s: float = 14 * 86400

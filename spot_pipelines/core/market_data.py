@@ -138,21 +138,44 @@ def _incomplete_record(rec: dict, region: str, names_to_ids: dict[str, str | Non
     return zone, values["InstanceType"], values["ProductDescription"], values["Timestamp"]
 
 
+def latest_window(day: date, at: datetime) -> tuple[datetime, datetime]:
+    """The request of a latest-only fetch: StartTime = EndTime = `at`, which must fall inside `day`.
+
+    AWS then answers, per market, the price in force at `at` (its last change before `at`, stamped
+    with the time it was set, possibly days ago)."""
+    start, end = day_window(day)
+    if not start <= at < end:
+        raise ValidationError("latest_only", f"the moment {at.isoformat()} is not inside the day {day}")
+    return at, at
+
+
 def region_history(
-    ec2, region: str, day: date, instance_types: Sequence[str] | None, products: Sequence[str]
+    ec2,
+    region: str,
+    day: date,
+    instance_types: Sequence[str] | None,
+    products: Sequence[str],
+    at: datetime | None = None,
 ) -> tuple[pd.DataFrame, list[str], int]:
     """One region's prices for `day`: (rows, requested types without any price, API calls).
 
     AWS returns the changes inside [start, end) plus, per market, the last change before `start`:
     that one becomes the day's opening row (`ts` = 00:00 UTC, `is_day_open`), unless a change falls
     exactly on 00:00. Raises ValidationError on a malformed price, ClientError on AWS errors.
+
+    With `at` (latest-only, `at` inside `day`) the request is StartTime = EndTime = `at`, so AWS
+    returns only the price in force per market. The answer lands in the day by the same rule: a
+    price set during the day is that change (its own timestamp); one set before the day is the
+    price in force at 00:00, i.e. the day-open row. No timestamp is made up: both are rows the full
+    load of the day stores identically.
     """
     start, end = day_window(day)
+    request_start, request_end = (start, end) if at is None else latest_window(day, at.astimezone(timezone.utc))
     names_to_ids = zone_ids(ec2)
     calls = 1
     params: dict[str, Any] = {
-        "StartTime": start,
-        "EndTime": end,
+        "StartTime": request_start,
+        "EndTime": request_end,
         "ProductDescriptions": list(products),
         "PaginationConfig": {"PageSize": PAGE_SIZE},
     }
@@ -224,14 +247,16 @@ def fetch_spot_history(
     instance_types: Sequence[str] | None = None,
     products: Sequence[str] = DEFAULT_PRODUCTS,
     max_workers: int = MAX_REGION_WORKERS,
+    at: datetime | None = None,
 ) -> HistoryFetch:
-    """`day`'s prices of every region concurrently (bounded pool), each region's errors isolated."""
+    """`day`'s prices of every region concurrently (bounded pool), each region's errors isolated;
+    with `at`, only the price in force per market at that moment (see `region_history`)."""
     fetch = HistoryFetch(day=day, rows=empty_history())
     frames = []
 
     def one(region: str):
         try:
-            return region, region_history(client_for(region), region, day, instance_types, products), None
+            return region, region_history(client_for(region), region, day, instance_types, products, at), None
         except (ClientError, BotoCoreError, ValidationError) as exc:
             return region, None, exc
 

@@ -35,7 +35,7 @@ from spot_pipelines.core.health import (
     worst,
 )
 from spot_pipelines.core.ml import TIE_NOTE
-from spot_pipelines.db import kubernetes, ml
+from spot_pipelines.db import kubernetes, market_data, ml
 from spot_pipelines.db.base import Base, JSONType, UTCDateTime
 from spot_pipelines.db.engine import ensure_schema, transaction
 from spot_pipelines.db.system_log import write_system_log
@@ -201,6 +201,37 @@ def check_table_freshness(
         return CheckOutcome(NOT_CONFIGURED, {"reason": f"table {table_name} does not exist (not deployed yet)"})
     return age_outcome(
         _max_time(engine, table_name, column_name), now(), degraded_s, critical_s, what, table=table_name
+    )
+
+
+def check_price_freshness(
+    engine: Engine, t: HealthThresholds, now: Callable[[], datetime] = utcnow, stale_regions_shown: int = 20
+) -> CheckOutcome:
+    """Age of the newest spot price fetch (`spot_price_fetches.prices_as_of`): when prices were last
+    fetched, not when a price last changed (a market whose price held for a day is fresh when fetched a
+    minute ago). Regions whose own newest fetch is past the degraded bound are listed."""
+    if not _has_table(engine, "spot_price_history"):
+        return CheckOutcome(NOT_CONFIGURED, {"reason": "table spot_price_history does not exist (not deployed yet)"})
+    if not _has_table(engine, market_data.SpotPriceFetch.__tablename__):
+        return CheckOutcome(NOT_CONFIGURED, {"reason": "table spot_price_fetches does not exist (migration 0010)"})
+    with engine.connect() as conn:
+        summary = market_data.price_fetch_summary(conn)
+    moment = now()
+    stale = sorted(
+        region
+        for region, as_of in summary.as_of_by_region.items()
+        if (moment - as_of).total_seconds() >= t.price_age_degraded_s
+    )
+    extra = {"source": "spot_price_fetches.prices_as_of", "regions": len(summary.as_of_by_region)}
+    if summary.newest_as_of is not None:
+        extra |= {"last_fetch_mode": summary.newest_mode, "stale_regions": stale[:stale_regions_shown]}
+    return age_outcome(
+        summary.newest_as_of,
+        moment,
+        t.price_age_degraded_s,
+        t.price_age_critical_s,
+        "spot price fetch",
+        **extra,
     )
 
 
@@ -391,9 +422,7 @@ def build_checks(
         health.REDIS: lambda: redis.check(t, timeout_s=timeout_s),
         health.KUBERNETES_WATCHER: lambda: check_k8s_watcher(engine, k8s_configured, t),
         health.OPTIMIZER: lambda: check_optimizer(engine, t, latest_materialization),
-        health.PRICE_DATA: lambda: check_table_freshness(
-            engine, "spot_price_history", "ts", t.price_age_degraded_s, t.price_age_critical_s, what="spot prices"
-        ),
+        health.PRICE_DATA: lambda: check_price_freshness(engine, t),
         health.RISK_SCORES: lambda: check_table_freshness(
             engine,
             "interruption_risk_scores",

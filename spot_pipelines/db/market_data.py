@@ -1,6 +1,7 @@
 """Market data tables: spot price history, on-demand prices, the Spot Advisor and the type catalog.
 
-Models, readers and writers of the market-data domain. The tables are created by migration 0002.
+Models, readers and writers of the market-data domain. The tables are created by migration 0002,
+`spot_price_fetches` by 0010.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from spot_pipelines.db.base import Base, UTCDateTime
 from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.upsert import bulk_upsert
 
-__all__ = ["InstanceTypeSpec", "OnDemandPrice", "SpotAdvisorEntry", "SpotPrice"]
+__all__ = ["InstanceTypeSpec", "OnDemandPrice", "SpotAdvisorEntry", "SpotPrice", "SpotPriceFetch"]
 
 
 class SpotPrice(Base):
@@ -67,6 +68,28 @@ class SpotPrice(Base):
         ),
         Index("ix_spot_price_history_type_az_ts", "instance_type", "availability_zone_id", "ts"),
         Index("ix_spot_price_history_day", "day"),
+    )
+
+
+class SpotPriceFetch(Base):
+    """When a (day, region) of spot prices was last fetched, and as of when those prices hold.
+
+    `prices_as_of`: a latest-only fetch knows the prices in force at its request time; a full load
+    knows the day up to its request time, or all of it once the day is over (its end). Price
+    freshness is the age of the newest `prices_as_of`, not of the newest price change."""
+
+    __tablename__ = "spot_price_fetches"
+
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    region: Mapped[str] = mapped_column(String(32), nullable=False)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)  # day | latest
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    prices_as_of: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    rows_fetched: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("day", "region", name="pk_spot_price_fetches"),
+        Index("ix_spot_price_fetches_prices_as_of", "prices_as_of"),
     )
 
 
@@ -263,6 +286,70 @@ def replace_spot_price_day(
     return len(records)
 
 
+def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
+    """Add `frame`'s rows to `day` without deleting or changing any stored row: a price already stored
+    (same AZ ID, type, product and timestamp, the primary key) is left as it is. For the hourly
+    latest-only refresh, whose rows the full load of the day later replaces with the same ones.
+    Returns the number of rows added (0 when the same hour runs again)."""
+    if not len(frame):
+        return 0
+    days = set(pd.unique(frame["day"]))
+    if days - {day}:
+        raise ValueError(f"rows for days {sorted(days - {day})} given to the {day} merge")
+    table = SpotPrice.__table__
+    count = select(func.count()).select_from(table).where(table.c.day == day)
+    if engine.dialect.name == "postgresql":
+        buf = spot_price_csv(frame)
+        raw = engine.raw_connection()
+        try:
+            with raw.cursor() as cur:
+                cur.execute(_STAGE_DDL)
+                cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", buf)
+                cur.execute(_STAGE_TO_TABLE + " ON CONFLICT ON CONSTRAINT pk_spot_price_history DO NOTHING", (day,))
+                added = cur.rowcount
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
+        return added
+    stmt = sqlite.insert(table).on_conflict_do_nothing(
+        index_elements=["availability_zone_id", "instance_type", "product_description", "ts"]
+    )
+    records = _records(frame)
+    with engine.begin() as conn:
+        before = conn.scalar(count)
+        for start in range(0, len(records), SQLITE_BATCH_ROWS):
+            conn.execute(stmt, records[start : start + SQLITE_BATCH_ROWS])
+        return conn.scalar(count) - before
+
+
+def record_spot_price_fetches(
+    engine: Engine,
+    day: date,
+    rows_by_region: Mapping[str, int],
+    *,
+    mode: str,
+    fetched_at: datetime,
+    prices_as_of: datetime,
+) -> None:
+    """One `spot_price_fetches` row per region that answered (insert or replace its (day, region))."""
+    rows = [
+        {
+            "day": day,
+            "region": region,
+            "mode": mode,
+            "fetched_at": fetched_at,
+            "prices_as_of": prices_as_of,
+            "rows_fetched": int(n),
+        }
+        for region, n in sorted(rows_by_region.items())
+    ]
+    with Session(engine) as session, session.begin():
+        bulk_upsert(session, SpotPriceFetch.__table__, rows, key=["day", "region"])
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     if not len(frame):
         return []
@@ -373,6 +460,34 @@ def spot_price_stats(engine: Engine, days: Sequence[date]) -> SpotPriceSliceStat
         regions=regions,
         duplicates=duplicates,
         days_without_rows=sorted(set(days) - present),
+    )
+
+
+@dataclass
+class PriceFetchSummary:
+    newest_as_of: datetime | None
+    newest_mode: str | None
+    as_of_by_region: dict[str, datetime]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite drops the offset on aggregates
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def price_fetch_summary(conn: Connection) -> PriceFetchSummary:
+    """The newest `prices_as_of` overall (and the mode of that fetch), and the newest per region."""
+    t = SpotPriceFetch.__table__
+    by_region = {
+        region: _aware(as_of)
+        for region, as_of in conn.execute(select(t.c.region, func.max(t.c.prices_as_of)).group_by(t.c.region))
+    }
+    newest = conn.execute(select(t.c.prices_as_of, t.c.mode).order_by(t.c.prices_as_of.desc()).limit(1)).first()
+    return PriceFetchSummary(
+        newest_as_of=_aware(newest[0]) if newest else None,
+        newest_mode=newest[1] if newest else None,
+        as_of_by_region=by_region,
     )
 
 

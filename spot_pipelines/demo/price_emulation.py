@@ -2,9 +2,10 @@
 
 moto returns one constant dummy price (0.00001, timestamped 2006) for every type. Within this
 process — `mock_aws()` or a `ThreadedMotoServer` started here — `emulate_spot_prices()` replaces
-that answer with `demo.synthetic_prices`: the StartTime/EndTime window plus the last change
-before it, ProductDescriptions, InstanceTypes and the availability-zone filter, pages of
-MaxResults with NextToken, and the emulated region's own AZ names and IDs. A moto server in
+that answer with `demo.synthetic_prices`: the StartTime/EndTime window (clipped at now: no
+future prices) plus the last change before it (so StartTime = EndTime = now answers the price in
+force), ProductDescriptions, InstanceTypes and the availability-zone filter, pages of MaxResults
+with NextToken, and the emulated region's own AZ names and IDs. A moto server in
 another process is not affected.
 
     with emulate_spot_prices(seed=7, instance_types=["m5.large", "c6g.xlarge"]):
@@ -115,8 +116,9 @@ class SpotPriceEmulator:
             with emulator._lock:
                 emulator.calls += 1
             now = utcnow()
-            end = _parse_time(response._get_param("EndTime"), now)
-            start = _parse_time(response._get_param("StartTime"), end - timedelta(days=1))
+            # AWS knows no price after now: a window reaching into the future ends now.
+            end = min(_parse_time(response._get_param("EndTime"), now), now)
+            start = min(_parse_time(response._get_param("StartTime"), end - timedelta(days=1)), end)
             filters = response._filters_from_querystring()
             zones = [(z.name, z.zone_id) for z in response.ec2_backend.describe_availability_zones()]
             wanted_zones = filters.get("availability-zone")

@@ -194,6 +194,17 @@ def materialize_everything(instance: dg.DagsterInstance, history_days: int = HIS
             run_config=run_config,
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
         )
+    # What hourly_spot_price_schedule runs every hour: today's prices in force, merged into today's
+    # partition, so the recommendations (and component_health's price_data) see prices minutes old.
+    latest = {"regions": demo_regions(), "latest_only": True}
+    _execute(
+        defs,
+        instance,
+        [dg.AssetKey("spot_price_history")],
+        partition_key=utc_today().isoformat(),
+        run_config={"ops": {"spot_price_history": {"config": latest}}},
+        tags={"spot_pipelines/trigger": "demo"},
+    )
     # component_health reports on the others (optimizer, risk scores, model): it runs once they
     # exist, else a fresh demo's first round says they were never materialized.
     health = dg.AssetKey("component_health")

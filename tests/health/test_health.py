@@ -130,6 +130,54 @@ def test_freshness_checks_are_defensive(tmp_path):
         assert out.status == expected and out.details["age_s"] == age
 
 
+def test_price_data_is_measured_by_the_last_fetch_not_the_last_price_change(tmp_path, sqlite_url):
+    """A price that has not changed for days is fresh when it was fetched a minute ago; the bound is the
+    hourly refresh's (degraded after 1 h 30 min, critical after 6 h, both configurable)."""
+    from spot_pipelines.db import market_data as market
+
+    bare = bare_engine(tmp_path)
+    assert db_health.check_price_freshness(bare, T).status == "not_configured"
+    engine = ensure_schema(sqlite_url)
+    empty = db_health.check_price_freshness(engine, T, now=lambda: NOW)
+    assert empty.status == "degraded" and empty.details["reason"] == "no spot price fetch yet"
+    day = NOW.date()
+    # The only stored price is today's day-open row: set days ago, unchanged since ...
+    with engine.begin() as conn:
+        conn.execute(
+            market.SpotPrice.__table__.insert(),
+            [
+                {
+                    "day": day,
+                    "ts": datetime_at_midnight(NOW),
+                    "region": "us-east-1",
+                    "availability_zone": "us-east-1a",
+                    "availability_zone_id": "use1-az4",
+                    "instance_type": "m5.large",
+                    "product_description": "Linux/UNIX",
+                    "price": 0.03,
+                    "is_day_open": True,
+                }
+            ],
+        )
+    for region, fetched in (("us-east-1", NOW - timedelta(minutes=1)), ("eu-west-1", NOW - timedelta(hours=2))):
+        market.record_spot_price_fetches(
+            engine, day, {region: 1}, mode="latest", fetched_at=fetched, prices_as_of=fetched
+        )  # ... and fetched a minute ago (eu-west-1's last fetch is two hours old)
+    fresh = db_health.check_price_freshness(engine, T, now=lambda: NOW)
+    assert fresh.status == "healthy" and fresh.details["age_s"] == 60
+    assert fresh.details["stale_regions"] == ["eu-west-1"] and fresh.details["last_fetch_mode"] == "latest"
+    assert (T.price_age_degraded_s, T.price_age_critical_s) == (90 * 60, 6 * 3600)
+    for after, expected in ((timedelta(minutes=88), "healthy"), (timedelta(minutes=90), "degraded")):
+        assert db_health.check_price_freshness(engine, T, now=lambda a=after: NOW + a).status == expected
+    assert db_health.check_price_freshness(engine, T, now=lambda: NOW + timedelta(hours=6)).status == "critical"
+    strict = HealthThresholds(price_age_degraded_s=30, price_age_critical_s=3600)
+    assert db_health.check_price_freshness(engine, strict, now=lambda: NOW).status == "degraded"
+
+
+def datetime_at_midnight(moment):
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def test_database_latency_thresholds(sqlite_url):
     engine = ensure_schema(sqlite_url)
     assert db_health.check_database(engine, T).status == "healthy"

@@ -85,6 +85,55 @@ def test_change_at_midnight_wins_over_the_carried_in_price():
     ]
 
 
+def test_latest_only_asks_for_the_price_in_force_and_lands_it_in_the_day():
+    """StartTime = EndTime = the moment; a price set before the day is the day-open row, one set during
+    the day keeps its own timestamp (the same rows a full load of the day stores)."""
+    at = START + timedelta(hours=9, minutes=5)
+    client = boto3.client("ec2", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_response(
+        "describe_availability_zones",
+        {"AvailabilityZones": [{"ZoneName": "us-east-1a", "ZoneId": "use1-az4", "RegionName": "us-east-1"}]},
+    )
+    stub.add_response(
+        "describe_spot_price_history",
+        {
+            "SpotPriceHistory": [
+                _rec(START - timedelta(days=3), "0.0300"),  # set three days ago, still in force
+                _rec(START + timedelta(hours=7), "0.0410", itype="c5.large"),  # changed this morning
+            ]
+        },
+        {"StartTime": at, "EndTime": at, "ProductDescriptions": ["Linux/UNIX"], "MaxResults": md.PAGE_SIZE},
+    )
+    with stub:
+        rows, missing, _ = md.region_history(client, "us-east-1", DAY, None, ["Linux/UNIX"], at=at)
+    stub.assert_no_pending_responses()
+    assert missing == [] and (rows["day"] == DAY).all() and set(rows["availability_zone_id"]) == {"use1-az4"}
+    assert sorted(zip(rows["instance_type"], rows["ts"], rows["price"], rows["is_day_open"])) == [
+        ("c5.large", START + timedelta(hours=7), 0.041, False),
+        ("m5.large", START, 0.03, True),
+    ]
+
+
+def test_latest_only_refuses_a_moment_outside_the_day():
+    with pytest.raises(ValidationError) as err:
+        md.latest_window(DAY, END)
+    assert err.value.field == "latest_only" and str(DAY) in str(err.value)
+
+
+def test_latest_only_against_the_emulator_is_the_last_change_before_the_moment(prices, ec2):
+    client = ec2("us-east-1")
+    full, _, _ = md.region_history(client, "us-east-1", DAY, TYPES, ["Linux/UNIX"])
+    at = START + timedelta(hours=13, minutes=5)
+    latest, _, calls = md.region_history(client, "us-east-1", DAY, TYPES, ["Linux/UNIX"], at=at)
+    key = ["availability_zone_id", "instance_type", "product_description"]
+    expected = full[full["ts"] <= at].sort_values("ts").groupby(key).tail(1)
+    assert len(latest) == len(expected) == full.drop_duplicates(key).shape[0] and calls == 2
+    merged = latest.merge(expected, on=[*key, "ts"], suffixes=("", "_full"))
+    assert len(merged) == len(latest) and (merged["price"] == merged["price_full"]).all()
+    assert (merged["is_day_open"] == merged["is_day_open_full"]).all()
+
+
 def test_malformed_price_names_region_type_and_zone():
     client = boto3.client("ec2", region_name="us-east-1")
     with _stub_region(

@@ -286,3 +286,54 @@ def test_rows_outside_the_type_or_product_slice_are_refused(db_url):
     with pytest.raises(ValueError, match=r"products \['Windows'\]"):
         market.replace_spot_price_day(engine, DAY, ["us-east-1"], us, products=["Linux/UNIX"])
     pd.testing.assert_frame_equal(before, _stored(db_url), check_exact=True)
+
+
+def test_merge_adds_what_is_missing_and_never_deletes_or_changes_a_stored_row(db_url):
+    """The hourly refresh's write: a merge, not a replace."""
+    engine = get_engine(db_url)
+    day = _day(DAY)
+    nightly, extra = day.iloc[: len(day) // 2], day.iloc[len(day) // 2 :]
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], nightly)
+    before = _stored(db_url)
+    # Half of what is merged is stored already (the same keys): only the other half is added.
+    overlap = pd.concat([nightly.iloc[:5], extra], ignore_index=True)
+    assert market.merge_spot_prices(engine, DAY, overlap) == len(extra)
+    merged = _stored(db_url)
+    assert len(merged) == len(day) and merged.merge(before).shape[0] == len(before)  # every stored row kept
+    # The same rows again change nothing, and a conflicting price never overwrites the stored one.
+    assert market.merge_spot_prices(engine, DAY, overlap) == 0
+    changed = nightly.iloc[:1].assign(price=nightly["price"].iloc[0] * 2)
+    assert market.merge_spot_prices(engine, DAY, changed) == 0
+    pd.testing.assert_frame_equal(merged, _stored(db_url))
+    # The full load of the day afterwards replaces the slice: each key once.
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], day)
+    assert len(_stored(db_url)) == len(day) and market.spot_price_stats(engine, [DAY]).duplicates == 0
+
+
+def test_merge_refuses_rows_of_another_day(db_url):
+    engine = get_engine(db_url)
+    with pytest.raises(ValueError, match="days"):
+        market.merge_spot_prices(engine, DAY + timedelta(days=1), _day(DAY))
+    assert _stored(db_url).empty
+
+
+def test_fetches_are_recorded_per_day_and_region_and_summarised(db_url):
+    engine = get_engine(db_url)
+    with engine.connect() as conn:
+        empty = market.price_fetch_summary(conn)
+    assert empty.newest_as_of is None and empty.as_of_by_region == {}
+    end_of_day = DAY_START + timedelta(days=1)
+    market.record_spot_price_fetches(
+        engine, DAY, {"us-east-1": 10, "eu-west-1": 8}, mode="day", fetched_at=end_of_day, prices_as_of=end_of_day
+    )
+    later = end_of_day + timedelta(hours=2)
+    for _ in range(2):  # the same (day, region) again replaces its row
+        market.record_spot_price_fetches(
+            engine, DAY + timedelta(days=1), {"us-east-1": 3}, mode="latest", fetched_at=later, prices_as_of=later
+        )
+    with engine.connect() as conn:
+        summary = market.price_fetch_summary(conn)
+        rows = conn.scalar(select(func.count()).select_from(market.SpotPriceFetch.__table__))
+    assert rows == 3
+    assert (summary.newest_as_of, summary.newest_mode) == (later, "latest")
+    assert summary.as_of_by_region == {"us-east-1": later, "eu-west-1": end_of_day}
