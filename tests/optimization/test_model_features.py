@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, select, update
 
-from spot_pipelines.assets.ml import interruption_predictions
+from spot_pipelines.assets.ml import evaluate_latest, interruption_predictions
 from spot_pipelines.core.ml import (
     ModelArtifactError,
     QualityGate,
@@ -32,6 +32,7 @@ from spot_pipelines.db import risk as risk_rows
 from spot_pipelines.db.engine import get_engine, session_factory
 from spot_pipelines.db.frames import read_frame
 from spot_pipelines.db.interruptions import SpotInterruptionEvent
+from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.model_store import LocalModelStore
 from tests.optimization.test_assets import ALL, mat_metadata, materialize, registry, seeded
 from tests.support.factories import END, REGION, market_data, on_demand
@@ -298,15 +299,14 @@ def test_an_artifact_without_the_new_features_is_refused_naming_them(tight):
 # --------------------------------------------------------------------------- through the assets and the database
 
 
-def test_the_assets_store_the_new_features_train_on_them_and_refuse_an_old_artifact(
-    sqlite_url, encryption_key, tmp_path
-):
-    seeded(sqlite_url, encryption_key)  # 45 days of market data and warnings (tests/optimization/test_assets.py)
+def test_the_assets_store_the_new_features_train_on_them_and_refuse_an_old_artifact(db_url, encryption_key, tmp_path):
+    # On SQLite, then the real Postgres: a missing placement score is stored as NULL on both, never a number.
+    seeded(db_url, encryption_key)  # 45 days of market data and warnings (tests/optimization/test_assets.py)
     start = END - timedelta(days=WINDOW)
     rb = [rebalance(start + timedelta(days=d, hours=5), "use1-az1", "m5.large") for d in (1, 4, 8)]
     rb.append(rebalance(start - timedelta(hours=1), "use1-az1", "m5.large"))  # before the scoring window
     scored = "c5.large,m5.large,m6i.large"
-    with session_factory(sqlite_url)() as session, session.begin():
+    with session_factory(db_url)() as session, session.begin():
         session.execute(
             insert(SpotInterruptionEvent),
             [
@@ -322,10 +322,10 @@ def test_the_assets_store_the_new_features_train_on_them_and_refuse_an_old_artif
             ],
         )
     store = LocalModelStore(base_dir=str(tmp_path / "models"))
-    result = materialize(sqlite_url, store, assets=ALL[:4])
+    result = materialize(db_url, store, assets=ALL[:4])
     assert result.success
 
-    with get_engine(sqlite_url).connect() as conn:
+    with get_engine(db_url).connect() as conn:
         stored = read_frame(conn, select(risk_rows.InterruptionRiskScore)).set_index(MARKET_KEY)
     a1 = (REGION, "use1-az1", "m5.large", "Linux/UNIX")
     assert stored.at[a1, "observed_rebalances"] == 3 and stored["observed_rebalances"].sum() == 3
@@ -336,7 +336,7 @@ def test_the_assets_store_the_new_features_train_on_them_and_refuse_an_old_artif
     meta = mat_metadata(result, "interruption_risk_scores")
     assert meta["rebalance_recommendations_in_window"].value == 3
     assert meta["markets_with_placement_score"].value == 3
-    entry = registry(sqlite_url)[1]
+    entry = registry(db_url)[1]
     assert entry.status == "ready" and entry.features == FEATURES
     assert mat_metadata(result, "interruption_predictions")["model_version"].value == "1"
 
@@ -347,17 +347,21 @@ def test_the_assets_store_the_new_features_train_on_them_and_refuse_an_old_artif
     buf = io.BytesIO()
     joblib.dump(old, buf)
     path.write_bytes(buf.getvalue())
-    with session_factory(sqlite_url)() as session, session.begin():
+    with session_factory(db_url)() as session, session.begin():
         session.execute(
             update(ml_rows.ModelRegistryEntry)
             .where(ml_rows.ModelRegistryEntry.version == 1)
             .values(artifact_sha256=hashlib.sha256(buf.getvalue()).hexdigest())
         )
-    prior = materialize(sqlite_url, store, assets=[interruption_predictions], config=None)
+    prior = materialize(db_url, store, assets=[interruption_predictions], config=None)
     assert prior.success
     meta = mat_metadata(prior, "interruption_predictions")
     assert meta["model_version"].value == "0"
     served = meta["served_by"].value
     assert "advisor-band prior" in served and "lacks feature(s) observed_rebalances, placement_score" in served
-    v1 = registry(sqlite_url)[1]
+    v1 = registry(db_url)[1]
     assert v1.status == "blocked" and "lacks feature(s) observed_rebalances, placement_score" in v1.status_reason
+    # The blocking check says the same of it, and that the prior serves.
+    passed, why, _meta = evaluate_latest(AppDatabase(url=db_url), store)
+    assert not passed and "lacks feature(s) observed_rebalances, placement_score" in why
+    assert "predictions use the advisor-band prior (model version 0)" in why
