@@ -15,6 +15,7 @@ from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import discovery as instance_rows
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
+from spot_pipelines.db import placement as placement_rows
 from spot_pipelines.resources.app_database import AppDatabase
 
 
@@ -85,6 +86,7 @@ FIT_DESCRIPTIONS = {
         dg.AssetKey("spot_advisor"),
         dg.AssetKey("on_demand_prices"),
         dg.AssetKey("spot_interruption_events"),
+        dg.AssetKey("spot_placement_scores"),
     ],
     metadata={"dagster/column_schema": SCHEMA},
     description=(
@@ -95,7 +97,9 @@ FIT_DESCRIPTIONS = {
         "instance-month, savings, interruptions per 1,000 instance-hours, restarts, and regret against the "
         "hindsight-best pool. recommend_model runs the same policy on the interruption model refit walk-forward "
         "(every model_retrain_days days, on the model_training_days before) and falls back to the prior on days "
-        "its fit would be blocked; model_worth_usd_per_instance_month is recommend's cost minus recommend_model's. "
+        "its fit would be blocked (its features include rebalance recommendations and the stored placement scores, "
+        "each as known before the day); model_worth_usd_per_instance_month is recommend's cost minus "
+        "recommend_model's. "
         "List prices; commitments ignored."
     ),
 )
@@ -116,6 +120,7 @@ def recommendation_backtest(
                 "prices": market_rows.read_prices(conn, first.date(), end.date()),
                 "advisor": market_rows.read_advisor(conn, end.date(), lookback_days=(end - first).days + 31),
                 "events": event_rows.read_events(conn, first, end),
+                "placement": placement_rows.read_between(conn, first, end),
             }
         result = run_backtest(**inputs, start=start, config=bc, recommend_config=rc, burst=burst)
     except ValidationError as exc:

@@ -34,6 +34,7 @@ from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
 from spot_pipelines.db import ml as ml_rows
+from spot_pipelines.db import placement as placement_rows
 from spot_pipelines.db import risk as risk_rows
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.model_store import ModelStore
@@ -135,8 +136,11 @@ def _reliability_table(metrics: dict) -> dg.MetadataValue:
     & ~dg.AutomationCondition.in_progress(),
     description=(
         "A calibrated gradient-boosting Pipeline predicting P(spot interruption warning within the horizon) "
-        "per market. Labels: observed warnings when there are enough, else the advisor band as a weak label "
-        "(metadata says which), horizon_hours ahead (down to 1). Time-based holdout; Brier, log loss, ROC AUC and "
+        "per market from interruption_risk_scores' features, rebalance recommendations and the stored spot "
+        "placement score (missing where AWS gave none) among them. Labels: observed interruption warnings when "
+        "there are enough (a rebalance recommendation is a feature, never a positive label), else the advisor "
+        "band as a weak label (metadata says which), horizon_hours ahead (down to 1). Time-based holdout; Brier, "
+        "log loss, ROC AUC and "
         "a reliability table against the advisor band alone. "
         "Registers a versioned joblib artifact as a candidate; the blocking check promotes or blocks it."
     ),
@@ -152,8 +156,9 @@ def interruption_model(
         on_demand = market_rows.read_on_demand(conn)
         advisor = market_rows.read_advisor(conn, end.date() - timedelta(days=1))
         events = event_rows.read_events(conn, start, end)
+        placement = placement_rows.read_between(conn, start, end)
     try:
-        frame = training_frame(prices, on_demand, advisor, events, start=start, end=end, config=tc)
+        frame = training_frame(prices, on_demand, advisor, events, start=start, end=end, config=tc, placement=placement)
         model = train(frame, tc)
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_model: cannot train: {exc}", allow_retries=False) from None
@@ -256,9 +261,12 @@ def evaluate_latest(
 
 
 def _smoke_frame():
+    """Two rows of the features: one all zero, one as a market AWS gave no placement score (NaN) looks."""
     import pandas as pd
 
-    return pd.DataFrame(np.zeros((2, len(FEATURES))), columns=FEATURES)
+    frame = pd.DataFrame(np.zeros((2, len(FEATURES))), columns=FEATURES)
+    frame.loc[1, "placement_score"] = np.nan
+    return frame
 
 
 @dg.asset_check(

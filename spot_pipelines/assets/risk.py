@@ -12,6 +12,7 @@ from spot_pipelines.core.risk import RISK_BANDS, WINDOW_DAYS, score_markets, win
 from spot_pipelines.core.validation import parse_as_of
 from spot_pipelines.db import interruptions as event_rows
 from spot_pipelines.db import market_data as market_rows
+from spot_pipelines.db import placement as placement_rows
 from spot_pipelines.db import risk as risk_rows
 from spot_pipelines.resources.app_database import AppDatabase
 
@@ -37,6 +38,10 @@ RISK_COLUMNS = {
     "hours_since_change": "hours since the last price change",
     "advisor_savings_pct": "percent: the Spot Advisor's savings over on-demand",
     "observed_interruptions": "interruption warnings received for the market in the window",
+    "observed_rebalances": "rebalance recommendations received for the market's pool in the window (a model "
+    "feature, weaker than a warning: never counted as an interruption)",
+    "placement_score": "AWS spot placement score 1-10 of the market's AZ ID and type, the newest stored in the "
+    "window (empty: AWS gave none, never invented)",
     "risk_band": ", ".join(RISK_BANDS[:-1]) + " or " + RISK_BANDS[-1],
     "scored_at": "UTC time of scoring",
 }
@@ -63,16 +68,21 @@ class RiskScoreConfig(dg.Config):
         "Interruption risk per spot market (region, AZ ID, instance type, product) over a trailing window: "
         "price/on-demand ratio, volatility, number and size of changes, 7-day spikes, time since the last "
         "change, the Spot Advisor band and savings, and observed interruption warnings; a score in [0, 1] and "
-        "a band. Markets without price history or on-demand price are skipped with a reason."
+        "a band. Kept beside them as model features: rebalance recommendations in the pool (a weaker signal, "
+        "never counted as a warning) and the newest stored spot placement score in the window (read from the "
+        "spot_placement_scores table, which is downstream of the predictions, so not a dependency; empty where "
+        "AWS gave none). Markets without price history or on-demand price are skipped with a reason."
     ),
 )
 def interruption_risk_scores(
     context: dg.AssetExecutionContext, config: RiskScoreConfig, app_db: AppDatabase
 ) -> dg.MaterializeResult:
     as_of = parse_as_of(config.as_of)
-    prices, on_demand, advisor, events = _read_window(app_db, as_of, config.window_days)
+    prices, on_demand, advisor, events, placement = _read_window(app_db, as_of, config.window_days)
     try:
-        result = score_markets(prices, on_demand, advisor, events, as_of=as_of, window_days=config.window_days)
+        result = score_markets(
+            prices, on_demand, advisor, events, as_of=as_of, window_days=config.window_days, placement=placement
+        )
     except ValidationError as exc:
         raise dg.Failure(description=f"interruption_risk_scores: {exc}", allow_retries=False) from None
     scores = result.scores.assign(scored_at=utcnow())
@@ -89,15 +99,18 @@ def interruption_risk_scores(
 
 
 def _read_window(app_db: AppDatabase, as_of, window_days: int) -> tuple:
-    """(spot prices, on-demand prices, the Spot Advisor of the day, interruption events) of the window."""
+    """(spot prices, on-demand prices, the Spot Advisor of the day, interruption events, placement scores) of the
+    window; placement scores fetched before its end only."""
     end_day = window_end(as_of).date()
     start_day = end_day - timedelta(days=window_days)
+    end = window_end(as_of)
     with app_db.connection() as conn:
         return (
             market_rows.read_prices(conn, start_day, end_day),
             market_rows.read_on_demand(conn),
             market_rows.read_advisor(conn, as_of.date()),
-            event_rows.read_events(conn, window_end(as_of) - timedelta(days=window_days), window_end(as_of)),
+            event_rows.read_events(conn, end - timedelta(days=window_days), end),
+            placement_rows.read_between(conn, end - timedelta(days=window_days), end),
         )
 
 
@@ -111,6 +124,10 @@ def _scores_metadata(result, scores, prices, events) -> dict:
         "interruption_warnings_in_window": int((events["event_type"] == "spot_interruption_warning").sum())
         if len(events)
         else 0,
+        "rebalance_recommendations_in_window": int((events["event_type"] == "rebalance_recommendation").sum())
+        if len(events)
+        else 0,
+        "markets_with_placement_score": int(scores["placement_score"].notna().sum()) if len(scores) else 0,
         "skipped_markets": len(result.skipped),
         "skipped_reasons": dg.MetadataValue.json(skipped_reasons),
         "skipped_preview": preview_table(records(result.skipped), list(result.skipped.columns)),

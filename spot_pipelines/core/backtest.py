@@ -21,7 +21,8 @@ defaults) runs on the `model_training_days` stored before that day only, and the
 (core.ml.QualityGate, interruption_model_quality's) judges it on its time-based holdout. A model that passes
 prices each day until the next retrain from that day's risk features (core.risk.score_markets on what was stored
 before the day, as interruption_risk_scores computes them) through core.ml.predict; a market it cannot score keeps
-the prior. A model that would be blocked (a tie included) or cannot be trained leaves its days on the prior, the
+the prior. Its features include the rebalance recommendations and the spot placement scores (`placement`, the
+spot_placement_scores history) stored before each fit's and each day's start, so no fit sees what came after. A model that would be blocked (a tie included) or cannot be trained leaves its days on the prior, the
 same risk `recommend` uses, so on those days both policies decide alike. The result counts the days on each and
 keeps every fit's verdict; the model's worth is `recommend`'s cost minus `recommend_model`'s.
 
@@ -153,11 +154,14 @@ def run_backtest(
     burst: BurstConfig | None = None,
     training: TrainingConfig | None = None,
     gate: QualityGate | None = None,
+    placement: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Replay `config.window_days` days from `start`'s day on. Inputs shaped like the app tables: `fleet` the
     running instances, `prices` spot_price_history rows from `config.history_days` before the window on (the
     lookback for the replay, the model's training data before it), `advisor` with `day`, `events`
-    spot_interruption_events rows. `training` and `gate`: the product's model training and quality rule."""
+    spot_interruption_events rows (warnings and rebalance recommendations), `placement` spot_placement_scores rows
+    (the model's placement_score feature; None: none stored). `training` and `gate`: the product's model training
+    and quality rule."""
     recommend_config, burst = recommend_config or RecommendConfig(), burst or BurstConfig()
     training, gate = training or TrainingConfig(), gate or QualityGate()
     need = training.window_days + training.horizon_days + 2
@@ -186,7 +190,7 @@ def run_backtest(
     ].to_numpy(np.float64)
     sims = {name: _Sim(instances, restart) for name in (POLICY, STATELESS, MODEL, *BASELINES)}
     index = _market_index(history.markets)
-    walk = _WalkForward(prices, on_demand, advisor, events, config, training, gate)
+    walk = _WalkForward(prices, on_demand, advisor, events, config, training, gate, placement)
     model_days = 0
     for d in range(config.window_days):
         day_hour = history.lookback_hours + 24 * d
@@ -347,8 +351,10 @@ class _WalkForward:
     """The product's interruption model, fit on what was stored before each refit day, and the markets priced by
     it on a day (None: the day stays on the prior)."""
 
-    def __init__(self, prices, on_demand, advisor, events, config: BacktestConfig, training, gate):
+    def __init__(self, prices, on_demand, advisor, events, config: BacktestConfig, training, gate, placement=None):
         self.prices, self.on_demand, self.events = prices, on_demand, events
+        self.placement = placement if placement is not None and len(placement) else None
+        self.placement_ts = epoch_seconds(placement["fetched_at"]) if self.placement is not None else None
         self.config, self.training, self.gate = config, training, gate
         self.price_ts = epoch_seconds(prices["ts"]) if len(prices) else np.zeros(0, dtype=np.int64)
         has_events = events is not None and len(events)
@@ -360,24 +366,35 @@ class _WalkForward:
         self.payload: dict | None = None
         self.fits: list[dict] = []
 
-    def _before(self, day: datetime, days: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-        """Prices and warnings of the `days` days before `day`, and the advisor rows of earlier days."""
+    def _before(self, day: datetime, days: int):
+        """Prices, events (warnings and rebalances) and placement scores of the `days` days before `day`, and the
+        advisor rows of earlier days: (prices, advisor, events, placement)."""
         lo, hi = int((day - timedelta(days=days)).timestamp()), int(day.timestamp())
         prices = self.prices[(self.price_ts >= lo) & (self.price_ts < hi)]
         events = None if self.events is None else self.events[(self.event_ts >= lo) & (self.event_ts < hi)]
         advisor = self.advisor[self.advisor_day < pd.Timestamp(day.date())] if len(self.advisor) else self.advisor
-        return prices, advisor, events
+        placement = None
+        if self.placement is not None:
+            placement = self.placement[(self.placement_ts >= lo) & (self.placement_ts < hi)]
+        return prices, advisor, events, placement
 
     def refit(self, day: datetime) -> None:
         """interruption_model's training on the data before `day`, kept only if interruption_model_quality's rule
         (the gate on the time-based holdout, a tie refused) would promote it."""
         days = self.config.model_training_days
-        prices, advisor, events = self._before(day, days)
+        prices, advisor, events, placement = self._before(day, days)
         row = dict.fromkeys(FIT_COLUMNS)
         row["day"] = day
         try:
             frame = training_frame(
-                prices, self.on_demand, advisor, events, start=day - timedelta(days=days), end=day, config=self.training
+                prices,
+                self.on_demand,
+                advisor,
+                events,
+                start=day - timedelta(days=days),
+                end=day,
+                config=self.training,
+                placement=placement,
             )
             model = train(frame, self.training)
         except ValidationError as exc:
@@ -410,10 +427,16 @@ class _WalkForward:
         score), or None when no model passed: the day stays on the prior."""
         if self.payload is None:
             return None
-        prices, advisor, events = self._before(day, self.training.window_days)
+        prices, advisor, events, placement = self._before(day, self.training.window_days)
         try:
             scores = score_markets(
-                prices, self.on_demand, advisor, events, as_of=day, window_days=self.training.window_days
+                prices,
+                self.on_demand,
+                advisor,
+                events,
+                as_of=day,
+                window_days=self.training.window_days,
+                placement=placement,
             ).scores
         except ValidationError:
             return None

@@ -5,6 +5,13 @@ trailing-window features `core.risk` computes for scoring. Labels come from obse
 warnings when there are enough of them; otherwise from the Spot Advisor band as a *weak* label
 (a Bernoulli draw at the band's rate), and the metadata says which. The baseline is the advisor
 band alone (its empirical positive rate per band on the training days).
+
+Rebalance recommendations are a weaker signal than warnings (AWS sends them when a pool's risk rises, and
+many are followed by no interruption): they inform the model as the feature `observed_rebalances` only, and
+never make a positive label. `placement_score` (the pool's stored AZ-level spot placement score, 1-10, from
+scores fetched before the feature day's end) stays NaN where AWS gave none: the scaler keeps NaN as it is and
+the gradient-boosting model learns where missing values go at each split, so "not scored" is its own signal
+and no score is ever invented.
 """
 
 from __future__ import annotations
@@ -125,8 +132,13 @@ def training_frame(
     start: datetime,
     end: datetime,
     config: TrainingConfig = TrainingConfig(),
+    placement: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One example per (market, day): features at the day's end, `observed` = a warning within the horizon."""
+    """One example per (market, day): features at the day's end, `observed` = a warning within the horizon.
+
+    The label counts interruption warnings only: a rebalance recommendation is the feature `observed_rebalances`
+    (over the feature window, before the day's end), never a positive label. `placement`: stored spot placement
+    scores; each day's `placement_score` uses only those fetched before that day's end."""
     start, end = _day_start(start), _day_start(end)
     n_days = (end - start).days
     w, h = config.window_days, config.horizon_days
@@ -136,7 +148,7 @@ def training_frame(
             f"{n_days} day(s) of history; need at least {w + h + 2} (feature window {w} + horizon "
             f"{config.horizon_hours} h rounded up to {h} day(s) + 2)",
         )
-    panel = build_panel(prices, start=start, n_days=n_days, events=events)
+    panel = build_panel(prices, start=start, n_days=n_days, events=events, placement=placement)
     days = np.arange(w - 1, n_days - h)
     feats = window_features(panel, days, w)
     ends = int(start.timestamp()) + (days + 1) * DAY
@@ -327,7 +339,10 @@ def train(frame: pd.DataFrame, config: TrainingConfig = TrainingConfig()) -> Tra
     X_ho, y_ho, w_ho = _expand(X[is_hold], target[is_hold])
     band_tr = _expand(band[~is_hold, None], target[~is_hold])[0][:, 0]
     band_ho = _expand(band[is_hold, None], target[is_hold])[0][:, 0]
-    pipe = new_pipeline(config.seed, config.max_iter).fit(X_tr, y_tr, model__sample_weight=w_tr)
+    # A feature missing on every training row (no placement score stored yet) leaves the scaler a 0/0 mean; it
+    # stays NaN, which the booster treats as missing, as it does any single missing value.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pipe = new_pipeline(config.seed, config.max_iter).fit(X_tr, y_tr, model__sample_weight=w_tr)
     p_model = pipe.predict_proba(X_ho)[:, 1]
     p_base = BandBaseline().fit(band_tr, y_tr, w_tr).predict_proba(band_ho)
     metrics = {
@@ -394,11 +409,23 @@ def deserialize(
             f"model artifact {where} is incompatible: trained with scikit-learn {saved}, "
             f"running {sklearn.__version__}; retrain the model"
         )
-    features = expected_features if expected_features is not None else FEATURES
-    if list(payload.get("features", [])) != list(features):
+    features = list(expected_features if expected_features is not None else FEATURES)
+    saved_features = list(payload.get("features") or [])
+    if saved_features != features:
+        lacks = [f for f in features if f not in saved_features]
+        extra = [f for f in saved_features if f not in features]
+        why = "; ".join(
+            part
+            for part in (
+                f"it lacks feature(s) {', '.join(lacks)}" if lacks else "",
+                f"it has feature(s) this code does not compute: {', '.join(extra)}" if extra else "",
+                "its features are in another order" if not lacks and not extra else "",
+            )
+            if part
+        )
         raise ModelArtifactError(
-            f"model artifact {where} is incompatible: its features "
-            f"{payload.get('features')} differ from this code's {list(features)}"
+            f"model artifact {where} is incompatible: {why} (its features {saved_features} differ from this "
+            f"code's {features}); retrain the model"
         )
     if not hasattr(payload.get("pipeline"), "predict_proba"):
         raise ModelArtifactError(f"model artifact {where} is incompatible: no predict_proba")

@@ -12,6 +12,14 @@ Inputs are plain DataFrames shaped like the app tables:
 - on_demand: region, instance_type, operating_system, usd_per_hour
 - advisor: region, operating_system, instance_type, interruption_band, savings_pct [, day]
 - events: event_type, event_time, region, availability_zone_id, instance_type
+- placement: spot_placement_scores rows: region, availability_zone_id, instance_types (comma-separated), score,
+  fetched_at
+
+Interruption warnings are the events that count as interruptions (`observed_interruptions`, and the model's
+labels in core.ml). Rebalance recommendations are a separate, weaker signal (AWS sends them when a pool's risk
+rises, often with no interruption after): they are counted apart as `observed_rebalances`, a feature only,
+never a warning. `placement_score` is AWS's AZ-level spot placement score (1-10) of the market's pool stored
+within the window, NaN where AWS gave none: never a made-up score.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import pandas as pd
 from spot_pipelines.core.errors import ValidationError
 
 MARKET_KEY = ["region", "availability_zone_id", "instance_type", "product_description"]
+POOL_KEY = MARKET_KEY[:3]  # a capacity pool: what warnings, rebalances and placement scores are about
 WINDOW_DAYS = 14  # default trailing window of the score
 FEATURES = [
     "price_to_on_demand",
@@ -36,11 +45,14 @@ FEATURES = [
     "advisor_band",
     "advisor_savings_pct",
     "observed_interruptions",
+    "observed_rebalances",
+    "placement_score",
 ]
 # Spot Advisor bands (<5%, 5-10%, 10-15%, 15-20%, >20% interruptions per month): a representative rate.
 BAND_MONTHLY_RATE = np.array([0.025, 0.075, 0.125, 0.175, 0.30])
 RISK_BANDS = np.array(["very_low", "low", "medium", "high", "very_high"])
 INTERRUPTION_EVENT = "spot_interruption_warning"
+REBALANCE_EVENT = "rebalance_recommendation"  # a weaker signal: a feature, never an interruption or a label
 DAY = 86_400
 SPIKE_DAYS = 7
 
@@ -84,6 +96,8 @@ class MarketPanel:
     last_change_ts: np.ndarray  # epoch s of the latest change so far (forward-filled; NaN: none seen)
     first_ts: np.ndarray  # epoch s of each market's first observation (per market)
     events: np.ndarray  # observed interruption warnings per day
+    rebalances: np.ndarray  # observed rebalance recommendations per day (a feature only, never a warning)
+    placement: np.ndarray  # best placement score fetched during the day (NaN: none stored that day)
 
 
 def _ffill(a: np.ndarray) -> np.ndarray:
@@ -111,7 +125,12 @@ def market_codes(prices: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
 
 
 def build_panel(
-    prices: pd.DataFrame, *, start: datetime, n_days: int, events: pd.DataFrame | None = None
+    prices: pd.DataFrame,
+    *,
+    start: datetime,
+    n_days: int,
+    events: pd.DataFrame | None = None,
+    placement: pd.DataFrame | None = None,
 ) -> MarketPanel:
     if n_days < 1:
         raise ValidationError("window_days", "must be at least 1")
@@ -170,9 +189,10 @@ def build_panel(
     carried[:, 0] = np.nan
     carried[:, 1:] = last_price[:, :-1]
     day_max = np.fmax(day_max.reshape(shape), carried)
-    ev = np.zeros(shape)
+    ev, rebalances = np.zeros(shape), np.zeros(shape)
     if events is not None and len(events):
-        ev = _event_counts(events, markets, start_s, n_days)
+        ev = _event_counts(events, markets, start_s, n_days, INTERRUPTION_EVENT)
+        rebalances = _event_counts(events, markets, start_s, n_days, REBALANCE_EVENT)
     return MarketPanel(
         markets=markets,
         start=start,
@@ -184,11 +204,16 @@ def build_panel(
         last_change_ts=_ffill(last_change.reshape(shape)),
         first_ts=first_ts,
         events=ev,
+        rebalances=rebalances,
+        placement=_placement_days(placement, markets, start_s, n_days),
     )
 
 
-def _event_counts(events: pd.DataFrame, markets: pd.DataFrame, start_s: int, n_days: int) -> np.ndarray:
-    ev = events[events["event_type"] == INTERRUPTION_EVENT]
+def _event_counts(
+    events: pd.DataFrame, markets: pd.DataFrame, start_s: int, n_days: int, event_type: str
+) -> np.ndarray:
+    """(markets, days): the events of `event_type` in each market's pool (region, AZ ID, type) per day."""
+    ev = events[events["event_type"] == event_type]
     ev = ev.dropna(subset=["availability_zone_id", "instance_type"])
     out = np.zeros((len(markets), n_days))
     if ev.empty:
@@ -201,6 +226,41 @@ def _event_counts(events: pd.DataFrame, markets: pd.DataFrame, start_s: int, n_d
     return out
 
 
+def _placement_days(placement: pd.DataFrame | None, markets: pd.DataFrame, start_s: int, n_days: int) -> np.ndarray:
+    """(markets, days): the best AZ-level placement score of the market's pool fetched during each day (the best
+    of the configurations holding its type, as core.placement.market_scores takes), NaN where none was stored.
+    A score fetched during a day is stored before that day's end, so that day's features may use it."""
+    out = np.full((len(markets), n_days), np.nan)
+    if placement is None or placement.empty:
+        return out
+    missing = [
+        c for c in ("region", "availability_zone_id", "instance_types", "score", "fetched_at") if c not in placement
+    ]
+    if missing:
+        raise ValidationError("placement scores", f"missing column(s) {', '.join(missing)}")
+    rows = placement.dropna(subset=["availability_zone_id", "instance_types", "score"])
+    rows = rows.assign(_day=(epoch_seconds(rows["fetched_at"]) - start_s) // DAY)
+    rows = rows[(rows["_day"] >= 0) & (rows["_day"] < n_days)]
+    if rows.empty:
+        return out
+    rows = rows.assign(instance_type=rows["instance_types"].astype(str).str.split(",")).explode("instance_type")
+    rows["instance_type"] = rows["instance_type"].str.strip()
+    best = rows.groupby(POOL_KEY + ["_day"], as_index=False)["score"].max()
+    hit = best.merge(markets[POOL_KEY].reset_index(names="_market"), on=POOL_KEY)
+    out[hit["_market"].to_numpy(), hit["_day"].to_numpy(np.int64)] = hit["score"].to_numpy(np.float64)
+    return out
+
+
+def _latest_within(a: np.ndarray, days: np.ndarray, w: int) -> np.ndarray:
+    """(markets, len(days)): the latest non-NaN value of `a` on days (d - w, d] for each d in `days`, else NaN."""
+    valid = ~np.isnan(a)
+    idx = np.where(valid, np.arange(a.shape[1])[None, :], -1)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    last = idx[:, days]
+    ok = (last >= 0) & (days[None, :] - last < w)
+    return np.where(ok, a[np.arange(a.shape[0])[:, None], np.maximum(last, 0)], np.nan)
+
+
 def _window_sum(a: np.ndarray, days: np.ndarray, w: int) -> np.ndarray:
     c = np.zeros((a.shape[0], a.shape[1] + 1))
     np.cumsum(a, axis=1, out=c[:, 1:])
@@ -208,7 +268,12 @@ def _window_sum(a: np.ndarray, days: np.ndarray, w: int) -> np.ndarray:
 
 
 def window_features(panel: MarketPanel, days: np.ndarray, window_days: int) -> pd.DataFrame:
-    """Trailing-window features at the end of each day in `days`, long format (market, day)."""
+    """Trailing-window features at the end of each day in `days`, long format (market, day).
+
+    `observed_interruptions` and `observed_rebalances` count the pool's interruption warnings and rebalance
+    recommendations over the `window_days` days ending with the day, apart (a rebalance is never counted as a
+    warning). `placement_score` is the pool's placement score of the newest day within that window that has one
+    (fetched before the day's end: no peeking ahead), NaN where AWS scored none."""
     days = np.asarray(days, dtype=np.int64)
     w = window_days
     lp = panel.last_price
@@ -237,6 +302,8 @@ def window_features(panel: MarketPanel, days: np.ndarray, window_days: int) -> p
     last_chg = panel.last_change_ts[:, days]
     since = np.where(np.isnan(last_chg), end_s[None, :] - panel.first_ts[:, None], end_s[None, :] - last_chg) / 3600
     events = _window_sum(panel.events, days, w)
+    rebalances = _window_sum(panel.rebalances, days, w)
+    placement = _latest_within(panel.placement, days, w)
     m, d = spot.shape
     with np.errstate(invalid="ignore", divide="ignore"):
         spike = np.where(price_mean > 0, np.maximum(spike_max / price_mean - 1.0, 0.0), 0.0)
@@ -252,6 +319,8 @@ def window_features(panel: MarketPanel, days: np.ndarray, window_days: int) -> p
             "spike_ratio_7d": spike.ravel(),
             "hours_since_change": np.minimum(since, w * 24.0).ravel(),
             "observed_interruptions": events.ravel(),
+            "observed_rebalances": rebalances.ravel(),
+            "placement_score": placement.ravel(),
         }
     )
     return out
@@ -335,20 +404,23 @@ def score_markets(
     *,
     as_of: datetime,
     window_days: int = WINDOW_DAYS,
+    placement: pd.DataFrame | None = None,
 ) -> ScoreResult:
     """Risk features and score of every market with history, as of the end of the day before `as_of`'s day
-    when `as_of` is midnight, else of `as_of`'s day (the window is the `window_days` days ending there)."""
+    when `as_of` is midnight, else of `as_of`'s day (the window is the `window_days` days ending there).
+    `placement`: stored spot placement scores (only those fetched inside the window are used)."""
     if window_days < 2:
         raise ValidationError("window_days", f"must be at least 2, got {window_days}")
     end = window_end(as_of)
     start = end - timedelta(days=window_days)
-    panel = build_panel(prices, start=start, n_days=window_days, events=events)
+    panel = build_panel(prices, start=start, n_days=window_days, events=events, placement=placement)
     feats = window_features(panel, np.array([window_days - 1]), window_days)
     frame, skipped = attach_reference(feats, panel.markets, on_demand, advisor)
     frame["score"] = heuristic_score(frame)
     frame["risk_band"] = risk_band(frame["score"].to_numpy())
     frame["window_start"], frame["window_end"] = start, end
     frame["observed_interruptions"] = frame["observed_interruptions"].astype(np.int64)
+    frame["observed_rebalances"] = frame["observed_rebalances"].astype(np.int64)
     cols = (
         MARKET_KEY
         + (["availability_zone"] if "availability_zone" in frame.columns else [])
@@ -364,7 +436,6 @@ def score_markets(
 
 # --------------------------------------------------------------------------- interruption bursts (hysteresis)
 
-POOL_KEY = ["region", "availability_zone_id", "instance_type"]
 HOT_COLUMNS = POOL_KEY + ["warnings", "burst_at", "last_warning", "hot_until", "hot_note"]
 
 

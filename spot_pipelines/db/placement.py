@@ -50,6 +50,13 @@ def read_since(conn: Connection, since: datetime) -> pd.DataFrame:
     return read_frame(conn, select(*(getattr(s, c) for c in _COLUMNS)).where(s.fetched_at >= since))
 
 
+def read_between(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Rows fetched in [start, end): the history the model's `placement_score` feature is built from (a row
+    fetched at or after `end` is not yet known at `end`)."""
+    s = SpotPlacementScore
+    return read_frame(conn, select(*(getattr(s, c) for c in _COLUMNS)).where(s.fetched_at >= start, s.fetched_at < end))
+
+
 def read_latest(conn: Connection, lookback: timedelta = timedelta(days=2)) -> pd.DataFrame:
     """Each configuration's newest fetch within `lookback` of the newest one stored (recommend()'s gate)."""
     s = SpotPlacementScore

@@ -1,4 +1,4 @@
-"""Interruption risk scores, one row per spot market (table of migration 0004)."""
+"""Interruption risk scores, one row per spot market (table of migration 0004, model features of 0011)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ class InterruptionRiskScore(Base):
     advisor_band: Mapped[int | None] = mapped_column(Integer)
     advisor_savings_pct: Mapped[float | None] = mapped_column(Float)
     observed_interruptions: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Migration 0011: rebalance recommendations (a feature, never a warning) and the pool's placement score
+    # (NULL where AWS gave none: never invented).
+    observed_rebalances: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    placement_score: Mapped[float | None] = mapped_column(Float)
     score: Mapped[float] = mapped_column(Float, nullable=False)
     risk_band: Mapped[str] = mapped_column(String(16), nullable=False)
     scored_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
