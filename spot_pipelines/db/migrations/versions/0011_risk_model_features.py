@@ -1,23 +1,20 @@
 """risk: the interruption model's new features on interruption_risk_scores
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-03
 
 `observed_rebalances`: rebalance recommendations in the market's pool over the scoring window (a weaker signal
 than a warning: a model feature, never an interruption or a label). `placement_score`: the pool's latest stored
 AZ-level spot placement score (1-10) within the window, NULL where AWS gave none — never a made-up number.
 interruption_predictions reads both back as model inputs.
-
-Numbered 0011, revising 0009: branch hourly-prices adds its own 0010 (spot_price_fetches) on 0009 at the same time;
-distinct ids keep both upgradable (`upgrade` goes to every head), and a merge revision joins them once both land.
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
