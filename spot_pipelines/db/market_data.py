@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -252,22 +253,10 @@ def replace_spot_price_day(
             if values is not None:
                 where.append(f"{column} = ANY(%s)")
                 params.append(values)
-        buf = spot_price_csv(frame)
-        raw = engine.raw_connection()
-        try:
-            with raw.cursor() as cur:
-                cur.execute(_STAGE_DDL)
-                cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", buf)
-                cur.execute("DELETE FROM spot_price_history WHERE " + " AND ".join(where), params)
-                cur.execute(_STAGE_TO_TABLE, (day,))
-                written = cur.rowcount
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()
-        return written
+        with _staged(engine, frame) as cur:
+            cur.execute("DELETE FROM spot_price_history WHERE " + " AND ".join(where), params)
+            cur.execute(_STAGE_TO_TABLE, (day,))
+            return cur.rowcount
     table = SpotPrice.__table__
     slice_ = [
         table.c.day == day,
@@ -286,6 +275,24 @@ def replace_spot_price_day(
     return len(records)
 
 
+@contextmanager
+def _staged(engine: Engine, frame: pd.DataFrame):
+    """A Postgres cursor in one transaction whose staging table holds `frame` (COPY of its CSV): the caller
+    moves the rows into spot_price_history; committed when the block ends, rolled back on any error."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute(_STAGE_DDL)
+            cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", spot_price_csv(frame))
+            yield cur
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+
+
 def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
     """Add `frame`'s rows to `day` without deleting or changing any stored row: a price already stored
     (same AZ ID, type, product and timestamp, the primary key) is left as it is. For the hourly
@@ -299,21 +306,9 @@ def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
     table = SpotPrice.__table__
     count = select(func.count()).select_from(table).where(table.c.day == day)
     if engine.dialect.name == "postgresql":
-        buf = spot_price_csv(frame)
-        raw = engine.raw_connection()
-        try:
-            with raw.cursor() as cur:
-                cur.execute(_STAGE_DDL)
-                cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", buf)
-                cur.execute(_STAGE_TO_TABLE + " ON CONFLICT ON CONSTRAINT pk_spot_price_history DO NOTHING", (day,))
-                added = cur.rowcount
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
-        finally:
-            raw.close()
-        return added
+        with _staged(engine, frame) as cur:
+            cur.execute(_STAGE_TO_TABLE + " ON CONFLICT ON CONSTRAINT pk_spot_price_history DO NOTHING", (day,))
+            return cur.rowcount
     stmt = sqlite.insert(table).on_conflict_do_nothing(
         index_elements=["availability_zone_id", "instance_type", "product_description", "ts"]
     )
