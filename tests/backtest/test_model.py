@@ -55,6 +55,20 @@ def warning(at, az: str, itype: str) -> dict:
     }
 
 
+def safe_advisor() -> pd.DataFrame:
+    """The Spot Advisor calling every type safe (band 0), published the day before the data starts."""
+    return pd.DataFrame(
+        {
+            "day": (FIRST - timedelta(days=1)).date(),
+            "region": REGION,
+            "operating_system": "Linux",
+            "instance_type": list(OD_OF),
+            "interruption_band": 0,
+            "savings_pct": 70,
+        }
+    )
+
+
 def moving_pools_get_interrupted():
     """Every pool of the region is advisor band 0 (the advisor calls it safe). In the other AZs, the pools whose
     price moves every 2 hours got a warning every day; the calm ones never did. In use1-az1, A moves like them
@@ -72,16 +86,7 @@ def moving_pools_get_interrupted():
                     events.append(warning(at, az, itype))
     parts += [pool_prices("use1-az1", "m5.large", A_RATIO, True), pool_prices("use1-az1", "m6i.large", B_RATIO, False)]
     events += [warning(START + timedelta(days=d, hours=12, minutes=5), "use1-az1", "m5.large") for d in range(DAYS)]
-    advisor = pd.DataFrame(
-        {
-            "day": (FIRST - timedelta(days=1)).date(),
-            "region": REGION,
-            "operating_system": "Linux",
-            "instance_type": list(OD_OF),
-            "interruption_band": 0,
-            "savings_pct": 70,
-        }
-    )
+    advisor = safe_advisor()
     return pd.concat(parts, ignore_index=True), advisor, pd.DataFrame(events)
 
 

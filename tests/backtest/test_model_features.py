@@ -20,12 +20,12 @@ from tests.backtest.test_model import (
     A_RATIO,
     B_RATIO,
     FIRST,
-    OD_OF,
     OTHER_AZS,
     OTHER_TYPES,
     REGION,
     TRAINING_DAYS,
     pool_prices,
+    safe_advisor,
     warning,
 )
 from tests.support.factories import catalog, on_demand
@@ -77,16 +77,7 @@ def tight_pools_get_interrupted():
         )
         placement.append(scored(day + timedelta(hours=6), "use1-az1", "m6i.large", 10))
     events += [warning(START + timedelta(days=d, hours=12, minutes=5), "use1-az1", "m5.large") for d in range(DAYS)]
-    advisor = pd.DataFrame(
-        {
-            "day": (FIRST - timedelta(days=1)).date(),
-            "region": REGION,
-            "operating_system": "Linux",
-            "instance_type": list(OD_OF),
-            "interruption_band": 0,
-            "savings_pct": 70,
-        }
-    )
+    advisor = safe_advisor()
     return pd.concat(parts, ignore_index=True), advisor, pd.DataFrame(events), pd.DataFrame(placement)
 
 
