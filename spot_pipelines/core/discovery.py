@@ -138,7 +138,8 @@ def scan_account(
     """
     scan = AccountScan()
     try:
-        regions, scan.skipped_regions = resolve_regions(client_for(home_region), configured_regions)
+        home = client_for(home_region)
+        regions, scan.skipped_regions = resolve_regions(home, configured_regions)
         scan.api_calls += 1
     except ClientError as exc:
         if error_code(exc) in CREDENTIAL_ERRORS:
@@ -155,7 +156,10 @@ def scan_account(
         # Clients are still created on this thread (client_for need not be thread-safe), but each
         # region starts scanning as soon as its client exists: creating an EC2 client costs
         # ~35 ms of CPU, so building all of them first delayed every region by ~0.6 s.
-        futures = [pool.submit(one, region, client_for(region)) for region in regions]
+        # The home region's client already exists (it listed the regions): one client per region.
+        futures = [
+            pool.submit(one, region, home if region == home_region else client_for(region)) for region in regions
+        ]
         for future in futures:
             region, result, exc = future.result()
             if exc is None:

@@ -237,3 +237,19 @@ def test_denied_in_every_region_fails_the_account_instead_of_finding_nothing(aws
             clients([fail_region("UnauthorizedOperation", region) for region in ("eu-west-1", "us-west-2")]),
             ["eu-west-1", "us-west-2"],
         )
+
+
+def test_one_client_per_region_the_home_client_scans_its_region(aws):
+    session = boto3.Session(region_name="us-east-1")
+    seed_instances(session, "us-east-1", 2, "m5.large")
+    seed_instances(session, "eu-west-1", 1, "m5.large")
+    built = []
+    make = clients()
+
+    def client_for(region):
+        built.append(region)
+        return make(region)
+
+    scan = scan_account(client_for, ["us-east-1", "eu-west-1"])
+    assert sorted(built) == ["eu-west-1", "us-east-1"]  # not us-east-1 twice
+    assert sorted(scan.scanned_regions) == ["eu-west-1", "us-east-1"] and len(scan.instances) == 3
