@@ -242,9 +242,7 @@ def _metadata(result, commitments: InForce, names: dict[int, str], history_table
         "savings_plans": len(commitments.book.savings_plans),
         "commitment_gaps": dg.MetadataValue.json({pool_label(p, names): g for p, g in commitments.book.gaps.items()}),
         "commitments_used_unused": preview_table(
-            records(result.commitments.assign(pool=result.commitments["pool"].map(lambda p: pool_label(p, names))))
-            if "pool" in result.commitments.columns
-            else records(result.commitments),
+            records(result.commitments.assign(pool=result.commitments["pool"].map(lambda p: pool_label(p, names)))),
             list(result.commitments.columns),
             50,
         ),

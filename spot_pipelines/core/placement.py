@@ -10,7 +10,7 @@ status saying why.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -180,17 +180,14 @@ def fetch(ec2, req: Request) -> list[dict]:
     return rows
 
 
-def market_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """region, availability_zone_id, instance_type, placement_score: the best score of the configurations
-    holding the type in that AZ ID."""
+def market_scores(scores: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """region, availability_zone_id, instance_type (then `by`), placement_score: the best score of the
+    configurations holding the type in that AZ ID."""
+    key = ["region", "availability_zone_id", "instance_type", *by]
     if scores.empty:
-        return pd.DataFrame(columns=["region", "availability_zone_id", "instance_type", "placement_score"])
+        return pd.DataFrame(columns=[*key, "placement_score"])
     exploded = scores.assign(instance_type=scores["instance_types"].str.split(",")).explode("instance_type")
-    return (
-        exploded.groupby(["region", "availability_zone_id", "instance_type"], as_index=False)["score"]
-        .max()
-        .rename(columns={"score": "placement_score"})
-    )
+    return exploded.groupby(key, as_index=False)["score"].max().rename(columns={"score": "placement_score"})
 
 
 def with_placement_scores(markets: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:

@@ -228,7 +228,7 @@ def _event_counts(
 
 def _placement_days(placement: pd.DataFrame | None, markets: pd.DataFrame, start_s: int, n_days: int) -> np.ndarray:
     """(markets, days): the best AZ-level placement score of the market's pool fetched during each day (the best
-    of the configurations holding its type, as core.placement.market_scores takes), NaN where none was stored.
+    of the configurations holding its type: core.placement.market_scores, the gate's rule), NaN where none was stored.
     A score fetched during a day is stored before that day's end, so that day's features may use it."""
     out = np.full((len(markets), n_days), np.nan)
     if placement is None or placement.empty:
@@ -243,11 +243,11 @@ def _placement_days(placement: pd.DataFrame | None, markets: pd.DataFrame, start
     rows = rows[(rows["_day"] >= 0) & (rows["_day"] < n_days)]
     if rows.empty:
         return out
-    rows = rows.assign(instance_type=rows["instance_types"].astype(str).str.split(",")).explode("instance_type")
-    rows["instance_type"] = rows["instance_type"].str.strip()
-    best = rows.groupby(POOL_KEY + ["_day"], as_index=False)["score"].max()
+    from spot_pipelines.core.placement import market_scores  # the gate's rule; imported here, it loads botocore
+
+    best = market_scores(rows.assign(instance_types=rows["instance_types"].astype(str)), by=["_day"])
     hit = best.merge(markets[POOL_KEY].reset_index(names="_market"), on=POOL_KEY)
-    out[hit["_market"].to_numpy(), hit["_day"].to_numpy(np.int64)] = hit["score"].to_numpy(np.float64)
+    out[hit["_market"].to_numpy(), hit["_day"].to_numpy(np.int64)] = hit["placement_score"].to_numpy(np.float64)
     return out
 
 

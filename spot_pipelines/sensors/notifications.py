@@ -17,6 +17,7 @@ from spot_pipelines.db import optimization as opt
 from spot_pipelines.db.accounts import account_names
 from spot_pipelines.resources.app_database import AppDatabase
 from spot_pipelines.resources.notifications import Notifier
+from spot_pipelines.sensors.interruptions import parse_cursor
 
 
 def notify_for_run(app_db: AppDatabase, notifier: Notifier, run_id: str, log=None) -> dict[str, dict[str, bool]]:
@@ -81,10 +82,7 @@ def notify_new_alerts(
 ) -> tuple[dict[str, dict[str, bool]], str]:
     """Alert on what turned critical or hot since the state in `cursor` (the keys alerted and still so); a
     component or pool that recovers leaves the state, so its next turn alerts again. Returns (sent, new cursor)."""
-    try:
-        before = json.loads(cursor) if cursor else {}
-    except ValueError:
-        before = {}
+    before = parse_cursor(cursor)
     with app_db.transaction() as session:
         critical = health_rows.critical_components(session)
         hot = event_rows.read_hot_pools(session.connection(), utcnow(), burst or BurstConfig()).to_dict("records")
