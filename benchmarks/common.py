@@ -246,7 +246,11 @@ def replay_proxy_main(port: int, upstream: str) -> None:
     caller's account are ignored) is answered from memory. moto renders ~2 ms of Python per
     instance per DescribeInstances, serialised by its GIL; replaying its recorded answers leaves
     only what a client pays against a fast API: the injected latency, HTTP, parsing.
-    Control: POST /__replay/clear forgets everything; GET /__replay/stats returns hit counts.
+    Control: POST /__replay/clear forgets everything; POST /__replay/reset zeroes the counters
+    and keeps the recorded answers; POST /__replay/delay with a body of seconds makes every API
+    answer wait that long (latency on the server's side, so that `max_in_flight` counts calls
+    waiting on it); GET /__replay/stats returns hit counts and `max_in_flight`, the most requests
+    the front was serving at once (how many API calls were concurrent).
     """
     import http.client
     import json
@@ -256,7 +260,7 @@ def replay_proxy_main(port: int, upstream: str) -> None:
 
     target = urlsplit(upstream)
     cache: dict[tuple, tuple[int, list[tuple[str, str]], bytes]] = {}
-    stats = {"hits": 0, "forwarded": 0}
+    stats = {"hits": 0, "forwarded": 0, "in_flight": 0, "max_in_flight": 0, "delay_s": 0.0}
     lock = threading.Lock()
     scope_re = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/")
     hop_by_hop = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
@@ -278,12 +282,26 @@ def replay_proxy_main(port: int, upstream: str) -> None:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path.startswith("/__replay/"):
-                if self.path == "/__replay/clear":
-                    with lock:
-                        cache.clear()
                 with lock:
+                    if self.path == "/__replay/clear":
+                        cache.clear()
+                    if self.path == "/__replay/delay":
+                        stats["delay_s"] = float(body or 0)
+                    if self.path in ("/__replay/clear", "/__replay/reset"):
+                        stats.update(hits=0, forwarded=0, max_in_flight=stats["in_flight"])
                     payload = json.dumps({**stats, "entries": len(cache)}).encode()
                 return self._reply(200, [("Content-Type", "application/json")], payload)
+            with lock:
+                stats["in_flight"] += 1
+                stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
+            try:
+                time.sleep(stats["delay_s"])
+                self._answer(body)
+            finally:
+                with lock:
+                    stats["in_flight"] -= 1
+
+        def _answer(self, body: bytes) -> None:
             match = scope_re.search(self.headers.get("Authorization", ""))
             region, service = match.groups() if match else ("", "")
             cacheable = b"Action=Describe" in body
@@ -334,14 +352,15 @@ def replay_proxy(upstream: str) -> Iterator[str]:
         yield url
 
 
-def replay_control(url: str, action: str = "stats") -> dict[str, int]:
-    """`stats` or `clear` on a replay proxy."""
+def replay_control(url: str, action: str = "stats", body: bytes = b"") -> dict[str, Any]:
+    """`stats`, `reset` (counters only), `clear` (counters and recorded answers) or `delay`
+    (body: seconds every answer waits) on a replay proxy."""
     import json
 
     request = urllib.request.Request(
         f"{url}/__replay/{action}",
-        method="POST" if action == "clear" else "GET",
-        data=b"" if action == "clear" else None,
+        method="GET" if action == "stats" else "POST",
+        data=None if action == "stats" else body,
     )
     return json.loads(urllib.request.urlopen(request, timeout=10).read())
 
