@@ -160,8 +160,12 @@ def test_window_edges_ties_single_points_and_a_missing_on_demand_price():
     assert (result.scores["on_demand_price"] > 0).all() and (result.scores["price_to_on_demand"] > 0).all()
 
 
-def test_categorical_keys_score_like_strings(data):
+def test_categorical_keys_score_like_strings_and_a_row_missing_a_key_is_in_no_market(data):
     args = (data["on_demand"], data["advisor"], data["events"])
     plain = score_markets(data["prices"], *args, as_of=END).scores
     as_categories = data["prices"].astype({k: "category" for k in MARKET_KEY})
     pd.testing.assert_frame_equal(score_markets(as_categories, *args, as_of=END).scores, plain)
+    # A row without an instance type (inside the window) is no market's: the others score as if it were not there.
+    keyless = data["prices"].iloc[-1:].assign(instance_type=None, price=99.0)
+    mixed = pd.concat([data["prices"].iloc[:5], keyless, data["prices"].iloc[5:]], ignore_index=True)
+    pd.testing.assert_frame_equal(score_markets(mixed, *args, as_of=END).scores, plain)
