@@ -16,7 +16,7 @@
 3. Inference: `predict_proba` rows/s through the whole Pipeline (scaler + calibrated booster) vs the
    bare calibrated estimator on pre-scaled rows.
 
-Run alone: `python -m benchmarks.bench_optimization [--quick]`.
+Run alone: `python -m benchmarks.bench_optimization [--quick] [--only risk|recommendations|inference]`.
 """
 
 from __future__ import annotations
@@ -469,22 +469,30 @@ def bench_inference(quick: bool, log=print) -> list[dict[str, Any]]:
     ]
 
 
-def run(quick: bool = False, log=print) -> list[dict[str, Any]]:
+PARTS = ("recommendations", "inference", "risk")
+
+
+def run(quick: bool = False, log=print, only: str | None = None) -> list[dict[str, Any]]:
+    """All parts, or only one of PARTS."""
     rows = []
     # Recommendations first: OpenMP worker threads left spinning by scikit-learn's predict_proba would
     # otherwise steal the (two) cores from the pandas work that follows.
-    rows += bench_recommendations(quick, log)
-    rows += bench_inference(quick, log)
-    rows += bench_risk(quick, log)
+    if only in (None, "recommendations"):
+        rows += bench_recommendations(quick, log)
+    if only in (None, "inference"):
+        rows += bench_inference(quick, log)
+    if only in (None, "risk"):
+        rows += bench_risk(quick, log)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=PARTS, help="run only this part")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    rows = run(quick=args.quick)
+    rows = run(quick=args.quick, only=args.only)
     print(json.dumps(rows, indent=2))
     print(f"total {time.perf_counter() - t0:.0f} s, peak RSS {peak_rss_mb():.0f} MiB")
 
