@@ -70,8 +70,11 @@ def epoch_seconds(values: pd.Series) -> np.ndarray:
     """UTC epoch seconds (int64) of a datetime column; naive values are taken as UTC.
 
     Reads the integer representation directly: converting datetime64 units in numpy costs
-    far more than one integer division."""
-    arr = pd.to_datetime(values, utc=True).array
+    far more than one integer division. A datetime column's integers are UTC already (aware or
+    naive), so only other columns (strings, objects) are parsed: to_datetime would copy it."""
+    arr = values.array
+    if not isinstance(arr, pd.arrays.DatetimeArray):
+        arr = pd.to_datetime(values, utc=True).array
     per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[arr.unit]
     ints = arr.asi8
     return ints // per_second if per_second != 1 else ints.copy()
@@ -232,12 +235,18 @@ def build_panel(
         b = np.flatnonzero(new_cell)
         ends = np.r_[b[1:] - 1, n - 1]
         ucell = codes[b] * n_days + day[b]
+        del codes, new_cell  # per-row arrays are freed as soon as they are used: they set the peak memory
         last_price[ucell] = price[ends]
         day_max[ucell] = np.maximum.reduceat(price, b)
         changes[ucell] = np.add.reduceat(change.view(np.uint8), b, dtype=np.int64)
         abs_change[ucell] = np.add.reduceat(rel, b)
+        del rel
+        # The latest change per cell: ts where the row is a change, in day's buffer (no longer needed).
         none = np.iinfo(np.int64).min
-        lc = np.maximum.reduceat(np.where(change, ts, none), b)
+        changed_at = day
+        np.copyto(changed_at, none)
+        np.copyto(changed_at, ts, where=change)
+        lc = np.maximum.reduceat(changed_at, b)
         last_change[ucell] = np.where(lc != none, lc, np.nan)
     last_price = _ffill(last_price.reshape(shape))
     # A day's high is its own highest observation or the price carried into it, whichever is higher.
