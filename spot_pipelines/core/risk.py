@@ -70,8 +70,11 @@ def epoch_seconds(values: pd.Series) -> np.ndarray:
     """UTC epoch seconds (int64) of a datetime column; naive values are taken as UTC.
 
     Reads the integer representation directly: converting datetime64 units in numpy costs
-    far more than one integer division."""
-    arr = pd.to_datetime(values, utc=True).array
+    far more than one integer division. A datetime column's integers are UTC already (aware or
+    naive), so only other columns (strings, objects) are parsed: to_datetime would copy it."""
+    arr = values.array
+    if not isinstance(arr, pd.arrays.DatetimeArray):
+        arr = pd.to_datetime(values, utc=True).array
     per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[arr.unit]
     ints = arr.asi8
     return ints // per_second if per_second != 1 else ints.copy()
@@ -109,19 +112,69 @@ def _ffill(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def market_codes(prices: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """An int code per row and the market table (one hash pass over the four key columns)."""
+def _column_codes(col: pd.Series) -> tuple[np.ndarray, int]:
+    """Integer codes (-1: missing) and their count: a categorical's own codes, else one hash pass."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy(), len(col.cat.categories)
+    codes, uniques = pd.factorize(col)
+    return codes, len(uniques)
+
+
+def _market_runs(prices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Runs of consecutive rows of one market: (first row of each run, its market code, the market table).
+
+    Markets are numbered in order of first appearance (like groupby(sort=False)); -1: a key is missing.
+    Rows come in runs of one market (an ORDER BY or a columnar read), so runs are found by comparing
+    neighbours' small per-column codes and only a run's first row is combined and hashed."""
     missing = [c for c in MARKET_KEY + ["ts", "price"] if c not in prices.columns]
     if missing:
         raise ValidationError("prices", f"missing column(s) {', '.join(missing)}")
-    grouped = prices.groupby(MARKET_KEY, sort=False, observed=True, dropna=True)
-    codes = grouped.ngroup().to_numpy(np.int64)
-    extra = ["availability_zone"] if "availability_zone" in prices.columns else []
-    first = grouped[extra].first() if extra else grouped.size().to_frame("_n")[[]]
-    markets = first.reset_index()
-    for col in MARKET_KEY + extra:
+    n = len(prices)
+    cols = [_column_codes(prices[c]) for c in MARKET_KEY]
+    new_run = np.ones(n, dtype=bool)
+    for codes, _ in cols:
+        new_run[1:] &= codes[1:] == codes[:-1]
+    np.logical_not(new_run[1:], out=new_run[1:])
+    run = np.flatnonzero(new_run)
+    # One int64 per run: the columns' codes in mixed radix, renumbered densely if it would overflow.
+    key, span, absent = np.zeros(len(run), dtype=np.int64), 1, np.zeros(len(run), dtype=bool)
+    for codes, size in cols:
+        c = codes[run].astype(np.int64)
+        absent |= c < 0
+        if span * size >= 2**62:
+            key = pd.factorize(key)[0].astype(np.int64)
+            span = int(key.max()) + 1 if len(key) else 1
+        key = key * size + c
+        span *= max(size, 1)
+    code_of_run = np.full(len(run), -1, dtype=np.int64)
+    code_of_run[~absent] = pd.factorize(key[~absent])[0]
+    # A market's first run is the one where its code first exceeds every earlier code.
+    seen = np.maximum.accumulate(np.r_[-1, code_of_run])
+    first_row = run[code_of_run > seen[:-1]]
+    markets = prices[MARKET_KEY].iloc[first_row].reset_index(drop=True)
+    if "availability_zone" in prices.columns:
+        zone = prices["availability_zone"]
+        if zone.notna().all():
+            markets["availability_zone"] = zone.iloc[first_row].to_numpy()
+        else:  # the first zone name each market has (same market order as ours)
+            grouped = prices.groupby(MARKET_KEY, sort=False, observed=True, dropna=True)
+            markets["availability_zone"] = grouped["availability_zone"].first().to_numpy()
+    for col in markets.columns:
         markets[col] = markets[col].astype(str)
-    return codes, markets
+    return run, code_of_run, markets
+
+
+def market_codes(prices: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """An int code per row (markets in order of first appearance; -1: a key is missing) and the market table."""
+    run, code_of_run, markets = _market_runs(prices)
+    return np.repeat(code_of_run, np.diff(np.r_[run, len(prices)])), markets
+
+
+def _same_market(codes: np.ndarray) -> np.ndarray:
+    """Per row: is it in the same market as the row before?"""
+    same = np.zeros(len(codes), dtype=bool)
+    np.equal(codes[1:], codes[:-1], out=same[1:])
+    return same
 
 
 def build_panel(
@@ -135,36 +188,40 @@ def build_panel(
     if n_days < 1:
         raise ValidationError("window_days", "must be at least 1")
     start = _day_start(start)
-    codes, markets = market_codes(prices)
+    run, code_of_run, markets = _market_runs(prices)
+    codes = np.repeat(code_of_run, np.diff(np.r_[run, len(prices)]))
     ts = epoch_seconds(prices["ts"])
     price = prices["price"].to_numpy(np.float64)
+    if (code_of_run < 0).any():  # a row missing a key column is in no market
+        keyed = codes >= 0
+        codes, ts, price = codes[keyed], ts[keyed], price[keyed]
     if len(price) and (not np.isfinite(price).all() or (price <= 0).any()):
         bad = int((~np.isfinite(price) | (price <= 0)).sum())
         raise ValidationError("spot_price_history.price", f"{bad} row(s) are not a positive number")
-    # Sort by (market, ts) unless the reader already did (an ORDER BY makes this a cheap check).
-    if len(codes) > 1:
-        dc, dt = np.diff(codes), np.diff(ts)
-        if not ((dc > 0) | ((dc == 0) & (dt >= 0))).all():
-            order = np.lexsort((ts, codes))
-            codes, ts, price = codes[order], ts[order], price[order]
-        del dc, dt
     m, n = len(markets), len(codes)
+    same = _same_market(codes)
+    # Sort by (market, ts) unless the reader already did: one run per market, ts rising within each.
+    if n - int(same.sum()) != m or (same[1:] & (ts[1:] < ts[:-1])).any():
+        order = np.lexsort((ts, codes))
+        codes, ts, price = codes[order], ts[order], price[order]
+        same = _same_market(codes)
     start_s = int(start.timestamp())
-    day = (ts - start_s) // DAY
-    same = np.zeros(n, dtype=bool)
-    same[1:] = codes[1:] == codes[:-1]
-    prev = np.full(n, np.nan)
-    prev[1:] = price[:-1]
-    change = same & (price != prev)
-    rel = np.where(change, np.abs(price - prev) / np.where(same, prev, 1.0), 0.0)
-    del prev, same
-    keep = (day >= 0) & (day < n_days)
-    if not keep.all():
-        codes, ts, price, change, rel, day = (a[keep] for a in (codes, ts, price, change, rel, day))
+    # A change: a row whose price differs from the previous row of its market; rel: |step| / previous price.
+    step = np.diff(price)
+    change = np.zeros(n, dtype=bool)
+    np.logical_and(same[1:], step != 0, out=change[1:])
+    rel = np.zeros(n)
+    np.divide(np.abs(step, out=step), price[:-1], out=rel[1:], where=change[1:])
+    del step
+    if n and (ts.min() < start_s or ts.max() >= start_s + n_days * DAY):
+        keep = (ts >= start_s) & (ts < start_s + n_days * DAY)
+        codes, ts, price, change, rel = (a[keep] for a in (codes, ts, price, change, rel))
+        same, n = _same_market(codes), len(codes)
+    day = ts - start_s
+    day //= DAY
     first_ts = np.full(m, np.nan)
-    if len(codes):
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        first_ts[codes[starts]] = ts[starts]
+    starts = np.flatnonzero(~same)
+    first_ts[codes[starts]] = ts[starts]
     shape = (m, n_days)
     last_price = np.full(m * n_days, np.nan)
     day_max = np.full(m * n_days, np.nan)
@@ -172,16 +229,24 @@ def build_panel(
     abs_change = np.zeros(m * n_days)
     last_change = np.full(m * n_days, np.nan)
     if len(codes):
-        cell = codes * n_days + day
-        b = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
-        ends = np.r_[b[1:] - 1, len(cell) - 1]
-        ucell = cell[b]
+        # A (market, day) cell starts where the market or the day changes (rows are in (market, ts) order).
+        new_cell = ~same
+        new_cell[1:] |= day[1:] != day[:-1]
+        b = np.flatnonzero(new_cell)
+        ends = np.r_[b[1:] - 1, n - 1]
+        ucell = codes[b] * n_days + day[b]
+        del codes, new_cell  # per-row arrays are freed as soon as they are used: they set the peak memory
         last_price[ucell] = price[ends]
         day_max[ucell] = np.maximum.reduceat(price, b)
-        changes[ucell] = np.add.reduceat(change.astype(np.float64), b)
+        changes[ucell] = np.add.reduceat(change.view(np.uint8), b, dtype=np.int64)
         abs_change[ucell] = np.add.reduceat(rel, b)
+        del rel
+        # The latest change per cell: ts where the row is a change, in day's buffer (no longer needed).
         none = np.iinfo(np.int64).min
-        lc = np.maximum.reduceat(np.where(change, ts, none), b)
+        changed_at = day
+        np.copyto(changed_at, none)
+        np.copyto(changed_at, ts, where=change)
+        lc = np.maximum.reduceat(changed_at, b)
         last_change[ucell] = np.where(lc != none, lc, np.nan)
     last_price = _ffill(last_price.reshape(shape))
     # A day's high is its own highest observation or the price carried into it, whichever is higher.

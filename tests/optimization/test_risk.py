@@ -105,3 +105,67 @@ def test_bad_prices_and_windows_are_rejected_naming_the_field(data):
 def test_empty_history_scores_nothing(data):
     result = score_markets(data["prices"].iloc[:0], data["on_demand"], data["advisor"], None, as_of=END)
     assert result.scores.empty and result.skipped.empty
+
+
+def _edge_frame() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A 3-day window: a single point at its very start; a market with a row before the window, a tie and a row
+    at its end; a type whose on-demand price is missing."""
+    start = END - timedelta(days=3)
+    rows = [
+        ("m5.large", "use1-az1", start, 0.1),  # a single price point, exactly at the window start
+        ("m5.large", "use1-az2", start - timedelta(seconds=1), 0.1),  # before the window: carries no price
+        ("m5.large", "use1-az2", END - timedelta(days=2), 0.2),
+        ("m5.large", "use1-az2", END - timedelta(days=2), 0.3),  # same second: the later row is in force
+        ("m5.large", "use1-az2", END, 0.9),  # at the window's end: outside it
+        ("c5.large", "use1-az1", start + timedelta(hours=1), 0.05),
+    ]
+    prices = pd.DataFrame(
+        {
+            "ts": pd.to_datetime([r[2] for r in rows], utc=True),
+            "region": "us-east-1",
+            "availability_zone_id": [r[1] for r in rows],
+            "instance_type": [r[0] for r in rows],
+            "product_description": "Linux/UNIX",
+            "price": [r[3] for r in rows],
+        }
+    )
+    on_demand = pd.DataFrame(
+        {
+            "region": "us-east-1",
+            "instance_type": ["m5.large", "c5.large"],
+            "operating_system": "Linux",
+            "usd_per_hour": [1.0, np.nan],
+        }
+    )
+    advisor = on_demand[["region", "instance_type", "operating_system"]].assign(interruption_band=1, savings_pct=50)
+    return prices, on_demand, advisor
+
+
+def test_window_edges_ties_single_points_and_a_missing_on_demand_price():
+    prices, on_demand, advisor = _edge_frame()
+    result = score_markets(prices, on_demand, advisor, None, as_of=END, window_days=3)
+    got = result.scores.set_index("availability_zone_id")
+    assert list(got.index) == ["use1-az1", "use1-az2"]  # markets in order of first appearance
+    single, moved = got.loc["use1-az1"], got.loc["use1-az2"]
+    assert single["spot_price"] == 0.1 and single["changes_per_day"] == 0.0
+    assert single["price_mean"] == pytest.approx(0.1)
+    assert single["hours_since_change"] == 72.0  # no change: hours since its first row, capped at the window
+    # The row before the window makes its first row a change (0.1 -> 0.2); the tie is a second one (-> 0.3).
+    assert moved["spot_price"] == 0.3 and moved["price_mean"] == pytest.approx(0.3)
+    assert moved["changes_per_day"] == pytest.approx(2 / 3)
+    assert moved["mean_abs_change_pct"] == pytest.approx(75.0)
+    assert moved["hours_since_change"] == 48.0
+    # A missing on-demand price skips the market: it is never priced against zero.
+    assert set(result.skipped["instance_type"]) == {"c5.large"}
+    assert (result.scores["on_demand_price"] > 0).all() and (result.scores["price_to_on_demand"] > 0).all()
+
+
+def test_categorical_keys_score_like_strings_and_a_row_missing_a_key_is_in_no_market(data):
+    args = (data["on_demand"], data["advisor"], data["events"])
+    plain = score_markets(data["prices"], *args, as_of=END).scores
+    as_categories = data["prices"].astype({k: "category" for k in MARKET_KEY})
+    pd.testing.assert_frame_equal(score_markets(as_categories, *args, as_of=END).scores, plain)
+    # A row without an instance type (inside the window) is no market's: the others score as if it were not there.
+    keyless = data["prices"].iloc[-1:].assign(instance_type=None, price=99.0)
+    mixed = pd.concat([data["prices"].iloc[:5], keyless, data["prices"].iloc[5:]], ignore_index=True)
+    pd.testing.assert_frame_equal(score_markets(mixed, *args, as_of=END).scores, plain)
