@@ -253,3 +253,43 @@ def test_one_client_per_region_the_home_client_scans_its_region(aws):
     scan = scan_account(client_for, ["us-east-1", "eu-west-1"])
     assert sorted(built) == ["eu-west-1", "us-east-1"]  # not us-east-1 twice
     assert sorted(scan.scanned_regions) == ["eu-west-1", "us-east-1"] and len(scan.instances) == 3
+
+
+def test_gc_is_paused_during_a_scan_and_restored_after_it_even_when_it_fails(aws):
+    import gc
+
+    seen = []
+
+    def client_for(region):
+        seen.append(gc.isenabled())
+        return clients()(region)
+
+    assert gc.isenabled()
+    scan_account(client_for, ["eu-west-1"])
+    assert seen == [False, False] and gc.isenabled()  # home region, then eu-west-1
+
+    def broken(region):
+        raise RuntimeError("no client")
+
+    with pytest.raises(RuntimeError):
+        scan_account(broken, None)
+    assert gc.isenabled()
+
+
+def test_gc_stays_off_until_the_last_concurrent_scan_ends_and_stays_off_if_it_was_off():
+    import gc
+
+    from spot_pipelines.core.discovery import gc_paused
+
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer scan still runs
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # not ours to turn on
+    finally:
+        gc.enable()
