@@ -112,3 +112,28 @@ def test_a_missing_key_never_advises_a_new_one_when_secrets_are_stored(encryptio
             CredentialVault(encryption_key=missing).session_for(acct)
         assert "ENCRYPTION_KEY is not set" in str(err.value) and "set -a; . ./.env; set +a" in str(err.value)
         assert "generate" not in str(err.value)
+
+
+def test_sessions_of_different_accounts_share_botocores_data_loader_but_never_credentials(aws, encryption_key):
+    # Two vaults, as two runs in one process would have; a key account and a role account.
+    first, second = CredentialVault(encryption_key=encryption_key), CredentialVault(encryption_key=encryption_key)
+    keys = account(
+        id=2,
+        auth_method="keys",
+        aws_account_id=KEYS_ACCOUNT_ID,
+        role_arn=None,
+        access_key_id="AKIAIOSFODNN7EXAMPLE",
+        encrypted_secret=first.encrypt("wJalrXUtnFEMI/K7MDENG"),
+    )
+    role = account()
+    keys_session, role_session = first.session_for(keys), second.session_for(role)
+
+    loaders = {id(s._session.get_component("data_loader")) for s in (keys_session, role_session)}
+    assert len(loaders) == 1  # the EC2 model is read once per process
+    assert keys_session.get_credentials().secret_key == "wJalrXUtnFEMI/K7MDENG"
+    assert role_session.get_credentials().access_key != "AKIAIOSFODNN7EXAMPLE"
+    # Each account's clients act as that account (moto answers per account).
+    assert first.client(keys_session, "sts").get_caller_identity()["Account"] == KEYS_ACCOUNT_ID
+    assert second.client(role_session, "sts").get_caller_identity()["Account"] == ROLE_ACCOUNT_ID
+    assert KEYS_ACCOUNT_ID in first.validate(keys)
+    assert ROLE_ACCOUNT_ID in second.validate(role)

@@ -3,7 +3,9 @@ from datetime import timedelta
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from spot_pipelines.core.clock import utcnow
@@ -253,3 +255,140 @@ def test_one_client_per_region_the_home_client_scans_its_region(aws):
     scan = scan_account(client_for, ["us-east-1", "eu-west-1"])
     assert sorted(built) == ["eu-west-1", "us-east-1"]  # not us-east-1 twice
     assert sorted(scan.scanned_regions) == ["eu-west-1", "us-east-1"] and len(scan.instances) == 3
+
+
+def test_gc_is_paused_during_a_scan_and_restored_after_it_even_when_it_fails(aws):
+    import gc
+
+    seen = []
+
+    def client_for(region):
+        seen.append(gc.isenabled())
+        return clients()(region)
+
+    assert gc.isenabled()
+    scan_account(client_for, ["eu-west-1"])
+    assert seen == [False, False] and gc.isenabled()  # home region, then eu-west-1
+
+    def broken(region):
+        raise RuntimeError("no client")
+
+    with pytest.raises(RuntimeError):
+        scan_account(broken, None)
+    assert gc.isenabled()
+
+
+def test_gc_stays_off_until_the_last_concurrent_scan_ends_and_stays_off_if_it_was_off():
+    import gc
+
+    from spot_pipelines.core.discovery import gc_paused
+
+    with gc_paused():
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer scan still runs
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # not ours to turn on
+    finally:
+        gc.enable()
+
+
+def _paged_from(body: bytes, per_page: int):
+    """A before-send hook serving a recorded DescribeInstances answer in pages of `per_page` instances,
+    with NextToken as EC2 sends it: botocore's paginator, retries and parsers run as against AWS."""
+    import copy
+    from urllib.parse import parse_qs
+    from xml.etree import ElementTree
+
+    from tests.support.aws_fakes import _Raw
+
+    root = ElementTree.fromstring(body)
+    ns = root.tag[: root.tag.find("}") + 1]
+    for placement in root.iter(f"{ns}placement"):  # as AWS sends it (moto omits it)
+        zone = placement.find(f"{ns}availabilityZone").text
+        ElementTree.SubElement(placement, f"{ns}availabilityZoneId").text = f"euw1-az{zone[-1]}"
+    items = list(root.find(f"{ns}reservationSet"))
+    pages, page, count = [], [], 0
+    for item in items:
+        page.append(item)
+        count += len(item.findall(f"{ns}instancesSet/{ns}item"))
+        if count >= per_page:
+            pages.append(page)
+            page, count = [], 0
+    pages += [page] if page else []
+    tokens = []
+
+    def hook(request, event_name: str = "", **_):
+        if not event_name.endswith(".DescribeInstances"):
+            return None
+        token = parse_qs(request.body.decode() if isinstance(request.body, bytes) else request.body).get("NextToken")
+        tokens.append(token[0] if token else None)
+        n = int(token[0]) if token else 0
+        answer = copy.deepcopy(root)
+        reservations = answer.find(f"{ns}reservationSet")
+        for item in list(reservations):
+            reservations.remove(item)
+        reservations.extend(copy.deepcopy(pages[n]))
+        if n + 1 < len(pages):
+            ElementTree.SubElement(answer, f"{ns}nextToken").text = str(n + 1)
+        return AWSResponse(request.url, 200, {}, _Raw(ElementTree.tostring(answer)))
+
+    return hook, tokens
+
+
+def test_lean_parse_yields_botocores_rows_over_paginated_pages_of_more_than_1000_instances():
+    from moto import mock_aws
+
+    from spot_pipelines.core.discovery import instance_row
+
+    recorded = []
+    with mock_aws():
+        session = boto3.Session(region_name="eu-west-1")
+        for batch in range(11):  # 1,100 instances in 11 reservations: two pages of up to 1,000
+            seed_instances(
+                session,
+                "eu-west-1",
+                100,
+                ["m5.large", "c6g.large", "r5.large"][batch % 3],
+                spot=batch % 2 == 0,
+                tags={"team": f"t{batch}", "empty": ""} if batch % 4 else None,
+            )
+        ec2 = session.client("ec2", region_name="eu-west-1")
+        ec2.meta.events.register(
+            "after-call.ec2.DescribeInstances", lambda http_response, **_: recorded.append(http_response.content)
+        )
+        ec2.describe_instances()
+
+    hook, tokens = _paged_from(recorded[0], per_page=1000)
+    client = boto3.Session(aws_access_key_id="k", aws_secret_access_key="s").client("ec2", region_name="eu-west-1")
+    client.meta.events.register("before-send.ec2", hook)
+    full = [
+        instance
+        for page in client.get_paginator("describe_instances").paginate()  # botocore's full parse
+        for reservation in page["Reservations"]
+        for instance in reservation["Instances"]
+    ]
+    expected = [instance_row(raw, "eu-west-1", {}) for raw in full]
+    tokens.clear()
+
+    rows, calls = scan_region(client, "eu-west-1")
+
+    assert len(expected) == 1100 and rows == expected
+    assert calls == 2 and tokens == [None, "1"]  # botocore's paginator followed NextToken
+    assert any(r["lifecycle"] == "spot" for r in rows) and any(r["tags"].get("empty") == "" for r in rows)
+    # The hook is the scan's only: afterwards the client parses every member again.
+    assert "BlockDeviceMappings" in client.describe_instances()["Reservations"][0]["Instances"][0]
+
+
+def test_lean_parse_leaves_errors_to_botocore(aws):
+    from tests.support.aws_fakes import ec2_error_response
+
+    client = clients()("eu-west-1")
+    client.meta.events.register("before-send.ec2", lambda **_: ec2_error_response("InvalidParameterValue", 400))
+    with pytest.raises(ClientError) as raised:
+        scan_region(client, "eu-west-1")
+    assert raised.value.response["Error"]["Code"] == "InvalidParameterValue"
