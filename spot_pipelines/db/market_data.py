@@ -6,9 +6,12 @@ Models, readers and writers of the market-data domain. The tables are created by
 
 from __future__ import annotations
 
+import contextlib
 import io
+import queue
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -135,7 +138,7 @@ class InstanceTypeSpec(Base):
 # ---------------------------------------------------------------------------------------------
 
 SQLITE_BATCH_ROWS = 20_000
-CSV_CHUNK_ROWS = 50_000
+CSV_CHUNK_ROWS = 20_000  # ~2 MB of CSV: small enough that the server starts early, big enough to batch
 # Staging holds the slice without its (constant) day and with `ts` as integer microseconds since
 # the epoch: both make the CSV cheap to produce, and the conversion back is exact.
 STAGE_COLUMNS = [c for c in SPOT_PRICE_COLUMNS if c != "day"]
@@ -163,19 +166,31 @@ def _text_column(series: pd.Series) -> np.ndarray:
 
 
 def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.BytesIO:
-    """The slice as headerless CSV in staging-column order, built column-wise in chunks (pandas'
-    to_csv formats cell by cell and is ~4x slower here; chunks bound the transient string objects).
-    Text columns are AWS identifiers: a delimiter or quote in one is refused, not escaped.
-    Bytes, not a StringIO: that one keeps 4 bytes per character while it is written to."""
+    """The slice as headerless CSV in staging-column order, all of it in one buffer (see
+    `_csv_chunks`). Bytes, not a StringIO: that one keeps 4 bytes per character while written to."""
+    _check_csv_text(frame)
     buf = io.BytesIO()
-    if not len(frame):
-        return buf
+    for chunk in _csv_chunks(frame, chunk_rows):
+        buf.write(chunk)
+    buf.seek(0)
+    return buf
+
+
+def _check_csv_text(frame: pd.DataFrame) -> None:
+    """Text columns are AWS identifiers: a delimiter or quote in one is refused, not escaped."""
     for col in STAGE_COLUMNS[1:6]:
         values = (
             frame[col].cat.categories if isinstance(frame[col].dtype, pd.CategoricalDtype) else pd.unique(frame[col])
         )
         if any("," in str(v) or '"' in str(v) or "\n" in str(v) for v in values):
             raise ValueError(f"{col} holds a CSV delimiter or quote")
+
+
+def _csv_chunks(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """The CSV of `chunk_rows` rows at a time, built column-wise (pandas' to_csv formats cell by cell
+    and is ~4x slower here; chunks bound the transient string objects). `_check_csv_text` first."""
+    if not len(frame):
+        return
     ts = pd.DatetimeIndex(frame["ts"])
     ts_us = (ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts).as_unit("us").asi8
     prices = frame["price"].to_numpy(dtype=float)
@@ -186,9 +201,49 @@ def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.
         cols += [_text_column(frame[c].iloc[part]) for c in STAGE_COLUMNS[1:6]]
         cols.append(np.asarray(list(map(repr, prices[part].tolist())), dtype=object))
         cols.append(np.where(day_open[part], "t", "f").astype(object))
-        buf.write(("\n".join(map(",".join, zip(*cols))) + "\n").encode())
-    buf.seek(0)
-    return buf
+        yield ("\n".join(map(",".join, zip(*cols))) + "\n").encode()
+
+
+class _Prefetched:
+    """A file-like for COPY whose `read()` returns the next chunk, serialized ahead by a thread: the
+    server parses one chunk while this process builds the next (on two cores that hides most of the
+    serialization). At most `depth` chunks wait in memory. `error` is what the producer raised."""
+
+    def __init__(self, chunks: Iterator[bytes], depth: int = 2):
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(chunks,), daemon=True)
+        self._thread.start()
+
+    def _produce(self, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the reader, which fails the COPY with it
+            self.error = exc
+        self._queue.put(b"")  # end of data; the stop check above keeps this from blocking a closed reader
+
+    def read(self, _size: int = -1) -> bytes:
+        chunk = self._queue.get()
+        if not chunk and self.error is not None:
+            raise self.error
+        return chunk
+
+    def close(self) -> None:
+        """Stop the producer (a failed COPY stops reading) and wait for it."""
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)
+        self._thread.join()
 
 
 def _check_slice(
@@ -277,13 +332,23 @@ def replace_spot_price_day(
 
 @contextmanager
 def _staged(engine: Engine, frame: pd.DataFrame):
-    """A Postgres cursor in one transaction whose staging table holds `frame` (COPY of its CSV): the caller
-    moves the rows into spot_price_history; committed when the block ends, rolled back on any error."""
+    """A Postgres cursor in one transaction whose staging table holds `frame` (COPY of its CSV, streamed
+    while it is built): the caller moves the rows into spot_price_history; committed when the block
+    ends, rolled back on any error."""
+    _check_csv_text(frame)  # bad input fails here with its own message, before any SQL
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
             cur.execute(_STAGE_DDL)
-            cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", spot_price_csv(frame))
+            source = _Prefetched(_csv_chunks(frame, CSV_CHUNK_ROWS))
+            try:
+                cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", source)
+            except Exception as exc:
+                if source.error is not None:  # psycopg2 reports it as a cancelled COPY; raise the cause
+                    raise source.error from exc
+                raise
+            finally:
+                source.close()
             yield cur
         raw.commit()
     except BaseException:
