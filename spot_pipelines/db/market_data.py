@@ -139,22 +139,13 @@ class InstanceTypeSpec(Base):
 
 SQLITE_BATCH_ROWS = 20_000
 CSV_CHUNK_ROWS = 20_000  # ~2 MB of CSV: small enough that the server starts early, big enough to batch
-# Staging holds the slice without its (constant) day and with `ts` as integer microseconds since
-# the epoch: both make the CSV cheap to produce, and the conversion back is exact.
-STAGE_COLUMNS = [c for c in SPOT_PRICE_COLUMNS if c != "day"]
-_STAGE_DDL = """
-CREATE TEMP TABLE spot_price_stage (
-    ts_us bigint NOT NULL, region text NOT NULL, availability_zone text NOT NULL,
-    availability_zone_id text NOT NULL, instance_type text NOT NULL, product_description text NOT NULL,
-    price double precision NOT NULL, is_day_open boolean NOT NULL
-) ON COMMIT DROP
-"""
-_STAGE_TO_TABLE = """
-INSERT INTO spot_price_history (day, ts, region, availability_zone, availability_zone_id, instance_type,
-                                product_description, price, is_day_open)
-SELECT %s, to_timestamp(0) + ts_us * interval '1 microsecond', region, availability_zone,
-       availability_zone_id, instance_type, product_description, price, is_day_open
-FROM spot_price_stage
+COPY_COLUMNS = ", ".join(SPOT_PRICE_COLUMNS)  # the CSV's column order
+TEXT_COLUMNS = SPOT_PRICE_COLUMNS[2:7]  # region … product_description
+# The hourly merge cannot COPY into the table (it must skip stored keys): it stages the rows first.
+_STAGE_DDL = "CREATE TEMP TABLE spot_price_stage (LIKE spot_price_history) ON COMMIT DROP"
+_MERGE_STAGE = f"""
+INSERT INTO spot_price_history ({COPY_COLUMNS}) SELECT {COPY_COLUMNS} FROM spot_price_stage
+ON CONFLICT ON CONSTRAINT pk_spot_price_history DO NOTHING
 """
 
 
@@ -165,12 +156,12 @@ def _text_column(series: pd.Series) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
-def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.BytesIO:
-    """The slice as headerless CSV in staging-column order, all of it in one buffer (see
+def spot_price_csv(frame: pd.DataFrame, day: date, chunk_rows: int = CSV_CHUNK_ROWS) -> io.BytesIO:
+    """`day`'s slice as headerless CSV in COPY_COLUMNS order, all of it in one buffer (see
     `_csv_chunks`). Bytes, not a StringIO: that one keeps 4 bytes per character while written to."""
     _check_csv_text(frame)
     buf = io.BytesIO()
-    for chunk in _csv_chunks(frame, chunk_rows):
+    for chunk in _csv_chunks(frame, day, chunk_rows):
         buf.write(chunk)
     buf.seek(0)
     return buf
@@ -178,7 +169,7 @@ def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.
 
 def _check_csv_text(frame: pd.DataFrame) -> None:
     """Text columns are AWS identifiers: a delimiter or quote in one is refused, not escaped."""
-    for col in STAGE_COLUMNS[1:6]:
+    for col in TEXT_COLUMNS:
         values = (
             frame[col].cat.categories if isinstance(frame[col].dtype, pd.CategoricalDtype) else pd.unique(frame[col])
         )
@@ -186,19 +177,25 @@ def _check_csv_text(frame: pd.DataFrame) -> None:
             raise ValueError(f"{col} holds a CSV delimiter or quote")
 
 
-def _csv_chunks(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+def _csv_chunks(frame: pd.DataFrame, day: date, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
     """The CSV of `chunk_rows` rows at a time, built column-wise (pandas' to_csv formats cell by cell
-    and is ~4x slower here; chunks bound the transient string objects). `_check_csv_text` first."""
+    and is ~4x slower here; chunks bound the transient string objects). `_check_csv_text` first.
+    Each distinct timestamp is formatted once, together with the (constant) day: "day,ISO-8601 Z"."""
     if not len(frame):
         return
     ts = pd.DatetimeIndex(frame["ts"])
     ts_us = (ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts).as_unit("us").asi8
+    ts_codes, distinct = pd.factorize(ts_us)
+    unit = "us" if (distinct % 1_000_000).any() else "s"  # AWS stamps are whole seconds: shorter text
+    stamps = np.asarray(
+        [f"{day},{s}Z" for s in np.datetime_as_string(distinct.astype("datetime64[us]"), unit=unit)], dtype=object
+    )
     prices = frame["price"].to_numpy(dtype=float)
     day_open = frame["is_day_open"].to_numpy(dtype=bool)
     for start in range(0, len(frame), chunk_rows):
         part = slice(start, start + chunk_rows)
-        cols = [ts_us[part].astype(str).astype(object)]
-        cols += [_text_column(frame[c].iloc[part]) for c in STAGE_COLUMNS[1:6]]
+        cols = [stamps[ts_codes[part]]]
+        cols += [_text_column(frame[c].iloc[part]) for c in TEXT_COLUMNS]
         cols.append(np.asarray(list(map(repr, prices[part].tolist())), dtype=object))
         cols.append(np.where(day_open[part], "t", "f").astype(object))
         yield ("\n".join(map(",".join, zip(*cols))) + "\n").encode()
@@ -287,7 +284,8 @@ def replace_spot_price_day(
     other types and products (a filtered backfill never deletes what it did not fetch), and the
     rows of `keep_types` (region → instance types that came back empty this time).
 
-    Postgres: COPY into a temporary staging table, then DELETE the slice and INSERT from staging.
+    Postgres: DELETE the slice, then COPY the rows straight into the table (a key deleted earlier in the
+    same transaction can be inserted again), the CSV streamed while it is built.
     SQLite: DELETE the slice and batched executemany inserts. Returns the number of rows written.
     """
     _check_slice(frame, day, regions, instance_types, products)
@@ -308,10 +306,11 @@ def replace_spot_price_day(
             if values is not None:
                 where.append(f"{column} = ANY(%s)")
                 params.append(values)
-        with _staged(engine, frame) as cur:
+        _check_csv_text(frame)  # bad input fails here with its own message, before any SQL
+        with _pg_transaction(engine) as cur:
             cur.execute("DELETE FROM spot_price_history WHERE " + " AND ".join(where), params)
-            cur.execute(_STAGE_TO_TABLE, (day,))
-            return cur.rowcount
+            _copy_frame(cur, "spot_price_history", frame, day)
+        return len(frame)
     table = SpotPrice.__table__
     slice_ = [
         table.c.day == day,
@@ -331,24 +330,11 @@ def replace_spot_price_day(
 
 
 @contextmanager
-def _staged(engine: Engine, frame: pd.DataFrame):
-    """A Postgres cursor in one transaction whose staging table holds `frame` (COPY of its CSV, streamed
-    while it is built): the caller moves the rows into spot_price_history; committed when the block
-    ends, rolled back on any error."""
-    _check_csv_text(frame)  # bad input fails here with its own message, before any SQL
+def _pg_transaction(engine: Engine):
+    """A raw Postgres cursor in one transaction: committed when the block ends, rolled back on any error."""
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
-            cur.execute(_STAGE_DDL)
-            source = _Prefetched(_csv_chunks(frame, CSV_CHUNK_ROWS))
-            try:
-                cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", source)
-            except Exception as exc:
-                if source.error is not None:  # psycopg2 reports it as a cancelled COPY; raise the cause
-                    raise source.error from exc
-                raise
-            finally:
-                source.close()
             yield cur
         raw.commit()
     except BaseException:
@@ -356,6 +342,19 @@ def _staged(engine: Engine, frame: pd.DataFrame):
         raise
     finally:
         raw.close()
+
+
+def _copy_frame(cur, table: str, frame: pd.DataFrame, day: date) -> None:
+    """COPY `frame` into `table`, its CSV built chunk by chunk in a thread while the server reads it."""
+    source = _Prefetched(_csv_chunks(frame, day, CSV_CHUNK_ROWS))
+    try:
+        cur.copy_expert(f"COPY {table} ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)", source)
+    except Exception as exc:
+        if source.error is not None:  # psycopg2 reports it as a cancelled COPY; raise the cause
+            raise source.error from exc
+        raise
+    finally:
+        source.close()
 
 
 def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
@@ -371,8 +370,11 @@ def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
     table = SpotPrice.__table__
     count = select(func.count()).select_from(table).where(table.c.day == day)
     if engine.dialect.name == "postgresql":
-        with _staged(engine, frame) as cur:
-            cur.execute(_STAGE_TO_TABLE + " ON CONFLICT ON CONSTRAINT pk_spot_price_history DO NOTHING", (day,))
+        _check_csv_text(frame)
+        with _pg_transaction(engine) as cur:
+            cur.execute(_STAGE_DDL)
+            _copy_frame(cur, "spot_price_stage", frame, day)
+            cur.execute(_MERGE_STAGE)
             return cur.rowcount
     stmt = sqlite.insert(table).on_conflict_do_nothing(
         index_elements=["availability_zone_id", "instance_type", "product_description", "ts"]

@@ -42,7 +42,7 @@ def test_replace_day_is_exact_and_idempotent(db_url):
     pd.testing.assert_frame_equal(first, again)
     stored = _stored(db_url, DAY)
     assert len(stored) == len(day1) and stored["is_day_open"].sum() == day1["is_day_open"].sum()
-    # Values survive the trip exactly (COPY's epoch-microsecond staging included).
+    # Values survive the trip exactly (COPY's text timestamps and floats included).
     expected = day1.sort_values(["availability_zone_id", "instance_type", "ts"])
     assert list(pd.to_datetime(stored["ts"], utc=True)) == list(expected["ts"])
     assert stored["price"].tolist() == expected["price"].tolist()
@@ -316,6 +316,7 @@ def test_day_written_in_many_chunks_is_stored_once_and_a_merge_after_it_adds_not
     monkeypatch.setattr(market, "CSV_CHUNK_ROWS", 7)
     engine = get_engine(db_url)
     day = _day(DAY)
+    day.loc[day.index[-1], "ts"] += pd.Timedelta(microseconds=250_001)  # sub-second stamps survive too
     regions = ["us-east-1", "eu-west-1"]
     assert len(day) > 10 * 7
     assert market.replace_spot_price_day(engine, DAY, regions, day) == len(day)
