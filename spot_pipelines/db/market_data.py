@@ -7,6 +7,7 @@ Models, readers and writers of the market-data domain. The tables are created by
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import queue
 import tempfile
@@ -307,9 +308,9 @@ def replace_spot_price_day(
                 where.append(f"{column} = ANY(%s)")
                 params.append(values)
         _check_csv_text(frame)  # bad input fails here with its own message, before any SQL
-        with _pg_transaction(engine) as cur:
+        with _pg_copying(engine, frame, day) as (cur, copy):
             cur.execute("DELETE FROM spot_price_history WHERE " + " AND ".join(where), params)
-            _copy_frame(cur, "spot_price_history", frame, day)
+            copy("spot_price_history")
         return len(frame)
     table = SpotPrice.__table__
     slice_ = [
@@ -344,17 +345,26 @@ def _pg_transaction(engine: Engine):
         raw.close()
 
 
-def _copy_frame(cur, table: str, frame: pd.DataFrame, day: date) -> None:
-    """COPY `frame` into `table`, its CSV built chunk by chunk in a thread while the server reads it."""
+@contextmanager
+def _pg_copying(engine: Engine, frame: pd.DataFrame, day: date):
+    """`_pg_transaction`'s cursor and a `copy(table)` that COPYs `frame` into `table`. The CSV is built
+    chunk by chunk in a thread from the start, so building it overlaps the statements before the COPY
+    and the server reading it."""
     source = _Prefetched(_csv_chunks(frame, day, CSV_CHUNK_ROWS))
+    try:
+        with _pg_transaction(engine) as cur:
+            yield cur, functools.partial(_copy, cur, source)
+    finally:
+        source.close()
+
+
+def _copy(cur, source: _Prefetched, table: str) -> None:
     try:
         cur.copy_expert(f"COPY {table} ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)", source)
     except Exception as exc:
         if source.error is not None:  # psycopg2 reports it as a cancelled COPY; raise the cause
             raise source.error from exc
         raise
-    finally:
-        source.close()
 
 
 def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
@@ -371,9 +381,9 @@ def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
     count = select(func.count()).select_from(table).where(table.c.day == day)
     if engine.dialect.name == "postgresql":
         _check_csv_text(frame)
-        with _pg_transaction(engine) as cur:
+        with _pg_copying(engine, frame, day) as (cur, copy):
             cur.execute(_STAGE_DDL)
-            _copy_frame(cur, "spot_price_stage", frame, day)
+            copy("spot_price_stage")
             cur.execute(_MERGE_STAGE)
             return cur.rowcount
     stmt = sqlite.insert(table).on_conflict_do_nothing(
