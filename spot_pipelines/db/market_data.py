@@ -6,9 +6,13 @@ Models, readers and writers of the market-data domain. The tables are created by
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
+import queue
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -135,23 +139,14 @@ class InstanceTypeSpec(Base):
 # ---------------------------------------------------------------------------------------------
 
 SQLITE_BATCH_ROWS = 20_000
-CSV_CHUNK_ROWS = 50_000
-# Staging holds the slice without its (constant) day and with `ts` as integer microseconds since
-# the epoch: both make the CSV cheap to produce, and the conversion back is exact.
-STAGE_COLUMNS = [c for c in SPOT_PRICE_COLUMNS if c != "day"]
-_STAGE_DDL = """
-CREATE TEMP TABLE spot_price_stage (
-    ts_us bigint NOT NULL, region text NOT NULL, availability_zone text NOT NULL,
-    availability_zone_id text NOT NULL, instance_type text NOT NULL, product_description text NOT NULL,
-    price double precision NOT NULL, is_day_open boolean NOT NULL
-) ON COMMIT DROP
-"""
-_STAGE_TO_TABLE = """
-INSERT INTO spot_price_history (day, ts, region, availability_zone, availability_zone_id, instance_type,
-                                product_description, price, is_day_open)
-SELECT %s, to_timestamp(0) + ts_us * interval '1 microsecond', region, availability_zone,
-       availability_zone_id, instance_type, product_description, price, is_day_open
-FROM spot_price_stage
+CSV_CHUNK_ROWS = 20_000  # ~2 MB of CSV: small enough that the server starts early, big enough to batch
+COPY_COLUMNS = ", ".join(SPOT_PRICE_COLUMNS)  # the CSV's column order
+TEXT_COLUMNS = SPOT_PRICE_COLUMNS[2:7]  # region … product_description
+# The hourly merge cannot COPY into the table (it must skip stored keys): it stages the rows first.
+_STAGE_DDL = "CREATE TEMP TABLE spot_price_stage (LIKE spot_price_history) ON COMMIT DROP"
+_MERGE_STAGE = f"""
+INSERT INTO spot_price_history ({COPY_COLUMNS}) SELECT {COPY_COLUMNS} FROM spot_price_stage
+ON CONFLICT ON CONSTRAINT pk_spot_price_history DO NOTHING
 """
 
 
@@ -162,33 +157,91 @@ def _text_column(series: pd.Series) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
-def spot_price_csv(frame: pd.DataFrame, chunk_rows: int = CSV_CHUNK_ROWS) -> io.BytesIO:
-    """The slice as headerless CSV in staging-column order, built column-wise in chunks (pandas'
-    to_csv formats cell by cell and is ~4x slower here; chunks bound the transient string objects).
-    Text columns are AWS identifiers: a delimiter or quote in one is refused, not escaped.
-    Bytes, not a StringIO: that one keeps 4 bytes per character while it is written to."""
+def spot_price_csv(frame: pd.DataFrame, day: date, chunk_rows: int = CSV_CHUNK_ROWS) -> io.BytesIO:
+    """`day`'s slice as headerless CSV in COPY_COLUMNS order, all of it in one buffer (see
+    `_csv_chunks`). Bytes, not a StringIO: that one keeps 4 bytes per character while written to."""
+    _check_csv_text(frame)
     buf = io.BytesIO()
-    if not len(frame):
-        return buf
-    for col in STAGE_COLUMNS[1:6]:
+    for chunk in _csv_chunks(frame, day, chunk_rows):
+        buf.write(chunk)
+    buf.seek(0)
+    return buf
+
+
+def _check_csv_text(frame: pd.DataFrame) -> None:
+    """Text columns are AWS identifiers: a delimiter or quote in one is refused, not escaped."""
+    for col in TEXT_COLUMNS:
         values = (
             frame[col].cat.categories if isinstance(frame[col].dtype, pd.CategoricalDtype) else pd.unique(frame[col])
         )
         if any("," in str(v) or '"' in str(v) or "\n" in str(v) for v in values):
             raise ValueError(f"{col} holds a CSV delimiter or quote")
+
+
+def _csv_chunks(frame: pd.DataFrame, day: date, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+    """The CSV of `chunk_rows` rows at a time, built column-wise (pandas' to_csv formats cell by cell
+    and is ~4x slower here; chunks bound the transient string objects). `_check_csv_text` first.
+    Each distinct timestamp is formatted once, together with the (constant) day: "day,ISO-8601 Z"."""
+    if not len(frame):
+        return
     ts = pd.DatetimeIndex(frame["ts"])
     ts_us = (ts.tz_convert("UTC").tz_localize(None) if ts.tz is not None else ts).as_unit("us").asi8
+    ts_codes, distinct = pd.factorize(ts_us)
+    unit = "us" if (distinct % 1_000_000).any() else "s"  # AWS stamps are whole seconds: shorter text
+    stamps = np.asarray(
+        [f"{day},{s}Z" for s in np.datetime_as_string(distinct.astype("datetime64[us]"), unit=unit)], dtype=object
+    )
     prices = frame["price"].to_numpy(dtype=float)
     day_open = frame["is_day_open"].to_numpy(dtype=bool)
     for start in range(0, len(frame), chunk_rows):
         part = slice(start, start + chunk_rows)
-        cols = [ts_us[part].astype(str).astype(object)]
-        cols += [_text_column(frame[c].iloc[part]) for c in STAGE_COLUMNS[1:6]]
+        cols = [stamps[ts_codes[part]]]
+        cols += [_text_column(frame[c].iloc[part]) for c in TEXT_COLUMNS]
         cols.append(np.asarray(list(map(repr, prices[part].tolist())), dtype=object))
         cols.append(np.where(day_open[part], "t", "f").astype(object))
-        buf.write(("\n".join(map(",".join, zip(*cols))) + "\n").encode())
-    buf.seek(0)
-    return buf
+        yield ("\n".join(map(",".join, zip(*cols))) + "\n").encode()
+
+
+class _Prefetched:
+    """A file-like for COPY whose `read()` returns the next chunk, serialized ahead by a thread: the
+    server parses one chunk while this process builds the next (on two cores that hides most of the
+    serialization). At most `depth` chunks wait in memory. `error` is what the producer raised."""
+
+    def __init__(self, chunks: Iterator[bytes], depth: int = 2):
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(chunks,), daemon=True)
+        self._thread.start()
+
+    def _produce(self, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the reader, which fails the COPY with it
+            self.error = exc
+        self._queue.put(b"")  # end of data; the stop check above keeps this from blocking a closed reader
+
+    def read(self, _size: int = -1) -> bytes:
+        chunk = self._queue.get()
+        if not chunk and self.error is not None:
+            raise self.error
+        return chunk
+
+    def close(self) -> None:
+        """Stop the producer (a failed COPY stops reading) and wait for it."""
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.1)
+        self._thread.join()
 
 
 def _check_slice(
@@ -232,7 +285,8 @@ def replace_spot_price_day(
     other types and products (a filtered backfill never deletes what it did not fetch), and the
     rows of `keep_types` (region → instance types that came back empty this time).
 
-    Postgres: COPY into a temporary staging table, then DELETE the slice and INSERT from staging.
+    Postgres: DELETE the slice, then COPY the rows straight into the table (a key deleted earlier in the
+    same transaction can be inserted again), the CSV streamed while it is built.
     SQLite: DELETE the slice and batched executemany inserts. Returns the number of rows written.
     """
     _check_slice(frame, day, regions, instance_types, products)
@@ -253,10 +307,11 @@ def replace_spot_price_day(
             if values is not None:
                 where.append(f"{column} = ANY(%s)")
                 params.append(values)
-        with _staged(engine, frame) as cur:
+        _check_csv_text(frame)  # bad input fails here with its own message, before any SQL
+        with _pg_copying(engine, frame, day) as (cur, copy):
             cur.execute("DELETE FROM spot_price_history WHERE " + " AND ".join(where), params)
-            cur.execute(_STAGE_TO_TABLE, (day,))
-            return cur.rowcount
+            copy("spot_price_history")
+        return len(frame)
     table = SpotPrice.__table__
     slice_ = [
         table.c.day == day,
@@ -276,14 +331,11 @@ def replace_spot_price_day(
 
 
 @contextmanager
-def _staged(engine: Engine, frame: pd.DataFrame):
-    """A Postgres cursor in one transaction whose staging table holds `frame` (COPY of its CSV): the caller
-    moves the rows into spot_price_history; committed when the block ends, rolled back on any error."""
+def _pg_transaction(engine: Engine):
+    """A raw Postgres cursor in one transaction: committed when the block ends, rolled back on any error."""
     raw = engine.raw_connection()
     try:
         with raw.cursor() as cur:
-            cur.execute(_STAGE_DDL)
-            cur.copy_expert("COPY spot_price_stage FROM STDIN WITH (FORMAT csv)", spot_price_csv(frame))
             yield cur
         raw.commit()
     except BaseException:
@@ -291,6 +343,28 @@ def _staged(engine: Engine, frame: pd.DataFrame):
         raise
     finally:
         raw.close()
+
+
+@contextmanager
+def _pg_copying(engine: Engine, frame: pd.DataFrame, day: date):
+    """`_pg_transaction`'s cursor and a `copy(table)` that COPYs `frame` into `table`. The CSV is built
+    chunk by chunk in a thread from the start, so building it overlaps the statements before the COPY
+    and the server reading it."""
+    source = _Prefetched(_csv_chunks(frame, day, CSV_CHUNK_ROWS))
+    try:
+        with _pg_transaction(engine) as cur:
+            yield cur, functools.partial(_copy, cur, source)
+    finally:
+        source.close()
+
+
+def _copy(cur, source: _Prefetched, table: str) -> None:
+    try:
+        cur.copy_expert(f"COPY {table} ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)", source)
+    except Exception as exc:
+        if source.error is not None:  # psycopg2 reports it as a cancelled COPY; raise the cause
+            raise source.error from exc
+        raise
 
 
 def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
@@ -306,8 +380,11 @@ def merge_spot_prices(engine: Engine, day: date, frame: pd.DataFrame) -> int:
     table = SpotPrice.__table__
     count = select(func.count()).select_from(table).where(table.c.day == day)
     if engine.dialect.name == "postgresql":
-        with _staged(engine, frame) as cur:
-            cur.execute(_STAGE_TO_TABLE + " ON CONFLICT ON CONSTRAINT pk_spot_price_history DO NOTHING", (day,))
+        _check_csv_text(frame)
+        with _pg_copying(engine, frame, day) as (cur, copy):
+            cur.execute(_STAGE_DDL)
+            copy("spot_price_stage")
+            cur.execute(_MERGE_STAGE)
             return cur.rowcount
     stmt = sqlite.insert(table).on_conflict_do_nothing(
         index_elements=["availability_zone_id", "instance_type", "product_description", "ts"]

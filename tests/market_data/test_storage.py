@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date, timedelta
 
 import pandas as pd
@@ -41,7 +42,7 @@ def test_replace_day_is_exact_and_idempotent(db_url):
     pd.testing.assert_frame_equal(first, again)
     stored = _stored(db_url, DAY)
     assert len(stored) == len(day1) and stored["is_day_open"].sum() == day1["is_day_open"].sum()
-    # Values survive the trip exactly (COPY's epoch-microsecond staging included).
+    # Values survive the trip exactly (COPY's text timestamps and floats included).
     expected = day1.sort_values(["availability_zone_id", "instance_type", "ts"])
     assert list(pd.to_datetime(stored["ts"], utc=True)) == list(expected["ts"])
     assert stored["price"].tolist() == expected["price"].tolist()
@@ -308,6 +309,65 @@ def test_merge_adds_what_is_missing_and_never_deletes_or_changes_a_stored_row(db
     # The full load of the day afterwards replaces the slice: each key once.
     market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], day)
     assert len(_stored(db_url)) == len(day) and market.spot_price_stats(engine, [DAY]).duplicates == 0
+
+
+def test_day_written_in_many_chunks_is_stored_once_and_a_merge_after_it_adds_nothing(db_url, monkeypatch):
+    """Postgres streams the CSV in chunks while it is built: every chunk lands once, in one transaction."""
+    monkeypatch.setattr(market, "CSV_CHUNK_ROWS", 7)
+    engine = get_engine(db_url)
+    day = _day(DAY)
+    day.loc[day.index[-1], "ts"] += pd.Timedelta(microseconds=250_001)  # sub-second stamps survive too
+    regions = ["us-east-1", "eu-west-1"]
+    assert len(day) > 10 * 7
+    assert market.replace_spot_price_day(engine, DAY, regions, day) == len(day)
+    assert market.replace_spot_price_day(engine, DAY, regions, day) == len(day)
+    stored = _stored(db_url)
+    expected = day.sort_values(["availability_zone_id", "instance_type", "ts"])
+    assert len(stored) == len(day) and stored["price"].tolist() == expected["price"].tolist()
+    assert list(pd.to_datetime(stored["ts"], utc=True)) == list(expected["ts"])
+    # The hourly refresh after the full load brings the same keys: nothing added, nothing duplicated.
+    assert market.merge_spot_prices(engine, DAY, day.iloc[-40:]) == 0
+    pd.testing.assert_frame_equal(stored, _stored(db_url))
+    assert market.spot_price_stats(engine, [DAY]).duplicates == 0
+
+
+@pytest.mark.postgres
+def test_text_with_a_csv_delimiter_is_refused_by_column_and_the_stored_day_stays(pg_url):
+    engine = get_engine(pg_url)
+    good = _day(DAY)
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], good)
+    before = _stored(pg_url)
+    bad = good.astype({"availability_zone": str})
+    bad.loc[bad.index[-1], "availability_zone"] = "us-east-1a,x"
+    with pytest.raises(ValueError, match="availability_zone holds a CSV delimiter"):
+        market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], bad)
+    with pytest.raises(ValueError, match="availability_zone holds a CSV delimiter"):
+        market.merge_spot_prices(engine, DAY, bad)
+    pd.testing.assert_frame_equal(before, _stored(pg_url))
+
+
+@pytest.mark.postgres
+def test_a_failure_while_the_csv_streams_is_raised_as_itself_and_the_stored_day_stays(pg_url, monkeypatch):
+    """The CSV is built in a thread while COPY reads it: an error there fails the whole write."""
+    engine = get_engine(pg_url)
+    good = _day(DAY)
+    market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], good)
+    before = _stored(pg_url)
+    monkeypatch.setattr(market, "CSV_CHUNK_ROWS", 7)
+    real, calls = market._text_column, []
+
+    def failing_in_a_later_chunk(series):
+        calls.append(1)
+        if len(calls) > 5 * 3:  # five text columns a chunk: the fourth chunk fails
+            raise RuntimeError("formatting failed")
+        return real(series)
+
+    monkeypatch.setattr(market, "_text_column", failing_in_a_later_chunk)
+    threads = threading.active_count()
+    with pytest.raises(RuntimeError, match="formatting failed"):
+        market.replace_spot_price_day(engine, DAY, ["us-east-1", "eu-west-1"], good)
+    assert threading.active_count() == threads  # the producer thread is gone
+    pd.testing.assert_frame_equal(before, _stored(pg_url))
 
 
 def test_merge_refuses_rows_of_another_day(db_url):
