@@ -110,6 +110,16 @@ def _met(ratios: list[float], target: float) -> str:
     return f"{sum(r >= target for r in ratios)} of {len(ratios)}"
 
 
+def _per_round(ours_runs: list[float], baseline_runs: list[float], ratios: list[float], target: float) -> dict:
+    """The extra keys of a row timed in rounds: every run of both sides, every round's ratio, rounds on target."""
+    return {
+        "runs_s": [round(s, 3) for s in ours_runs],
+        "baseline_runs_s": [round(s, 3) for s in baseline_runs],
+        "ratio_per_run": [round(r, 2) for r in ratios],
+        "target_met_runs": _met(ratios, target),
+    }
+
+
 def _peak_rss_mb() -> float:
     """This process image's peak RSS. VmHWM, not getrusage: Linux keeps ru_maxrss across exec,
     so a child forked from a big parent would report the parent's peak."""
@@ -222,10 +232,7 @@ def run(quick: bool = False) -> list[dict]:
                 f"({_spread(to_sql_runs, 's')}) in the same rounds; to_sql/ours per round: {_spread(to_sql_ratios, 'x')}, "
                 f"target met in {_met(to_sql_ratios, 6)} rounds",
                 target=">= 6x in every round (issue 16)",
-                runs_s=[round(s, 3) for s in ours_runs],
-                baseline_runs_s=[round(s, 3) for s in to_sql_runs],
-                ratio_per_run=[round(r, 2) for r in to_sql_ratios],
-                target_met_runs=_met(to_sql_ratios, 6),
+                **_per_round(ours_runs, to_sql_runs, to_sql_ratios, 6),
             )
         )
         rows_out.append(
@@ -239,10 +246,7 @@ def run(quick: bool = False) -> list[dict]:
                 f"target met in {_met(floor_ratios, 1 / 1.5)} rounds; ratio < 1 means slower than the floor "
                 f"(target: ours <= 1.5x floor, ratio >= 0.67)",
                 target=">= 0.67 (within 1.5x) in every round (issue 16)",
-                runs_s=[round(s, 3) for s in ours_runs],
-                baseline_runs_s=[round(s, 3) for s in floor_runs],
-                ratio_per_run=[round(r, 2) for r in floor_ratios],
-                target_met_runs=_met(floor_ratios, 1 / 1.5),
+                **_per_round(ours_runs, floor_runs, floor_ratios, 1 / 1.5),
             )
         )
         rows_out.append(
