@@ -40,7 +40,15 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_discovery import _assumed_credentials, _env, _role_arn, _seed, _truncate, discover_ours
+from benchmarks.bench_discovery import (
+    _assumed_credentials,
+    _env,
+    _role_arn,
+    _seed,
+    _truncate,
+    _worker_ready,
+    discover_ours,
+)
 from benchmarks.common import fresh_postgres_db, moto_server, replay_control, replay_proxy, result_row
 
 LATENCY_S = 0.100
@@ -81,13 +89,6 @@ def _add_accounts(db_url: str, n: int) -> list[int]:
 
 
 # Worker side (module level, so that spawn can pickle it).
-
-
-def _worker_ready() -> int:
-    import spot_pipelines.core.discovery  # noqa: F401 - warm imports before timing
-    import spot_pipelines.resources.credential_vault  # noqa: F401
-
-    return os.getpid()
 
 
 def _worker_discover(db_url: str, account_id: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.utils import parse_timestamp
+from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 
 from spot_pipelines.core.aws_errors import CREDENTIAL_ERRORS, REGION_SKIP_ERRORS, describe, error_code, is_permanent
 from spot_pipelines.core.errors import CredentialError, ValidationError
@@ -157,7 +157,7 @@ def _lean_instance(node, ns: str) -> dict[str, Any]:
         if tag in _TEXT_MEMBERS:
             out[_TEXT_MEMBERS[tag]] = child.text or ""
         elif tag == "launchTime":
-            out["LaunchTime"] = _timestamp(child.text or "")
+            out["LaunchTime"] = fast_timestamp(child.text or "")
         elif tag == "placement":
             out["Placement"] = _members(
                 child, ns, {"availabilityZone": "AvailabilityZone", "availabilityZoneId": "AvailabilityZoneId"}
@@ -173,13 +173,20 @@ def _members(node, ns: str, names: dict[str, str]) -> dict[str, str]:
     return {names[c.tag[len(ns) :]]: c.text or "" for c in node if c.tag[len(ns) :] in names}
 
 
-def _timestamp(text: str) -> datetime:
-    # AWS sends offset-aware ISO 8601; dateutil (botocore's parser) only for anything else.
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        parsed = None
-    return parsed if parsed is not None and parsed.tzinfo is not None else parse_timestamp(text)
+def fast_timestamp(value):
+    """botocore's timestamp parser without dateutil for the ISO-8601 strings AWS sends.
+
+    dateutil was ~40% of the CPU spent parsing a DescribeInstances page (three timestamps per
+    instance). Anything that is not an offset-aware ISO string falls back to botocore's parser.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return DEFAULT_TIMESTAMP_PARSER(value)
 
 
 def scan_region(ec2, region: str) -> tuple[list[dict[str, Any]], int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import queue
 import tempfile
 import threading
@@ -157,17 +156,6 @@ def _text_column(series: pd.Series) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
-def spot_price_csv(frame: pd.DataFrame, day: date, chunk_rows: int = CSV_CHUNK_ROWS) -> io.BytesIO:
-    """`day`'s slice as headerless CSV in COPY_COLUMNS order, all of it in one buffer (see
-    `_csv_chunks`). Bytes, not a StringIO: that one keeps 4 bytes per character while written to."""
-    _check_csv_text(frame)
-    buf = io.BytesIO()
-    for chunk in _csv_chunks(frame, day, chunk_rows):
-        buf.write(chunk)
-    buf.seek(0)
-    return buf
-
-
 def _check_csv_text(frame: pd.DataFrame) -> None:
     """Text columns are AWS identifiers: a delimiter or quote in one is refused, not escaped."""
     for col in TEXT_COLUMNS:
@@ -178,7 +166,7 @@ def _check_csv_text(frame: pd.DataFrame) -> None:
             raise ValueError(f"{col} holds a CSV delimiter or quote")
 
 
-def _csv_chunks(frame: pd.DataFrame, day: date, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
+def spot_price_csv_chunks(frame: pd.DataFrame, day: date, chunk_rows: int = CSV_CHUNK_ROWS) -> Iterator[bytes]:
     """The CSV of `chunk_rows` rows at a time, built column-wise (pandas' to_csv formats cell by cell
     and is ~4x slower here; chunks bound the transient string objects). `_check_csv_text` first.
     Each distinct timestamp is formatted once, together with the (constant) day: "day,ISO-8601 Z"."""
@@ -350,7 +338,7 @@ def _pg_copying(engine: Engine, frame: pd.DataFrame, day: date):
     """`_pg_transaction`'s cursor and a `copy(table)` that COPYs `frame` into `table`. The CSV is built
     chunk by chunk in a thread from the start, so building it overlaps the statements before the COPY
     and the server reading it."""
-    source = _Prefetched(_csv_chunks(frame, day, CSV_CHUNK_ROWS))
+    source = _Prefetched(spot_price_csv_chunks(frame, day, CSV_CHUNK_ROWS))
     try:
         with _pg_transaction(engine) as cur:
             yield cur, functools.partial(_copy, cur, source)

@@ -4,7 +4,6 @@ Nothing is decrypted, assumed or connected at import or definition-load time.
 """
 
 import threading
-from datetime import datetime
 from typing import Protocol
 
 import boto3
@@ -19,10 +18,10 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 from pydantic import PrivateAttr
 
 from spot_pipelines.core.aws_errors import describe
+from spot_pipelines.core.discovery import fast_timestamp
 from spot_pipelines.core.errors import ConfigError, CredentialError
 from spot_pipelines.core.keyring import ENV_VAR, Keyring
 from spot_pipelines.settings import aws_retry_delay_seconds
@@ -39,22 +38,6 @@ def aws_config(max_attempts: int = 10, pool: int = 32) -> Config:
         connect_timeout=10,
         read_timeout=60,
     )
-
-
-def fast_timestamp(value):
-    """botocore's timestamp parser without dateutil for the ISO-8601 strings AWS sends.
-
-    dateutil was ~40% of the CPU spent parsing a DescribeInstances page (three timestamps per
-    instance). Anything that is not an offset-aware ISO string falls back to botocore's parser.
-    """
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed
-    return DEFAULT_TIMESTAMP_PARSER(value)
 
 
 _loader_lock = threading.Lock()
